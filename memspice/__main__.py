@@ -1,0 +1,5 @@
+import sys
+
+from memspice.cli import main
+
+sys.exit(main())

@@ -1,0 +1,11 @@
+"""Device models, each defined once (see :mod:`memspice.devices.model`)."""
+
+from memspice.devices.mif import MIF
+from memspice.devices.model import DeviceModel, Parameter, State, node_voltage
+from memspice.devices.synapse import SYNAPSE
+from memspice.devices.threshold_switch import THRESHOLD_SWITCH
+
+#: Every model memspice ships, by name; ``memspice models`` emits each of them.
+MODELS: dict[str, DeviceModel] = {m.name: m for m in (THRESHOLD_SWITCH, SYNAPSE, MIF)}
+
+__all__ = ["MODELS", "MIF", "SYNAPSE", "THRESHOLD_SWITCH", "DeviceModel", "Parameter", "State", "node_voltage"]

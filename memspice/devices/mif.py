@@ -1,0 +1,88 @@
+"""Memristive integrate-and-fire (MIF) neuron: a composite of two threshold switches.
+
+Membrane node ``mem`` with capacitor ``cm`` and leak ``gl`` to ground. Switch M1 (depolarizing)
+connects ``mem`` to a source ``e1``; switch M2 (repolarizing, hyperpolarizing) connects ``mem``
+to a source ``e2``. With the input current ``I_in`` into ``mem``::
+
+    cm·dV/dt = I_in - g1·(V - e1) - g2·(V - e2) - gl·V
+
+Each switch is an instance of :data:`~memspice.devices.threshold_switch.THRESHOLD_SWITCH`; its
+thresholds here are given on the membrane voltage (``th1``, ``hold1``...), so the switch sees
+``th = th1 - e1`` on its own branch voltage ``V - e1``. Spikes need no comparator and no reset:
+M1's fast positive feedback depolarizes, M2 repolarizes and hyperpolarizes.
+
+Defaults and their verification in ngspice: design.md (Kang et al., IEEE TCAS-I 2021).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from memspice.devices.model import Branch, Constraint, DeviceModel, Parameter, Source, instantiate, node_voltage
+from memspice.devices.threshold_switch import THRESHOLD_SWITCH
+
+POSITIVE = dict(lower=0.0, lower_inclusive=False)
+
+# Per-switch defaults (design.md): thresholds on the membrane voltage.
+SWITCH_DEFAULTS = {
+    1: dict(gon=20e-6, goff=1e-9, th=0.40, hold=0.20, w=0.02, ton=0.1e-6, toff=0.3e-6),
+    2: dict(gon=200e-6, goff=1e-9, th=0.50, hold=0.00, w=0.02, ton=0.1e-6, toff=1.0e-6),
+}
+ROLE = {1: "depolarizing switch M1", 2: "repolarizing switch M2"}
+
+
+def _switch_parameters(k: int) -> tuple[Parameter, ...]:
+    out = []
+    for spec in THRESHOLD_SWITCH.parameters:
+        doc = spec.doc.replace("branch voltage", "membrane voltage")
+        out.append(replace(spec, name=f"{spec.name}{k}", default=SWITCH_DEFAULTS[k][spec.name], doc=f"{ROLE[k]}: {doc}"))
+    return tuple(out)
+
+
+PARAMETERS = (
+    Parameter("cm", "F", 10e-12, "membrane capacitance", **POSITIVE),
+    Parameter("gl", "S", 1e-6, "membrane leak conductance", lower=0.0),
+    Parameter("e1", "V", 1.0, "source in series with M1 (depolarizing reversal voltage)"),
+    Parameter("e2", "V", -0.3, "source in series with M2 (hyperpolarizing reversal voltage)"),
+    *_switch_parameters(1),
+    *_switch_parameters(2),
+)
+
+
+def _build() -> DeviceModel:
+    sym = {p.name: p.symbol for p in PARAMETERS}
+    v = node_voltage("mem")
+    switches = []
+    for k in (1, 2):
+        mapping = {name: sym[f"{name}{k}"] for name in SWITCH_DEFAULTS[k]}
+        e = sym[f"e{k}"]
+        mapping["th"] = mapping["th"] - e  # membrane threshold -> switch branch voltage
+        mapping["hold"] = mapping["hold"] - e
+        switches.append(
+            instantiate(THRESHOLD_SWITCH, f"m{k}", {"p": "mem", "n": f"ne{k}"}, mapping, {"x": f"x{k}"})
+        )
+    return DeviceModel(
+        name="mif",
+        doc="Memristive integrate-and-fire neuron: membrane Cm, leak gL, switches M1 (to e1) and M2 (to e2).",
+        ports=("mem",),
+        parameters=PARAMETERS,
+        branches=(
+            Branch("cm", "mem", "0", capacitance=sym["cm"], doc="membrane capacitor"),
+            Branch("gl", "mem", "0", current=sym["gl"] * v, doc="membrane leak"),
+            *switches[0].branches,
+            *switches[1].branches,
+        ),
+        states=(*switches[0].states, *switches[1].states),
+        sources=(
+            Source("e1", "ne1", sym["e1"], doc="M1 series source"),
+            Source("e2", "ne2", sym["e2"], doc="M2 series source"),
+        ),
+        constraints=(
+            Constraint(sym["hold1"] < sym["th1"], "M1 hold must lie below its threshold"),
+            Constraint(sym["hold2"] < sym["th2"], "M2 hold must lie below its threshold"),
+        ),
+        reference="Kang et al., IEEE TCAS-I 2021; parameters verified in ngspice (design.md).",
+    )
+
+
+MIF = _build()

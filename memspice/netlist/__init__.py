@@ -1,0 +1,1 @@
+"""Circuit building: from memspice objects to complete ngspice netlists."""

@@ -1,0 +1,49 @@
+"""Plots people would rather look at than read. matplotlib with the file-only Agg backend."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from memspice.fileio import atomic_write_bytes  # noqa: E402
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a figure as PNG atomically and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_neuron(
+    t: np.ndarray,
+    membrane: np.ndarray,
+    states: Mapping[str, np.ndarray],
+    spikes: np.ndarray,
+    threshold: float,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Membrane voltage with spike markers above, internal states below (t in s, shown in µs)."""
+    fig, (ax_v, ax_x) = plt.subplots(2, 1, figsize=(9, 5), sharex=True, height_ratios=(2, 1))
+    us = 1e6
+    ax_v.plot(t * us, membrane, lw=1, label="membrane V(mem)")
+    ax_v.axhline(threshold, color="gray", ls=":", lw=1, label=f"spike threshold {threshold:g} V")
+    ax_v.plot(spikes * us, np.full(len(spikes), threshold), "v", color="C3", ms=5, label=f"{len(spikes)} spikes")
+    ax_v.set_ylabel("V (V)")
+    ax_v.set_title(title)
+    ax_v.legend(loc="upper right", fontsize=8)
+    for name, x in states.items():
+        ax_x.plot(t * us, x, lw=1, label=name)
+    ax_x.set_ylabel("state x")
+    ax_x.set_xlabel("time (µs)")
+    ax_x.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)

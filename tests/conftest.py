@@ -1,0 +1,71 @@
+"""Shared helpers: random operating points of a device model, within its valid ranges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from memspice.devices import MODELS, DeviceModel
+from memspice.errors import ParameterError
+
+# Port-voltage ranges (V) that cover each model's interesting regions: both switching branches
+# of the threshold switch, reads and writes of the synapse, the whole spike of the neuron.
+VOLTAGE_RANGE = {"threshold_switch": (-1.0, 1.5), "synapse": (-3.5, 3.5), "mif": (-0.5, 1.0)}
+N_POINTS = 100
+
+
+def random_parameters(model: DeviceModel, rng: np.random.Generator) -> dict[str, float]:
+    """Parameters drawn around the defaults (×e^±0.5, or ±0.1 V-sized shifts), all valid."""
+    for _ in range(1000):
+        values = {}
+        for p in model.parameters:
+            if p.default != 0 and (p.lower >= 0 or p.upper <= 0):
+                value = p.default * math.exp(rng.uniform(-0.5, 0.5))
+            else:
+                value = p.default + rng.uniform(-0.1, 0.1)
+            values[p.name] = min(max(value, p.lower), p.upper)
+        try:
+            return model.resolve(values)
+        except ParameterError:
+            continue
+    raise RuntimeError(f"could not draw valid parameters for {model.name}")
+
+
+def random_points(model: DeviceModel, n: int = N_POINTS, seed: int = 0):
+    """``n`` operating points: (port voltages (n, ports), states (n, states), parameter dicts)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = VOLTAGE_RANGE[model.name]
+    v = rng.uniform(lo, hi, size=(n, len(model.ports)))
+    x = np.stack([rng.uniform(s.lower, s.upper, size=n) for s in model.states], axis=-1)
+    params = [random_parameters(model, rng) for _ in range(n)]
+    return v, x, params
+
+
+@pytest.fixture(params=sorted(MODELS))
+def model(request) -> DeviceModel:
+    return MODELS[request.param]
+
+
+def torch_reference(model: DeviceModel, v: np.ndarray, x: np.ndarray, params: list[dict[str, float]]):
+    """Currents, charges and derivatives from the torch functions, one point at a time (float64)."""
+    import torch
+
+    from memspice.codegen.torch_functions import torch_device
+
+    dev = torch_device(model)
+    out = [dev.evaluate(torch.tensor(v[k]), torch.tensor(x[k]), params[k]) for k in range(len(v))]
+    return tuple(np.stack([getattr(o, f).numpy() for o in out]) for f in ("currents", "charges", "derivatives"))
+
+
+def assert_close(actual, expected, rtol: float, what: str) -> None:
+    """Elementwise |a - e| <= rtol·|e| + rtol·1e-6·max|e| (a floor for values near zero)."""
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    floor = rtol * 1e-6 * np.max(np.abs(expected)) if expected.size else 0.0
+    err = np.abs(actual - expected)
+    bad = err > rtol * np.abs(expected) + floor
+    assert not bad.any(), (
+        f"{what}: {bad.sum()} of {bad.size} values differ; worst at {np.unravel_index(np.argmax(err), err.shape)}: "
+        f"{actual.flat[np.argmax(err)]!r} vs {expected.flat[np.argmax(err)]!r}"
+    )

@@ -1,0 +1,31 @@
+"""The `memspice` command: help, the demo, bad arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def memspice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_the_commands():
+    result = memspice("--help")
+    assert result.returncode == 0
+    for command in ("models", "demo"):
+        assert command in result.stdout
+
+
+def test_demo_prints_spikes_and_saves_plot(tmp_path):
+    result = memspice("demo", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "16 spikes" in result.stdout
+    assert (tmp_path / "mif_step.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ".subckt mif mem" in (tmp_path / "mif_step.cir").read_text()
+
+
+def test_demo_rejects_a_negative_amplitude():
+    result = memspice("demo", "--amplitude=-2e-6")
+    assert result.returncode == 2
+    assert "expected a positive number, got '-2e-6'" in result.stderr

@@ -1,0 +1,88 @@
+"""The batch runner and raw-file reader: real ngspice, clear failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memspice.errors import RawFileError, SpiceError
+from memspice.netlist.examples import mif_step
+from memspice.signals import spike_times
+from memspice.spice.rawfile import read_raw
+from memspice.spice.runner import run_netlist
+
+RC = """* RC charging
+V1 in 0 DC 1
+R1 in out 1k
+C1 out 0 1u IC=0
+.tran 10u 5m 0 10u uic
+.end
+"""
+
+
+def test_rc_circuit_matches_the_exponential():
+    plot = run_netlist(RC)[-1]
+    t, v = plot.variables["time"], plot.variables["v(out)"]
+    assert plot.kinds["v(out)"] == "voltage"
+    np.testing.assert_allclose(v, 1 - np.exp(-t / 1e-3), atol=2e-3)
+
+
+def test_default_mif_neuron_matches_design_figures():
+    """design.md: 2 µA step from 10 to 110 µs -> 16 spikes, first at 12.13 µs, ISI 6.47 µs."""
+    plot = run_netlist(mif_step())[-1]
+    spikes = spike_times(plot.variables["time"], plot.variables["v(mem)"], 0.45)
+    assert len(spikes) == 16
+    assert spikes[0] == pytest.approx(12.13e-6, rel=0.01)
+    assert np.diff(spikes).mean() == pytest.approx(6.47e-6, rel=0.01)
+
+
+def test_syntax_error_carries_ngspice_message():
+    with pytest.raises(SpiceError, match=r"Error on line 4.*circuit not parsed") as info:
+        run_netlist("* bad\nV1 a 0 DC 1\nR1 a 0 1k\nQ1 a b c\n.op\n.end\n", name="bad")
+    assert "could not find a valid modelname" in info.value.output
+    assert info.value.netlist == "bad"
+
+
+def test_unknown_subcircuit_is_reported():
+    with pytest.raises(SpiceError, match="(?i)unknown subckt|could not find"):
+        run_netlist("* missing model\nX1 a nosuchmodel\nR1 a 0 1k\n.op\n.end\n")
+
+
+def test_timeout_kills_ngspice():
+    endless = "* endless\nR1 a 0 1k\n.control\nwhile 1 = 1\nend\n.endc\n.end\n"
+    with pytest.raises(SpiceError, match="did not finish within 2 s"):
+        run_netlist(endless, timeout=2)
+
+
+def test_truncated_raw_file_is_an_error(tmp_path):
+    plot = run_netlist(RC)[-1]
+    assert plot.n_points > 10
+    raw = tmp_path / "rc.raw"
+    header = (
+        "Title: rc\nDate: x\nPlotname: Transient Analysis\nFlags: real\nNo. Variables: 2\n"
+        f"No. Points: {plot.n_points}\nVariables:\n\t0\ttime\ttime\n\t1\tv(out)\tvoltage\nBinary:\n"
+    ).encode()
+    body = np.column_stack([plot.variables["time"], plot.variables["v(out)"]]).astype("<f8").tobytes()
+    raw.write_bytes(header + body)
+    back = read_raw(raw)[0]
+    np.testing.assert_array_equal(back.variables["v(out)"], plot.variables["v(out)"])
+    raw.write_bytes(header + body[: len(body) // 2])
+    with pytest.raises(RawFileError, match="truncated"):
+        read_raw(raw)
+    raw.write_bytes(b"")
+    with pytest.raises(RawFileError, match="empty"):
+        read_raw(raw)
+    raw.write_bytes(header.replace(b"No. Points: ", b"No. Points: x"))
+    with pytest.raises(RawFileError, match="not an integer"):
+        read_raw(raw)
+
+
+def test_ascii_raw_file_reads_like_binary(tmp_path):
+    plot = run_netlist(RC)[-1]
+    lines = ["Title: rc", "Date: x", "Plotname: Transient Analysis", "Flags: real", "No. Variables: 2",
+             f"No. Points: {plot.n_points}", "Variables:", "\t0\ttime\ttime", "\t1\tv(out)\tvoltage", "Values:"]
+    for k, (t, v) in enumerate(zip(plot.variables["time"], plot.variables["v(out)"])):
+        lines += [f" {k}\t{float(t)!r}", f"\t{float(v)!r}"]
+    (tmp_path / "a.raw").write_text("\n".join(lines) + "\n")
+    back = read_raw(tmp_path / "a.raw")[0]
+    np.testing.assert_array_equal(back.variables["v(out)"], plot.variables["v(out)"])
