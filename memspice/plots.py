@@ -9,10 +9,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from memspice.fileio import atomic_write_bytes  # noqa: E402
+from memspice.fileio import atomic_write_bytes
 
 
 def save_figure(fig, path: str | Path) -> Path:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close, random_points, torch_reference
 
 from memspice.codegen import spice
 from memspice.devices import MODELS
-
-from conftest import assert_close, random_points, torch_reference
 from memspice.spice.runner import run_netlist
 
 

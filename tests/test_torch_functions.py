@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import VOLTAGE_RANGE, random_points
 
 from memspice.codegen.torch_functions import torch_device
 from memspice.devices import MODELS
-
-from conftest import VOLTAGE_RANGE, random_points
 
 # A parameter of each model to differentiate with respect to (a conductance or a threshold).
 GRAD_PARAMETER = {"threshold_switch": "th", "synapse": "gmax", "mif": "gon2"}
@@ -25,19 +24,18 @@ def test_gradients_match_finite_differences(name):
     model, v, x, params = _inputs(name)
     dev = torch_device(model)
     pname = GRAD_PARAMETER[name]
-    p = torch.full((len(v),), params[pname], dtype=torch.float64, requires_grad=True)
+    unit = abs(params[pname])
     v.requires_grad_(True)
     x.requires_grad_(True)
+    # q is the parameter in units of its own size, so one finite-difference step suits all inputs.
+    q = torch.full((len(v),), params[pname] / unit, dtype=torch.float64, requires_grad=True)
 
-    def f(v, x, p):
-        out = dev.evaluate(v, x, {**params, pname: p})
-        # Scale each output to O(1) so that gradcheck's absolute tolerance is meaningful.
-        return (out.currents / 1e-5, out.charges / 1e-12, out.derivatives / 1e6)
+    def f(v, x, q):
+        out = dev.evaluate(v, x, {**params, pname: q * unit})
+        # Outputs scaled to O(1) so that gradcheck's absolute tolerance is meaningful.
+        return out.currents / 1e-5, out.charges / 1e-12, out.derivatives / 1e6
 
-    # Finite-difference step relative to each input's scale.
-    scale = torch.tensor(abs(params[pname]), dtype=torch.float64)
-    g = lambda v, x, q: f(v, x, q * scale)  # noqa: E731
-    assert torch.autograd.gradcheck(g, (v, x, (p / scale).detach().requires_grad_(True)), eps=1e-7, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradcheck(f, (v, x, q), eps=1e-7, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

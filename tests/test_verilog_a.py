@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import openvaf_py
 import pytest
+from conftest import assert_close, random_points, torch_reference
 
 from memspice.codegen.files import DEFAULT_DIR
 from memspice.devices import MODELS
-
-from conftest import assert_close, random_points, torch_reference
-
-openvaf_py = pytest.importorskip("openvaf_py", reason="openvaf-py is a test dependency: pip install -e .[test]")
 
 
 def compile_module(path: Path):

@@ -8,4 +8,4 @@ from memspice.devices.threshold_switch import THRESHOLD_SWITCH
 #: Every model memspice ships, by name; ``memspice models`` emits each of them.
 MODELS: dict[str, DeviceModel] = {m.name: m for m in (THRESHOLD_SWITCH, SYNAPSE, MIF)}
 
-__all__ = ["MODELS", "MIF", "SYNAPSE", "THRESHOLD_SWITCH", "DeviceModel", "Parameter", "State", "node_voltage"]
+__all__ = ["MIF", "MODELS", "SYNAPSE", "THRESHOLD_SWITCH", "DeviceModel", "Parameter", "State", "node_voltage"]

@@ -18,10 +18,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from memspice.devices.model import Branch, Constraint, DeviceModel, Parameter, Source, instantiate, node_voltage
+from memspice.devices.model import (
+    POSITIVE,
+    Branch,
+    Constraint,
+    DeviceModel,
+    Parameter,
+    Source,
+    instantiate,
+    node_voltage,
+)
 from memspice.devices.threshold_switch import THRESHOLD_SWITCH
-
-POSITIVE = dict(lower=0.0, lower_inclusive=False)
 
 # Per-switch defaults (design.md): thresholds on the membrane voltage.
 SWITCH_DEFAULTS = {
@@ -35,7 +42,8 @@ def _switch_parameters(k: int) -> tuple[Parameter, ...]:
     out = []
     for spec in THRESHOLD_SWITCH.parameters:
         doc = spec.doc.replace("branch voltage", "membrane voltage")
-        out.append(replace(spec, name=f"{spec.name}{k}", default=SWITCH_DEFAULTS[k][spec.name], doc=f"{ROLE[k]}: {doc}"))
+        default = SWITCH_DEFAULTS[k][spec.name]
+        out.append(replace(spec, name=f"{spec.name}{k}", default=default, doc=f"{ROLE[k]}: {doc}"))
     return tuple(out)
 
 

@@ -29,6 +29,9 @@ from memspice.errors import ModelDefinitionError, ParameterError
 GROUND = "0"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
+#: Range keywords of a strictly positive :class:`Parameter` (capacitances, conductances, times).
+POSITIVE = {"lower": 0.0, "lower_inclusive": False}
+
 
 def node_voltage(node: str) -> sp.Expr:
     """The voltage of ``node`` against ground (V) as a sympy symbol named ``V(node)``."""

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from memspice.devices.model import Branch, Constraint, DeviceModel, Parameter, State, node_voltage
-
-POSITIVE = dict(lower=0.0, lower_inclusive=False)
+from memspice.devices.model import POSITIVE, Branch, Constraint, DeviceModel, Parameter, State, node_voltage
 
 PARAMETERS = (
     Parameter("gmin", "S", 1e-6, "lowest conductance (x = 0)", **POSITIVE),

@@ -15,10 +15,7 @@ the branch voltage.
 
 from __future__ import annotations
 
-
-from memspice.devices.model import Branch, Constraint, DeviceModel, Parameter, State, logistic, node_voltage
-
-POSITIVE = dict(lower=0.0, lower_inclusive=False)
+from memspice.devices.model import POSITIVE, Branch, Constraint, DeviceModel, Parameter, State, logistic, node_voltage
 
 PARAMETERS = (
     Parameter("gon", "S", 20e-6, "conductance in the ON state (x = 1)", **POSITIVE),
