@@ -52,6 +52,58 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from memspice.plots import plot_signals
+    from memspice.spice.results import Waveforms
+    from memspice.spice.runner import run_file
+
+    start = time.perf_counter()
+    plots = run_file(args.netlist, timeout=args.timeout, allow_control=args.allow_control)
+    wall = time.perf_counter() - start
+    transient = [p for p in plots if "time" in p.variables]
+    if not transient:
+        raise MemspiceError(f"{args.netlist}: no transient analysis in the results (plots: "
+                            f"{', '.join(p.plotname for p in plots)}); add a .tran card")
+    try:
+        waves = Waveforms.from_plot(transient[-1]).select(args.probe)
+    except KeyError as exc:
+        raise MemspiceError(exc.args[0]) from None
+    spikes = waves.spikes(args.threshold)
+    if args.out:
+        waves.save(args.out)
+    if args.plot:
+        plot_signals(waves.time, waves.signals, f"{args.netlist.name} (ngspice)", args.plot)
+    if args.json:
+        print(json.dumps({
+            "engine": "ngspice",
+            "wall_s": round(wall, 6),
+            "n_points": len(waves.time),
+            "signals": list(waves.signals),
+            "spikes": {k: v.tolist() for k, v in spikes.items()},
+        }))
+        return 0
+    print(f"{args.netlist}: {len(waves.time)} points in {wall:.2f} s")
+    for name, times in spikes.items():
+        shown = " ".join(f"{t * 1e6:.3f}" for t in times[:20]) + (" ..." if len(times) > 20 else "")
+        print(f"  {name}: {len(times)} spikes above {args.threshold:g} V" + (f" at µs: {shown}" if len(times) else ""))
+    for what, path in (("waveforms", args.out), ("plot", args.plot)):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
+def _output_file(*suffixes: str):
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.suffix not in suffixes:
+            raise argparse.ArgumentTypeError(f"expected a file name ending in {' or '.join(suffixes)}, got {text!r}")
+        return path
+    return parse
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -87,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.45, help="spike threshold in V (default: %(default)g)")
     p.add_argument("--timeout", type=_positive, default=300.0, help="ngspice timeout in s (default: %(default)g)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("simulate", help="run any ngspice netlist; spikes, waveforms, plot, JSON",
+                       description="Simulate NETLIST with ngspice (batch mode) and report spikes of the node voltages.")
+    p.add_argument("netlist", type=Path, metavar="NETLIST", help="an ngspice netlist with a .tran analysis")
+    p.add_argument("--out", type=_output_file(".npz", ".csv"), help="save the waveforms (.npz or .csv)")
+    p.add_argument("--plot", type=_output_file(".png"), help="save a plot of the probed signals (.png)")
+    p.add_argument("--probe", nargs="+", metavar="NAME",
+                   help="signals to keep, e.g. mem or 'v(mem)' or 'i(vin)' (default: all)")
+    p.add_argument("--threshold", type=float, default=0.45, help="spike threshold in V (default: %(default)g)")
+    p.add_argument("--timeout", type=_positive, default=600.0, help="ngspice timeout in s (default: %(default)g)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--allow-control", action="store_true",
+                   help="trust the netlist's .control blocks (shell commands, writes outside the run folder)")
+    p.set_defaults(func=_simulate)
     return parser
 
 

@@ -47,3 +47,19 @@ def plot_neuron(
     ax_x.set_xlabel("time (µs)")
     ax_x.legend(loc="upper right", fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_signals(t: np.ndarray, signals: Mapping[str, np.ndarray], title: str, path: str | Path) -> Path:
+    """Every signal against time (µs), voltages and currents on separate axes."""
+    volts = {k: v for k, v in signals.items() if k.startswith("v(")}
+    amps = {k: v for k, v in signals.items() if not k.startswith("v(")}
+    groups = [(g, unit) for g, unit in ((volts, "V"), (amps, "A")) if g]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3 + 2 * len(groups)), sharex=True, squeeze=False)
+    for ax, (group, unit) in zip(axes[:, 0], groups):
+        for name, y in group.items():
+            ax.plot(t * 1e6, y, lw=1, label=name)
+        ax.set_ylabel(unit)
+        ax.legend(loc="upper right", fontsize=8)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("time (µs)")
+    return save_figure(fig, path)

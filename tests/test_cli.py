@@ -13,7 +13,7 @@ def memspice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     result = memspice("--help")
     assert result.returncode == 0
-    for command in ("models", "demo"):
+    for command in ("models", "demo", "simulate"):
         assert command in result.stdout
 
 

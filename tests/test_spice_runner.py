@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,7 +42,8 @@ def test_syntax_error_carries_ngspice_message():
     with pytest.raises(SpiceError, match=r"Error on line 4.*circuit not parsed") as info:
         run_netlist("* bad\nV1 a 0 DC 1\nR1 a 0 1k\nQ1 a b c\n.op\n.end\n", name="bad")
     assert "could not find a valid modelname" in info.value.output
-    assert info.value.netlist == "bad"
+    kept = Path(info.value.netlist)
+    assert kept.name == "bad.cir" and "Q1 a b c" in kept.read_text()
 
 
 def test_unknown_subcircuit_is_reported():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from memspice.errors import SpiceError
 from memspice.spice.rawfile import RawPlot, read_raw
+from memspice.spice.safety import check_control_blocks
 
 # Lines of ngspice output that mean the simulation did not do what the netlist asked.
 _FAILURE = re.compile(
@@ -34,33 +35,71 @@ def ngspice_executable() -> str:
     return exe
 
 
-def run_netlist(netlist: str, timeout: float = 120.0, name: str = "circuit") -> list[RawPlot]:
+FAILED_DIR = Path(tempfile.gettempdir()) / "memspice-failed"
+
+
+def run_file(path: str | os.PathLike, timeout: float = 120.0, allow_control: bool = False) -> list[RawPlot]:
+    """Simulate the netlist file at ``path`` in place (its relative ``.include`` paths work), with
+    a temporary run directory as working folder. Its ``.control`` blocks are checked first
+    (:mod:`memspice.spice.safety`) unless ``allow_control``."""
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise SpiceError(f"cannot read the netlist: {exc.strerror}", netlist=str(path)) from None
+    if not allow_control:
+        check_control_blocks(text, where=str(path))
+    with tempfile.TemporaryDirectory(prefix="memspice-") as tmp:
+        return _simulate(path, Path(tmp), timeout, keep_on_failure=False)
+
+
+def run_netlist(netlist: str, timeout: float = 120.0, name: str = "circuit", allow_control: bool = False) -> list[RawPlot]:
     """Simulate the netlist text with ``ngspice -b`` and return the plots of its raw file.
 
-    Raises SpiceError with ngspice's message on failure or after ``timeout`` seconds.
+    Raises SpiceError with ngspice's message on failure or after ``timeout`` seconds; the failing
+    netlist is kept in :data:`FAILED_DIR` and the error names it.
     """
-    exe = ngspice_executable()
+    if not allow_control:
+        check_control_blocks(netlist, where=name)
     with tempfile.TemporaryDirectory(prefix="memspice-") as tmp:
         cir = Path(tmp) / f"{name}.cir"
-        raw = Path(tmp) / f"{name}.raw"
         cir.write_text(netlist)
-        proc = subprocess.Popen(
-            [exe, "-b", "-r", str(raw), str(cir)],
-            cwd=tmp,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # its own process group, so a timeout kills every child
-        )
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise SpiceError(f"ngspice did not finish within {timeout:g} s and was killed", netlist=name) from None
+        return _simulate(cir, Path(tmp), timeout, keep_on_failure=True)
+
+
+def _simulate(cir: Path, run_dir: Path, timeout: float, keep_on_failure: bool) -> list[RawPlot]:
+    exe = ngspice_executable()
+    raw = run_dir / f"{cir.stem}.raw"
+    proc = subprocess.Popen(
+        [exe, "-b", "-r", str(raw), str(cir)],
+        cwd=run_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # its own process group, so a timeout kills every child
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
         failures = [line.strip() for line in output.splitlines() if _FAILURE.search(line)]
         if proc.returncode != 0 or failures or not raw.exists():
             why = "; ".join(failures) or f"ngspice exited with status {proc.returncode}"
-            raise SpiceError(f"ngspice failed: {why}", netlist=name, output=output)
-        return read_raw(raw)
+            raise SpiceError(f"ngspice failed: {why}", netlist=_report(cir, keep_on_failure), output=output)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()  # reap it: no zombie
+        raise SpiceError(
+            f"ngspice did not finish within {timeout:g} s and was killed", netlist=_report(cir, keep_on_failure)
+        ) from None
+    return read_raw(raw)
+
+
+def _report(cir: Path, keep: bool) -> str:
+    """The path to name in an error: the netlist itself, or a kept copy of a temporary one."""
+    if not keep:
+        return str(cir)
+    FAILED_DIR.mkdir(parents=True, exist_ok=True)
+    kept = FAILED_DIR / cir.name
+    shutil.copyfile(cir, kept)
+    return str(kept)

@@ -1,0 +1,94 @@
+"""`memspice simulate`: any netlist, spikes as JSON, waveforms out, dangerous .control refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from memspice.netlist.examples import mif_step
+from memspice.spice.safety import UnsafeNetlistError, check_control_blocks
+
+
+def memspice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def mif_netlist(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mif") / "mif_step.cir"
+    path.write_text(mif_step())
+    return path
+
+
+def test_json_reports_the_spikes(mif_netlist):
+    result = memspice("simulate", str(mif_netlist), "--json", "--probe", "mem")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["engine"] == "ngspice" and report["signals"] == ["v(mem)"]
+    assert report["n_points"] > 1000 and report["wall_s"] > 0
+    spikes = report["spikes"]["v(mem)"]
+    assert len(spikes) == 16 and spikes[0] == pytest.approx(12.13e-6, rel=0.01)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_waveforms_are_saved(mif_netlist, tmp_path, suffix):
+    out = tmp_path / f"w{suffix}"
+    result = memspice("simulate", str(mif_netlist), "--probe", "mem", "i(v.xneuron.ve1)", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    if suffix == ".npz":
+        data = np.load(out)
+        t, v = data["time"], data["v(mem)"]
+        assert "i(v.xneuron.ve1)" in data.files
+    else:
+        table = np.loadtxt(out, delimiter=",", skiprows=1)
+        assert out.read_text().splitlines()[0] == "time,v(mem),i(v.xneuron.ve1)"
+        t, v = table[:, 0], table[:, 1]
+    assert np.all(np.diff(t) > 0) and 0.48 < v.max() < 0.49
+
+
+def test_unknown_probe_lists_the_signals(mif_netlist):
+    result = memspice("simulate", str(mif_netlist), "--probe", "nosuchnode")
+    assert result.returncode == 2
+    assert "no signal 'nosuchnode'; available: v(mem)" in result.stderr
+
+
+def test_shell_in_control_block_is_refused_unless_allowed(tmp_path):
+    marker = tmp_path / "pwned"
+    netlist = tmp_path / "evil.cir"
+    netlist.write_text(f"* evil\nV1 a 0 DC 1\nR1 a 0 1k\n.tran 1u 10u\n.control\nrun\nshell touch {marker}\n.endc\n.end\n")
+    result = memspice("simulate", str(netlist))
+    assert result.returncode == 2 and "--allow-control" in result.stderr and "line 7" in result.stderr
+    assert not marker.exists()
+    result = memspice("simulate", str(netlist), "--allow-control", "--json")
+    assert result.returncode == 0, result.stderr
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["shell rm -rf ~", "cd /tmp", "wrdata /etc/cron.d/x v(a)", "write ../../x.raw", "print v(a) > /tmp/x",
+     "echo hi >> ~/.bashrc", "source /tmp/other.cir", "run; shell id"],
+)
+def test_dangerous_control_commands(command):
+    with pytest.raises(UnsafeNetlistError, match="--allow-control"):
+        check_control_blocks(f"* x\nR1 a 0 1\n.control\n{command}\n.endc\n.end\n")
+
+
+def test_harmless_control_commands_pass():
+    check_control_blocks("* x\n.control\nrun\nwrdata out.txt v(a)\nprint v(a) > local.txt\nmeas tran x max v(a)\n.endc\n")
+    check_control_blocks("* shell words outside a control block are not commands\nRshell a 0 1\n.end\n")
+
+
+def test_missing_netlist_is_a_clear_error(tmp_path):
+    result = memspice("simulate", str(tmp_path / "nope.cir"))
+    assert result.returncode == 2
+    assert "cannot read the netlist: No such file or directory" in result.stderr
+
+
+def test_output_suffix_is_checked(mif_netlist):
+    result = memspice("simulate", str(mif_netlist), "--out", "w.txt")
+    assert result.returncode == 2 and "expected a file name ending in .npz or .csv" in result.stderr
