@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +71,8 @@ def assert_close(actual, expected, rtol: float, what: str) -> None:
         f"{what}: {bad.sum()} of {bad.size} values differ; worst at {np.unravel_index(np.argmax(err), err.shape)}: "
         f"{actual.flat[np.argmax(err)]!r} vs {expected.flat[np.argmax(err)]!r}"
     )
+
+
+def memspice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the `memspice` command as a user would; returns the completed process."""
+    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from conftest import memspice
 
 from memspice.codegen import files
 from memspice.devices import MODELS
-
-
-def memspice(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_committed_models_are_in_sync():

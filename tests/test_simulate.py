@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import memspice
 
 from memspice.netlist.examples import mif_step
 from memspice.spice.safety import UnsafeNetlistError, check_control_blocks
-
-
-def memspice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

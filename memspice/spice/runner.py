@@ -53,7 +53,9 @@ def run_file(path: str | os.PathLike, timeout: float = 120.0, allow_control: boo
         return _simulate(path, Path(tmp), timeout, keep_on_failure=False)
 
 
-def run_netlist(netlist: str, timeout: float = 120.0, name: str = "circuit", allow_control: bool = False) -> list[RawPlot]:
+def run_netlist(
+    netlist: str, timeout: float = 120.0, name: str = "circuit", allow_control: bool = False
+) -> list[RawPlot]:
     """Simulate the netlist text with ``ngspice -b`` and return the plots of its raw file.
 
     Raises SpiceError with ngspice's message on failure or after ``timeout`` seconds; the failing

@@ -7,7 +7,6 @@ simulated only if its control blocks do none of that outside the run directory.
 
 from __future__ import annotations
 
-
 from memspice.errors import MemspiceError
 
 _NEVER = {"shell", "cd", "setcs", "source", "load", "edit", "sysinfo"}
