@@ -30,23 +30,22 @@ def _demo(args: argparse.Namespace) -> int:
     from memspice.fileio import atomic_write_text
     from memspice.netlist.examples import mif_step
     from memspice.plots import plot_neuron
-    from memspice.signals import spike_times
+    from memspice.spice.results import Waveforms
     from memspice.spice.runner import run_netlist
 
     out = Path(args.out)
     netlist = mif_step(amplitude=args.amplitude)
     atomic_write_text(out / "mif_step.cir", netlist)
     print(f"simulating the default MIF neuron in ngspice: {args.amplitude * 1e6:g} µA step, 10-110 µs ...")
-    plot = run_netlist(netlist, timeout=args.timeout, name="mif_step")[-1]
-    t, v = plot.variables["time"], plot.variables["v(mem)"]
-    spikes = spike_times(t, v, args.threshold)
+    waves = Waveforms.from_plot(run_netlist(netlist, timeout=args.timeout, name="mif_step")[-1])
+    t, v = waves.time, waves.signals["v(mem)"]
+    spikes = waves.spikes(args.threshold, ["mem"])["v(mem)"]
     print(f"{len(spikes)} spikes (upward crossings of {args.threshold:g} V), times in µs:")
     print("  " + " ".join(f"{s * 1e6:.3f}" for s in spikes))
     if len(spikes) > 1:
         isi = (spikes[-1] - spikes[0]) / (len(spikes) - 1)
         print(f"mean inter-spike interval {isi * 1e6:.3f} µs; peak {v.max():.3f} V; undershoot {v.min():.3f} V")
-    states = {name.removeprefix("v(xneuron.").rstrip(")"): x for name, x in plot.variables.items()
-              if name in ("v(xneuron.x1)", "v(xneuron.x2)")}
+    states = {f"x{k}": waves.signals[f"v(xneuron.x{k})"] for k in (1, 2)}
     png = plot_neuron(t, v, states, spikes, args.threshold, "MIF neuron in ngspice", out / "mif_step.png")
     print(f"netlist: {out / 'mif_step.cir'}\nplot: {png}")
     return 0
