@@ -17,6 +17,7 @@ test: setup
 
 models: setup
 	$(VENV)/bin/memspice models
+	$(VENV)/bin/memspice netlists
 
 setup: system-deps $(STAMP)
 

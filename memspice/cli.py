@@ -7,23 +7,28 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from memspice.errors import MemspiceError
 
 
-def _models(args: argparse.Namespace) -> int:
-    from memspice.codegen import files
+def _generated_files(module, what: str):
+    """The handler of `memspice models` / `memspice netlists`: write the files, or --check them."""
 
-    if args.check:
-        bad = files.stale(args.out)
-        if bad:
-            print(f"models out of date in {args.out}: {', '.join(bad)}", file=sys.stderr)
-            print("regenerate them with: memspice models", file=sys.stderr)
-            return 1
-        print(f"models in {args.out} match their definitions ({len(files.generated())} files)")
+    def handler(args: argparse.Namespace) -> int:
+        if args.check:
+            bad = module.stale(args.out)
+            if bad:
+                print(f"{what} out of date in {args.out}: {', '.join(bad)}", file=sys.stderr)
+                print(f"regenerate them with: memspice {what}", file=sys.stderr)
+                return 1
+            print(f"{what} in {args.out} match their definitions ({len(module.generated())} files)")
+            return 0
+        for path in module.write(args.out):
+            print(path)
         return 0
-    for path in files.write(args.out):
-        print(path)
-    return 0
+
+    return handler
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -94,6 +99,35 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _characterize(args: argparse.Namespace) -> int:
+    import json
+
+    from memspice.characterize import characterize_mif
+    from memspice.plots import plot_characterization
+
+    currents = np.geomspace(args.min_current, args.max_current, args.points) if args.points > 1 else [args.min_current]
+    result = characterize_mif(currents, args.reference_current, spike_threshold=args.threshold,
+                              workers=args.workers, timeout=args.timeout, progress=not args.json)
+    if args.plot:
+        plot_characterization(result, args.plot)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    print(f"MIF neuron in ngspice ({len(currents)} step currents, {result.wall_s:.1f} s):")
+    print("  input (µA)  spikes in 100 µs  rate (kHz)")
+    for c, n, r in zip(result.currents, result.spike_counts, result.rates):
+        print(f"  {c * 1e6:10.3g}  {n:16d}  {r / 1e3:10.1f}")
+    rheobase = f"{result.rheobase * 1e6:.3g} µA" if result.rheobase else "none in the grid"
+    print(f"rheobase (smallest grid current that fires): {rheobase}")
+    print(f"at {result.reference_current * 1e6:g} µA: ISI {result.isi * 1e6:.3f} µs, "
+          f"threshold {result.threshold:.3f} V, "
+          f"peak {result.peak:.3f} V, width {result.width * 1e9:.1f} ns, undershoot {result.undershoot:.3f} V, "
+          f"refractory {result.refractory * 1e6:.3f} µs")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
 def _output_file(*suffixes: str):
     def parse(text: str) -> Path:
         path = Path(text)
@@ -113,9 +147,18 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from memspice import __version__
-    from memspice.codegen.files import DEFAULT_DIR
 
     parser = argparse.ArgumentParser(
         prog="memspice",
@@ -124,12 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memspice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="write the SPICE (.lib) and Verilog-A (.va) model files",
-                       description="Generate models/*.lib and models/*.va from the device definitions.")
-    p.add_argument("--out", type=Path, default=DEFAULT_DIR, help="output folder (default: %(default)s)")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 and name the files that differ from the definitions")
-    p.set_defaults(func=_models)
+    from memspice.codegen import files as model_files
+    from memspice.netlist import examples
+
+    for what, module, description in (
+        ("models", model_files, "Generate models/*.lib and models/*.va from the device definitions."),
+        ("netlists", examples, "Generate the example netlists netlists/*.cir (they include ../models/*.lib)."),
+    ):
+        p = sub.add_parser(what, help=description.split(" from ")[0].split(" (")[0].lower().rstrip("."),
+                           description=description)
+        p.add_argument("--out", type=Path, default=module.DEFAULT_DIR, help="output folder (default: %(default)s)")
+        p.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 and name the files that differ from the definitions")
+        p.set_defaults(func=_generated_files(module, what))
 
     p = sub.add_parser("demo", help="simulate the default MIF neuron in ngspice, print spikes, save a plot",
                        description="Run the built-in demo: the MIF neuron under a current step in ngspice.")
@@ -152,6 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-control", action="store_true",
                    help="trust the netlist's .control blocks (shell commands, writes outside the run folder)")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("characterize", help="f–I curve and spike shape of the MIF neuron, measured in ngspice",
+                       description="Measure the default MIF neuron in ngspice: spike counts over a log grid of "
+                                   "step currents (f–I curve), and threshold, peak, width, undershoot and "
+                                   "refractory time at a reference current. Jobs run in parallel.")
+    p.add_argument("device", choices=["mif"], help="the device to characterize")
+    p.add_argument("--plot", type=_output_file(".png"), help="save the f–I curve and a trace (.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--min-current", type=_positive, default=0.25e-6, help="smallest step in A (default: %(default)g)")
+    p.add_argument("--max-current", type=_positive, default=32e-6, help="largest step in A (default: %(default)g)")
+    p.add_argument("--points", type=_positive_int, default=15, help="currents in the grid (default: %(default)s)")
+    p.add_argument("--reference-current", type=_positive, default=2e-6,
+                   help="step in A at which the spike shape is measured (default: %(default)g)")
+    p.add_argument("--threshold", type=float, default=0.45, help="spike detection level in V (default: %(default)g)")
+    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    p.add_argument("--timeout", type=_positive, default=600.0,
+                   help="timeout per ngspice run in s (default: %(default)g)")
+    p.set_defaults(func=_characterize)
     return parser
 
 

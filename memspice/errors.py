@@ -34,3 +34,7 @@ class SpiceError(MemspiceError):
 
 class RawFileError(MemspiceError):
     """An ngspice raw file is truncated, corrupt or not a raw file."""
+
+
+class NetlistError(MemspiceError, ValueError):
+    """A name or value cannot go into SPICE text safely, or a circuit description is inconsistent."""

@@ -63,3 +63,24 @@ def plot_signals(t: np.ndarray, signals: Mapping[str, np.ndarray], title: str, p
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("time (µs)")
     return save_figure(fig, path)
+
+
+def plot_characterization(result, path: str | Path) -> Path:
+    """f–I curve (log current axis) beside the reference run's membrane trace."""
+    fig, (ax_f, ax_v) = plt.subplots(1, 2, figsize=(12, 4))
+    ax_f.semilogx(np.asarray(result.currents) * 1e6, np.asarray(result.rates) / 1e3, "o-")
+    ax_f.set_xlabel("input current (µA)")
+    ax_f.set_ylabel("firing rate (kHz)")
+    ax_f.set_title("f–I curve (ngspice)")
+    ax_f.grid(True, which="both", alpha=0.3)
+    t, v = result.reference_trace
+    ax_v.plot(t * 1e6, v, lw=1)
+    ax_v.axhline(result.threshold, color="C1", ls=":", lw=1, label=f"threshold {result.threshold:.3f} V")
+    ax_v.axhline(result.peak, color="C2", ls=":", lw=1, label=f"peak {result.peak:.3f} V")
+    ax_v.axhline(result.undershoot, color="C3", ls=":", lw=1, label=f"undershoot {result.undershoot:.3f} V")
+    ax_v.set_xlabel("time (µs)")
+    ax_v.set_ylabel("membrane V (V)")
+    ax_v.set_title(f"{result.reference_current * 1e6:g} µA step: width {result.width * 1e9:.0f} ns, "
+                   f"refractory {result.refractory * 1e6:.2f} µs")
+    ax_v.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)

@@ -19,3 +19,45 @@ def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = 0.45) -> np.nda
     k = np.nonzero(below & above)[0]
     frac = (threshold - v[k]) / (v[k + 1] - v[k])
     return t[k] + frac * (t[k + 1] - t[k])
+
+
+def spike_shapes(t: np.ndarray, v: np.ndarray, threshold: float = 0.45, rest: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-spike shape measures of a membrane trace (t in s, v in V); one value per spike
+    (upward crossing of ``threshold``, V), NaN where the trace ends before it can be measured:
+
+    * ``threshold`` (V): the voltage at the kink of the upstroke, the largest d²V/dt² on the rising,
+      accelerating stretch before the steepest rise (where regenerative feedback takes over);
+    * ``peak`` (V); ``width`` (s): full width at half height between threshold and peak;
+    * ``undershoot`` (V): the lowest voltage between the peak and the next spike;
+    * ``refractory`` (s): from the peak until the membrane climbs back through ``rest`` (V)
+      after the undershoot, the hyperpolarized phase.
+    """
+    t = np.asarray(t, dtype=float)
+    v = np.asarray(v, dtype=float)
+    dvdt = np.gradient(v, t)
+    curvature = np.gradient(dvdt, t)
+    crossings = np.searchsorted(t, spike_times(t, v, threshold))
+    ends = [*crossings[1:], len(t)]
+    names = ("threshold", "peak", "width", "undershoot", "refractory")
+    out = {k: np.full(len(crossings), np.nan) for k in names}
+    previous_peak = 0
+    for k, (cross, end) in enumerate(zip(crossings, ends)):
+        peak = cross + int(np.argmax(v[cross:end]))
+        steep = previous_peak + int(np.argmax(dvdt[previous_peak : peak + 1]))
+        accelerating = steep  # back through the rising, accelerating part of the upstroke only
+        while accelerating > previous_peak and dvdt[accelerating - 1] > 0 and curvature[accelerating - 1] > 0:
+            accelerating -= 1
+        onset = accelerating + int(np.argmax(curvature[accelerating : steep + 1]))
+        half = (v[onset] + v[peak]) / 2
+        rise = onset + int(np.argmax(v[onset : peak + 1] >= half))
+        fall = np.nonzero(v[peak:end] < half)[0]
+        low = peak + int(np.argmin(v[peak:end]))
+        back = np.nonzero(v[low:end] >= rest)[0]
+        out["threshold"][k], out["peak"][k] = v[onset], v[peak]
+        if len(fall):
+            out["width"][k] = t[peak + fall[0]] - t[rise]
+        if len(back):  # the trace holds the whole undershoot
+            out["undershoot"][k] = v[low]
+            out["refractory"][k] = t[low + back[0]] - t[peak]
+        previous_peak = peak
+    return out

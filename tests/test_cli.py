@@ -8,7 +8,7 @@ from conftest import memspice
 def test_help_lists_the_commands():
     result = memspice("--help")
     assert result.returncode == 0
-    for command in ("models", "demo", "simulate"):
+    for command in ("models", "netlists", "demo", "simulate", "characterize"):
         assert command in result.stdout
 
 

@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 from conftest import memspice
 
-from memspice.netlist.examples import mif_step
+from memspice.netlist import examples
 from memspice.spice.safety import UnsafeNetlistError, check_control_blocks
 
 
 @pytest.fixture(scope="module")
-def mif_netlist(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mif") / "mif_step.cir"
-    path.write_text(mif_step())
-    return path
+def mif_netlist():
+    """The committed example (it includes ../models/mif.lib)."""
+    return examples.DEFAULT_DIR / "mif_step.cir"
 
 
 def test_json_reports_the_spikes(mif_netlist):

@@ -22,7 +22,7 @@ def _value(expr: sp.Expr) -> str:
     return repr(float(expr)) if expr.is_number else "{" + spice_expr(expr) + "}"
 
 
-def _wrap(prefix: str, words: list[str], width: int = 100) -> list[str]:
+def wrap_card(prefix: str, words: list[str], width: int = 100) -> list[str]:
     """SPICE continuation lines (``+``) so that no card grows unreadably long."""
     lines, line = [], prefix
     for word in words:
@@ -54,7 +54,7 @@ def subckt(model: DeviceModel, name: str | None = None, expose_states: bool = Fa
     for s in model.states:
         out.append(f"* state {s.name}: {s.doc}, in [{s.lower:g}, {s.upper:g}]; V({s.name}) on a 1 F capacitor")
     params = [f"{p.name}={p.default!r}" for p in model.parameters]
-    out += _wrap(f".subckt {name} {' '.join(ports)} params:", params)
+    out += wrap_card(f".subckt {name} {' '.join(ports)} params:", params)
 
     elements: list[tuple[str, str]] = []
     for b in model.branches:

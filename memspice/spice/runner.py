@@ -19,12 +19,31 @@ from memspice.errors import SpiceError
 from memspice.spice.rawfile import RawPlot, read_raw
 from memspice.spice.safety import check_control_blocks
 
-# Lines of ngspice output that mean the simulation did not do what the netlist asked.
+# Lines of ngspice output that mean the simulation did not do what the netlist asked. "singular
+# matrix" alone is not one of them (gmin stepping often recovers), but it explains a failure.
 _FAILURE = re.compile(
-    r"(^\s*error\b|\berror:|timestep too small|singular matrix|unknown subckt|could not find|"
+    r"(^\s*error\b|\berror:|timestep too small|source stepping failed|unknown subckt|could not find|"
     r"no such vector|simulation\(s\) aborted|fatal)",
     re.IGNORECASE,
 )
+_HINT = re.compile(r"singular matrix", re.IGNORECASE)
+_SYNTAX = re.compile(r"error on line", re.IGNORECASE)
+
+
+def failure_lines(output: str) -> list[str]:
+    """The lines of ngspice output that report a failure (error, timestep too small, no operating
+    point...), each once; with the card after an "Error on line" and the singular-matrix hints."""
+    lines = [line.strip() for line in output.splitlines()]
+    found: list[str] = []
+    for k, line in enumerate(lines):
+        if _FAILURE.search(line):
+            no_op = "source stepping" in line
+            found.append("no DC operating point: gmin and source stepping failed" if no_op else line)
+            if _SYNTAX.search(line):
+                found += [x for x in lines[k + 1 : k + 3] if x]
+    if found:
+        found += [line[line.lower().index("singular"):] for line in lines if _HINT.search(line)]
+    return list(dict.fromkeys(found))
 
 
 def ngspice_executable() -> str:
@@ -35,7 +54,9 @@ def ngspice_executable() -> str:
     return exe
 
 
-FAILED_DIR = Path(tempfile.gettempdir()) / "memspice-failed"
+def failed_dir() -> Path:
+    """Where failing generated netlists are kept for inspection: ``$TMPDIR/memspice-failed``."""
+    return Path(tempfile.gettempdir()) / "memspice-failed"
 
 
 def run_file(path: str | os.PathLike, timeout: float = 120.0, allow_control: bool = False) -> list[RawPlot]:
@@ -59,7 +80,7 @@ def run_netlist(
     """Simulate the netlist text with ``ngspice -b`` and return the plots of its raw file.
 
     Raises SpiceError with ngspice's message on failure or after ``timeout`` seconds; the failing
-    netlist is kept in :data:`FAILED_DIR` and the error names it.
+    netlist is kept in :func:`failed_dir` and the error names it.
     """
     if not allow_control:
         check_control_blocks(netlist, where=name)
@@ -84,7 +105,7 @@ def _simulate(cir: Path, run_dir: Path, timeout: float, keep_on_failure: bool) -
     )
     try:
         output, _ = proc.communicate(timeout=timeout)
-        failures = [line.strip() for line in output.splitlines() if _FAILURE.search(line)]
+        failures = failure_lines(output)
         if proc.returncode != 0 or failures or not raw.exists():
             why = "; ".join(failures) or f"ngspice exited with status {proc.returncode}"
             raise SpiceError(f"ngspice failed: {why}", netlist=_report(cir, keep_on_failure), output=output)
@@ -101,7 +122,7 @@ def _report(cir: Path, keep: bool) -> str:
     """The path to name in an error: the netlist itself, or a kept copy of a temporary one."""
     if not keep:
         return str(cir)
-    FAILED_DIR.mkdir(parents=True, exist_ok=True)
-    kept = FAILED_DIR / cir.name
+    kept = failed_dir() / cir.name
+    kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cir, kept)
     return str(kept)

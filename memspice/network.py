@@ -1,0 +1,125 @@
+"""Network description: what a memristive SNN *is*, independent of the engine that solves it.
+
+The netlister (:mod:`memspice.netlist.circuits`) writes it for ngspice and the torch solver
+integrates it; both read the same objects. Conventions (design.md):
+
+* a :class:`Crossbar` holds differential-pair conductances ``g_pos``, ``g_neg`` of shape
+  ``(n_in, n_out)`` in S; row ``i`` drives ``+u_i`` into the G⁺ column and ``-u_i`` into the G⁻
+  column, and column ``j`` ties to the membrane of post-synaptic neuron ``j``;
+* the column current, loading term included, is
+  ``I_j = Σ_i G⁺_ij (u_i - V_j) + G⁻_ij (-u_i - V_j)`` (:meth:`Crossbar.column_currents`);
+* layer 1's rows are driven by the input stimuli, later layers' rows by buffers of gain
+  ``+buffer_gain`` and ``-buffer_gain`` of the previous layer's membrane voltages: the only
+  non-memristive periphery. The default gain is 2, not 1 as design.md first had it: the loading
+  term pins a membrane near the conductance-weighted mean of its row voltages, and with unity
+  buffers that mean stays below the MIF threshold (rows are membranes that peak at 0.48 V), so
+  a second layer never fires (tests/test_netlister.py shows both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memspice.devices import MIF, SYNAPSE
+from memspice.errors import NetlistError
+
+SYNAPSE_KINDS = ("resistor", "memristor")
+
+
+@dataclass(frozen=True, eq=False)
+class Crossbar:
+    """Differential-pair conductances ``g_pos``, ``g_neg``: arrays of shape ``(n_in, n_out)``, S."""
+
+    g_pos: np.ndarray
+    g_neg: np.ndarray
+
+    def __post_init__(self) -> None:
+        g_pos, g_neg = (np.array(g, dtype=float) for g in (self.g_pos, self.g_neg))
+        if g_pos.ndim != 2 or g_pos.shape != g_neg.shape or 0 in g_pos.shape:
+            raise NetlistError(f"crossbar conductances must be two non-empty (n_in, n_out) arrays of one shape; "
+                               f"got {g_pos.shape} and {g_neg.shape}")
+        for label, g in (("g_pos", g_pos), ("g_neg", g_neg)):
+            if not np.all(np.isfinite(g) & (g > 0)):
+                bad = tuple(int(i) for i in np.argwhere(~(np.isfinite(g) & (g > 0)))[0])
+                raise NetlistError(
+                    f"crossbar {label}{list(bad)} = {float(g[bad])!r} S: conductances must be finite and > 0"
+                )
+        object.__setattr__(self, "g_pos", g_pos)
+        object.__setattr__(self, "g_neg", g_neg)
+
+    @property
+    def n_in(self) -> int:
+        return self.g_pos.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.g_pos.shape[1]
+
+    def column_currents(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Currents (A) into the columns, shape ``(..., n_out)``, for row drives ``u`` (V,
+        ``(..., n_in)``) and column (membrane) voltages ``v`` (V, ``(..., n_out)``)."""
+        return u @ (self.g_pos - self.g_neg) - v * (self.g_pos + self.g_neg).sum(axis=0)
+
+
+@dataclass(frozen=True)
+class NeuronLayer:
+    """``size`` MIF neurons sharing the parameters ``params`` (overrides of the defaults)."""
+
+    size: int
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise NetlistError(f"a neuron layer needs a positive integer size; got {self.size!r}")
+        MIF.resolve(self.params)
+
+    @property
+    def resolved(self) -> dict[str, float]:
+        """Every MIF parameter's value (SI units)."""
+        return MIF.resolve(self.params)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A feed-forward network: ``layers`` of (crossbar, neuron layer); ``synapse`` is how a
+    crossbar cell is built in SPICE: an ideal ``"resistor"`` or the ``"memristor"`` device model
+    programmed to the same conductance (``synapse_params`` override its defaults).
+    ``buffer_gain`` is the gain of the row buffers between layers (V/V)."""
+
+    layers: tuple[tuple[Crossbar, NeuronLayer], ...]
+    synapse: str = "resistor"
+    synapse_params: Mapping[str, float] = field(default_factory=dict)
+    buffer_gain: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise NetlistError("a network needs at least one layer")
+        for k, (crossbar, neurons) in enumerate(self.layers):
+            if crossbar.n_out != neurons.size:
+                raise NetlistError(f"layer {k + 1}: the crossbar has {crossbar.n_out} columns but the neuron "
+                                   f"layer {neurons.size} neurons")
+            if k and crossbar.n_in != self.layers[k - 1][1].size:
+                raise NetlistError(f"layer {k + 1}: the crossbar has {crossbar.n_in} rows but layer {k} has "
+                                   f"{self.layers[k - 1][1].size} neurons")
+        if isinstance(self.buffer_gain, bool) or not isinstance(self.buffer_gain, (int, float)) \
+                or not 0 < self.buffer_gain <= 10:
+            raise NetlistError(f"buffer_gain must be a number in (0, 10] V/V; got {self.buffer_gain!r}")
+        if self.synapse not in SYNAPSE_KINDS:
+            raise NetlistError(f"synapse must be one of {SYNAPSE_KINDS}; got {self.synapse!r}")
+        params = SYNAPSE.resolve(self.synapse_params)
+        if self.synapse == "memristor":
+            lo, hi = params["gmin"], params["gmax"]
+            for k, (crossbar, _) in enumerate(self.layers):
+                g = np.concatenate([crossbar.g_pos.ravel(), crossbar.g_neg.ravel()])
+                if g.min() < lo or g.max() > hi:
+                    raise NetlistError(f"layer {k + 1}: conductances span [{g.min():g}, {g.max():g}] S, outside the "
+                                       f"memristor range [gmin, gmax] = [{lo:g}, {hi:g}] S")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """``(n_in, n_hidden..., n_out)``."""
+        return (self.layers[0][0].n_in, *(neurons.size for _, neurons in self.layers))

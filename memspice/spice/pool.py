@@ -1,0 +1,83 @@
+"""Many ngspice jobs at once: one ``ngspice -b`` process per job, ``workers`` at a time.
+
+Each job is a separate ngspice process with its own timeout, process group and temporary folder
+(:func:`memspice.spice.runner.run_netlist`), so a job that hangs is killed with its children and
+reported while the others go on; nothing is left behind. The threads here only wait on their
+processes. To spread verification over several machines, split the job list and run one share
+per machine: jobs are independent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from memspice.errors import MemspiceError, SpiceError
+from memspice.netlist import text
+from memspice.spice.rawfile import RawPlot
+from memspice.spice.runner import run_netlist
+
+
+@dataclass
+class JobResult:
+    """The outcome of one job: its plots, or the error that stopped it; wall time in s."""
+
+    name: str
+    plots: list[RawPlot] | None
+    error: MemspiceError | None
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def default_workers() -> int:
+    """One job per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_many(
+    jobs: Sequence[tuple[str, str]],
+    workers: int | None = None,
+    timeout: float = 600.0,
+    progress: bool = True,
+) -> list[JobResult]:
+    """Run every ``(name, netlist text)`` of ``jobs``; results in the order of ``jobs``. A failing
+    or timed-out job gives a result with its :class:`SpiceError`, the others still run."""
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    names = [text.name(name, "job name") for name, _ in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError("job names must be unique")
+
+    def one(name: str, netlist: str) -> JobResult:
+        start = time.perf_counter()
+        try:
+            return JobResult(name, run_netlist(netlist, timeout=timeout, name=name), None, time.perf_counter() - start)
+        except MemspiceError as exc:
+            return JobResult(name, None, exc, time.perf_counter() - start)
+
+    results: dict[str, JobResult] = {}
+    with ThreadPoolExecutor(max_workers=workers) as executor:
+        futures = [executor.submit(one, name, netlist) for name, netlist in jobs]
+        with tqdm(total=len(jobs), desc="ngspice", unit="job", disable=not progress, leave=False) as bar:
+            for future in as_completed(futures):
+                result = future.result()
+                results[result.name] = result
+                bar.update()
+    return [results[name] for name in names]
+
+
+def raise_first_error(results: Sequence[JobResult]) -> None:
+    """Raise the first failed job's error, naming how many jobs failed."""
+    failed = [r for r in results if not r.ok]
+    if failed:
+        first = failed[0]
+        raise SpiceError(f"{len(failed)} of {len(results)} ngspice jobs failed; {first.name}: {first.error}")
