@@ -48,6 +48,13 @@ def test_circuit_without_operating_point_is_an_error():
         run_netlist(netlist)
 
 
+def test_node_without_a_dc_path_is_an_error():
+    """Node a connects only to a current source and a capacitor: a node missing its connection."""
+    netlist = "* floating node\nI1 0 a DC 1m\nC1 a b 1p\nR1 b 0 1k\n.tran 1n 1u\n.end\n"
+    with pytest.raises(SpiceError, match="no DC operating point.*check node a"):
+        run_netlist(netlist)
+
+
 def test_timestep_too_small_is_an_error():
     netlist = "* conflicting ideal sources\nV1 a 0 DC 1\nV2 a 0 DC 2\nR1 a 0 1k\n.tran 1n 1u\n.end\n"
     with pytest.raises(SpiceError, match="(?i)timestep too small"):
