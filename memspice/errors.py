@@ -38,3 +38,7 @@ class RawFileError(MemspiceError):
 
 class NetlistError(MemspiceError, ValueError):
     """A name or value cannot go into SPICE text safely, or a circuit description is inconsistent."""
+
+
+class SolverError(MemspiceError, ArithmeticError):
+    """The torch transient solver failed: Newton did not converge, or a state became NaN/Inf."""

@@ -34,13 +34,29 @@ def _minimum(*args):
     return out
 
 
-_OVERRIDES = {"max": _maximum, "min": _minimum, "Max": _maximum, "Min": _minimum}
+def _power(base, exponent):
+    return base**exponent  # torch.pow refuses two Python numbers (parameters given as floats)
+
+
+_OVERRIDES = {"max": _maximum, "min": _minimum, "Max": _maximum, "Min": _minimum, "pow": _power}
 
 
 class DeviceEvaluation(NamedTuple):
     currents: torch.Tensor  #: (..., n_ports) resistive current into the device at each port, A
     charges: torch.Tensor  #: (..., n_ports) charge behind each port, C
     derivatives: torch.Tensor  #: (..., n_states) state derivatives, 1/s
+
+
+class DeviceLinearization(NamedTuple):
+    """A device's equations and their Jacobians at one point, for implicit integrators."""
+
+    currents: torch.Tensor  #: (..., n_ports) A
+    derivatives: torch.Tensor  #: (..., n_states) 1/s
+    capacitance: torch.Tensor  #: (..., n_ports, n_ports) dQ/dv, F
+    di_dv: torch.Tensor  #: (..., n_ports, n_ports) S
+    di_dx: torch.Tensor  #: (..., n_ports, n_states) A
+    df_dv: torch.Tensor  #: (..., n_states, n_ports) 1/(V s)
+    df_dx: torch.Tensor  #: (..., n_states, n_states) 1/s
 
 
 class TorchDevice:
@@ -56,6 +72,9 @@ class TorchDevice:
         self._initial = sp.lambdify(
             list(model.parameter_symbols), [sp.sympify(s.initial) for s in model.states], modules="math"
         )
+
+        self._args = args
+        self._linear_fn = None  # built on first use: the symbolic Jacobians take a moment
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -78,8 +97,16 @@ class TorchDevice:
                 f"{self.model.name}: expected v (..., {self._n_ports}) and x (..., {self._n_states}), "
                 f"got {tuple(v.shape)} and {tuple(x.shape)}"
             )
+        return self.evaluate_ordered(v, x, self.ordered(params))
+
+    def ordered(self, params: ParamValues | None = None) -> list[float | torch.Tensor]:
+        """Parameter values in the generated functions' order (validated once, for loops that
+        call :meth:`evaluate_ordered` / :meth:`linearize_ordered` every time step)."""
         values = self.parameters(params)
-        ordered = [values[name] for name in self.parameter_names]
+        return [values[name] for name in self.parameter_names]
+
+    def evaluate_ordered(self, v: torch.Tensor, x: torch.Tensor, ordered: list) -> DeviceEvaluation:
+        """:meth:`evaluate` with parameters from :meth:`ordered`."""
         outs = self._fn(*v.unbind(-1), *x.unbind(-1), *ordered)
         batch = torch.broadcast_shapes(v.shape[:-1], x.shape[:-1], *(torch.as_tensor(p).shape for p in ordered))
         dtype = torch.promote_types(v.dtype, x.dtype)
@@ -90,6 +117,37 @@ class TorchDevice:
             charges=torch.stack(full[n : 2 * n], -1),
             derivatives=torch.stack(full[2 * n : 2 * n + m], -1) if m else v.new_zeros((*batch, 0)),
         )
+
+    def linearize(self, v: torch.Tensor, x: torch.Tensor, params: ParamValues | None = None) -> DeviceLinearization:
+        """Currents, state derivatives and their Jacobians (symbolic derivatives of the model's
+        expressions, lambdified like :meth:`evaluate`) at ``(v, x)``."""
+        return self.linearize_ordered(v, x, self.ordered(params))
+
+    def linearize_ordered(self, v: torch.Tensor, x: torch.Tensor, ordered: list) -> DeviceLinearization:
+        """:meth:`linearize` with parameters from :meth:`ordered`."""
+        model, n, m = self.model, self._n_ports, self._n_states
+        if self._linear_fn is None:
+            currents, charges, derivs = model.port_currents(), model.port_charges(), model.state_derivatives()
+            ports, states = model.port_voltages, model.state_symbols
+            outputs = [*currents, *derivs]
+            outputs += [sp.diff(q, p) for q in charges for p in ports]
+            outputs += [sp.diff(i, p) for i in currents for p in ports]
+            outputs += [sp.diff(i, s) for i in currents for s in states]
+            outputs += [sp.diff(f, p) for f in derivs for p in ports]
+            outputs += [sp.diff(f, s) for f in derivs for s in states]
+            self._linear_fn = sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
+        outs = self._linear_fn(*v.unbind(-1), *x.unbind(-1), *ordered)
+        batch = torch.broadcast_shapes(v.shape[:-1], x.shape[:-1], *(torch.as_tensor(p).shape for p in ordered))
+        dtype = torch.promote_types(v.dtype, x.dtype)
+        full = [torch.as_tensor(o, dtype=dtype, device=v.device).expand(batch) for o in outs]
+        sizes = [("currents", (n,)), ("derivatives", (m,)), ("capacitance", (n, n)), ("di_dv", (n, n)),
+                 ("di_dx", (n, m)), ("df_dv", (m, n)), ("df_dx", (m, m))]
+        parts, k = {}, 0
+        for name, shape in sizes:
+            count = shape[0] * (shape[1] if len(shape) > 1 else 1)
+            parts[name] = torch.stack(full[k : k + count], -1).reshape(*batch, *shape)
+            k += count
+        return DeviceLinearization(**parts)
 
     def initial_states(self, params: Mapping[str, float] | None = None) -> list[float]:
         """Initial value of each state for the (validated) parameters."""

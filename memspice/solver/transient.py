@@ -1,0 +1,203 @@
+"""Transient runs of neurons and feed-forward networks on a fixed time grid ``t_n = n·dt``.
+
+Batch first: inputs are ``(batch, n_steps + 1, n)`` tensors sampled at the grid times, results
+``(batch, n_steps + 1, n)``. Layers are solved in order within each step (the network is
+feed-forward, so this is exact for the implicit methods too): layer 1's rows are the inputs,
+layer ``k``'s rows are ``±buffer_gain`` times layer ``k-1``'s membranes at the same instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from memspice.devices import MIF
+from memspice.devices.model import DeviceModel
+from memspice.solver.integrators import NeuronLayer, NewtonOptions, StepContext, Stepper
+
+Params = Mapping[str, "float | torch.Tensor"]
+
+
+@dataclass
+class Solution:
+    """``t`` (s, ``(n_steps + 1,)``); per layer the membranes ``v`` (V, ``(batch, n_steps + 1,
+    n_k)``) and, when recorded, the device states ``x`` (``(batch, n_steps + 1, n_k, m)``)."""
+
+    t: torch.Tensor
+    v: list[torch.Tensor]
+    x: list[torch.Tensor] | None
+
+
+def simulate_neurons(
+    current: torch.Tensor,
+    dt: float,
+    params: Params | None = None,
+    method: str = "bdf2",
+    model: DeviceModel = MIF,
+    record_states: bool = True,
+    checkpoint_every: int | None = None,
+    newton: NewtonOptions | None = None,
+) -> Solution:
+    """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
+    membranes, from rest."""
+    _check_input(current, "current")
+    layer = NeuronLayer(model, params)
+
+    def drive(k: int, n: int, upstream: torch.Tensor | None):
+        return current[:, n], torch.zeros((), dtype=current.dtype, device=current.device)
+
+    return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
+                      checkpoint_every, newton)
+
+
+def simulate_network(
+    weights: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    inputs: torch.Tensor,
+    dt: float,
+    params: Sequence[Params | None] | None = None,
+    method: str = "bdf2",
+    buffer_gain: float = 2.0,
+    model: DeviceModel = MIF,
+    record_states: bool = False,
+    checkpoint_every: int | None = None,
+    newton: NewtonOptions | None = None,
+) -> Solution:
+    """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
+    ``(n_in, n_out)``) and neuron layers, driven by the row voltages ``inputs`` (V,
+    ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions."""
+    _check_input(inputs, "inputs")
+    params = list(params) if params is not None else [None] * len(weights)
+    if len(params) != len(weights):
+        raise ValueError(f"{len(weights)} crossbars but {len(params)} neuron parameter sets")
+    sizes = []
+    for k, (g_pos, g_neg) in enumerate(weights):
+        n_in = inputs.shape[-1] if k == 0 else sizes[-1]
+        if g_pos.shape != g_neg.shape or g_pos.ndim != 2 or g_pos.shape[0] != n_in:
+            raise ValueError(f"layer {k + 1}: g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)} must both "
+                             f"be ({n_in}, n_out)")
+        sizes.append(g_pos.shape[1])
+    layers = [NeuronLayer(model, p) for p in params]
+    differences = [g_pos - g_neg for g_pos, g_neg in weights]
+    loads = [-(g_pos + g_neg).sum(0) for g_pos, g_neg in weights]
+
+    def drive(k: int, n: int, upstream: torch.Tensor | None):
+        rows = inputs[:, n] if k == 0 else buffer_gain * upstream
+        return rows @ differences[k], loads[k]
+
+    return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton)
+
+
+def _check_input(tensor: torch.Tensor, name: str) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3 or tensor.shape[1] < 2:
+        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f"{name} must be a (batch, n_steps + 1, n) tensor with n_steps >= 1; got {shape}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor; got {tensor.dtype}")
+
+
+def _integrate(
+    layers: list[NeuronLayer],
+    sizes: list[int],
+    drive: Callable[[int, int, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
+    reference: torch.Tensor,
+    dt: float,
+    method: str,
+    record_states: bool,
+    checkpoint_every: int | None,
+    newton: NewtonOptions | None,
+) -> Solution:
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0 s; got {dt!r}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
+    batch, n_points = reference.shape[0], reference.shape[1]
+    dtype, device = reference.dtype, reference.device
+    steppers = [Stepper(layer, method, dt, newton) for layer in layers]
+    ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
+    drives = _drives(drive, ys, 0)
+    record_v = [[y[..., 0]] for y in ys]
+    record_x = [[y[..., 1:]] for y in ys]
+
+    def advance(first: int, last: int, states: list[torch.Tensor], now: list[tuple]):
+        out_v, out_x = [[] for _ in states], [[] for _ in states]
+        for n in range(first, last):
+            upstream = None
+            new_states, new_drives = [], []
+            for k, stepper in enumerate(steppers):
+                a, b = drive(k, n + 1, upstream)
+                y = stepper.step(states[k], a, b, *now[k], StepContext(n + 1, (n + 1) * dt, k + 1))
+                new_states.append(y)
+                new_drives.append((a, b))
+                upstream = y[..., 0]
+                out_v[k].append(y[..., 0])
+                if record_states:
+                    out_x[k].append(y[..., 1:])
+            states, now = new_states, new_drives
+        return states, now, out_v, out_x
+
+    chunk = checkpoint_every or n_points
+    for first in range(0, n_points - 1, chunk):
+        last = min(first + chunk, n_points - 1)
+        if checkpoint_every and torch.is_grad_enabled():
+            ys, drives, out_v, out_x = _checkpointed(advance, first, last, ys, drives, steppers)
+        else:
+            ys, drives, out_v, out_x = advance(first, last, ys, drives)
+        for k in range(len(layers)):
+            record_v[k] += out_v[k]
+            record_x[k] += out_x[k]
+    t = torch.arange(n_points, dtype=dtype, device=device) * dt
+    v = [torch.stack(r, dim=1) for r in record_v]
+    x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
+    return Solution(t, v, x)
+
+
+def _drives(drive, ys, n):
+    out, upstream = [], None
+    for k, y in enumerate(ys):
+        out.append(drive(k, n, upstream))
+        upstream = y[..., 0]
+    return out
+
+
+def _checkpointed(advance, first, last, ys, drives, steppers):
+    """Run ``advance`` over steps ``first..last`` keeping only its inputs and outputs for the
+    backward pass (recomputed then): memory O(chunk) instead of O(steps) for the internals."""
+    histories = [s.previous for s in steppers]
+    n_layers = len(ys)
+
+    def run(*flat):
+        for s, h in zip(steppers, histories):
+            s.previous = h
+        states = list(flat[:n_layers])
+        now = [(flat[n_layers + 2 * k], flat[n_layers + 2 * k + 1]) for k in range(n_layers)]
+        new_states, new_drives, out_v, out_x = advance(first, last, states, now)
+        flat_out = [*new_states, *(t for pair in new_drives for t in pair)]
+        counts = [len(o) for o in out_v] + [len(o) for o in out_x]
+        return (*flat_out, *(t for o in out_v for t in o), *(t for o in out_x for t in o)), counts
+
+    counts_box = {}
+
+    def wrapped(*flat):
+        outputs, counts = run(*flat)
+        counts_box["counts"] = counts
+        return outputs
+
+    flat_in = [*ys, *(torch.as_tensor(t) for pair in drives for t in pair)]
+    outputs = checkpoint(wrapped, *flat_in, use_reentrant=False)
+    counts = counts_box["counts"]
+    pos = 0
+    new_states = list(outputs[pos : pos + n_layers])
+    pos += n_layers
+    new_drives = [(outputs[pos + 2 * k], outputs[pos + 2 * k + 1]) for k in range(n_layers)]
+    pos += 2 * n_layers
+    out_v, out_x = [], []
+    for c in counts[:n_layers]:
+        out_v.append(list(outputs[pos : pos + c]))
+        pos += c
+    for c in counts[n_layers:]:
+        out_x.append(list(outputs[pos : pos + c]))
+        pos += c
+    return new_states, new_drives, out_v, out_x

@@ -1,0 +1,1 @@
+"""Cross-validation of the torch solver against ngspice: metrics, cases, reports."""

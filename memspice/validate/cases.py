@@ -1,0 +1,198 @@
+"""Validation cases: the same circuit in ngspice (ground truth) and in the torch solver.
+
+Each case builds its circuit once as memspice objects (stimuli, a :class:`~memspice.network.Network`),
+writes it for ngspice with the ground-truth settings and integrates it in torch on the grid
+``t_n = n·dt``; ngspice's waveforms are interpolated onto that grid and compared
+(:func:`memspice.validate.metrics.compare`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from memspice.netlist.builder import TranSettings
+from memspice.netlist.circuits import membrane_node, network_netlist
+from memspice.netlist.examples import current_clamp
+from memspice.netlist.stimuli import DC, PWL
+from memspice.network import Crossbar, Network, NeuronLayer
+from memspice.solver import simulate_network, simulate_neurons
+from memspice.spice.pool import raise_first_error, run_many
+from memspice.spice.results import Waveforms
+from memspice.validate.metrics import compare
+
+CASES = ("mif-step", "mif-fi", "xbar-net")
+DEFAULT_DT = 5e-9
+DEFAULT_METHOD = "trap"
+STEP = PWL([0, 10e-6, 10e-6 + 1e-9, 110e-6, 110e-6 + 1e-9], [0, 0, 2e-6, 2e-6, 0])  # design.md's step
+FI_CURRENTS = tuple(float(c) for c in np.geomspace(0.5e-6, 16e-6, 6))
+FI_STEP = (5e-6, 55e-6, 60e-6)  # on, off, end (s)
+XBAR_SIZES = (16, 8, 4)
+XBAR_T_END = 30e-6
+
+
+@dataclass
+class TorchSettings:
+    """How the torch solver runs: step ``dt`` (s), method, device, dtype."""
+
+    dt: float = DEFAULT_DT
+    method: str = DEFAULT_METHOD
+    device: str = "cpu"
+    dtype: str = "float64"
+
+    def describe(self) -> dict:
+        return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype}
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+
+@dataclass
+class CaseResult:
+    """Metrics per probe, the main probe's waveforms on the common grid and both engines'
+    settings and wall times."""
+
+    case: str
+    probes: dict[str, dict]
+    t: np.ndarray
+    v_ref: np.ndarray
+    v_torch: np.ndarray
+    ngspice: dict
+    torch: dict
+    wall_ngspice_s: float
+    wall_torch_s: float
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"case": self.case, "probes": self.probes, "ngspice": self.ngspice, "torch": self.torch,
+                "wall_ngspice_s": self.wall_ngspice_s, "wall_torch_s": self.wall_torch_s, **self.extra}
+
+
+def grid(t_end: float, dt: float) -> np.ndarray:
+    """``t_n = n·dt`` up to ``t_end`` (s); ``t_end`` must be a whole number of steps (within 1e-6)."""
+    n = round(t_end / dt)
+    if n < 1 or abs(n * dt - t_end) > 1e-6 * dt + 1e-18:
+        raise ValueError(f"the simulated time {t_end:g} s is not a whole number of steps of dt = {dt:g} s")
+    return np.arange(n + 1) * dt
+
+
+def _tensor(values: np.ndarray, settings: TorchSettings) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=settings.torch_dtype, device=settings.device)
+
+
+def _ngspice(jobs: list[tuple[str, str]], workers: int | None, timeout: float) -> tuple[list[Waveforms], float]:
+    start = time.perf_counter()
+    results = run_many(jobs, workers=workers, timeout=timeout, progress=False)
+    raise_first_error(results)
+    return [Waveforms.from_plot(r.plots[-1]) for r in results], time.perf_counter() - start
+
+
+def _timed_torch(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def mif_current(stimulus: PWL, settings: TorchSettings, spice: TranSettings | None = None,
+                workers: int | None = None, timeout: float = 600.0, case: str = "mif-step") -> CaseResult:
+    """The default MIF neuron under the input current ``stimulus`` (A), simulated to its last time."""
+    t_end = stimulus.times[-1]
+    spice = spice or TranSettings(t_end=t_end)
+    (ref,), wall_ref = _ngspice([("mif", current_clamp(stimulus, t_end, settings=spice))], workers, timeout)
+    t = grid(t_end, settings.dt)
+    current = _tensor(stimulus.sample(t), settings).reshape(1, -1, 1)
+    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, method=settings.method))
+    v_torch = solution.v[0][0, :, 0].double().cpu().numpy()
+    v_ref = np.interp(t, ref.time, ref.signals["v(mem)"])
+    return CaseResult(case, {"v(mem)": compare(t, v_ref, v_torch)}, t, v_ref, v_torch,
+                      spice.describe(), settings.describe(), wall_ref, wall)
+
+
+def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
+    """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
+    on, off, t_end = FI_STEP
+    stimuli = [PWL([0, on, on + 1e-9, off, off + 1e-9], [0, 0, c, c, 0]) for c in FI_CURRENTS]
+    spice = TranSettings(t_end=t_end)
+    refs, wall_ref = _ngspice([(f"fi{k}", current_clamp(s, t_end, settings=spice)) for k, s in enumerate(stimuli)],
+                              workers, timeout)
+    t = grid(t_end, settings.dt)
+    current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
+    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, method=settings.method))
+    v_all = solution.v[0][..., 0].double().cpu().numpy()
+    probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
+    for k, (c, ref) in enumerate(zip(FI_CURRENTS, refs)):
+        metrics = compare(t, np.interp(t, ref.time, ref.signals["v(mem)"]), v_all[k])
+        probes[f"v(mem) at {c * 1e6:.3g} uA"] = metrics
+        counts["spikes_ref"].append(metrics["spikes_ref"])
+        counts["spikes_torch"].append(metrics["spikes_torch"])
+    main = FI_CURRENTS.index(min(FI_CURRENTS, key=lambda c: abs(c - 2e-6)))
+    v_ref = np.interp(t, refs[main].time, refs[main].signals["v(mem)"])
+    return CaseResult("mif-fi", probes, t, v_ref, v_all[main], spice.describe(), settings.describe(),
+                      wall_ref, wall, {"fi": counts})
+
+
+#: (G⁺ range, G⁻ range) in S per layer of the validation network. Small against the neuron's
+#: own conductances (M1: 20 µS), so that the crossbar feeds current instead of clamping the
+#: membrane at its rows' weighted mean (a neuron under a stiff clamp fires once, then blocks).
+XBAR_CONDUCTANCES = (((0.1e-6, 0.6e-6), (0.01e-6, 0.05e-6)), ((2e-6, 6e-6), (0.05e-6, 0.2e-6)))
+
+
+def random_network(seed: int = 0) -> tuple[Network, list[DC]]:
+    """The small validation network: 16-8-4, resistor synapses drawn from
+    :data:`XBAR_CONDUCTANCES`, DC row voltages in [0.5, 1] V."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for (n_in, n_out), (pos, neg) in zip(zip(XBAR_SIZES, XBAR_SIZES[1:]), XBAR_CONDUCTANCES):
+        crossbar = Crossbar(rng.uniform(*pos, (n_in, n_out)), rng.uniform(*neg, (n_in, n_out)))
+        layers.append((crossbar, NeuronLayer(n_out)))
+    return Network(layers), [DC(float(u)) for u in rng.uniform(0.5, 1.0, XBAR_SIZES[0])]
+
+
+def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
+    """The small random network (:func:`random_network`) in both engines, loading term included."""
+    network, inputs = random_network()
+    spice = TranSettings(t_end=XBAR_T_END)
+    netlist = network_netlist(network, inputs, spice, title="validation network 16-8-4")
+    (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
+    t = grid(XBAR_T_END, settings.dt)
+    rows = _tensor(np.stack([u.sample(t) for u in inputs], -1), settings).unsqueeze(0)
+    weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
+    solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, method=settings.method,
+                                                           buffer_gain=network.buffer_gain))
+    probes, main = {}, None
+    for k, (_, neurons) in enumerate(network.layers, start=1):
+        v_layer = solution.v[k - 1][0].double().cpu().numpy()
+        for j in range(neurons.size):
+            name = f"v({membrane_node(k, j)})"
+            v_ref = np.interp(t, ref.time, ref.signals[name])
+            probes[name] = compare(t, v_ref, v_layer[:, j])
+            if k == len(network.layers) and j == 0:
+                main = (v_ref, v_layer[:, j])
+    out_layer = len(network.layers)
+    counts = {"spikes_ref": [m["spikes_ref"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")],
+              "spikes_torch": [m["spikes_torch"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")]}
+    return CaseResult("xbar-net", probes, t, main[0], main[1], spice.describe(), settings.describe(),
+                      wall_ref, wall, {"sizes": list(network.sizes), "output_spikes": counts})
+
+
+def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, workers: int | None = None,
+             timeout: float = 600.0) -> CaseResult:
+    """One case by name; ``stimulus`` replaces the MIF cases' input current."""
+    if stimulus is not None:
+        return mif_current(stimulus, settings, workers=workers, timeout=timeout, case=f"{case}+stimulus")
+    if case == "mif-step":
+        return mif_current(STEP, settings, workers=workers, timeout=timeout)
+    if case == "mif-fi":
+        return mif_fi(settings, workers, timeout)
+    if case == "xbar-net":
+        return xbar_net(settings, workers, timeout)
+    raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)} or all")
