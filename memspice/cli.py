@@ -128,6 +128,47 @@ def _characterize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from memspice.validate import report
+    from memspice.validate.cases import CASES, TorchSettings, run_case
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MemspiceError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    settings = TorchSettings(dt=args.dt, method=args.method, device=args.device, dtype=args.dtype)
+    if args.sweep_dt:
+        dts = [args.dt * f for f in (1, 2, 4, 8)]
+        sweep = report.sweep_dt(dts, [args.method] if args.method_given else ["euler", "trap", "bdf2"], settings,
+                                workers=args.workers)
+        if args.plot:
+            report.plot_sweep(sweep, args.plot)
+        print(json.dumps(sweep) if args.json else report.sweep_table(sweep))
+        return 0
+    stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None
+    cases = list(CASES) if args.case == "all" else [args.case]
+    if stimulus is not None and args.case not in ("mif-step", "all"):
+        raise MemspiceError(f"--stimulus drives the MIF neuron; it replaces mif-step's input, not {args.case}'s")
+    if stimulus is not None:
+        cases = ["mif-step"]
+    results = [run_case(c, settings, stimulus=stimulus, workers=args.workers) for c in cases]
+    if args.save:
+        report.save_arrays(results[0], args.save)
+    if args.plot:
+        report.plot_overlay(results[0], args.plot)
+    if args.json:
+        print(json.dumps(results[0].to_json() if len(results) == 1 else {"cases": [r.to_json() for r in results]}))
+        return 0
+    for r in results:
+        print(report.summary_table(r))
+    for what, path in (("arrays", args.save), ("plot", args.plot)):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
 def _output_file(*suffixes: str):
     def parse(text: str) -> Path:
         path = Path(text)
@@ -220,14 +261,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive, default=600.0,
                    help="timeout per ngspice run in s (default: %(default)g)")
     p.set_defaults(func=_characterize)
+
+    from memspice.solver import METHODS
+    from memspice.validate.cases import CASES, DEFAULT_DT, DEFAULT_METHOD
+
+    p = sub.add_parser("validate", help="run a circuit in ngspice and in the torch solver and compare them",
+                       description="Cross-validate the torch solver against ngspice (gear, reltol 1e-6): per probe "
+                                   "NRMSE, max error, spike counts and spike-time errors, wall times.")
+    p.add_argument("--case", choices=[*CASES, "all"], default="mif-step", help="what to simulate (default: %(default)s)")
+    p.add_argument("--dt", type=_positive, default=DEFAULT_DT, help="torch time step in s (default: %(default)g)")
+    p.add_argument("--method", choices=METHODS, help=f"integration method (default: {DEFAULT_METHOD})")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="(default: %(default)s)")
+    p.add_argument("--stimulus", type=Path, metavar="FILE.csv",
+                   help="piecewise-linear input current t_s,i_A into the MIF neuron (replaces mif-step's step)")
+    p.add_argument("--sweep-dt", action="store_true",
+                   help="mif-step at dt, 2dt, 4dt, 8dt for each method: error table and order of convergence")
+    p.add_argument("--save", type=_output_file(".npz"), help="save t, v_ref, v_torch and the settings (.npz)")
+    p.add_argument("--plot", type=_output_file(".png"), help="overlay and difference plot (.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    p.set_defaults(func=_validate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "func", None) is _validate:
+        from memspice.validate.cases import DEFAULT_METHOD
+
+        args.method_given = args.method is not None
+        args.method = args.method or DEFAULT_METHOD
     try:
         return args.func(args)
-    except MemspiceError as exc:
+    except (MemspiceError, ValueError) as exc:
         print(f"memspice: error: {exc}", file=sys.stderr)
         return 2
 
