@@ -133,16 +133,17 @@ def _validate(args: argparse.Namespace) -> int:
 
     import torch
 
+    from memspice.solver import METHODS
     from memspice.validate import report
-    from memspice.validate.cases import CASES, TorchSettings, run_case
+    from memspice.validate.cases import CASES, DEFAULT_METHOD, TorchSettings, run_case
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MemspiceError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
-    settings = TorchSettings(dt=args.dt, method=args.method, device=args.device, dtype=args.dtype)
+    method = args.method or DEFAULT_METHOD
+    settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype)
     if args.sweep_dt:
         dts = [args.dt * f for f in (1, 2, 4, 8)]
-        sweep = report.sweep_dt(dts, [args.method] if args.method_given else ["euler", "trap", "bdf2"], settings,
-                                workers=args.workers)
+        sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers)
         if args.plot:
             report.plot_sweep(sweep, args.plot)
         print(json.dumps(sweep) if args.json else report.sweep_table(sweep))
@@ -268,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run a circuit in ngspice and in the torch solver and compare them",
                        description="Cross-validate the torch solver against ngspice (gear, reltol 1e-6): per probe "
                                    "NRMSE, max error, spike counts and spike-time errors, wall times.")
-    p.add_argument("--case", choices=[*CASES, "all"], default="mif-step", help="what to simulate (default: %(default)s)")
+    p.add_argument("--case", choices=[*CASES, "all"], default="mif-step",
+                   help="what to simulate (default: %(default)s)")
     p.add_argument("--dt", type=_positive, default=DEFAULT_DT, help="torch time step in s (default: %(default)g)")
     p.add_argument("--method", choices=METHODS, help=f"integration method (default: {DEFAULT_METHOD})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
@@ -287,11 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "func", None) is _validate:
-        from memspice.validate.cases import DEFAULT_METHOD
-
-        args.method_given = args.method is not None
-        args.method = args.method or DEFAULT_METHOD
     try:
         return args.func(args)
     except (MemspiceError, ValueError) as exc:

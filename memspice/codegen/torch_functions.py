@@ -107,10 +107,7 @@ class TorchDevice:
 
     def evaluate_ordered(self, v: torch.Tensor, x: torch.Tensor, ordered: list) -> DeviceEvaluation:
         """:meth:`evaluate` with parameters from :meth:`ordered`."""
-        outs = self._fn(*v.unbind(-1), *x.unbind(-1), *ordered)
-        batch = torch.broadcast_shapes(v.shape[:-1], x.shape[:-1], *(torch.as_tensor(p).shape for p in ordered))
-        dtype = torch.promote_types(v.dtype, x.dtype)
-        full = [torch.as_tensor(o, dtype=dtype, device=v.device).expand(batch) for o in outs]
+        batch, full = _broadcast(self._fn, v, x, ordered)
         n, m = self._n_ports, self._n_states
         return DeviceEvaluation(
             currents=torch.stack(full[:n], -1),
@@ -136,10 +133,7 @@ class TorchDevice:
             outputs += [sp.diff(f, p) for f in derivs for p in ports]
             outputs += [sp.diff(f, s) for f in derivs for s in states]
             self._linear_fn = sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
-        outs = self._linear_fn(*v.unbind(-1), *x.unbind(-1), *ordered)
-        batch = torch.broadcast_shapes(v.shape[:-1], x.shape[:-1], *(torch.as_tensor(p).shape for p in ordered))
-        dtype = torch.promote_types(v.dtype, x.dtype)
-        full = [torch.as_tensor(o, dtype=dtype, device=v.device).expand(batch) for o in outs]
+        batch, full = _broadcast(self._linear_fn, v, x, ordered)
         sizes = [("currents", (n,)), ("derivatives", (m,)), ("capacitance", (n, n)), ("di_dv", (n, n)),
                  ("di_dx", (n, m)), ("df_dv", (m, n)), ("df_dx", (m, m))]
         parts, k = {}, 0
@@ -153,6 +147,15 @@ class TorchDevice:
         """Initial value of each state for the (validated) parameters."""
         values = self.model.resolve(params)
         return [float(x) for x in self._initial(*(values[n] for n in self.parameter_names))]
+
+
+def _broadcast(fn, v: torch.Tensor, x: torch.Tensor, ordered: list) -> tuple[torch.Size, list[torch.Tensor]]:
+    """Call a lambdified function; every output as a tensor of the common batch shape (constants
+    and parameter-only expressions come back as floats)."""
+    outs = fn(*v.unbind(-1), *x.unbind(-1), *ordered)
+    batch = torch.broadcast_shapes(v.shape[:-1], x.shape[:-1], *(torch.as_tensor(p).shape for p in ordered))
+    dtype = torch.promote_types(v.dtype, x.dtype)
+    return batch, [torch.as_tensor(o, dtype=dtype, device=v.device).expand(batch) for o in outs]
 
 
 _CACHE: dict[str, TorchDevice] = {}

@@ -39,9 +39,14 @@ def mif_step(
     """The MIF neuron (``Xneuron``, membrane node ``mem``) under a current step (design.md):
     ``amplitude`` (A) from ``start`` to ``stop`` (s), simulated to ``t_end``; ``params`` override
     the neuron's parameters. Default settings: ground truth, step 2 ns, max step 5 ns."""
-    stimulus = PWL([0, start, start + rise, stop, stop + rise], [0, 0, amplitude, amplitude, 0])
+    stimulus = step_current(amplitude, start, stop, t_end, rise)
     return current_clamp(stimulus, t_end, params, settings, include_dir,
                          title=f"MIF neuron under a {amplitude:g} A step from {start:g} s to {stop:g} s")
+
+
+def step_current(amplitude: float, start: float, stop: float, t_end: float, rise: float = 1e-9) -> PWL:
+    """A current step (A) from ``start`` to ``stop`` (s) with ``rise``-long edges, zero until ``t_end``."""
+    return PWL([0, start, start + rise, stop, stop + rise, t_end], [0, 0, amplitude, amplitude, 0, 0])
 
 
 def current_clamp(

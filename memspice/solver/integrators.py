@@ -101,7 +101,6 @@ class Stepper:
         self.layer, self.method, self.dt = layer, method, dt
         self.newton = newton or NewtonOptions()
         self.previous: torch.Tensor | None = None  # y_{n-1} for bdf2
-        self.g_now: torch.Tensor | None = None  # g(y_n, t_n) for trap
 
     def step(self, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, a_now: torch.Tensor, b_now: torch.Tensor,
              where: StepContext) -> torch.Tensor:

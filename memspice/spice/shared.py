@@ -137,7 +137,7 @@ def _to_raw_plot(plot, plot_name: str) -> RawPlot:
             key, kind = f"i({vector.simplified_name.lower()})", "current"
         else:
             continue
-        variables[key] = np.real(data) if not np.iscomplexobj(data) else data
+        variables[key] = data
         kinds[key] = kind
     if "time" in variables:  # the raw file lists time first; so do we
         variables = {"time": variables.pop("time"), **variables}

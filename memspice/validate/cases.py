@@ -16,7 +16,7 @@ import torch
 
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
-from memspice.netlist.examples import current_clamp
+from memspice.netlist.examples import current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import simulate_network, simulate_neurons
@@ -27,7 +27,7 @@ from memspice.validate.metrics import compare
 CASES = ("mif-step", "mif-fi", "xbar-net")
 DEFAULT_DT = 5e-9
 DEFAULT_METHOD = "trap"
-STEP = PWL([0, 10e-6, 10e-6 + 1e-9, 110e-6, 110e-6 + 1e-9, 120e-6], [0, 0, 2e-6, 2e-6, 0, 0])  # design.md's
+STEP = step_current(2e-6, 10e-6, 110e-6, 120e-6)  # design.md's
 FI_CURRENTS = tuple(float(c) for c in np.geomspace(0.5e-6, 16e-6, 6))
 FI_STEP = (5e-6, 55e-6, 60e-6)  # on, off, end (s)
 XBAR_SIZES = (16, 8, 4)
@@ -120,7 +120,7 @@ def mif_current(stimulus: PWL, settings: TorchSettings, spice: TranSettings | No
 def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
     """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
     on, off, t_end = FI_STEP
-    stimuli = [PWL([0, on, on + 1e-9, off, off + 1e-9], [0, 0, c, c, 0]) for c in FI_CURRENTS]
+    stimuli = [step_current(c, on, off, t_end) for c in FI_CURRENTS]
     spice = TranSettings(t_end=t_end)
     refs, wall_ref = _ngspice([(f"fi{k}", current_clamp(s, t_end, settings=spice)) for k, s in enumerate(stimuli)],
                               workers, timeout)

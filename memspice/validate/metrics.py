@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from memspice.signals import spike_times
@@ -34,5 +36,5 @@ def compare(t: np.ndarray, reference: np.ndarray, candidate: np.ndarray, thresho
         "spike_time_mean_abs_error_s": mean_timing,
         "spike_time_max_abs_error_s": float(timing.max()) if paired else float("nan"),
         "mean_isi_ref_s": isi,
-        "spike_time_error_over_isi": mean_timing / isi if paired and isi == isi else float("nan"),
+        "spike_time_error_over_isi": mean_timing / isi if paired and not math.isnan(isi) else float("nan"),
     }

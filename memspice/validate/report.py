@@ -19,8 +19,9 @@ def load_stimulus(path: str | Path) -> PWL:
     naming them is allowed); the simulation runs to the last time."""
     path = Path(path)
     try:
-        rows = np.loadtxt(path, delimiter=",", comments="#", ndmin=2,
-                          skiprows=1 if path.read_text().lstrip()[:1].isalpha() else 0)
+        text = path.read_text().lstrip()
+        rows = np.loadtxt(io.StringIO(text), delimiter=",", comments="#", ndmin=2,
+                          skiprows=1 if text[:1].isalpha() else 0)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read the stimulus {path}: {exc}; expected two columns t_s,i_A") from None
     if rows.shape[1] != 2 or len(rows) < 2:
@@ -57,7 +58,8 @@ def plot_overlay(result: CaseResult, path: str | Path) -> Path:
     fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=(2, 1))
     us = result.t * 1e6
     ax.plot(us, result.v_ref, lw=1.2, label="ngspice")
-    ax.plot(us, result.v_torch, lw=1, ls="--", label=f"torch ({result.torch['method']}, dt {result.torch['dt'] * 1e9:g} ns)")
+    label = f"torch ({result.torch['method']}, dt {result.torch['dt'] * 1e9:g} ns)"
+    ax.plot(us, result.v_torch, lw=1, ls="--", label=label)
     ax.set_ylabel("membrane V (V)")
     ax.set_title(f"{result.case}: main probe")
     ax.legend(loc="upper right", fontsize=8)
@@ -78,8 +80,8 @@ def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers:
             rows.append({"method": method, "dt": dt, **m})
     orders = {}
     for method in methods:
-        pts = [(r["dt"], r["spike_time_mean_abs_error_s"]) for r in rows
-               if r["method"] == method and r["spikes_ref"] == r["spikes_torch"] and r["spike_time_mean_abs_error_s"] > 0]
+        pts = [(r["dt"], r["spike_time_mean_abs_error_s"]) for r in rows if r["method"] == method
+               and r["spikes_ref"] == r["spikes_torch"] and r["spike_time_mean_abs_error_s"] > 0]
         if len(pts) >= 2:
             x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
             orders[method] = float(np.polyfit(x, y, 1)[0])
