@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from memspice.devices import MIF
 from memspice.netlist.builder import TranSettings
-from memspice.netlist.examples import mif_step
+from memspice.netlist.examples import STEP_RISE, mif_step
 from memspice.signals import spike_shapes, spike_times
 from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.results import Waveforms
@@ -36,6 +37,7 @@ class Characterization:
     undershoot: float
     refractory: float
     spike_threshold: float  #: the detection level of spikes (V)
+    params: dict  #: every neuron parameter, SI units
     settings: dict
     wall_s: float
     reference_trace: tuple[np.ndarray, np.ndarray] | None = None  #: (t, v) of the reference run
@@ -98,7 +100,9 @@ def characterize_mif(
         undershoot=mean(shapes["undershoot"]),
         refractory=mean(shapes["refractory"]),
         spike_threshold=spike_threshold,
-        settings={**settings.describe(), "stimulus": f"current step from {START:g} s to {STOP:g} s"},
+        params=MIF.resolve(params),
+        settings={**settings.describe(), "stimulus": f"current steps from {START:g} s to {STOP:g} s, "
+                                                     f"{STEP_RISE:g} s edges"},
         wall_s=wall,
         reference_trace=(t, v),
     )

@@ -103,17 +103,19 @@ def _characterize(args: argparse.Namespace) -> int:
     import json
 
     from memspice.characterize import characterize_mif
+    from memspice.devices.mif import KANG2021
     from memspice.plots import plot_characterization
 
     currents = np.geomspace(args.min_current, args.max_current, args.points) if args.points > 1 else [args.min_current]
-    result = characterize_mif(currents, args.reference_current, spike_threshold=args.threshold,
+    params = {"default": {}, "kang2021": KANG2021}[args.preset]
+    result = characterize_mif(currents, args.reference_current, params=params, spike_threshold=args.threshold,
                               workers=args.workers, timeout=args.timeout, progress=not args.json)
     if args.plot:
         plot_characterization(result, args.plot)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
-    print(f"MIF neuron in ngspice ({len(currents)} step currents, {result.wall_s:.1f} s):")
+    print(f"MIF neuron ({args.preset} parameters) in ngspice ({len(currents)} step currents, {result.wall_s:.1f} s):")
     print("  input (µA)  spikes in 100 µs  rate (kHz)")
     for c, n, r in zip(result.currents, result.spike_counts, result.rates):
         print(f"  {c * 1e6:10.3g}  {n:16d}  {r / 1e3:10.1f}")
@@ -135,20 +137,26 @@ def _validate(args: argparse.Namespace) -> int:
 
     from memspice.solver import METHODS
     from memspice.validate import report
-    from memspice.validate.cases import CASES, DEFAULT_METHOD, TorchSettings, run_case
+    from memspice.validate.cases import CASES, DEFAULT_METHOD, SWEEP_FACTORS, TorchSettings, run_case
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MemspiceError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     method = args.method or DEFAULT_METHOD
     settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype)
     if args.sweep_dt:
-        dts = [args.dt * f for f in (1, 2, 4, 8)]
+        dts = [args.dt * f for f in SWEEP_FACTORS]
         sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers)
         if args.plot:
             report.plot_sweep(sweep, args.plot)
         print(json.dumps(sweep) if args.json else report.sweep_table(sweep))
         return 0
     stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None
+    if stimulus is not None:
+        off_grid = [t for t in stimulus.times if abs(t / args.dt - round(t / args.dt)) > 1e-6]
+        if off_grid:
+            print(f"memspice: warning: {len(off_grid)} stimulus breakpoint(s) lie between the solver's grid points "
+                  f"(first at {off_grid[0]:g} s, dt = {args.dt:g} s); the solver takes its input as linear "
+                  f"between grid points, so near them the two engines see different inputs", file=sys.stderr)
     cases = list(CASES) if args.case == "all" else [args.case]
     if stimulus is not None and args.case not in ("mif-step", "all"):
         raise MemspiceError(f"--stimulus drives the MIF neuron; it replaces mif-step's input, not {args.case}'s")
@@ -250,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "step currents (f–I curve), and threshold, peak, width, undershoot and "
                                    "refractory time at a reference current. Jobs run in parallel.")
     p.add_argument("device", choices=["mif"], help="the device to characterize")
+    p.add_argument("--preset", choices=["default", "kang2021"], default="default",
+                   help="parameter set: the re-timed default or design.md's reference neuron (default: %(default)s)")
     p.add_argument("--plot", type=_output_file(".png"), help="save the f–I curve and a trace (.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--min-current", type=_positive, default=0.25e-6, help="smallest step in A (default: %(default)g)")
@@ -278,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stimulus", type=Path, metavar="FILE.csv",
                    help="piecewise-linear input current t_s,i_A into the MIF neuron (replaces mif-step's step)")
     p.add_argument("--sweep-dt", action="store_true",
-                   help="mif-step at dt, 2dt, 4dt, 8dt for each method: error table and order of convergence")
+                   help="mif-step at dt/8, dt/4, dt/2, dt and 2dt for each method: error table and order of "
+                        "convergence")
     p.add_argument("--save", type=_output_file(".npz"), help="save t, v_ref, v_torch and the settings (.npz)")
     p.add_argument("--plot", type=_output_file(".png"), help="overlay and difference plot (.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")

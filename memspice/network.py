@@ -12,8 +12,10 @@ integrates it; both read the same objects. Conventions (design.md):
   ``+buffer_gain`` and ``-buffer_gain`` of the previous layer's membrane voltages: the only
   non-memristive periphery. The default gain is 2, not 1 as design.md first had it: the loading
   term pins a membrane near the conductance-weighted mean of its row voltages, and with unity
-  buffers that mean stays below the MIF threshold (rows are membranes that peak at 0.48 V), so
-  a second layer never fires (tests/test_netlister.py shows both).
+  buffers and design.md's neuron (membranes that peak at 0.48 V) that mean stays below the MIF
+  threshold, so a second layer never fires (tests/test_netlister.py shows both). The re-timed
+  default neuron fires from unity buffers too; gain 2 gives later layers the same drive range
+  as the first.
 """
 
 from __future__ import annotations

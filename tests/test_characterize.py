@@ -11,25 +11,40 @@ from conftest import memspice
 from memspice.signals import spike_shapes
 
 
-def test_fi_curve_and_shape_match_the_design_figures(tmp_path):
-    png = tmp_path / "fi.png"
+def characterize(*args: str) -> dict:
     result = memspice("characterize", "mif", "--min-current", "0.5e-6", "--max-current", "4e-6", "--points", "4",
-                      "--json", "--plot", str(png))
+                      "--json", *args)
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_fi_curve_and_shape_of_the_default_neuron(tmp_path):
+    png = tmp_path / "fi.png"
+    report = characterize("--plot", str(png))
     assert report["engine"] == "ngspice" and report["settings"]["reltol"] == 1e-6
+    assert report["params"]["ton2"] == 0.6e-6  # the re-timed default
     np.testing.assert_allclose(report["currents_A"], [0.5e-6, 1e-6, 2e-6, 4e-6])
-    counts = report["spike_counts"]
-    assert counts[:3] == [5, 10, 16] and counts[3] in (22, 23)  # design.md's f–I points
-    assert report["rates_hz"][2] == pytest.approx(16 / 100e-6)
+    assert report["spike_counts"] == [8, 13, 20, 29]  # measured when the defaults were chosen
+    assert report["rates_hz"][2] == pytest.approx(20 / 100e-6)
     assert report["rheobase_A"] == pytest.approx(0.5e-6)
-    assert report["isi_s"] == pytest.approx(6.47e-6, rel=0.01)
-    assert report["peak_V"] == pytest.approx(0.484, rel=0.01)
+    assert report["isi_s"] == pytest.approx(4.98e-6, rel=0.01)
+    assert report["peak_V"] == pytest.approx(0.545, rel=0.01)
     assert 0.35 < report["threshold_V"] < 0.45  # the kink sits near M1's 0.40 V threshold
-    assert 20e-9 < report["width_s"] < 1e-6
-    assert -0.3 < report["undershoot_V"] < -0.1
+    assert 0.2e-6 < report["width_s"] < 0.5e-6  # a sixth of the ISI: what a 200 ns step resolves
+    assert -0.1 < report["undershoot_V"] < 0.0
     assert 1e-6 < report["refractory_s"] < report["isi_s"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fi_curve_and_shape_match_the_design_figures():
+    report = characterize("--preset", "kang2021")
+    assert report["params"]["ton2"] == 0.1e-6
+    counts = report["spike_counts"]
+    assert counts[:3] == [5, 10, 16] and counts[3] in (22, 23)  # design.md's f–I points
+    assert report["isi_s"] == pytest.approx(6.47e-6, rel=0.01)
+    assert report["peak_V"] == pytest.approx(0.484, rel=0.01)
+    assert 20e-9 < report["width_s"] < 0.2e-6
+    assert -0.3 < report["undershoot_V"] < -0.1
 
 
 def test_spike_shapes_of_a_synthetic_spike_train():

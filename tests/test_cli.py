@@ -15,7 +15,7 @@ def test_help_lists_the_commands():
 def test_demo_prints_spikes_and_saves_plot(tmp_path):
     result = memspice("demo", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "16 spikes" in result.stdout
+    assert "20 spikes" in result.stdout
     assert (tmp_path / "mif_step.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert ".subckt mif mem" in (tmp_path / "mif_step.cir").read_text()
 

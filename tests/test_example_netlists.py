@@ -31,14 +31,28 @@ def test_check_names_an_edited_netlist(tmp_path):
     assert result.returncode == 1 and "crossbar_2x2.cir" in result.stderr and "mif_step" not in result.stderr
 
 
-def test_mif_step_matches_the_design_figures():
-    """design.md: 2 µA step from 10 to 110 µs -> 16 spikes, first at 12.13 µs, ISI 6.47 µs."""
-    waves = simulate("mif_step.cir")
+def test_reference_neuron_matches_the_design_figures():
+    """design.md's neuron (KANG2021): 2 µA step from 10 to 110 µs -> 16 spikes, first at 12.13 µs,
+    ISI 6.47 µs, peak 0.484 V, measured in ngspice when the model was written by hand."""
+    waves = simulate("mif_step_kang2021.cir")
     spikes = spike_times(waves.time, waves.signals["v(mem)"], 0.45)
     assert len(spikes) == 16
     assert spikes[0] == pytest.approx(12.13e-6, rel=0.01)
     assert np.diff(spikes).mean() == pytest.approx(6.47e-6, rel=0.01)
     assert waves.signals["v(mem)"].max() == pytest.approx(0.484, rel=0.01)
+
+
+def test_default_neuron_spikes_with_all_three_phases():
+    """The re-timed default neuron under the same step (1 µs edges): 20 spikes 4.98 µs apart,
+    each peaking near 0.545 V, then falling below rest (hyperpolarization, to -0.05 V)."""
+    waves = simulate("mif_step.cir")
+    t, v = waves.time, waves.signals["v(mem)"]
+    spikes = spike_times(t, v, 0.45)
+    assert len(spikes) == 20
+    assert np.diff(spikes).mean() == pytest.approx(4.98e-6, rel=0.01)
+    for first, second in zip(spikes, spikes[1:]):
+        between = v[(t > first) & (t < second)]
+        assert between.max() > 0.53 and between.min() < 0.0
 
 
 def test_synapse_sweep_draws_a_pinched_hysteresis_loop():

@@ -20,7 +20,9 @@ def test_check_names_edited_missing_and_foreign_files(tmp_path):
     assert memspice("models", "--out", str(tmp_path), "--check").returncode == 0
 
     lib = tmp_path / "mif.lib"
-    lib.write_text(lib.read_text().replace("cm=1e-11", "cm=2e-11"))
+    edited = lib.read_text().replace("cm=1.6e-11", "cm=2e-11")
+    assert edited != lib.read_text()
+    lib.write_text(edited)
     (tmp_path / "synapse.va").unlink()
     (tmp_path / "old_model.lib").write_text("* a model nobody generates any more\n")
     result = memspice("models", "--out", str(tmp_path), "--check")

@@ -25,7 +25,7 @@ def test_json_reports_the_spikes(mif_netlist):
     assert report["engine"] == "ngspice" and report["signals"] == ["v(mem)"]
     assert report["n_points"] > 1000 and report["wall_s"] > 0
     spikes = report["spikes"]["v(mem)"]
-    assert len(spikes) == 16 and spikes[0] == pytest.approx(12.13e-6, rel=0.01)
+    assert len(spikes) == 20 and spikes[0] == pytest.approx(12.58e-6, rel=0.01)
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".csv"])
@@ -41,7 +41,7 @@ def test_waveforms_are_saved(mif_netlist, tmp_path, suffix):
         table = np.loadtxt(out, delimiter=",", skiprows=1)
         assert out.read_text().splitlines()[0] == "time,v(mem),i(v.xneuron.ve1)"
         t, v = table[:, 0], table[:, 1]
-    assert np.all(np.diff(t) > 0) and 0.48 < v.max() < 0.49
+    assert np.all(np.diff(t) > 0) and 0.54 < v.max() < 0.55
 
 
 def test_unknown_probe_lists_the_signals(mif_netlist):
@@ -53,7 +53,8 @@ def test_unknown_probe_lists_the_signals(mif_netlist):
 def test_shell_in_control_block_is_refused_unless_allowed(tmp_path):
     marker = tmp_path / "pwned"
     netlist = tmp_path / "evil.cir"
-    netlist.write_text(f"* evil\nV1 a 0 DC 1\nR1 a 0 1k\n.tran 1u 10u\n.control\nrun\nshell touch {marker}\n.endc\n.end\n")
+    netlist.write_text(f"* evil\nV1 a 0 DC 1\nR1 a 0 1k\n.tran 1u 10u\n"
+                       f".control\nrun\nshell touch {marker}\n.endc\n.end\n")
     result = memspice("simulate", str(netlist))
     assert result.returncode == 2 and "--allow-control" in result.stderr and "line 7" in result.stderr
     assert not marker.exists()
@@ -73,7 +74,8 @@ def test_dangerous_control_commands(command):
 
 
 def test_harmless_control_commands_pass():
-    check_control_blocks("* x\n.control\nrun\nwrdata out.txt v(a)\nprint v(a) > local.txt\nmeas tran x max v(a)\n.endc\n")
+    check_control_blocks("* x\n.control\nrun\nwrdata out.txt v(a)\nprint v(a) > local.txt\n"
+                         "meas tran x max v(a)\n.endc\n")
     check_control_blocks("* shell words outside a control block are not commands\nRshell a 0 1\n.end\n")
 
 

@@ -9,7 +9,8 @@ switches ON above ``th`` and an ON device stays ON down to ``hold``::
     x_inf = σ((v - th + (th - hold)·x) / w)
     dx/dt = (x_inf - x)·(x_inf/ton + (1 - x_inf)/toff)
 
-Defaults are those of the MIF neuron's depolarizing switch M1 (design.md), with thresholds on
+Defaults are those of the depolarizing switch M1 of design.md's reference MIF neuron
+(:data:`memspice.devices.mif.KANG2021`), with thresholds on
 the branch voltage.
 """
 

@@ -1,4 +1,4 @@
-"""One time step of a layer of one-port neuron devices, by three integration methods.
+"""One time step of a layer of one-port neuron devices.
 
 Each neuron of a layer is the system ``M dy/dt = g(y, t)`` with ``y = (v, x_1..x_m)``: the
 membrane voltage ``v`` (V) and the device's states. Its input is a current that is affine in
@@ -11,14 +11,15 @@ with ``I``, ``f``, ``C = dQ/dv`` and their Jacobians from the device model
 (:meth:`memspice.codegen.torch_functions.TorchDevice.linearize`): the solver never restates a
 device equation.
 
-Methods (``dt`` fixed):
+Methods (one step of ``dt``):
 
 * ``euler``: linearly implicit Euler (one Rosenbrock stage): one linear solve per step, no
   iteration; first order, L-stable. The cheap one.
-* ``trap``: trapezoidal rule with Newton iterations; second order, A-stable (rings on very stiff
-  loads).
-* ``bdf2``: second-order backward differentiation with Newton iterations (backward Euler on the
-  first step); L-stable. The accurate one.
+* ``trap``: trapezoidal rule (SPICE's default) with Newton iterations; second order, A-stable.
+* ``radau3``, ``radau5``: Radau IIA collocation with 2 and 3 stages, orders 3 and 5, L-stable
+  and stiffly accurate; Newton on all stages at once. ``radau5`` is the accurate one: at a
+  step that resolves the switches' time constants it follows a spike train with a few steps per
+  switching event (docs/solver.md).
 
 Newton runs without autograd until converged; one last Newton step from the converged point is
 taken with autograd. Because the residual vanishes there, that step's derivative is exactly the
@@ -27,6 +28,7 @@ implicit-function-theorem gradient, at the memory cost of a single step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,7 +38,7 @@ from memspice.codegen.torch_functions import torch_device
 from memspice.devices.model import DeviceModel
 from memspice.errors import SolverError
 
-METHODS = ("euler", "trap", "bdf2")
+METHODS = ("euler", "trap", "radau3", "radau5")
 
 
 @dataclass
@@ -85,73 +87,133 @@ class NeuronLayer:
 @dataclass
 class NewtonOptions:
     """Convergence of the implicit methods: every neuron's update below ``vtol`` (V) on the
-    membrane and ``xtol`` on each state, within ``max_iter`` iterations."""
+    membrane and ``xtol`` on each state, within ``max_iter`` iterations.
+
+    Far from the solution a full Newton update can jump across a switch's threshold and
+    oscillate: like SPICE's junction limiting, each neuron's update is scaled down so that it
+    moves the membrane by at most ``max_dv`` (V) and any state by at most ``max_dx``. A step
+    that still fails is retried as 2, 4, ... substeps, at most ``2**max_splits`` (the way
+    SPICE cuts its time step), before the solver gives up."""
 
     vtol: float = 1e-7
     xtol: float = 1e-6
-    max_iter: int = 12
+    max_iter: int = 20
+    max_dv: float = 0.2
+    max_dx: float = 0.5
+    max_splits: int = 4
+
+
+class NewtonFailure(SolverError):
+    """Newton's method did not converge within a step (the caller may split the step)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """An implicit method written as ``s`` stages at the fractions ``nodes`` of the step:
+
+        M·(Y_i - y_n) = dt·Σ_j A_ij·g(Y_j, t_n + c_j·dt) + explicit,     y_{n+1} = Y_s
+
+    (``explicit`` is ``dt/2·g(y_n)`` for the trapezoidal rule, 0 for Radau IIA)."""
+
+    matrix: tuple[tuple[float, ...], ...]
+    nodes: tuple[float, ...]
+
+
+_R6 = math.sqrt(6.0)
+_TABLEAUS = {
+    "trap": Method(((0.5,),), (1.0,)),
+    "radau3": Method(((5 / 12, -1 / 12), (3 / 4, 1 / 4)), (1 / 3, 1.0)),
+    "radau5": Method((
+        ((88 - 7 * _R6) / 360, (296 - 169 * _R6) / 1800, (-2 + 3 * _R6) / 225),
+        ((296 + 169 * _R6) / 1800, (88 + 7 * _R6) / 360, (-2 - 3 * _R6) / 225),
+        ((16 - _R6) / 36, (16 + _R6) / 36, 1 / 9)), ((4 - _R6) / 10, (4 + _R6) / 10, 1.0)),
+}
 
 
 class Stepper:
-    """Advances one layer by ``dt`` with ``method``; keeps the history the method needs."""
+    """Advances one layer by a step ``dt`` with ``method``.
 
-    def __init__(self, layer: NeuronLayer, method: str, dt: float, newton: NewtonOptions | None = None) -> None:
+    :attr:`nodes` are the fractions of the step at which :meth:`step` needs the layer's drive;
+    it returns the membrane voltages at the same instants, which drive the next layer."""
+
+    def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        self.layer, self.method, self.dt = layer, method, dt
+        self.layer, self.method = layer, method
         self.newton = newton or NewtonOptions()
-        self.previous: torch.Tensor | None = None  # y_{n-1} for bdf2
+        # the trapezoidal rule also needs the drive at the start of the step
+        self.nodes = {"euler": (1.0,), "trap": (0.0, 1.0)}.get(method) or _TABLEAUS[method].nodes
 
-    def step(self, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, a_now: torch.Tensor, b_now: torch.Tensor,
-             where: StepContext) -> torch.Tensor:
-        """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``); ``a, b`` drive the neurons at ``t_{n+1}``,
-        ``a_now, b_now`` at ``t_n``."""
-        dt = self.dt
+    def step(self, y: torch.Tensor, drives: list[tuple[torch.Tensor, torch.Tensor]], dt: float,
+             where: StepContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``) and the membrane voltages at :attr:`nodes`;
+        ``drives[j] = (a, b)`` drive the neurons at ``t_n + nodes[j]·dt``. Raises
+        :class:`NewtonFailure` when Newton's method does not converge."""
         if self.method == "euler":
-            g, jac, mass = self.layer.system(y, a, b)
-            matrix = torch.diag_embed(mass / dt) - jac
-            y_next = y + torch.linalg.solve(matrix, g)
+            g, jac, mass = self.layer.system(y, *drives[0])
+            y_next = y + torch.linalg.solve(torch.diag_embed(mass / dt) - jac, g)
+            stages = [y_next[..., 0]]
         else:
+            explicit = 0.0
             if self.method == "trap":
-                g_now, _, _ = self.layer.system(y, a_now, b_now, jacobian=False)
-                beta, anchor, extra = 0.5, y, 0.5 * dt * g_now
-            elif self.previous is None:  # bdf2 starts with backward Euler
-                beta, anchor, extra = 1.0, y, 0.0
-            else:
-                beta, anchor, extra = 2.0 / 3.0, (4.0 * y - self.previous) / 3.0, 0.0
-            y_next = self._newton(y, anchor, beta, extra, a, b, where)
-        self.previous = y
+                g_now, _, _ = self.layer.system(y, *drives[0], jacobian=False)
+                explicit, drives = 0.5 * dt * g_now, drives[1:]
+            stage_values = self._newton(y, explicit, _TABLEAUS[self.method], drives, dt, where)
+            y_next = stage_values[-1]
+            stages = list(stage_values[..., 0].unbind(0))
+            if self.method == "trap":
+                stages = [y[..., 0], *stages]
         if not torch.isfinite(y_next).all():
             bad = torch.nonzero(~torch.isfinite(y_next))[0].tolist()
             raise SolverError(f"{self.method}: state {bad[2]} of neuron {bad[1]} (batch item {bad[0]}) became "
                               f"{y_next[tuple(bad)].item()} at step {where.step} (t = {where.time:.6g} s), "
                               f"layer {where.layer}; try a smaller dt")
-        return y_next
+        return y_next, stages
 
-    def _newton(self, y, anchor, beta, extra, a, b, where: StepContext) -> torch.Tensor:
-        dt, opts = self.dt, self.newton
+    def _newton(self, y, explicit, method: Method, drives, dt: float, where: StepContext) -> torch.Tensor:
+        """The stage values ``(s, B, n, 1+m)`` of ``method``, by Newton's method on all stages
+        at once (damped as :class:`NewtonOptions` says)."""
+        opts = self.newton
+        s, d = len(method.nodes), y.shape[-1]
+        like = {"dtype": y.dtype, "device": y.device}
+        a_matrix = torch.tensor(method.matrix, **like)
+        a_stage = torch.stack([torch.as_tensor(a, **like).expand(y.shape[:-1]) for a, _ in drives])
+        b_stage = torch.stack([torch.as_tensor(b, **like).expand(y.shape[:-1]) for _, b in drives])
+        eye_s, eye_d = torch.eye(s, **like), torch.eye(d, **like)
+        tolerance = torch.tensor([opts.vtol] + [opts.xtol] * (d - 1), **like)
+        limit = torch.tensor([opts.max_dv] + [opts.max_dx] * (d - 1), **like)
 
-        def residual(z, jacobian=True):
-            g, jac, mass = self.layer.system(z, a, b, jacobian)
-            r = mass * (z - anchor) - beta * dt * g - extra
-            return r, (torch.diag_embed(mass) - beta * dt * jac) if jacobian else None
+        def residual(z):
+            """The stacked residual ``(B, n, s·d)`` and its Jacobian ``(B, n, s·d, s·d)``, whose
+            block (i, j) is δ_ij·M - dt·A_ij·J(Y_j)."""
+            g, jac, mass = self.layer.system(z, a_stage, b_stage)
+            r = mass * (z - y) - dt * torch.einsum("ij,j...->i...", a_matrix, g) - explicit
+            blocks = torch.einsum("ij,j...d,de->...idje", eye_s, mass, eye_d) \
+                - dt * torch.einsum("ij,j...de->...idje", a_matrix, jac)
+            return r.movedim(0, -2).flatten(-2), blocks.reshape(*blocks.shape[:-4], s * d, s * d)
+
+        def newton_update(z, detach=False):  # (s, B, n, d)
+            r, matrix = residual(z)
+            delta = torch.linalg.solve(matrix.detach() if detach else matrix, r)
+            return delta.unflatten(-1, (s, d)).movedim(-2, 0)
+
+        def size(delta, scale):  # per neuron: the largest component of |delta| / scale
+            return (delta.abs() / scale).amax(dim=(0, -1))
 
         with torch.no_grad():
-            z = y.detach().clone()
+            z = y.detach().expand(s, *y.shape).clone()
             for _ in range(opts.max_iter):
-                r, matrix = residual(z)
-                delta = torch.linalg.solve(matrix, r)
-                z = z - delta
-                dv, dx = delta[..., 0].abs(), delta[..., 1:].abs()
-                if dv.max() <= opts.vtol and (dx.numel() == 0 or dx.max() <= opts.xtol):
+                delta = newton_update(z)
+                misses = size(delta, tolerance)
+                if misses.max() <= 1.0:
                     break
+                z = z - delta / size(delta, limit).clamp(min=1.0).unsqueeze(-1)
             else:
-                worst = torch.argmax(dv.reshape(-1)).item()
-                batch_item, neuron = divmod(worst, dv.shape[-1])
-                raise SolverError(
+                worst = torch.argmax(misses.reshape(-1)).item()
+                batch_item, neuron = divmod(worst, misses.shape[-1])
+                raise NewtonFailure(
                     f"{self.method}: Newton did not converge in {opts.max_iter} iterations at step {where.step} "
                     f"(t = {where.time:.6g} s), layer {where.layer}, neuron {neuron} (batch item {batch_item}): "
-                    f"last update {dv.max().item():.3g} V; try a smaller dt or method='euler'")
+                    f"last update {delta[..., 0].abs().max().item():.3g} V")
         # one differentiable Newton step from the solution: the implicit-function gradient
-        r, matrix = residual(z.detach())
-        return z.detach() - torch.linalg.solve(matrix.detach(), r)
+        return z - newton_update(z, detach=True)

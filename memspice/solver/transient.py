@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
-from memspice.solver.integrators import NeuronLayer, NewtonOptions, StepContext, Stepper
+from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper
 
 Params = Mapping[str, "float | torch.Tensor"]
 
@@ -35,7 +35,7 @@ def simulate_neurons(
     current: torch.Tensor,
     dt: float,
     params: Params | None = None,
-    method: str = "bdf2",
+    method: str = "radau5",
     model: DeviceModel = MIF,
     record_states: bool = True,
     checkpoint_every: int | None = None,
@@ -46,8 +46,8 @@ def simulate_neurons(
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
-    def drive(k: int, n: int, upstream: torch.Tensor | None):
-        return current[:, n], torch.zeros((), dtype=current.dtype, device=current.device)
+    def drive(k: int, n: int, node: float, upstream: torch.Tensor | None):
+        return _between(current, n, node), torch.zeros((), dtype=current.dtype, device=current.device)
 
     return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
                       checkpoint_every, newton)
@@ -58,7 +58,7 @@ def simulate_network(
     inputs: torch.Tensor,
     dt: float,
     params: Sequence[Params | None] | None = None,
-    method: str = "bdf2",
+    method: str = "radau5",
     buffer_gain: float = 2.0,
     model: DeviceModel = MIF,
     record_states: bool = False,
@@ -83,8 +83,8 @@ def simulate_network(
     differences = [g_pos - g_neg for g_pos, g_neg in weights]
     loads = [-(g_pos + g_neg).sum(0) for g_pos, g_neg in weights]
 
-    def drive(k: int, n: int, upstream: torch.Tensor | None):
-        rows = inputs[:, n] if k == 0 else buffer_gain * upstream
+    def drive(k: int, n: int, node: float, upstream: torch.Tensor | None):
+        rows = _between(inputs, n, node) if k == 0 else buffer_gain * upstream
         return rows @ differences[k], loads[k]
 
     return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton)
@@ -98,10 +98,20 @@ def _check_input(tensor: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a float tensor; got {tensor.dtype}")
 
 
+def _between(samples: torch.Tensor, n: int, node: float) -> torch.Tensor:
+    """``samples`` (``(batch, n_steps + 1, ...)``) at ``t_n + node·dt``: inputs are piecewise
+    linear between the grid samples."""
+    if node == 0.0:
+        return samples[:, n]
+    if node == 1.0:
+        return samples[:, n + 1]
+    return torch.lerp(samples[:, n], samples[:, n + 1], node)
+
+
 def _integrate(
     layers: list[NeuronLayer],
     sizes: list[int],
-    drive: Callable[[int, int, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
+    drive: Callable[[int, int, float, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
     reference: torch.Tensor,
     dt: float,
     method: str,
@@ -115,36 +125,49 @@ def _integrate(
         raise ValueError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
-    steppers = [Stepper(layer, method, dt, newton) for layer in layers]
+    newton = newton or NewtonOptions()
+    steppers = [Stepper(layer, method, newton) for layer in layers]
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
-    drives = _drives(drive, ys, 0)
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
 
-    def advance(first: int, last: int, states: list[torch.Tensor], now: list[tuple]):
+    def substeps(n: int, states: list[torch.Tensor], parts: int) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps."""
+        for part in range(parts):
+            upstream: list[torch.Tensor | None] = [None] * len(steppers[0].nodes)
+            new_states = []
+            for k, stepper in enumerate(steppers):
+                drives = [drive(k, n, (part + node) / parts, up) for node, up in zip(stepper.nodes, upstream)]
+                where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
+                y, upstream = stepper.step(states[k], drives, dt / parts, where)
+                new_states.append(y)
+            states = new_states
+        return states
+
+    def advance(first: int, last: int, states: list[torch.Tensor]):
         out_v, out_x = [[] for _ in states], [[] for _ in states]
         for n in range(first, last):
-            upstream = None
-            new_states, new_drives = [], []
-            for k, stepper in enumerate(steppers):
-                a, b = drive(k, n + 1, upstream)
-                y = stepper.step(states[k], a, b, *now[k], StepContext(n + 1, (n + 1) * dt, k + 1))
-                new_states.append(y)
-                new_drives.append((a, b))
-                upstream = y[..., 0]
+            for split in range(newton.max_splits + 1):
+                try:
+                    states = substeps(n, states, 2**split)
+                    break
+                except NewtonFailure as failure:
+                    if split == newton.max_splits:
+                        raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
+                                            f"try a smaller dt") from None
+            for k, y in enumerate(states):
                 out_v[k].append(y[..., 0])
                 if record_states:
                     out_x[k].append(y[..., 1:])
-            states, now = new_states, new_drives
-        return states, now, out_v, out_x
+        return states, out_v, out_x
 
     chunk = checkpoint_every or n_points
     for first in range(0, n_points - 1, chunk):
         last = min(first + chunk, n_points - 1)
         if checkpoint_every and torch.is_grad_enabled():
-            ys, drives, out_v, out_x = _checkpointed(advance, first, last, ys, drives, steppers)
+            ys, out_v, out_x = _checkpointed(advance, first, last, ys)
         else:
-            ys, drives, out_v, out_x = advance(first, last, ys, drives)
+            ys, out_v, out_x = advance(first, last, ys)
         for k in range(len(layers)):
             record_v[k] += out_v[k]
             record_x[k] += out_x[k]
@@ -154,29 +177,15 @@ def _integrate(
     return Solution(t, v, x)
 
 
-def _drives(drive, ys, n):
-    out, upstream = [], None
-    for k, y in enumerate(ys):
-        out.append(drive(k, n, upstream))
-        upstream = y[..., 0]
-    return out
-
-
-def _checkpointed(advance, first, last, ys, drives, steppers):
+def _checkpointed(advance, first, last, ys):
     """Run ``advance`` over steps ``first..last`` keeping only its inputs and outputs for the
     backward pass (recomputed then): memory O(chunk) instead of O(steps) for the internals."""
-    histories = [s.previous for s in steppers]
     n_layers = len(ys)
 
     def run(*flat):
-        for s, h in zip(steppers, histories):
-            s.previous = h
-        states = list(flat[:n_layers])
-        now = [(flat[n_layers + 2 * k], flat[n_layers + 2 * k + 1]) for k in range(n_layers)]
-        new_states, new_drives, out_v, out_x = advance(first, last, states, now)
-        flat_out = [*new_states, *(t for pair in new_drives for t in pair)]
+        new_states, out_v, out_x = advance(first, last, list(flat))
         counts = [len(o) for o in out_v] + [len(o) for o in out_x]
-        return (*flat_out, *(t for o in out_v for t in o), *(t for o in out_x for t in o)), counts
+        return (*new_states, *(t for o in out_v for t in o), *(t for o in out_x for t in o)), counts
 
     counts_box = {}
 
@@ -185,14 +194,10 @@ def _checkpointed(advance, first, last, ys, drives, steppers):
         counts_box["counts"] = counts
         return outputs
 
-    flat_in = [*ys, *(torch.as_tensor(t) for pair in drives for t in pair)]
-    outputs = checkpoint(wrapped, *flat_in, use_reentrant=False)
+    outputs = checkpoint(wrapped, *ys, use_reentrant=False)
     counts = counts_box["counts"]
-    pos = 0
-    new_states = list(outputs[pos : pos + n_layers])
-    pos += n_layers
-    new_drives = [(outputs[pos + 2 * k], outputs[pos + 2 * k + 1]) for k in range(n_layers)]
-    pos += 2 * n_layers
+    new_states = list(outputs[:n_layers])
+    pos = n_layers
     out_v, out_x = [], []
     for c in counts[:n_layers]:
         out_v.append(list(outputs[pos : pos + c]))
@@ -200,4 +205,4 @@ def _checkpointed(advance, first, last, ys, drives, steppers):
     for c in counts[n_layers:]:
         out_x.append(list(outputs[pos : pos + c]))
         pos += c
-    return new_states, new_drives, out_v, out_x
+    return new_states, out_v, out_x

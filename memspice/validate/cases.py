@@ -24,10 +24,14 @@ from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare
 
-CASES = ("mif-step", "mif-fi", "xbar-net")
-DEFAULT_DT = 5e-9
-DEFAULT_METHOD = "trap"
-STEP = step_current(2e-6, 10e-6, 110e-6, 120e-6)  # design.md's
+CASES = ("mif-step", "mif-pwl", "mif-fi", "xbar-net")
+#: The default training step and method: 25 steps per inter-spike interval of the default
+#: neuron at 2 µA (docs/solver.md has the measurements behind the choice).
+DEFAULT_DT = 200e-9
+DEFAULT_METHOD = "radau5"
+STEP = step_current(2e-6, 10e-6, 110e-6, 120e-6)  # design.md's step, with 1 µs edges
+SWEEP_FACTORS = (1 / 8, 1 / 4, 1 / 2, 1, 2)  #: the dts of ``validate --sweep-dt``, in units of --dt
+PWL_COUNT, PWL_PERIOD, PWL_RANGE, PWL_T_END = 4, 2e-6, (0.3e-6, 8e-6), 60e-6
 FI_CURRENTS = tuple(float(c) for c in np.geomspace(0.5e-6, 16e-6, 6))
 FI_STEP = (5e-6, 55e-6, 60e-6)  # on, off, end (s)
 XBAR_SIZES = (16, 8, 4)
@@ -102,42 +106,76 @@ def _timed_torch(fn):
     return out, time.perf_counter() - start
 
 
-def mif_current(stimulus: PWL, settings: TorchSettings, spice: TranSettings | None = None,
-                workers: int | None = None, timeout: float = 600.0, case: str = "mif-step") -> CaseResult:
+def mif_current(stimulus: PWL, settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+                case: str = "mif-step") -> CaseResult:
     """The default MIF neuron under the input current ``stimulus`` (A), simulated to its last time."""
-    t_end = stimulus.times[-1]
-    spice = spice or TranSettings(t_end=t_end)
-    (ref,), wall_ref = _ngspice([("mif", current_clamp(stimulus, t_end, settings=spice))], workers, timeout)
-    t = grid(t_end, settings.dt)
-    current = _tensor(stimulus.sample(t), settings).reshape(1, -1, 1)
-    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, method=settings.method))
-    v_torch = solution.v[0][0, :, 0].double().cpu().numpy()
-    v_ref = np.interp(t, ref.time, ref.signals["v(mem)"])
-    return CaseResult(case, {"v(mem)": compare(t, v_ref, v_torch)}, t, v_ref, v_torch,
+    t, refs, v_torch, spice, wall_ref, wall = mif_batch([stimulus], settings, workers, timeout)
+    return CaseResult(case, {"v(mem)": compare(*refs[0], t, v_torch[0])}, t, np.interp(t, *refs[0]), v_torch[0],
                       spice.describe(), settings.describe(), wall_ref, wall)
+
+
+def random_pwl(seed: int = 0) -> list[PWL]:
+    """The random stimuli of case mif-pwl: :data:`PWL_COUNT` currents (A), each linear between
+    levels drawn uniformly from :data:`PWL_RANGE` every :data:`PWL_PERIOD` (s), from 0 at t = 0."""
+    rng = np.random.default_rng(seed)
+    times = np.arange(round(PWL_T_END / PWL_PERIOD) + 1) * PWL_PERIOD
+    out = []
+    for _ in range(PWL_COUNT):
+        levels = rng.uniform(*PWL_RANGE, len(times))
+        levels[0] = 0.0
+        out.append(PWL(times.tolist(), levels.tolist()))
+    return out
+
+
+def mif_references(stimuli: list[PWL], workers: int | None = None, timeout: float = 600.0):
+    """The default MIF neuron under each stimulus (A) in ngspice, in parallel: the waveforms
+    ``(t, v)`` on ngspice's time points, the settings and the wall time."""
+    t_end = max(s.times[-1] for s in stimuli)
+    spice = TranSettings(t_end=t_end)
+    refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, settings=spice)) for k, s in enumerate(stimuli)],
+                          workers, timeout)
+    return [(r.time, r.signals["v(mem)"]) for r in refs], spice, wall
+
+
+def mif_torch(stimuli: list[PWL], settings: TorchSettings) -> tuple[np.ndarray, np.ndarray, float]:
+    """The same in the torch solver, one batch: the grid, the membranes ``(len(stimuli), n)`` on
+    it and the wall time."""
+    t = grid(max(s.times[-1] for s in stimuli), settings.dt)
+    current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
+    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, method=settings.method))
+    return t, solution.v[0][..., 0].double().cpu().numpy(), wall
+
+
+def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, timeout: float):
+    """:func:`mif_references` and :func:`mif_torch` together."""
+    refs, spice, wall_ref = mif_references(stimuli, workers, timeout)
+    t, v_torch, wall = mif_torch(stimuli, settings)
+    return t, refs, v_torch, spice, wall_ref, wall
+
+
+def mif_pwl(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
+    """The default MIF neuron under the random piecewise-linear currents of :func:`random_pwl`."""
+    t, refs, v_torch, spice, wall_ref, wall = mif_batch(random_pwl(), settings, workers, timeout)
+    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v) for k, (ref, v) in enumerate(zip(refs, v_torch))}
+    return CaseResult("mif-pwl", probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
+                      wall_ref, wall, {"stimuli": {"count": PWL_COUNT, "period_s": PWL_PERIOD,
+                                                   "range_A": list(PWL_RANGE), "seed": 0}})
 
 
 def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
     """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
     on, off, t_end = FI_STEP
-    stimuli = [step_current(c, on, off, t_end) for c in FI_CURRENTS]
-    spice = TranSettings(t_end=t_end)
-    refs, wall_ref = _ngspice([(f"fi{k}", current_clamp(s, t_end, settings=spice)) for k, s in enumerate(stimuli)],
-                              workers, timeout)
-    t = grid(t_end, settings.dt)
-    current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
-    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, method=settings.method))
-    v_all = solution.v[0][..., 0].double().cpu().numpy()
+    t, refs, v_torch, spice, wall_ref, wall = mif_batch([step_current(c, on, off, t_end) for c in FI_CURRENTS],
+                                                        settings, workers, timeout)
     probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
-    for k, (c, ref) in enumerate(zip(FI_CURRENTS, refs)):
-        metrics = compare(t, np.interp(t, ref.time, ref.signals["v(mem)"]), v_all[k])
+    for k, c in enumerate(FI_CURRENTS):
+        metrics = compare(*refs[k], t, v_torch[k])
         probes[f"v(mem) at {c * 1e6:.3g} uA"] = metrics
         counts["spikes_ref"].append(metrics["spikes_ref"])
         counts["spikes_torch"].append(metrics["spikes_torch"])
     main = FI_CURRENTS.index(min(FI_CURRENTS, key=lambda c: abs(c - 2e-6)))
-    v_ref = np.interp(t, refs[main].time, refs[main].signals["v(mem)"])
-    return CaseResult("mif-fi", probes, t, v_ref, v_all[main], spice.describe(), settings.describe(),
-                      wall_ref, wall, {"fi": counts})
+    return CaseResult("mif-fi", probes, t, np.interp(t, *refs[main]), v_torch[main], spice.describe(),
+                      settings.describe(), wall_ref, wall, {"fi": counts})
 
 
 #: (G⁺ range, G⁻ range) in S per layer of the validation network. Small against the neuron's
@@ -173,10 +211,9 @@ def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float
         v_layer = solution.v[k - 1][0].double().cpu().numpy()
         for j in range(neurons.size):
             name = f"v({membrane_node(k, j)})"
-            v_ref = np.interp(t, ref.time, ref.signals[name])
-            probes[name] = compare(t, v_ref, v_layer[:, j])
+            probes[name] = compare(ref.time, ref.signals[name], t, v_layer[:, j])
             if k == len(network.layers) and j == 0:
-                main = (v_ref, v_layer[:, j])
+                main = (np.interp(t, ref.time, ref.signals[name]), v_layer[:, j])
     out_layer = len(network.layers)
     counts = {"spikes_ref": [m["spikes_ref"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")],
               "spikes_torch": [m["spikes_torch"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")]}
@@ -191,6 +228,8 @@ def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, wo
         return mif_current(stimulus, settings, workers=workers, timeout=timeout, case=f"{case}+stimulus")
     if case == "mif-step":
         return mif_current(STEP, settings, workers=workers, timeout=timeout)
+    if case == "mif-pwl":
+        return mif_pwl(settings, workers, timeout)
     if case == "mif-fi":
         return mif_fi(settings, workers, timeout)
     if case == "xbar-net":

@@ -9,21 +9,28 @@ import numpy as np
 from memspice.signals import spike_times
 
 
-def compare(t: np.ndarray, reference: np.ndarray, candidate: np.ndarray, threshold: float = 0.45) -> dict:
-    """Metrics of ``candidate`` against ``reference``, both sampled on the grid ``t`` (s, V):
+def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.ndarray,
+            threshold: float = 0.45) -> dict:
+    """Metrics of ``candidate`` (V, sampled on the grid ``t``, s) against the reference waveform
+    ``v_ref`` (V) on its own time points ``t_ref`` (s):
 
-    * ``nrmse``: RMS error over the reference's peak-to-peak;
-    * ``max_abs_error_V``;
-    * ``spikes_ref``, ``spikes_torch``: upward crossings of ``threshold`` (V);
+    * ``nrmse``: RMS error over the reference's peak-to-peak, with the reference interpolated
+      onto ``t``;
+    * ``max_abs_error_V``: on the same grid;
+    * ``spikes_ref``, ``spikes_torch``: upward crossings of ``threshold`` (V), the reference's on
+      its own time points (a coarse grid could step over a narrow spike), up to ``t[-1]``;
     * ``spike_time_mean_abs_error_s``, ``spike_time_max_abs_error_s``: over spikes paired in
       order (the first ``min`` of both counts);
     * ``spike_time_error_over_isi``: the mean error over the reference's mean inter-spike
       interval.
     """
-    t, ref, cand = (np.asarray(a, dtype=float) for a in (t, reference, candidate))
+    t_ref, v_ref, t, cand = (np.asarray(a, dtype=float) for a in (t_ref, v_ref, t, candidate))
+    ref = np.interp(t, t_ref, v_ref)
     error = cand - ref
     span = np.ptp(ref)
-    ref_spikes, cand_spikes = spike_times(t, ref, threshold), spike_times(t, cand, threshold)
+    ref_spikes = spike_times(t_ref, v_ref, threshold)
+    ref_spikes = ref_spikes[ref_spikes <= t[-1]]
+    cand_spikes = spike_times(t, cand, threshold)
     paired = min(len(ref_spikes), len(cand_spikes))
     timing = np.abs(cand_spikes[:paired] - ref_spikes[:paired])
     isi = float(np.mean(np.diff(ref_spikes))) if len(ref_spikes) > 1 else float("nan")
