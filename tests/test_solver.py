@@ -16,6 +16,7 @@ from memspice.netlist.stimuli import PWL
 from memspice.solver import METHODS, simulate_network, simulate_neurons
 from memspice.solver.integrators import NewtonOptions
 from memspice.validate.cases import DEFAULT_DT, DEFAULT_METHOD, TorchSettings, mif_current, xbar_net
+from memspice.validate.metrics import compare, targets
 
 STEP_2UA = PWL([0, 1e-6, 2e-6], [0, 0, 2e-6])
 SHORT_STEP = PWL([0, 1e-6, 2e-6, 30e-6], [0, 0, 2e-6, 2e-6])  # 2 µA from 1 µs (1 µs edge), 30 µs long
@@ -133,7 +134,7 @@ def test_validate_cli_with_a_stimulus_file(tmp_path):
     m = report["probes"]["v(mem)"]
     assert m["spikes_ref"] == m["spikes_torch"] >= 1 and m["nrmse"] < 0.05
     assert report["ngspice"]["reltol"] == 1e-6 and report["torch"]["dt"] == 100e-9
-    assert "warning" not in result.stderr
+    assert "warning" not in result.stderr and report["targets"]["met"]
     data = np.load(out)
     assert data["t"].shape == data["v_ref"].shape == data["v_torch"].shape == (201,)
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -144,3 +145,13 @@ def test_validate_cli_with_a_stimulus_file(tmp_path):
     bad.write_text("0,0,1\n")
     result = memspice("validate", "--stimulus", str(bad))
     assert result.returncode == 2 and "two columns t_s,i_A" in result.stderr
+
+
+def test_targets_flag_a_missed_spike():
+    t = np.arange(2001) * 10e-9
+    spiky = 0.5 + 0.1 * np.sin(2 * np.pi * t / 2e-6)  # crosses 0.45 V once per 2 µs
+    flat = np.where(t < 15e-6, spiky, 0.4)
+    probes = {"same": compare(t, spiky, t, spiky), "missed": compare(t, spiky, t, flat)}
+    assert targets({"same": probes["same"]})["met"]
+    result = targets(probes)
+    assert not result["met"] and not result["equal_spike_counts"]

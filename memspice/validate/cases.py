@@ -22,7 +22,7 @@ from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import simulate_network, simulate_neurons
 from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.results import Waveforms
-from memspice.validate.metrics import compare
+from memspice.validate.metrics import compare, targets
 
 CASES = ("mif-step", "mif-pwl", "mif-fi", "xbar-net")
 #: The default training step and method: 25 steps per inter-spike interval of the default
@@ -72,8 +72,9 @@ class CaseResult:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"case": self.case, "probes": self.probes, "ngspice": self.ngspice, "torch": self.torch,
-                "wall_ngspice_s": self.wall_ngspice_s, "wall_torch_s": self.wall_torch_s, **self.extra}
+        return {"case": self.case, "targets": targets(self.probes), "probes": self.probes, "ngspice": self.ngspice,
+                "torch": self.torch, "wall_ngspice_s": self.wall_ngspice_s, "wall_torch_s": self.wall_torch_s,
+                **self.extra}
 
 
 def grid(t_end: float, dt: float) -> np.ndarray:

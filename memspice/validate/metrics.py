@@ -45,3 +45,19 @@ def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.n
         "mean_isi_ref_s": isi,
         "spike_time_error_over_isi": mean_timing / isi if paired and not math.isnan(isi) else float("nan"),
     }
+
+
+#: Issue 4's agreement targets: equal spike counts, mean spike-time error <= 1 % of the ISI,
+#: NRMSE <= 5 %.
+MAX_SPIKE_TIME_ERROR_OVER_ISI = 0.01
+MAX_NRMSE = 0.05
+
+
+def targets(probes: dict[str, dict]) -> dict:
+    """Whether every probe meets the agreement targets, with the worst figures."""
+    equal = all(m["spikes_ref"] == m["spikes_torch"] for m in probes.values())
+    timing = [m["spike_time_error_over_isi"] for m in probes.values() if not math.isnan(m["spike_time_error_over_isi"])]
+    worst_timing = max(timing, default=float("nan"))
+    worst_nrmse = max(m["nrmse"] for m in probes.values())
+    return {"equal_spike_counts": equal, "worst_spike_time_error_over_isi": worst_timing, "worst_nrmse": worst_nrmse,
+            "met": bool(equal and not worst_timing > MAX_SPIKE_TIME_ERROR_OVER_ISI and worst_nrmse <= MAX_NRMSE)}

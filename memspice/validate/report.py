@@ -13,7 +13,7 @@ from memspice.errors import SolverError
 from memspice.fileio import atomic_write_bytes
 from memspice.netlist.stimuli import PWL
 from memspice.validate.cases import STEP, CaseResult, TorchSettings, mif_references, mif_torch
-from memspice.validate.metrics import compare
+from memspice.validate.metrics import compare, targets
 
 
 def load_stimulus(path: str | Path) -> PWL:
@@ -43,6 +43,10 @@ def summary_table(result: CaseResult) -> str:
         ratio = m["spike_time_error_over_isi"]
         lines.append(f"  {name:<24} {m['spikes_ref']:>9d} / {m['spikes_torch']:<8d} {shown:>15} "
                      f"{(f'{ratio * 100:.2f}%' if not math.isnan(ratio) else '-'):>7} {m['nrmse'] * 100:6.2f}%")
+    met = targets(result.probes)
+    lines.append(f"  targets (equal spike counts, spike-time error <= 1 % of the ISI, NRMSE <= 5 %): "
+                 f"{'met' if met['met'] else 'NOT met'} (worst {met['worst_spike_time_error_over_isi'] * 100:.2f} %, "
+                 f"NRMSE {met['worst_nrmse'] * 100:.2f} %)")
     return "\n".join(lines)
 
 
@@ -130,9 +134,13 @@ def plot_sweep(sweep: dict, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in dict.fromkeys(r["method"] for r in sweep["rows"]):
         rows = [r for r in sweep["rows"] if r["method"] == method and "error" not in r]
+        order = sweep["order"].get(method)
         ax.loglog([r["dt"] * 1e9 for r in rows], [r["spike_time_error_over_isi"] * 100 for r in rows], "o-",
-                  label=f"{method} (order {sweep['order'].get(method, float('nan')):.2f})")
+                  label=method + (f" (order {order:.2f})" if order is not None else ""))
     ax.axhline(1.0, color="gray", ls=":", label="target: 1 % of the ISI")
+    dts = sorted({r["dt"] * 1e9 for r in sweep["rows"]})
+    ax.set_xticks(dts, [f"{d:g}" for d in dts])
+    ax.minorticks_off()
     ax.set_xlabel("dt (ns)")
     ax.set_ylabel("mean spike-time error (% of ISI)")
     ax.set_title("mif-step: torch solver against ngspice")
