@@ -77,11 +77,13 @@ def test_batch_items_do_not_influence_each_other():
         torch.testing.assert_close(together[k], alone[0], atol=1e-9, rtol=0)
 
 
-def test_nan_input_names_step_layer_and_neuron():
+@pytest.mark.parametrize("method", ["euler", "trap", "radau5"])
+def test_nan_input_names_step_layer_and_neuron(method):
     current = torch.full((2, 20, 3), 1e-6, dtype=torch.float64)
     current[1, 7, 2] = float("nan")
-    with pytest.raises(SolverError, match=r"neuron 2 \(batch item 1\).*step 7 .*layer 1"):
-        simulate_neurons(current, 10e-9, method="euler")
+    with pytest.raises(SolverError, match=r"became nan at step 7 .*layer 1") as error:
+        simulate_neurons(current, 100e-9, method=method)
+    assert "neuron 2 (batch item 1)" in str(error.value)
 
 
 def test_newton_failure_is_reported():

@@ -163,12 +163,17 @@ class Stepper:
             stages = list(stage_values[..., 0].unbind(0))
             if self.method == "trap":
                 stages = [y[..., 0], *stages]
-        if not torch.isfinite(y_next).all():
-            bad = torch.nonzero(~torch.isfinite(y_next))[0].tolist()
-            raise SolverError(f"{self.method}: state {bad[2]} of neuron {bad[1]} (batch item {bad[0]}) became "
-                              f"{y_next[tuple(bad)].item()} at step {where.step} (t = {where.time:.6g} s), "
-                              f"layer {where.layer}; try a smaller dt")
+        self._check_finite(y_next, where)
         return y_next, stages
+
+    def _check_finite(self, y: torch.Tensor, where: StepContext) -> None:
+        """Raise :class:`SolverError` naming the first NaN or Inf of ``y`` (``(..., B, n, 1+m)``)."""
+        if not torch.isfinite(y).all():
+            index = tuple(torch.nonzero(~torch.isfinite(y))[0].tolist())
+            bad, value = index[-3:], y[index].item()
+            raise SolverError(f"{self.method}: state {bad[2]} of neuron {bad[1]} (batch item {bad[0]}) became "
+                              f"{value} at step {where.step} (t = {where.time:.6g} s), layer {where.layer}; "
+                              f"check the inputs and parameters, or try a smaller dt")
 
     def _newton(self, y, explicit, method: Method, drives, dt: float, where: StepContext) -> torch.Tensor:
         """The stage values ``(s, B, n, 1+m)`` of ``method``, by Newton's method on all stages
@@ -204,6 +209,7 @@ class Stepper:
             z = y.detach().expand(s, *y.shape).clone()
             for _ in range(opts.max_iter):
                 delta = newton_update(z)
+                self._check_finite(delta, where)
                 misses = size(delta, tolerance)
                 if misses.max() <= 1.0:
                     break
