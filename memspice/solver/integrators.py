@@ -209,12 +209,12 @@ class Stepper:
             z = y.detach().expand(s, *y.shape).clone()
             for _ in range(opts.max_iter):
                 delta = newton_update(z)
-                self._check_finite(delta, where)
                 misses = size(delta, tolerance)
                 if misses.max() <= 1.0:
                     break
                 z = z - delta / size(delta, limit).clamp(min=1.0).unsqueeze(-1)
             else:
+                self._check_finite(delta, where)  # a NaN is no convergence problem: splitting cannot help
                 worst = torch.argmax(misses.reshape(-1)).item()
                 batch_item, neuron = divmod(worst, misses.shape[-1])
                 raise NewtonFailure(
