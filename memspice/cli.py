@@ -31,7 +31,7 @@ def _generated_files(module, what: str):
     return handler
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _step(args: argparse.Namespace) -> int:
     from memspice.fileio import atomic_write_text
     from memspice.netlist.examples import mif_step
     from memspice.plots import plot_neuron
@@ -53,6 +53,151 @@ def _demo(args: argparse.Namespace) -> int:
     states = {f"x{k}": waves.signals[f"v(xneuron.x{k})"] for k in (1, 2)}
     png = plot_neuron(t, v, states, spikes, args.threshold, "MIF neuron in ngspice", out / "mif_step.png")
     print(f"netlist: {out / 'mif_step.cir'}\nplot: {png}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    """The run's configuration: the dataset's recipe (or, with --resume, the saved run's options)
+    with every option given on the command line on top."""
+    import json
+
+    from memspice.train.config import TrainConfig, recipe
+
+    given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k, None) is not None}
+    if "hidden" in given:
+        given["hidden"] = tuple(given["hidden"])
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.is_file():
+        base = TrainConfig.from_dict(json.loads(saved.read_text()))
+        from dataclasses import replace
+        return replace(base, **given)
+    return recipe(given.pop("dataset", "digits"), **given)
+
+
+_TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
+                  "readout", "seed", "train_samples", "eval_samples", "device", "dtype", "threads",
+                  "checkpoint_every")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from memspice.train.loop import train
+
+    config = _train_config(args)
+    _check_device(config.device)
+    out = Path(args.out)
+    print(f"training {config.dataset}: {'-'.join(map(str, config.hidden))} hidden, {config.epochs} epochs of batch "
+          f"{config.batch_size}, window {config.window * 1e6:g} µs = {config.n_steps} steps of {config.dt * 1e9:g} ns "
+          f"({config.method}), run folder {out}", file=sys.stderr)
+    try:
+        results = train(config, out, resume=args.resume, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: checkpoint saved in {out}; continue with: memspice train --out {out} --resume",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(f"test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples "
+              f"({results['train_s']:.0f} s of training, {results['epoch_s']:.0f} s for the last epoch)")
+        print(f"run folder: {out} (checkpoint.pt, metrics.csv, results.json, training.png, membranes.png)")
+    return 0
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MemspiceError(f"--device {device}: no CUDA device is available here; use --device cpu")
+
+
+def _load_test_set(trained, data_dir):
+    from memspice.data import load_dataset
+
+    return load_dataset(trained.config.dataset, data_dir or trained.config.data_dir)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from memspice.deploy import export_netlist
+    from memspice.fileio import atomic_write_text
+    from memspice.train.loop import load_trained
+
+    trained = load_trained(args.checkpoint)
+    data = _load_test_set(trained, args.data_dir)
+    if not 0 <= args.sample < len(data.test_x):
+        raise MemspiceError(f"--sample {args.sample}: the {data.name} test set has samples 0..{len(data.test_x) - 1}")
+    netlist = export_netlist(trained, data.test_x[args.sample], args.sample, int(data.test_y[args.sample]),
+                             args.synapse_model)
+    atomic_write_text(args.out, netlist)
+    sizes = "-".join(map(str, trained.model.sizes))
+    print(f"{args.out}: {sizes} network, {args.synapse_model} synapses, test sample {args.sample} "
+          f"(label {data.test_y[args.sample]}: {data.classes[data.test_y[args.sample]]}); "
+          f"run it with: memspice simulate {args.out}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from memspice.deploy import verify
+    from memspice.train.loop import load_trained
+
+    trained = load_trained(args.checkpoint)
+    data = _load_test_set(trained, args.data_dir)
+    last = args.offset + args.samples
+    if last > len(data.test_x):
+        raise MemspiceError(f"--offset {args.offset} --samples {args.samples}: the {data.name} test set has "
+                            f"{len(data.test_x)} samples")
+    report = verify(trained, data.test_x, data.test_y, np.arange(args.offset, last), workers=args.workers,
+                    synapse=args.synapse_model, timeout=args.timeout, progress=not args.json)
+    if args.save:
+        from memspice.fileio import atomic_write_text
+
+        atomic_write_text(args.save, json.dumps(report, indent=2) + "\n")
+    if args.json:
+        keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s")
+        print(json.dumps({k: report[k] for k in keys}))
+        return 0
+    print(verify_table(report))
+    return 0
+
+
+def verify_table(report: dict) -> str:
+    """The text summary of a verification report."""
+    settings = ", ".join(f"{k} {v:g}" for k, v in report["ngspice_settings"].items())
+    return "\n".join([
+        f"{report['samples']} test samples, {report['synapse']} synapses; ngspice ({settings}) vs torch solver",
+        f"  accuracy   ngspice {100 * report['acc_spice']:6.2f} %   torch {100 * report['acc_torch']:6.2f} %",
+        f"  agreement  {100 * report['agreement']:6.2f} % of predictions, "
+        f"{100 * report['count_match']:.2f} % of output spike counts equal",
+        f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s",
+    ])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from memspice.deploy import verify
+    from memspice.train.config import recipe
+    from memspice.train.loop import load_trained, train
+
+    out = Path(args.out)
+    config = recipe("digits", epochs=args.epochs)
+    resume = (out / "checkpoint.pt").is_file()
+    print(f"1/2 training the digits network {'-'.join(map(str, (64, *config.hidden, 10)))} through its circuit "
+          f"(MEMprop, {config.epochs} epochs, {config.n_steps} steps of {config.dt * 1e9:g} ns per sample)"
+          + (f"; continuing the run in {out}" if resume else ""))
+    results = train(config, out, resume=resume)
+    print(f"   torch test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples")
+    trained = load_trained(out / "checkpoint.pt")
+    data = _load_test_set(trained, None)
+    print(f"2/2 verifying {args.samples} test samples in ngspice ...")
+    report = verify(trained, data.test_x, data.test_y, np.arange(args.samples), workers=args.workers)
+    print(verify_table(report))
+    print(f"run folder: {out} (training.png, membranes.png, metrics.csv, checkpoint.pt)")
     return 0
 
 
@@ -133,14 +278,11 @@ def _characterize(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from memspice.solver import METHODS
     from memspice.validate import report
     from memspice.validate.cases import CASES, DEFAULT_METHOD, SWEEP_FACTORS, TorchSettings, run_case
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise MemspiceError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    _check_device(args.device)
     method = args.method or DEFAULT_METHOD
     settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype)
     if args.sweep_dt:
@@ -231,13 +373,94 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write nothing; exit 1 and name the files that differ from the definitions")
         p.set_defaults(func=_generated_files(module, what))
 
-    p = sub.add_parser("demo", help="simulate the default MIF neuron in ngspice, print spikes, save a plot",
-                       description="Run the built-in demo: the MIF neuron under a current step in ngspice.")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: %(default)s)")
+    p = sub.add_parser("demo", help="the main job: train a digits network, verify it in ngspice, print the table",
+                       description="End to end on built-in defaults: train the 64-128-10 fully memristive SNN on "
+                                   "scikit-learn's digits through its circuit (a few minutes on 2 cores), verify "
+                                   "test samples in ngspice against the torch solver, print the table, save plots. "
+                                   "Running it again continues (or reuses) the run in --out.")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=2, help="training epochs (default: %(default)s)")
+    p.add_argument("--samples", type=_positive_int, default=10,
+                   help="test samples verified in ngspice (default: %(default)s)")
+    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("step", help="simulate the default MIF neuron under a current step in ngspice",
+                       description="The MIF neuron under a current step in ngspice: spike times and a plot.")
+    p.add_argument("--out", type=Path, default=Path("runs/step"), help="output folder (default: %(default)s)")
     p.add_argument("--amplitude", type=_positive, default=2e-6, help="input step in A (default: %(default)g)")
     p.add_argument("--threshold", type=float, default=0.45, help="spike threshold in V (default: %(default)g)")
     p.add_argument("--timeout", type=_positive, default=300.0, help="ngspice timeout in s (default: %(default)g)")
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_step)
+
+    from memspice.data import DATASETS, ENCODERS
+    from memspice.nn.readout import READOUTS
+    from memspice.solver import METHODS as SOLVER_METHODS
+    from memspice.train.config import TrainConfig, recipe
+
+    d = TrainConfig()
+
+    def by_dataset(name: str) -> str:
+        return "default: " + ", ".join(f"{getattr(recipe(ds), name)} ({ds})" for ds in ("digits", "fashion-mnist"))
+
+    p = sub.add_parser("train", help="train a fully memristive SNN through its circuit (MEMprop, BPTT)",
+                       description="Train by backpropagation through time through the torch circuit solver. Options "
+                                   "not given come from the dataset's recipe (see the README); --resume continues "
+                                   "a run exactly where it stopped. Writes checkpoint.pt (every epoch and on "
+                                   "Ctrl-C), metrics.csv, results.json and plots into --out.")
+    p.add_argument("--dataset", choices=DATASETS, help="default: digits")
+    p.add_argument("--data-dir", help="folder of the IDX files (fashion-mnist: the Debian package's; mnist: required)")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N", help=f"hidden layer sizes (default: "
+                   f"{' '.join(map(str, d.hidden))})")
+    p.add_argument("--epochs", type=_positive_int, help=by_dataset("epochs"))
+    p.add_argument("--batch-size", type=_positive_int, help=by_dataset("batch_size"))
+    p.add_argument("--lr", type=_positive, help=f"Adam learning rate on the conductance logits, cosine decay "
+                                               f"(default: {d.lr:g})")
+    p.add_argument("--dt", type=_positive, help=f"solver step in s (default: {d.dt:g})")
+    p.add_argument("--window", type=_positive, help="simulated time per sample in s (" + by_dataset("window") + ")")
+    p.add_argument("--method", choices=SOLVER_METHODS, help=f"integration method (default: {d.method})")
+    p.add_argument("--encoder", choices=ENCODERS, help=f"input encoding (default: {d.encoder})")
+    p.add_argument("--readout", choices=READOUTS, help=f"what the loss is taken on (default: {d.readout})")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--train-samples", type=_positive_int, help="use only the first N training samples")
+    p.add_argument("--eval-samples", type=_positive_int, help="test samples evaluated after each epoch (the whole test "
+                                                              "set at the end); " + by_dataset("eval_samples"))
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--checkpoint-every", type=_positive_int,
+                   help="recompute the forward pass in chunks of this many steps in backward (less memory)")
+    p.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="write a trained network with one test sample as an ngspice netlist",
+                       description="Write the complete ngspice netlist of a trained network driven by test sample "
+                                   "K (PWL row voltages of its encoding), saving the output membranes.")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--sample", type=int, default=0, help="test sample index (default: %(default)s)")
+    p.add_argument("--out", type=_output_file(".cir"), required=True, help="netlist file (.cir)")
+    p.add_argument("--synapse-model", choices=["resistor", "memristor"], default="resistor",
+                   help="ideal resistors, or synapse memristors programmed to the conductances (default: %(default)s)")
+    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("verify", help="classify test samples in ngspice and compare with the torch solver",
+                       description="Run N test samples of a trained network in ngspice (parallel processes) and "
+                                   "with the torch solver; compare predicted classes and output spike counts.")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--samples", type=_positive_int, default=10, help="number of test samples (default: %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="first test sample (default: %(default)s)")
+    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    p.add_argument("--synapse-model", choices=["resistor", "memristor"], default="resistor",
+                   help="(default: %(default)s)")
+    p.add_argument("--timeout", type=_positive, default=3600.0, help="timeout per sample in s (default: %(default)g)")
+    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+    p.add_argument("--save", type=_output_file(".json"), help="save the full report with per-sample rows (.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
+    p.set_defaults(func=_verify)
 
     p = sub.add_parser("simulate", help="run any ngspice netlist; spikes, waveforms, plot, JSON",
                        description="Simulate NETLIST with ngspice (batch mode) and report spikes of the node voltages.")

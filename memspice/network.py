@@ -33,10 +33,13 @@ SYNAPSE_KINDS = ("resistor", "memristor")
 
 @dataclass(frozen=True, eq=False)
 class Crossbar:
-    """Differential-pair conductances ``g_pos``, ``g_neg``: arrays of shape ``(n_in, n_out)``, S."""
+    """Differential-pair conductances ``g_pos``, ``g_neg``: arrays of shape ``(n_in, n_out)``, S.
+    ``g_range`` (S, S) is the ``[g_min, g_max]`` of this crossbar's memristors when it has its own
+    (trained networks scale it with the fan-in); otherwise the network's synapse parameters hold."""
 
     g_pos: np.ndarray
     g_neg: np.ndarray
+    g_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         g_pos, g_neg = (np.array(g, dtype=float) for g in (self.g_pos, self.g_neg))
@@ -51,6 +54,12 @@ class Crossbar:
                 )
         object.__setattr__(self, "g_pos", g_pos)
         object.__setattr__(self, "g_neg", g_neg)
+        if self.g_range is not None:
+            lo, hi = (float(g) for g in self.g_range)
+            if not 0 < lo < hi:
+                raise NetlistError(f"crossbar g_range must be (g_min, g_max) with 0 < g_min < g_max S; "
+                                   f"got {self.g_range!r}")
+            object.__setattr__(self, "g_range", (lo, hi))
 
     @property
     def n_in(self) -> int:
@@ -114,10 +123,11 @@ class Network:
             raise NetlistError(f"synapse must be one of {SYNAPSE_KINDS}; got {self.synapse!r}")
         params = SYNAPSE.resolve(self.synapse_params)
         if self.synapse == "memristor":
-            lo, hi = params["gmin"], params["gmax"]
             for k, (crossbar, _) in enumerate(self.layers):
+                lo, hi = crossbar.g_range or (params["gmin"], params["gmax"])
                 g = np.concatenate([crossbar.g_pos.ravel(), crossbar.g_neg.ravel()])
-                if g.min() < lo or g.max() > hi:
+                # float32-trained conductances may sit a rounding error outside their range
+                if g.min() < lo * (1 - 1e-6) or g.max() > hi * (1 + 1e-6):
                     raise NetlistError(f"layer {k + 1}: conductances span [{g.min():g}, {g.max():g}] S, outside the "
                                        f"memristor range [gmin, gmax] = [{lo:g}, {hi:g}] S")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -83,4 +83,38 @@ def plot_characterization(result, path: str | Path) -> Path:
     ax_v.set_title(f"{result.reference_current * 1e6:g} µA step: width {result.width * 1e9:.0f} ns, "
                    f"refractory {result.refractory * 1e6:.2f} µs")
     ax_v.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_training(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Loss and accuracy per epoch (training and evaluation) of a training run's history."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for split, style in (("train", "-o"), ("eval", "--s")):
+        ax_loss.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
+        ax_acc.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_output_membranes(t: np.ndarray, v: np.ndarray, labels: Sequence[int], classes: Sequence[str],
+                          threshold: float, path: str | Path) -> Path:
+    """Output-neuron membranes ``v`` (V, ``(samples, n_steps + 1, n_out)``) over ``t`` (s), one
+    panel per sample; the neuron of the true class is drawn bold."""
+    fig, axes = plt.subplots(len(v), 1, figsize=(9, 2.2 * len(v)), sharex=True, squeeze=False)
+    for ax, trace, label in zip(axes[:, 0], v, labels):
+        for j in range(trace.shape[-1]):
+            bold = j == label
+            style = {"lw": 2.2, "color": "C3", "zorder": 3, "label": f"{classes[j]} (true)"} if bold else \
+                {"lw": 0.8, "alpha": 0.6}
+            ax.plot(t * 1e6, trace[:, j], **style)
+        ax.axhline(threshold, color="k", ls=":", lw=0.8)
+        ax.set_ylabel("V (V)")
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (µs)")
+    axes[0, 0].set_title("output neurons' membranes (dotted: spike threshold)")
     return save_figure(fig, path)

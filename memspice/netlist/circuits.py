@@ -96,7 +96,8 @@ def _crossbar_cards(k, crossbar: Crossbar, rows_p, rows_n, columns, network: Net
             cards += [f"Rl{k}_{sign}{i}_{j} {rows[i]} {columns[j]} {ohms[i, j]}"
                       for i in range(crossbar.n_in) for j in range(crossbar.n_out)]
         return cards
-    params = SYNAPSE.resolve(network.synapse_params)
+    own_range = dict(zip(("gmin", "gmax"), crossbar.g_range)) if crossbar.g_range else {}
+    params = SYNAPSE.resolve({**network.synapse_params, **own_range})
     gmin, gmax = params["gmin"], params["gmax"]
     fixed = " ".join(f"{n}={text.number(v)}" for n, v in params.items()
                      if n != "x0" and v != SYNAPSE.parameter(n).default)

@@ -199,7 +199,15 @@ class Stepper:
 
         def newton_update(z, detach=False):  # (s, B, n, d)
             r, matrix = residual(z)
-            delta = torch.linalg.solve(matrix.detach() if detach else matrix, r)
+            matrix = matrix.detach() if detach else matrix
+            # rows scaled to a largest entry of 1: the membrane rows (charges, ~1e-11) and the
+            # state rows (~1) differ by ten orders of magnitude, too many for float32 pivoting
+            scale = matrix.detach().abs().amax(-1).clamp(min=torch.finfo(matrix.dtype).tiny)
+            try:
+                delta = torch.linalg.solve(matrix / scale.unsqueeze(-1), r / scale)
+            except torch.linalg.LinAlgError:
+                raise NewtonFailure(f"{self.method}: singular Newton matrix at step {where.step} "
+                                    f"(t = {where.time:.6g} s), layer {where.layer}") from None
             return delta.unflatten(-1, (s, d)).movedim(-2, 0)
 
         def size(delta, scale):  # per neuron: the largest component of |delta| / scale

@@ -1,0 +1,51 @@
+"""A trained network with one test sample as its input, as a complete ngspice netlist."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from memspice.netlist.builder import TranSettings
+from memspice.netlist.circuits import membrane_node, network_netlist
+from memspice.netlist.stimuli import PWL
+from memspice.network import SYNAPSE_KINDS
+
+#: ngspice settings of exported networks: looser than the ground-truth settings of
+#: ``memspice validate`` (reltol 1e-6, 5 ns) because a 784-128-10 network is 200k elements, but
+#: with a maximum step of 20 ns, a tenth of the torch step and of the spike's rise.
+VERIFY_SETTINGS = {"reltol": 1e-4, "max_step": 20e-9, "step": 10e-9}
+
+
+def input_waveforms(samples: np.ndarray, dt: float) -> list[PWL]:
+    """One PWL source per input row from its voltages on the grid ``t_n = n·dt`` (V,
+    ``(n_steps + 1, n_in)``): only the corners are kept, so a constant row is three points."""
+    samples = np.asarray(samples, dtype=float)
+    n = samples.shape[0]
+    t = np.arange(n) * dt
+    waves = []
+    for row in samples.T:
+        bend = np.ones(n, dtype=bool)
+        if n > 2:
+            bend[1:-1] = np.abs(row[:-2] - 2 * row[1:-1] + row[2:]) > 1e-12
+        waves.append(PWL(t[bend], row[bend]))
+    return waves
+
+
+def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None, synapse: str = "resistor",
+                   settings: dict | None = None, title: str | None = None) -> str:
+    """The ngspice netlist of ``trained`` (:class:`memspice.train.loop.Trained`) driven by the
+    encoded sample ``x`` (pixels ``(n_in,)``, dataset row ``index``) over the training window;
+    only the output membranes ``v(l{L}_m{j})`` are saved."""
+    if synapse not in SYNAPSE_KINDS:
+        raise ValueError(f"synapse must be one of {SYNAPSE_KINDS}; got {synapse!r}")
+    config = trained.config
+    pixels = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
+    rows = trained.encode(pixels, torch.tensor([int(index)]))[0].numpy()
+    network = trained.model.describe(synapse)
+    layers = len(network.layers)
+    options = {**VERIFY_SETTINGS, **(settings or {})}
+    tran = TranSettings(t_end=config.n_steps * config.dt, **options)
+    outputs = [f"v({membrane_node(layers, j)})" for j in range(network.sizes[-1])]
+    heading = title or (f"memspice: {config.dataset} network {'-'.join(map(str, network.sizes))}, test sample {index}"
+                        + (f" (label {label})" if label is not None else ""))
+    return network_netlist(network, input_waveforms(rows, config.dt), tran, title=heading, save=outputs)

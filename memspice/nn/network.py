@@ -1,0 +1,73 @@
+"""A feed-forward fully memristive SNN as a torch module: crossbars + MIF layers + buffers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from memspice.network import Network, NeuronLayer
+from memspice.nn.crossbar import COLUMN_CONDUCTANCE, ON_OFF_RATIO, Crossbar, conductance_range
+from memspice.nn.neurons import MIFLayer
+from memspice.solver.integrators import METHODS
+from memspice.solver.transient import Solution, simulate_network
+
+
+class MemristiveSNN(nn.Module):
+    """Layers ``sizes = (n_in, n_hidden..., n_out)`` of differential crossbars and MIF neurons;
+    layer ``k > 1``'s rows are ``±buffer_gain`` times layer ``k-1``'s membranes (the only
+    non-memristive periphery). Crossbar ``k``'s conductance range is
+    :func:`~memspice.nn.crossbar.conductance_range` of its fan-in.
+
+    ``forward`` integrates the circuit on the grid ``t_n = n·dt`` (s) with ``method``;
+    ``checkpoint_every`` steps trades recomputation for memory in the backward pass."""
+
+    def __init__(self, sizes: Sequence[int], neuron_params: Mapping[str, float] | None = None,
+                 buffer_gain: float = 2.0, dt: float = 200e-9, method: str = "radau5",
+                 column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO,
+                 checkpoint_every: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        sizes = tuple(sizes)
+        if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+            raise ValueError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if not dt > 0:
+            raise ValueError(f"dt must be > 0 s; got {dt!r}")
+        generator = torch.Generator().manual_seed(seed)
+        self.sizes, self.dt, self.method = sizes, float(dt), method
+        self.buffer_gain, self.checkpoint_every = float(buffer_gain), checkpoint_every
+        self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
+        self.crossbars = nn.ModuleList(
+            Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio), generator=generator)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, dt, method) for n in sizes[1:])
+        self.describe()  # validates buffer_gain as the netlister will
+
+    def config(self) -> dict:
+        """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
+        return {"sizes": list(self.sizes), "neuron_params": dict(self.neurons[0].overrides),
+                "buffer_gain": self.buffer_gain, "dt": self.dt, "method": self.method,
+                "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
+                "checkpoint_every": self.checkpoint_every}
+
+    def forward(self, inputs: torch.Tensor, record_states: bool = False) -> Solution:
+        """Integrate the network driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1,
+        n_in)``, linear between samples) from rest; the solution's ``v[k]`` are layer ``k+1``'s
+        membranes (V, ``(batch, n_steps + 1, n_k)``)."""
+        if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
+            raise ValueError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
+        weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
+        params = [layer.overrides for layer in self.neurons]
+        return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
+                                record_states=record_states, checkpoint_every=self.checkpoint_every)
+
+    def describe(self, synapse: str = "resistor") -> Network:
+        """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with
+        ideal resistors or memristors (programmed states) as synapses."""
+        layers = tuple((c.describe(), NeuronLayer(n.size, n.overrides)) for c, n in zip(self.crossbars, self.neurons))
+        return Network(layers, synapse=synapse, buffer_gain=self.buffer_gain)
+
+    def extra_repr(self) -> str:
+        return f"sizes={'-'.join(map(str, self.sizes))}, dt={self.dt:g} s, method={self.method}"

@@ -1,0 +1,44 @@
+"""A layer of MIF neurons as a torch module (snnTorch-like: the layer owns its parameters and
+maps an input to membrane waveforms), integrated by :mod:`memspice.solver`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from memspice.devices import MIF
+from memspice.solver.transient import Solution, simulate_neurons
+
+
+class MIFLayer(nn.Module):
+    """``size`` memristive integrate-and-fire neurons sharing ``params`` (overrides of
+    :data:`memspice.devices.MIF`'s defaults, SI units; validated here).
+
+    :meth:`forward` integrates the neurons alone, driven by an input current; inside a
+    :class:`~memspice.nn.MemristiveSNN` the network integrates all layers step by step."""
+
+    def __init__(self, size: int, params: Mapping[str, float] | None = None, dt: float = 200e-9,
+                 method: str = "radau5") -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer; got {size!r}")
+        self.size = size
+        self.params = MIF.resolve(params or {})
+        self.overrides = dict(params or {})
+        self.dt, self.method = dt, method
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        """Membrane voltages (V, ``(batch, n_steps + 1, size)``) for input currents ``current``
+        (A, ``(batch, n_steps + 1, size)``, linear between samples), from rest."""
+        return self.simulate(current).v[0]
+
+    def simulate(self, current: torch.Tensor, record_states: bool = True) -> Solution:
+        """The full solution (membranes and switch states)."""
+        if current.shape[-1] != self.size:
+            raise ValueError(f"current has {current.shape[-1]} neurons; the layer has {self.size}")
+        return simulate_neurons(current, self.dt, self.overrides, self.method, record_states=record_states)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, dt={self.dt:g} s, method={self.method}"

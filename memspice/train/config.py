@@ -1,0 +1,111 @@
+"""Training configurations: every option of ``memspice train`` with its unit, and the per-dataset
+recipes that fill in what the user does not give (``memspice train --dataset digits --out DIR``
+runs the digits recipe as documented in the README)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from memspice.data import DATASETS, ENCODERS
+from memspice.nn.readout import READOUTS
+from memspice.solver.integrators import METHODS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Times in s, conductances in S, voltages in V."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    hidden: tuple[int, ...] = (128,)
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 0.1
+    dt: float = 200e-9
+    window: float = 10e-6
+    method: str = "radau5"
+    encoder: str = "direct"
+    v_low: float = 0.2
+    v_high: float = 1.0
+    readout: str = "membrane-mean"
+    readout_scale: float = 100.0
+    readout_width: float = 0.1
+    column_conductance: float = 16e-6
+    on_off_ratio: float = 100.0
+    buffer_gain: float = 2.0
+    seed: int = 0
+    train_samples: int | None = None
+    eval_samples: int | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    checkpoint_every: int | None = None
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def bad(name, allowed):
+            raise ValueError(f"{name} = {getattr(self, name)!r} is invalid; allowed: {allowed}")
+
+        if self.dataset not in DATASETS:
+            bad("dataset", ", ".join(DATASETS))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            bad("hidden", "positive integers (one per hidden layer)")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                bad(name, "a positive integer")
+        for name in ("lr", "dt", "window", "readout_scale", "readout_width", "column_conductance", "buffer_gain"):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not (math.isfinite(value) and value > 0):
+                bad(name, "a finite number > 0")
+        if self.window < 2 * self.dt:
+            bad("window", f"at least two steps of dt = {self.dt:g} s")
+        if self.method not in METHODS:
+            bad("method", ", ".join(METHODS))
+        if self.encoder not in ENCODERS:
+            bad("encoder", ", ".join(ENCODERS))
+        if self.readout not in READOUTS:
+            bad("readout", ", ".join(READOUTS))
+        if self.dtype not in ("float32", "float64"):
+            bad("dtype", "float32, float64")
+        for name in ("train_samples", "eval_samples", "checkpoint_every", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                bad(name, "a positive integer or None")
+
+    @property
+    def n_steps(self) -> int:
+        """Steps of ``dt`` in the window."""
+        return int(round(self.window / self.dt))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+#: What ``memspice train --dataset NAME`` uses for every option not given on the command line.
+RECIPES: dict[str, dict] = {
+    "digits": {},
+    "fashion-mnist": {"epochs": 1, "batch_size": 64, "window": 6e-6, "eval_samples": 1000},
+    "mnist": {"epochs": 1, "batch_size": 64, "window": 6e-6, "eval_samples": 1000},
+}
+
+
+def recipe(dataset: str, **overrides) -> TrainConfig:
+    """The recipe of ``dataset`` with ``overrides`` (``None`` values are ignored)."""
+    if dataset not in RECIPES:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    base = replace(TrainConfig(), dataset=dataset, **RECIPES[dataset])
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,244 @@
+"""MEMprop: backpropagation through time through the circuit's own transient solution.
+
+The loss is taken on the output neurons' membrane waveforms (:class:`memspice.nn.Readout`) and
+its gradient flows through the implicit solver's steps into the crossbar conductances: no
+surrogate gradient, because the spikes are continuous waveforms of the circuit.
+
+A run lives in one folder: ``config.json``, ``checkpoint.pt`` (atomic, every epoch and on
+Ctrl-C), ``metrics.csv`` (one row per epoch), ``results.json`` and the plots. It is deterministic
+on the CPU: the data order of epoch ``e`` is a permutation seeded with ``(seed, e)``, the learning
+rate a function of the step, so a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from memspice.data import Dataset, load_dataset, make_encoder
+from memspice.errors import MemspiceError
+from memspice.fileio import atomic_write_text
+from memspice.nn import MemristiveSNN, Readout, spike_counts
+from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from memspice.train.config import TrainConfig
+
+METRICS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "eval_samples", "lr", "epoch_s",
+           "hidden_spikes", "output_spikes")
+
+
+class RunError(MemspiceError):
+    """A run folder cannot be used as asked (it holds another run, or nothing to resume)."""
+
+
+@dataclass
+class Trained:
+    """A network rebuilt from a checkpoint with what it needs to classify a dataset sample."""
+
+    config: TrainConfig
+    model: MemristiveSNN
+    readout: Readout
+    encoder: Callable
+    history: list[dict]
+
+    def encode(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Row voltages (V, ``(batch, n_steps + 1, n_in)``) of pixels ``x`` (dataset rows ``index``)."""
+        return self.encoder(x, self.config.n_steps, index)
+
+
+def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Readout, Callable]:
+    """The untrained network, readout and encoder that ``config`` describes."""
+    model = MemristiveSNN((n_in, *config.hidden, n_out), buffer_gain=config.buffer_gain, dt=config.dt,
+                          method=config.method, column_conductance=config.column_conductance,
+                          on_off_ratio=config.on_off_ratio, checkpoint_every=config.checkpoint_every,
+                          seed=config.seed)
+    readout = Readout(config.readout, config.readout_scale, width=config.readout_width)
+    if config.encoder == "direct":
+        encoder = make_encoder("direct", v_low=config.v_low, v_high=config.v_high)
+    else:
+        encoder = make_encoder("rate", amplitude=config.v_high, seed=config.seed)
+    return model, readout, encoder
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> Trained:
+    """The trained network of the checkpoint at ``path``."""
+    state = load_checkpoint(path, map_location=device)
+    try:
+        config = TrainConfig.from_dict(dict(state["config"]))
+        sizes = state["model_config"]["sizes"]
+        model, readout, encoder = build(config, sizes[0], sizes[-1])
+        model.load_state_dict(state["model"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint's network does not rebuild: {exc}") from None
+    return Trained(config, model.to(device), readout, encoder, list(state["history"]))
+
+
+def _lr(config: TrainConfig, step: int, total: int) -> float:
+    """Cosine decay from ``config.lr`` to 5 % of it over the run."""
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0))))
+
+
+def _order(config: TrainConfig, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+
+
+def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.ndarray, y: np.ndarray,
+             n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False) -> dict:
+    """Loss, accuracy and mean spike counts on the samples ``x`` (``(N, n_in)``), labels ``y``."""
+    device = next(model.parameters()).device
+    loss_sum, correct, hidden, output = 0.0, 0, 0.0, 0.0
+    with torch.no_grad():
+        for start in tqdm(range(0, len(x), batch_size), desc="eval", leave=False, disable=not progress):
+            index = torch.arange(start, min(start + batch_size, len(x)))
+            xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
+            yb = torch.as_tensor(y[index.numpy()], device=device)
+            v = model(encoder(xb, n_steps, index)).v
+            loss_sum += readout.loss(v[-1], yb).item() * len(index)
+            correct += (readout.predict(v[-1]) == yb).sum().item()
+            hidden += sum(spike_counts(h).mean().item() for h in v[:-1]) / max(len(v) - 1, 1) * len(index)
+            output += spike_counts(v[-1]).mean().item() * len(index)
+    n = max(len(x), 1)
+    return {"loss": loss_sum / n, "acc": correct / n, "hidden_spikes": hidden / n, "output_spikes": output / n}
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          on_batch: Callable[[int, int], None] | None = None, dataset: Dataset | None = None) -> dict:
+    """Train (or, with ``resume``, continue) the run of ``config`` in the folder ``out``; returns
+    the final results. ``on_batch(epoch, batch)`` is called after every optimizer step."""
+    out = Path(out)
+    checkpoint_path = out / "checkpoint.pt"
+    if resume:
+        if not checkpoint_path.is_file():
+            raise RunError(f"nothing to resume: no checkpoint in {out}")
+        state = load_checkpoint(checkpoint_path, map_location=config.device)
+        saved = TrainConfig.from_dict(dict(state["config"]))
+        changed = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
+                   if k not in ("epochs", "device", "threads") and v != config.to_dict()[k]}
+        if changed:
+            raise RunError(f"{out} was trained with other options: "
+                           + ", ".join(f"{k} = {a!r} there, {b!r} now" for k, (a, b) in changed.items()))
+    elif checkpoint_path.exists():
+        raise RunError(f"{out} already holds a run; continue it with --resume or choose another --out")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dtype = getattr(torch, config.dtype)
+    data = dataset or load_dataset(config.dataset, config.data_dir)
+    train_x, train_y = data.train_x, data.train_y
+    if config.train_samples:
+        train_x, train_y = train_x[: config.train_samples], train_y[: config.train_samples]
+    eval_n = min(config.eval_samples or len(data.test_x), len(data.test_x))
+    eval_x, eval_y = data.test_x[:eval_n], data.test_y[:eval_n]
+
+    model, readout, encoder = build(config, data.n_features, len(data.classes))
+    model = model.to(device=config.device, dtype=dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    epoch, first_batch, history, partial = 0, 0, [], {}
+    if resume:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, first_batch, history = state["epoch"], state["batch"], list(state["history"])
+        partial = dict(state.get("partial", {}))
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    n_batches = math.ceil(len(train_x) / config.batch_size)
+    total_steps = config.epochs * n_batches
+
+    def snapshot(next_epoch: int, next_batch: int, running: dict) -> None:
+        save_checkpoint(checkpoint_path, {
+            "config": config.to_dict(), "model_config": model.config(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "epoch": next_epoch, "batch": next_batch, "history": history,
+            "partial": running, "dataset": {"name": data.name, "classes": list(data.classes)}})
+
+    while epoch < config.epochs:
+        order = _order(config, epoch, len(train_x))
+        running = {"loss_sum": 0.0, "correct": 0, "seen": 0, "elapsed": 0.0, **partial}
+        partial = {}
+        started = time.perf_counter() - running["elapsed"]
+        bar = tqdm(range(first_batch, n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not progress, initial=first_batch, total=n_batches)
+        next_batch = first_batch
+        lr = _lr(config, epoch * n_batches + first_batch, total_steps)
+        try:
+            for batch in bar:
+                index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+                lr = _lr(config, epoch * n_batches + batch, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                xb = torch.as_tensor(train_x[index.numpy()], dtype=dtype, device=config.device)
+                yb = torch.as_tensor(train_y[index.numpy()], device=config.device)
+                v_out = model(encoder(xb, config.n_steps, index)).v[-1]
+                loss = readout.loss(v_out, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                running["loss_sum"] += loss.item() * len(index)
+                running["correct"] += (readout.predict(v_out.detach()) == yb).sum().item()
+                running["seen"] += len(index)
+                next_batch = batch + 1
+                bar.set_postfix(loss=f"{running['loss_sum'] / running['seen']:.3f}",
+                                acc=f"{running['correct'] / running['seen']:.3f}")
+                if on_batch:
+                    on_batch(epoch, batch)
+        except KeyboardInterrupt:
+            running["elapsed"] = time.perf_counter() - started
+            snapshot(epoch, next_batch, running)
+            bar.close()
+            raise
+        bar.close()
+        result = evaluate(model, readout, encoder, eval_x, eval_y, config.n_steps, max(config.batch_size, 64),
+                          dtype, progress)
+        history.append({
+            "epoch": epoch + 1, "train_loss": running["loss_sum"] / running["seen"],
+            "train_acc": running["correct"] / running["seen"], "eval_loss": result["loss"], "eval_acc": result["acc"],
+            "eval_samples": eval_n, "lr": lr, "epoch_s": time.perf_counter() - started,
+            "hidden_spikes": result["hidden_spikes"], "output_spikes": result["output_spikes"]})
+        if progress:
+            row = history[-1]
+            tqdm.write(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+                       f"eval ({eval_n}) loss {row['eval_loss']:.4f} acc {row['eval_acc']:.4f} | "
+                       f"{row['epoch_s']:.0f} s")
+        epoch, first_batch = epoch + 1, 0
+        snapshot(epoch, 0, {})
+        _write_metrics(out / "metrics.csv", history)
+    return finish(out, config, model, readout, encoder, data, history, dtype, progress)
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRICS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: row[k] for k in METRICS} for row in history)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def finish(out: Path, config: TrainConfig, model: MemristiveSNN, readout: Readout, encoder: Callable,
+           data: Dataset, history: list[dict], dtype: torch.dtype, progress: bool) -> dict:
+    """Test accuracy on the whole test set, ``results.json`` and the plots."""
+    from memspice.plots import plot_output_membranes, plot_training
+
+    test = evaluate(model, readout, encoder, data.test_x, data.test_y, config.n_steps, max(config.batch_size, 64),
+                    dtype, progress)
+    results = {"dataset": data.name, "sizes": list(model.sizes), "epochs": len(history),
+               "test_samples": len(data.test_x), "test_acc": test["acc"], "test_loss": test["loss"],
+               "train_s": sum(row["epoch_s"] for row in history),
+               "epoch_s": history[-1]["epoch_s"] if history else None,
+               "output_spikes": test["output_spikes"], "hidden_spikes": test["hidden_spikes"]}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    if history:
+        plot_training(history, out / "training.png")
+    with torch.no_grad():
+        index = torch.arange(min(4, len(data.test_x)))
+        xb = torch.as_tensor(data.test_x[index.numpy()], dtype=dtype, device=next(model.parameters()).device)
+        solution = model(encoder(xb, config.n_steps, index))
+    plot_output_membranes(solution.t.cpu().numpy(), solution.v[-1].cpu().numpy(), data.test_y[index.numpy()],
+                          data.classes, readout.threshold, out / "membranes.png")
+    return results

@@ -1,0 +1,223 @@
+"""MEMprop training, checkpoints, export and verification (the last two run the real ngspice)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import memspice
+
+from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
+from memspice.data.idx import DatasetError
+from memspice.deploy import export_netlist, verify
+from memspice.nn import Crossbar, MemristiveSNN, Readout, predict, soft_spike_counts, spike_counts
+from memspice.spice.results import Waveforms
+from memspice.spice.runner import run_netlist
+from memspice.train.checkpoint import CheckpointError, load_checkpoint
+from memspice.train.config import recipe
+from memspice.train.loop import RunError, evaluate, load_trained, train
+
+# A small, quick network: 64-16-10 on 128 digits, 8 µs windows (40 steps).
+TINY = {"hidden": (16,), "epochs": 4, "batch_size": 16, "lr": 0.1, "train_samples": 128, "eval_samples": 32,
+        "window": 8e-6, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("tiny")
+    results = train(recipe("digits", **TINY), out, progress=False, dataset=digits)
+    return out, results
+
+
+def test_conductances_never_leave_their_range():
+    crossbar = Crossbar(8, 4, 1e-8, 1e-6)
+    optimizer = torch.optim.SGD(crossbar.parameters(), lr=1e6)
+    for _ in range(3):  # huge steps drive the logits far out
+        loss = (crossbar(torch.ones(2, 8), torch.zeros(2, 4)) ** 2).sum() * 1e12 - crossbar.g_neg.sum() * 1e9
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert crossbar.theta_pos.abs().max() > 50  # saturated, yet
+    for g in (crossbar.g_pos, crossbar.g_neg):
+        assert g.min() >= 1e-8 and g.max() <= 1e-6
+    description = crossbar.describe()
+    assert description.g_range == (1e-8, 1e-6)
+
+
+def test_training_a_tiny_subset_lowers_the_loss_and_beats_chance(tiny_run, digits):
+    out, results = tiny_run
+    history = [json.loads(json.dumps(row)) for row in load_checkpoint(out / "checkpoint.pt")["history"]]
+    assert len(history) == 4
+    trained = load_trained(out / "checkpoint.pt")
+    untrained = MemristiveSNN(trained.model.sizes, dt=trained.config.dt, seed=trained.config.seed)
+    x, y = digits.train_x[:128], digits.train_y[:128]
+    before = evaluate(untrained, trained.readout, trained.encoder, x, y, trained.config.n_steps, 128, torch.float32)
+    after = evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, 128,
+                     torch.float32)
+    assert after["loss"] < before["loss"] - 0.05
+    assert after["acc"] > 0.25  # chance is 0.1: 13 of 128, with a standard deviation of 3.4
+    assert 0.0 <= results["test_acc"] <= 1.0 and results["test_samples"] == len(digits.test_x)
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,train_acc,eval_loss,eval_acc") and len(lines) == 5
+    for name in ("training.png", "membranes.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, digits):
+    config = recipe("digits", **TINY)
+    train(config, tmp_path / "straight", progress=False, dataset=digits)
+
+    def interrupt(epoch, batch):
+        if (epoch, batch) == (0, 2):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "stopped", progress=False, on_batch=interrupt, dataset=digits)
+    saved = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
+    assert (saved["epoch"], saved["batch"]) == (0, 3)
+    with pytest.raises(RunError, match="--resume"):
+        train(config, tmp_path / "stopped", progress=False, dataset=digits)
+    train(config, tmp_path / "stopped", resume=True, progress=False, dataset=digits)
+
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_resume_refuses_changed_options(tiny_run, digits):
+    out, _ = tiny_run
+    with pytest.raises(RunError, match="lr = 0.1 there, 0.5 now"):
+        train(recipe("digits", **{**TINY, "lr": 0.5}), out, resume=True, progress=False, dataset=digits)
+
+
+def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a memspice checkpoint"):
+        load_checkpoint(foreign)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"format": "memspice-checkpoint", "object": np.random.default_rng(0)}, unsafe)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(unsafe)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    result = memspice("verify", str(garbage))
+    assert result.returncode == 2 and "corrupt or not a checkpoint" in result.stderr
+
+
+def test_an_exported_network_runs_in_ngspice(tiny_run, digits):
+    out, _ = tiny_run
+    trained = load_trained(out / "checkpoint.pt")
+    for synapse in ("resistor", "memristor"):
+        netlist = export_netlist(trained, digits.test_x[5], 5, int(digits.test_y[5]), synapse)
+        assert f"test sample 5 (label {digits.test_y[5]})" in netlist
+        waves = Waveforms.from_plot(run_netlist(netlist, name=f"export_{synapse}")[-1])
+        assert sorted(waves.signals) == sorted(f"v(l2_m{j})" for j in range(10))
+        assert waves.time[-1] == pytest.approx(trained.config.window)
+        if synapse == "memristor":  # programmed states: x0 = (G - gmin) / (gmax - gmin) per cell
+            assert " synapse x0=" in netlist
+
+
+def test_verify_on_three_samples_agrees_with_the_solver(tiny_run, digits):
+    out, _ = tiny_run
+    report = verify(load_trained(out / "checkpoint.pt"), digits.test_x, digits.test_y, np.arange(3), progress=False)
+    assert report["samples"] == 3
+    assert report["agreement"] == 1.0
+    assert report["count_match"] >= 0.9
+    assert sum(sum(row["counts_spice"]) for row in report["per_sample"]) > 0  # the outputs do spike
+
+
+def test_cli_export_and_verify(tiny_run, tmp_path):
+    out, _ = tiny_run
+    cir = tmp_path / "net.cir"
+    result = memspice("export", str(out / "checkpoint.pt"), "--sample", "2", "--out", str(cir))
+    assert result.returncode == 0, result.stderr
+    assert cir.read_text().startswith("* memspice: digits network 64-16-10, test sample 2")
+    result = memspice("export", str(out / "checkpoint.pt"), "--sample", "5000", "--out", str(cir))
+    assert result.returncode == 2 and "test set has samples 0..358" in result.stderr
+    result = memspice("verify", str(out / "checkpoint.pt"), "--samples", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s"}
+    assert report["samples"] == 2
+
+
+def test_cli_train_rejects_bad_options(tmp_path):
+    result = memspice("train", "--dataset", "cifar", "--out", str(tmp_path))
+    assert result.returncode == 2 and "invalid choice: 'cifar'" in result.stderr
+    result = memspice("train", "--window", "1e-7", "--out", str(tmp_path))
+    assert result.returncode == 2 and "window" in result.stderr and "at least two steps" in result.stderr
+    result = memspice("train", "--out", str(tmp_path / "nothing"), "--resume")
+    assert result.returncode == 2 and "nothing to resume" in result.stderr
+
+
+def test_idx_reader_round_trip_and_bad_files(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    raw = bytes([0, 0, 0x08, 3]) + np.array([2, 3, 4], ">u4").tobytes() + images.tobytes()
+    (tmp_path / "a-idx3-ubyte").write_bytes(raw)
+    (tmp_path / "a-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        np.testing.assert_array_equal(read_idx(tmp_path / name), images)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(DatasetError, match="not an IDX file"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(raw[:-5])
+    with pytest.raises(DatasetError, match="needs"):
+        read_idx(tmp_path / "short")
+
+
+def test_missing_datasets_name_the_fix(tmp_path):
+    with pytest.raises(DatasetError, match="apt-get install -y dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(DatasetError, match="--data-dir"):
+        load_dataset("mnist")
+
+
+def test_digits_split_is_fixed(digits):
+    again = load_dataset("digits")
+    assert digits.train_x.shape == (1438, 64) and digits.test_x.shape == (359, 64)
+    np.testing.assert_array_equal(digits.test_y, again.test_y)
+    assert 0.0 <= digits.train_x.min() and digits.train_x.max() <= 1.0
+
+
+def test_encoders():
+    x = torch.tensor([[0.0, 0.5, 1.0]])
+    rows = DirectEncoder(0.2, 1.0)(x, 4)
+    assert rows.shape == (1, 5, 3)
+    torch.testing.assert_close(rows[0, 0], torch.zeros(3))
+    torch.testing.assert_close(rows[0, 1:], torch.tensor([0.2, 0.6, 1.0]).expand(4, 3))
+    rate = RateEncoder(amplitude=1.0, max_probability=1.0, seed=3)
+    a = rate(torch.full((2, 3), 0.5), 200, torch.tensor([7, 8]))
+    b = rate(torch.full((1, 3), 0.5), 200, torch.tensor([8]))
+    torch.testing.assert_close(a[1], b[0])  # the pulses of a sample do not depend on its batch
+    assert set(a.unique().tolist()) == {0.0, 1.0} and 0.4 < a[:, 1:].mean() < 0.6
+    with pytest.raises(ValueError, match="write thresholds"):
+        DirectEncoder(0.0, 2.5)
+
+
+def test_readouts():
+    t = torch.linspace(0, 1, 201)
+    spikes = torch.relu(torch.sin(2 * torch.pi * 5 * t)) * 0.6  # 5 bumps to 0.6 V
+    v = torch.stack([spikes, 0.3 * torch.ones_like(t), 0.1 * torch.ones_like(t)], -1).unsqueeze(0)
+    torch.testing.assert_close(spike_counts(v), torch.tensor([[5.0, 0.0, 0.0]]))
+    torch.testing.assert_close(soft_spike_counts(v, width=1e-4), torch.tensor([[5.0, 0.0, 0.0]]), atol=1e-3, rtol=0)
+    assert predict(spike_counts(v), v.mean(1)).item() == 0
+    quiet = v[..., 1:]  # no spikes: the higher mean membrane wins the tie
+    assert predict(spike_counts(quiet), quiet.mean(1)).item() == 0
+    assert predict(np.array([[2, 2, 1]]), np.array([[0.1, 0.3, 0.5]])).item() == 1
+    logits = Readout("count", scale=2.0, width=1e-4).logits(v)
+    torch.testing.assert_close(logits, torch.tensor([[10.0, 0.0, 0.0]]), atol=1e-2, rtol=0)
