@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what memspice needs from Debian when it is missing: ngspice and its shared library,
-# and Python's venv module. Safe to run twice: it does nothing when everything is present.
+# Python's venv module and the Fashion-MNIST dataset. Safe to run twice: it does nothing when everything is present.
 set -euo pipefail
 
 need=()
 command -v ngspice >/dev/null 2>&1 || need+=(ngspice)
 ldconfig -p 2>/dev/null | grep -q 'libngspice\.so\.0' || need+=(libngspice0)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "memspice: installing Debian packages: ${need[*]}"

@@ -21,7 +21,7 @@ def input_waveforms(samples: np.ndarray, dt: float) -> list[PWL]:
     ``(n_steps + 1, n_in)``): only the corners are kept, so a constant row is three points."""
     samples = np.asarray(samples, dtype=float)
     n = samples.shape[0]
-    t = np.arange(n) * dt
+    t = np.round(np.arange(n) * dt, 15)  # femtosecond resolution: 1e-05, not 9.999999999999999e-06
     waves = []
     for row in samples.T:
         bend = np.ones(n, dtype=bool)
@@ -44,7 +44,7 @@ def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None,
     network = trained.model.describe(synapse)
     layers = len(network.layers)
     options = {**VERIFY_SETTINGS, **(settings or {})}
-    tran = TranSettings(t_end=config.n_steps * config.dt, **options)
+    tran = TranSettings(t_end=round(config.n_steps * config.dt, 15), **options)
     outputs = [f"v({membrane_node(layers, j)})" for j in range(network.sizes[-1])]
     heading = title or (f"memspice: {config.dataset} network {'-'.join(map(str, network.sizes))}, test sample {index}"
                         + (f" (label {label})" if label is not None else ""))

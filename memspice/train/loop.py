@@ -166,7 +166,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         bar = tqdm(range(first_batch, n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress, initial=first_batch, total=n_batches)
         next_batch = first_batch
-        lr = _lr(config, epoch * n_batches + first_batch, total_steps)
+        lr = _lr(config, epoch * n_batches + first_batch, total_steps)  # also when no batch is left
         try:
             for batch in bar:
                 index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
@@ -188,14 +188,14 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                                 acc=f"{running['correct'] / running['seen']:.3f}")
                 if on_batch:
                     on_batch(epoch, batch)
-        except KeyboardInterrupt:
+            bar.close()
+            result = evaluate(model, readout, encoder, eval_x, eval_y, config.n_steps, max(config.batch_size, 64),
+                              dtype, progress)
+        except KeyboardInterrupt:  # keep every finished batch; an interrupted evaluation is redone
             running["elapsed"] = time.perf_counter() - started
             snapshot(epoch, next_batch, running)
             bar.close()
             raise
-        bar.close()
-        result = evaluate(model, readout, encoder, eval_x, eval_y, config.n_steps, max(config.batch_size, 64),
-                          dtype, progress)
         history.append({
             "epoch": epoch + 1, "train_loss": running["loss_sum"] / running["seen"],
             "train_acc": running["correct"] / running["seen"], "eval_loss": result["loss"], "eval_acc": result["acc"],
