@@ -173,6 +173,8 @@ def verify_table(report: dict) -> str:
         f"  accuracy   ngspice {100 * report['acc_spice']:6.2f} %   torch {100 * report['acc_torch']:6.2f} %",
         f"  agreement  {100 * report['agreement']:6.2f} % of predictions, "
         f"{100 * report['count_match']:.2f} % of output spike counts equal",
+        f"  decisions  {100 * report['decided_by_count']:.0f} % by the spike count alone, the rest by the tie-break "
+        f"(mean membrane)",
         f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s",
     ])
 

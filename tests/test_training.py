@@ -138,6 +138,7 @@ def test_verify_on_three_samples_agrees_with_the_solver(tiny_run, digits):
     assert report["samples"] == 3
     assert report["agreement"] == 1.0
     assert report["count_match"] >= 0.9
+    assert 0.0 <= report["decided_by_count"] <= 1.0
     assert sum(sum(row["counts_spice"]) for row in report["per_sample"]) > 0  # the outputs do spike
 
 

@@ -84,6 +84,8 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
         "acc_torch": float(np.mean(pred_torch == labels)),
         "agreement": float(np.mean(pred_spice == pred_torch)),
         "count_match": float(np.mean(spice_counts == torch_counts)),
+        # the share of ngspice predictions that need no tie-break: one neuron has the most spikes
+        "decided_by_count": float(np.mean(np.diff(np.sort(spice_counts, axis=1)[:, -2:], axis=1) > 0)),
         "wall_s": spice_s + torch_s,
         "spice_s": spice_s,
         "torch_s": torch_s,
