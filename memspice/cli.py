@@ -60,6 +60,7 @@ def _train_config(args: argparse.Namespace):
     """The run's configuration: the dataset's recipe (or, with --resume, the saved run's options)
     with every option given on the command line on top."""
     import json
+    from dataclasses import replace
 
     from memspice.train.config import TrainConfig, recipe
 
@@ -68,9 +69,7 @@ def _train_config(args: argparse.Namespace):
         given["hidden"] = tuple(given["hidden"])
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
-        base = TrainConfig.from_dict(json.loads(saved.read_text()))
-        from dataclasses import replace
-        return replace(base, **given)
+        return replace(TrainConfig.from_dict(json.loads(saved.read_text())), **given)
     return recipe(given.pop("dataset", "digits"), **given)
 
 
@@ -341,14 +340,22 @@ def _positive(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, lowest: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"expected a {what} whole number, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1, "positive")
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0, "non-negative")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,28 +445,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=_train)
 
+    def trained_network_args(p: argparse.ArgumentParser) -> None:
+        """What export and verify share: the checkpoint, the synapse model and the dataset folder."""
+        from memspice.network import SYNAPSE_KINDS
+
+        p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+        p.add_argument("--synapse-model", choices=SYNAPSE_KINDS, default="resistor",
+                       help="ideal resistors, or synapse memristors programmed to the conductances "
+                            "(default: %(default)s)")
+        p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+
     p = sub.add_parser("export", help="write a trained network with one test sample as an ngspice netlist",
                        description="Write the complete ngspice netlist of a trained network driven by test sample "
                                    "K (PWL row voltages of its encoding), saving the output membranes.")
-    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    trained_network_args(p)
     p.add_argument("--sample", type=int, default=0, help="test sample index (default: %(default)s)")
     p.add_argument("--out", type=_output_file(".cir"), required=True, help="netlist file (.cir)")
-    p.add_argument("--synapse-model", choices=["resistor", "memristor"], default="resistor",
-                   help="ideal resistors, or synapse memristors programmed to the conductances (default: %(default)s)")
-    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("verify", help="classify test samples in ngspice and compare with the torch solver",
                        description="Run N test samples of a trained network in ngspice (parallel processes) and "
                                    "with the torch solver; compare predicted classes and output spike counts.")
-    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    trained_network_args(p)
     p.add_argument("--samples", type=_positive_int, default=10, help="number of test samples (default: %(default)s)")
-    p.add_argument("--offset", type=int, default=0, help="first test sample (default: %(default)s)")
+    p.add_argument("--offset", type=_non_negative_int, default=0, help="first test sample (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
-    p.add_argument("--synapse-model", choices=["resistor", "memristor"], default="resistor",
-                   help="(default: %(default)s)")
     p.add_argument("--timeout", type=_positive, default=3600.0, help="timeout per sample in s (default: %(default)g)")
-    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.add_argument("--save", type=_output_file(".json"), help="save the full report with per-sample rows (.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     p.set_defaults(func=_verify)

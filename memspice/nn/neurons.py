@@ -24,8 +24,8 @@ class MIFLayer(nn.Module):
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive integer; got {size!r}")
+        MIF.resolve(params or {})  # validates: one clear error here, not inside the solver
         self.size = size
-        self.params = MIF.resolve(params or {})
         self.overrides = dict(params or {})
         self.dt, self.method = dt, method
 

@@ -5,7 +5,7 @@ runs the digits recipe as documented in the README)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from memspice.data import DATASETS, ENCODERS
 from memspice.nn.readout import READOUTS
@@ -41,7 +41,6 @@ class TrainConfig:
     dtype: str = "float32"
     checkpoint_every: int | None = None
     threads: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def bad(name, allowed):
