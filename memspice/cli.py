@@ -75,7 +75,7 @@ def _train_config(args: argparse.Namespace):
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
                   "readout", "seed", "train_samples", "eval_samples", "device", "dtype", "threads",
-                  "checkpoint_every")
+                  "checkpoint_every", "fused")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -437,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--no-fused", dest="fused", action="store_const", const=False,
+                   help="do not compile the solver's Newton iterations with torch.compile (they are by default: "
+                        "the same numerics, several times faster after ~15 s of compiling per layer shape)")
     p.add_argument("--checkpoint-every", type=_positive_int,
                    help="recompute the forward pass in chunks of this many steps in backward (less memory)")
     p.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")

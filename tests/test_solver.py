@@ -157,3 +157,48 @@ def test_targets_flag_a_missed_spike():
     assert targets({"same": probes["same"]})["met"]
     result = targets(probes)
     assert not result["met"] and not result["equal_spike_counts"]
+
+
+@pytest.mark.parametrize("method", ["euler", "trap", "radau3", "radau5"])
+def test_arrow_solve_equals_the_dense_solve(method):
+    """The MIF's states couple only through the membrane: the elimination that exploits it gives
+    the dense factorization's Newton update, at states around and inside a spike."""
+    from memspice.devices import MIF
+    from memspice.solver.integrators import _TABLEAUS, NeuronLayer
+    from memspice.solver.linear import solve_arrow, solve_dense
+
+    layer = NeuronLayer(MIF)
+    assert layer.solve is solve_arrow
+    generator = torch.Generator().manual_seed(0)
+    matrix = _TABLEAUS[method].matrix if method in _TABLEAUS else ((1.0,),)
+    s = len(matrix)
+    a_tilde = 200e-9 * torch.tensor(matrix, dtype=torch.float64)
+    y = torch.rand(3, s, 8, 16, generator=generator, dtype=torch.float64)
+    y[0] = 1.4 * y[0] - 0.5  # membranes across both switches' thresholds
+    a = 2e-6 * torch.rand(s, 8, 16, generator=generator, dtype=torch.float64)
+    g, jac, mass = layer.system(y, a, torch.tensor(-10e-6, dtype=torch.float64))
+    r = torch.randn(3, s, 8, 16, generator=generator, dtype=torch.float64)
+    r[0] *= 1e-12  # membrane rows: charges
+    dense, arrow = solve_dense(a_tilde, mass, jac, r), solve_arrow(a_tilde, mass, jac, r)
+    torch.testing.assert_close(arrow, dense, rtol=1e-9, atol=0)
+
+
+def test_fused_newton_iterations_give_the_same_solution_and_gradient():
+    """torch.compile'd Newton iterations: the same waveforms and the same gradient."""
+    generator = torch.Generator().manual_seed(1)
+    g_pos = [(0.2 + torch.rand(6, 5, generator=generator, dtype=torch.float64)) * 4e-6,
+             (0.2 + torch.rand(5, 3, generator=generator, dtype=torch.float64)) * 4e-6]
+    rows = 0.3 + 0.7 * torch.rand(4, 1, 6, generator=generator, dtype=torch.float64).expand(4, 41, 6).clone()
+    rows[:, 0] = 0.0
+    results = []
+    for fused in (False, True):
+        leaves = [g.clone().requires_grad_() for g in g_pos]
+        weights = [(g, torch.full_like(g, 0.1e-6)) for g in leaves]
+        v = simulate_network(weights, rows, 200e-9, fused=fused).v
+        loss = torch.sigmoid((v[-1] - 0.45) / 0.05).sum()
+        loss.backward()
+        results.append((v, [g.grad for g in leaves]))
+    (v_eager, grad_eager), (v_fused, grad_fused) = results
+    assert (v_eager[-1] > 0.45).any()  # the output layer spiked
+    for a, b in zip(v_eager + grad_eager, v_fused + grad_fused):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-15)

@@ -22,7 +22,7 @@ from memspice.train.loop import RunError, evaluate, load_trained, train
 
 # A small, quick network: 64-16-10 on 128 digits, 8 µs windows (40 steps).
 TINY = {"hidden": (16,), "epochs": 4, "batch_size": 16, "lr": 0.1, "train_samples": 128, "eval_samples": 32,
-        "window": 8e-6, "threads": 1}
+        "window": 8e-6, "threads": 1, "fused": False}
 
 
 @pytest.fixture(scope="module")

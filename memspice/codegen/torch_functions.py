@@ -9,7 +9,9 @@ Shapes: ``v`` is ``(..., n_ports)`` port voltages against ground (V), ``x`` is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import math
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import sympy as sp
@@ -48,15 +50,16 @@ class DeviceEvaluation(NamedTuple):
 
 
 class DeviceLinearization(NamedTuple):
-    """A device's equations and their Jacobians at one point, for implicit integrators."""
+    """A device's equations and their Jacobians at one point, for implicit integrators;
+    component axes first, then the batch shape ``...``."""
 
-    currents: torch.Tensor  #: (..., n_ports) A
-    derivatives: torch.Tensor  #: (..., n_states) 1/s
-    capacitance: torch.Tensor  #: (..., n_ports, n_ports) dQ/dv, F
-    di_dv: torch.Tensor  #: (..., n_ports, n_ports) S
-    di_dx: torch.Tensor  #: (..., n_ports, n_states) A
-    df_dv: torch.Tensor  #: (..., n_states, n_ports) 1/(V s)
-    df_dx: torch.Tensor  #: (..., n_states, n_states) 1/s
+    currents: torch.Tensor  #: (n_ports, ...) A
+    derivatives: torch.Tensor  #: (n_states, ...) 1/s
+    capacitance: torch.Tensor  #: (n_ports, n_ports, ...) dQ/dv, F
+    di_dv: torch.Tensor  #: (n_ports, n_ports, ...) S
+    di_dx: torch.Tensor  #: (n_ports, n_states, ...) A
+    df_dv: torch.Tensor  #: (n_states, n_ports, ...) 1/(V s)
+    df_dx: torch.Tensor  #: (n_states, n_states, ...) 1/s
 
 
 class TorchDevice:
@@ -74,7 +77,21 @@ class TorchDevice:
         )
 
         self._args = args
-        self._linear_fn = None  # built on first use: the symbolic Jacobians take a moment
+
+    @functools.cached_property
+    def linear_function(self):
+        """The lambdified currents, derivatives and Jacobians behind :meth:`linearize_ordered`
+        (built on first use: the symbolic Jacobians take a moment)."""
+        model = self.model
+        currents, charges, derivs = model.port_currents(), model.port_charges(), model.state_derivatives()
+        ports, states = model.port_voltages, model.state_symbols
+        outputs = [*currents, *derivs]
+        outputs += [sp.diff(q, p) for q in charges for p in ports]
+        outputs += [sp.diff(i, p) for i in currents for p in ports]
+        outputs += [sp.diff(i, s) for i in currents for s in states]
+        outputs += [sp.diff(f, p) for f in derivs for p in ports]
+        outputs += [sp.diff(f, s) for f in derivs for s in states]
+        return sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -107,7 +124,7 @@ class TorchDevice:
 
     def evaluate_ordered(self, v: torch.Tensor, x: torch.Tensor, ordered: list) -> DeviceEvaluation:
         """:meth:`evaluate` with parameters from :meth:`ordered`."""
-        batch, full = _broadcast(self._fn, v, x, ordered)
+        batch, full = _broadcast(self._fn, v.unbind(-1), x.unbind(-1), ordered)
         n, m = self._n_ports, self._n_states
         return DeviceEvaluation(
             currents=torch.stack(full[:n], -1),
@@ -115,31 +132,25 @@ class TorchDevice:
             derivatives=torch.stack(full[2 * n : 2 * n + m], -1) if m else v.new_zeros((*batch, 0)),
         )
 
-    def linearize(self, v: torch.Tensor, x: torch.Tensor, params: ParamValues | None = None) -> DeviceLinearization:
+    def linearize_ordered(self, ports: Sequence[torch.Tensor], states: Sequence[torch.Tensor],
+                          ordered: list) -> DeviceLinearization:
         """Currents, state derivatives and their Jacobians (symbolic derivatives of the model's
-        expressions, lambdified like :meth:`evaluate`) at ``(v, x)``."""
-        return self.linearize_ordered(v, x, self.ordered(params))
-
-    def linearize_ordered(self, v: torch.Tensor, x: torch.Tensor, ordered: list) -> DeviceLinearization:
-        """:meth:`linearize` with parameters from :meth:`ordered`."""
+        expressions, lambdified like :meth:`evaluate`) at the port voltages ``ports`` and states
+        ``states``, one tensor per component, with parameters from :meth:`ordered`. The results
+        have their component axes *first* (the layout of the solver's elementwise linear algebra:
+        no transposes on its hot path)."""
         model, n, m = self.model, self._n_ports, self._n_states
-        if self._linear_fn is None:
-            currents, charges, derivs = model.port_currents(), model.port_charges(), model.state_derivatives()
-            ports, states = model.port_voltages, model.state_symbols
-            outputs = [*currents, *derivs]
-            outputs += [sp.diff(q, p) for q in charges for p in ports]
-            outputs += [sp.diff(i, p) for i in currents for p in ports]
-            outputs += [sp.diff(i, s) for i in currents for s in states]
-            outputs += [sp.diff(f, p) for f in derivs for p in ports]
-            outputs += [sp.diff(f, s) for f in derivs for s in states]
-            self._linear_fn = sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
-        batch, full = _broadcast(self._linear_fn, v, x, ordered)
+        if len(ports) != n or len(states) != m:
+            raise ValueError(f"{model.name}: expected {n} port voltages and {m} states, got {len(ports)} and "
+                             f"{len(states)}")
+        batch, full = _broadcast(self.linear_function, ports, states, ordered)
         sizes = [("currents", (n,)), ("derivatives", (m,)), ("capacitance", (n, n)), ("di_dv", (n, n)),
                  ("di_dx", (n, m)), ("df_dv", (m, n)), ("df_dx", (m, m))]
         parts, k = {}, 0
         for name, shape in sizes:
-            count = shape[0] * (shape[1] if len(shape) > 1 else 1)
-            parts[name] = torch.stack(full[k : k + count], -1).reshape(*batch, *shape)
+            count = math.prod(shape)
+            parts[name] = torch.stack(full[k : k + count]).reshape(*shape, *batch) if count else \
+                ports[0].new_zeros((*shape, *batch))
             k += count
         return DeviceLinearization(**parts)
 
@@ -149,13 +160,16 @@ class TorchDevice:
         return [float(x) for x in self._initial(*(values[n] for n in self.parameter_names))]
 
 
-def _broadcast(fn, v: torch.Tensor, x: torch.Tensor, ordered: list) -> tuple[torch.Size, list[torch.Tensor]]:
-    """Call a lambdified function; every output as a tensor of the common batch shape (constants
-    and parameter-only expressions come back as floats)."""
-    outs = fn(*v.unbind(-1), *x.unbind(-1), *ordered)
-    batch = torch.broadcast_shapes(v.shape[:-1], x.shape[:-1], *(torch.as_tensor(p).shape for p in ordered))
-    dtype = torch.promote_types(v.dtype, x.dtype)
-    return batch, [torch.as_tensor(o, dtype=dtype, device=v.device).expand(batch) for o in outs]
+def _broadcast(fn, ports: Sequence[torch.Tensor], states: Sequence[torch.Tensor],
+               ordered: list) -> tuple[torch.Size, list[torch.Tensor]]:
+    """Call a lambdified function on one tensor per component; every output as a tensor of the
+    common batch shape (constants and parameter-only expressions come back as floats)."""
+    outs = fn(*ports, *states, *ordered)
+    tensors = [*ports, *states]
+    batch = torch.broadcast_shapes(*(t.shape for t in tensors), *(torch.as_tensor(p).shape for p in ordered))
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    device = tensors[0].device
+    return batch, [torch.as_tensor(o, dtype=dtype, device=device).expand(batch) for o in outs]
 
 
 _CACHE: dict[str, TorchDevice] = {}

@@ -8,7 +8,7 @@ its own voltage, ``a + b·v`` (``a`` in A, ``b`` in S: a crossbar column gives
     g_v = a + b·v - I(v, x),   g_x = f(v, x),   M = diag(C, 1, ..., 1)
 
 with ``I``, ``f``, ``C = dQ/dv`` and their Jacobians from the device model
-(:meth:`memspice.codegen.torch_functions.TorchDevice.linearize`): the solver never restates a
+(:meth:`memspice.codegen.torch_functions.TorchDevice.linearize_ordered`): the solver never restates a
 device equation.
 
 Methods (one step of ``dt``):
@@ -28,15 +28,18 @@ implicit-function-theorem gradient, at the memory cost of a single step.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import sympy as sp
 import torch
 
-from memspice.codegen.torch_functions import torch_device
+from memspice.codegen.torch_functions import TorchDevice, torch_device
 from memspice.devices.model import DeviceModel
 from memspice.errors import SolverError
+from memspice.solver.linear import solve_arrow, solve_dense
 
 METHODS = ("euler", "trap", "radau3", "radau5")
 
@@ -63,25 +66,59 @@ class NeuronLayer:
         floats = {k: v for k, v in (params or {}).items() if not isinstance(v, torch.Tensor)}
         self.initial = self.device.initial_states(floats)
         self.n_states = len(model.states)
+        self.solve = solve_arrow if _states_uncoupled(model) else solve_dense
+        self.device.linear_function  # noqa: B018 (built now, not inside a compiled function)
 
     def initial_state(self, batch: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """``y`` at rest: ``(batch, n, 1 + n_states)``, v = 0 and the states' initial values."""
-        y = torch.zeros(batch, n, 1 + self.n_states, dtype=dtype, device=device)
-        y[..., 1:] = torch.tensor(self.initial, dtype=dtype, device=device)
-        return y
+        """``y`` at rest: ``(batch, n, 1 + n_states)``, v = 0 and the states' initial values
+        (stored components first, the layout :class:`Stepper` works in)."""
+        values = torch.tensor([0.0, *self.initial], dtype=dtype, device=device)
+        return values.reshape(-1, 1, 1).expand(-1, batch, n).contiguous().movedim(0, -1)
 
     def system(self, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, jacobian: bool = True):
-        """``g(y)`` ``(..., 1+m)``, its Jacobian ``(..., 1+m, 1+m)`` and the mass ``(..., 1+m)``."""
-        v, x = y[..., :1], y[..., 1:]
-        lin = self.device.linearize_ordered(v, x, self.params)
-        g_v = a + b * v[..., 0] - lin.currents[..., 0]
-        g = torch.cat([g_v.unsqueeze(-1), lin.derivatives], dim=-1)
-        mass = torch.cat([lin.capacitance[..., 0, :], torch.ones_like(x)], dim=-1)
-        if not jacobian:
-            return g, None, mass
-        top = torch.cat([(b - lin.di_dv[..., 0, 0]).unsqueeze(-1), -lin.di_dx[..., 0, :]], dim=-1)
-        bottom = torch.cat([lin.df_dv, lin.df_dx], dim=-1)
-        return g, torch.cat([top.unsqueeze(-2), bottom], dim=-2), mass
+        """For ``y`` ``(1+m, ...)`` (components first) and the drive ``a``, ``b`` (``(...)``):
+        ``g(y)`` ``(1+m, ...)``, its Jacobian ``(1+m, 1+m, ...)`` (``None`` unless ``jacobian``)
+        and the mass ``(1+m, ...)``."""
+        return _system(self.device, self.params, y, a, b, jacobian)
+
+
+def _system(device: TorchDevice, params: list, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+            jacobian: bool = True):
+    """:meth:`NeuronLayer.system` as a function of its data (what :func:`torch.compile` traces)."""
+    v, x = y[0], y[1:]
+    lin = device.linearize_ordered([v], x.unbind(0), params)
+    g = torch.cat([(a + b * v - lin.currents[0]).unsqueeze(0), lin.derivatives])
+    mass = torch.cat([lin.capacitance[0], torch.ones_like(x)])
+    if not jacobian:
+        return g, None, mass
+    top = torch.cat([(b - lin.di_dv[0, 0]).unsqueeze(0), -lin.di_dx[0]])
+    bottom = torch.cat([lin.df_dv, lin.df_dx], dim=1)
+    return g, torch.cat([top.unsqueeze(0), bottom]), mass
+
+
+def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, start: torch.Tensor,
+                   a_stage: torch.Tensor, b_stage: torch.Tensor, explicit, a_tilde: torch.Tensor, detach: bool):
+    """One Newton update ``(1+m, s, ...)`` of the stage values ``z`` and their residual: the
+    whole per-iteration work, elementwise, in one function so that it can be fused."""
+    g, jac, mass = _system(device, params, z, a_stage, b_stage)
+    r = mass * (z - start) - torch.einsum("ij,dj...->di...", a_tilde, g) - explicit
+    if detach:
+        jac, mass = jac.detach(), mass.detach()
+    return solve(a_tilde, mass, jac, r), r
+
+
+@functools.cache
+def _fused_newton_update():
+    """:func:`_newton_update` compiled by :func:`torch.compile` (one fused kernel per shape;
+    built on first use, compiled per shape on first call)."""
+    return torch.compile(_newton_update, dynamic=None)
+
+
+def _states_uncoupled(model: DeviceModel) -> bool:
+    """Whether every state's derivative is free of the other states (the Jacobian is an arrow
+    matrix, :func:`~memspice.solver.linear.solve_arrow` applies)."""
+    derivatives, states = model.state_derivatives(), model.state_symbols
+    return all(sp.diff(f, x) == 0 for k, f in enumerate(derivatives) for j, x in enumerate(states) if k != j)
 
 
 @dataclass
@@ -136,10 +173,11 @@ class Stepper:
     :attr:`nodes` are the fractions of the step at which :meth:`step` needs the layer's drive;
     it returns the membrane voltages at the same instants, which drive the next layer."""
 
-    def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None) -> None:
+    def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None,
+                 fused: bool = False) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        self.layer, self.method = layer, method
+        self.layer, self.method, self.fused = layer, method, fused
         self.newton = newton or NewtonOptions()
         # the trapezoidal rule also needs the drive at the start of the step
         self.nodes = {"euler": (1.0,), "trap": (0.0, 1.0)}.get(method) or _TABLEAUS[method].nodes
@@ -149,20 +187,23 @@ class Stepper:
         """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``) and the membrane voltages at :attr:`nodes`;
         ``drives[j] = (a, b)`` drive the neurons at ``t_n + nodes[j]·dt``. Raises
         :class:`NewtonFailure` when Newton's method does not converge."""
+        y_c = y.movedim(-1, 0)  # components first: the layout of the linear algebra (a view)
         if self.method == "euler":
-            g, jac, mass = self.layer.system(y, *drives[0])
-            y_next = y + torch.linalg.solve(torch.diag_embed(mass / dt) - jac, g)
-            stages = [y_next[..., 0]]
+            g, jac, mass = self.layer.system(y_c, *drives[0])
+            a_tilde = torch.full((1, 1), dt, dtype=y.dtype, device=y.device)
+            y_next = y_c + self.layer.solve(a_tilde, mass.unsqueeze(1), jac.unsqueeze(2), dt * g.unsqueeze(1))[:, 0]
+            stages = [y_next[0]]
         else:
             explicit = 0.0
             if self.method == "trap":
-                g_now, _, _ = self.layer.system(y, *drives[0], jacobian=False)
-                explicit, drives = 0.5 * dt * g_now, drives[1:]
-            stage_values = self._newton(y, explicit, _TABLEAUS[self.method], drives, dt, where)
-            y_next = stage_values[-1]
-            stages = list(stage_values[..., 0].unbind(0))
+                g_now, _, _ = self.layer.system(y_c, *drives[0], jacobian=False)
+                explicit, drives = 0.5 * dt * g_now.unsqueeze(1), drives[1:]
+            stage_values = self._newton(y_c, explicit, _TABLEAUS[self.method], drives, dt, where)
+            y_next = stage_values[:, -1].contiguous()  # the canonical layout for the next step
+            stages = list(stage_values[0].unbind(0))
             if self.method == "trap":
-                stages = [y[..., 0], *stages]
+                stages = [y_c[0], *stages]
+        y_next = y_next.movedim(0, -1)
         self._check_finite(y_next, where)
         return y_next, stages
 
@@ -176,58 +217,58 @@ class Stepper:
                               f"check the inputs and parameters, or try a smaller dt")
 
     def _newton(self, y, explicit, method: Method, drives, dt: float, where: StepContext) -> torch.Tensor:
-        """The stage values ``(s, B, n, 1+m)`` of ``method``, by Newton's method on all stages
-        at once (damped as :class:`NewtonOptions` says)."""
+        """The stage values ``(1+m, s, B, n)`` of ``method`` from ``y`` ``(1+m, B, n)``, by
+        Newton's method on all stages at once (damped as :class:`NewtonOptions` says)."""
         opts = self.newton
-        s, d = len(method.nodes), y.shape[-1]
+        s, d, batch = len(method.nodes), y.shape[0], y.shape[1:]
         like = {"dtype": y.dtype, "device": y.device}
         a_matrix = torch.tensor(method.matrix, **like)
-        a_stage = torch.stack([torch.as_tensor(a, **like).expand(y.shape[:-1]) for a, _ in drives])
-        b_stage = torch.stack([torch.as_tensor(b, **like).expand(y.shape[:-1]) for _, b in drives])
-        eye_s, eye_d = torch.eye(s, **like), torch.eye(d, **like)
-        tolerance = torch.tensor([opts.vtol] + [opts.xtol] * (d - 1), **like)
-        limit = torch.tensor([opts.max_dv] + [opts.max_dx] * (d - 1), **like)
+        a_tilde = dt * a_matrix
+        a_stage = torch.stack([torch.as_tensor(a, **like).expand(batch) for a, _ in drives])
+        b_stage = torch.stack([torch.as_tensor(b, **like).expand(batch) for _, b in drives])
+        per_component = (d, 1, *(1 for _ in batch))
+        tolerance = torch.tensor([opts.vtol] + [opts.xtol] * (d - 1), **like).reshape(per_component)
+        limit = torch.tensor([opts.max_dv] + [opts.max_dx] * (d - 1), **like).reshape(per_component)
+        start = y.unsqueeze(1)
 
-        def residual(z):
-            """The stacked residual ``(B, n, s·d)`` and its Jacobian ``(B, n, s·d, s·d)``, whose
-            block (i, j) is δ_ij·M - dt·A_ij·J(Y_j)."""
-            g, jac, mass = self.layer.system(z, a_stage, b_stage)
-            r = mass * (z - y) - dt * torch.einsum("ij,j...->i...", a_matrix, g) - explicit
-            blocks = torch.einsum("ij,j...d,de->...idje", eye_s, mass, eye_d) \
-                - dt * torch.einsum("ij,j...de->...idje", a_matrix, jac)
-            return r.movedim(0, -2).flatten(-2), blocks.reshape(*blocks.shape[:-4], s * d, s * d)
+        layer = self.layer
 
-        def newton_update(z, detach=False):  # (s, B, n, d)
-            r, matrix = residual(z)
-            matrix = matrix.detach() if detach else matrix
-            # rows scaled to a largest entry of 1: the membrane rows (charges, ~1e-11) and the
-            # state rows (~1) differ by ten orders of magnitude, too many for float32 pivoting
-            scale = matrix.detach().abs().amax(-1).clamp(min=torch.finfo(matrix.dtype).tiny)
+        def newton_update(z, detach=False):  # z: (d, s, B, n)
+            # fused: the iterations without autograd (most of the work; one compiled graph per
+            # layer shape, inputs detached so that grad flags do not multiply the graphs)
+            fuse = self.fused and not torch.is_grad_enabled()
+            update = _fused_newton_update() if fuse else _newton_update
+            inputs = (z, start, a_stage, b_stage, explicit)
+            if fuse:
+                inputs = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in inputs)
+                detach = False  # no autograd: nothing to detach
             try:
-                delta = torch.linalg.solve(matrix / scale.unsqueeze(-1), r / scale)
-            except torch.linalg.LinAlgError:
-                raise NewtonFailure(f"{self.method}: singular Newton matrix at step {where.step} "
-                                    f"(t = {where.time:.6g} s), layer {where.layer}") from None
-            return delta.unflatten(-1, (s, d)).movedim(-2, 0)
+                return update(layer.device, layer.params, layer.solve, *inputs, a_tilde, detach)
+            except torch.linalg.LinAlgError:  # an exactly singular matrix (dense solve)
+                return torch.full_like(z, torch.nan), torch.zeros_like(z)
 
         def size(delta, scale):  # per neuron: the largest component of |delta| / scale
-            return (delta.abs() / scale).amax(dim=(0, -1))
+            return (delta.abs() / scale).amax(dim=(0, 1))
 
         with torch.no_grad():
-            z = y.detach().expand(s, *y.shape).clone()
+            z = start.detach().expand(d, s, *batch).clone()
             for _ in range(opts.max_iter):
-                delta = newton_update(z)
+                delta, r = newton_update(z)
                 misses = size(delta, tolerance)
-                if misses.max() <= 1.0:
+                worst_miss = misses.max().item()
+                if not math.isfinite(worst_miss):
+                    self._check_finite(r.movedim(0, -1), where)  # a NaN in the equations: splitting cannot help
+                    raise NewtonFailure(f"{self.method}: singular Newton matrix at step {where.step} "
+                                        f"(t = {where.time:.6g} s), layer {where.layer}")
+                if worst_miss <= 1.0:
                     break
-                z = z - delta / size(delta, limit).clamp(min=1.0).unsqueeze(-1)
+                z = z - delta / size(delta, limit).clamp(min=1.0)
             else:
-                self._check_finite(delta, where)  # a NaN is no convergence problem: splitting cannot help
                 worst = torch.argmax(misses.reshape(-1)).item()
                 batch_item, neuron = divmod(worst, misses.shape[-1])
                 raise NewtonFailure(
                     f"{self.method}: Newton did not converge in {opts.max_iter} iterations at step {where.step} "
                     f"(t = {where.time:.6g} s), layer {where.layer}, neuron {neuron} (batch item {batch_item}): "
-                    f"last update {delta[..., 0].abs().max().item():.3g} V")
+                    f"last update {delta[0].abs().max().item():.3g} V")
         # one differentiable Newton step from the solution: the implicit-function gradient
-        return z - newton_update(z, detach=True)
+        return z - newton_update(z, detach=True)[0]

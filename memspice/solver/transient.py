@@ -40,9 +40,11 @@ def simulate_neurons(
     record_states: bool = True,
     checkpoint_every: int | None = None,
     newton: NewtonOptions | None = None,
+    fused: bool = False,
 ) -> Solution:
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
-    membranes, from rest."""
+    membranes, from rest. ``fused`` runs each Newton iteration as one :func:`torch.compile`
+    kernel (same numerics; worth its compile time, ~15 s per shape, on long runs)."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
@@ -50,7 +52,7 @@ def simulate_neurons(
         return _between(current, n, node), torch.zeros((), dtype=current.dtype, device=current.device)
 
     return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
-                      checkpoint_every, newton)
+                      checkpoint_every, newton, fused)
 
 
 def simulate_network(
@@ -64,10 +66,12 @@ def simulate_network(
     record_states: bool = False,
     checkpoint_every: int | None = None,
     newton: NewtonOptions | None = None,
+    fused: bool = False,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``) and neuron layers, driven by the row voltages ``inputs`` (V,
-    ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions."""
+    ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions and
+    :func:`simulate_neurons` for ``fused``."""
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
@@ -87,7 +91,7 @@ def simulate_network(
         rows = _between(inputs, n, node) if k == 0 else buffer_gain * upstream
         return rows @ differences[k], loads[k]
 
-    return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton)
+    return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused)
 
 
 def _check_input(tensor: torch.Tensor, name: str) -> None:
@@ -118,6 +122,7 @@ def _integrate(
     record_states: bool,
     checkpoint_every: int | None,
     newton: NewtonOptions | None,
+    fused: bool,
 ) -> Solution:
     if not dt > 0:
         raise ValueError(f"dt must be > 0 s; got {dt!r}")
@@ -126,7 +131,7 @@ def _integrate(
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     newton = newton or NewtonOptions()
-    steppers = [Stepper(layer, method, newton) for layer in layers]
+    steppers = [Stepper(layer, method, newton, fused) for layer in layers]
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]

@@ -14,7 +14,8 @@ from memspice.solver.integrators import METHODS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Times in s, conductances in S, voltages in V."""
+    """One training run. Times in s, conductances in S, voltages in V. ``fused`` compiles the
+    solver's Newton iterations (:class:`~memspice.nn.MemristiveSNN`): same numerics, faster."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -41,6 +42,7 @@ class TrainConfig:
     dtype: str = "float32"
     checkpoint_every: int | None = None
     threads: int | None = None
+    fused: bool = True
 
     def __post_init__(self) -> None:
         def bad(name, allowed):
@@ -68,6 +70,8 @@ class TrainConfig:
             bad("encoder", ", ".join(ENCODERS))
         if self.readout not in READOUTS:
             bad("readout", ", ".join(READOUTS))
+        if not isinstance(self.fused, bool):
+            bad("fused", "True, False")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "float32, float64")
         for name in ("train_samples", "eval_samples", "checkpoint_every", "threads"):

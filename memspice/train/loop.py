@@ -55,12 +55,16 @@ class Trained:
         return self.encoder(x, self.config.n_steps, index)
 
 
+#: Options a resumed run may change: they do not change the result.
+RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused")
+
+
 def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Readout, Callable]:
     """The untrained network, readout and encoder that ``config`` describes."""
     model = MemristiveSNN((n_in, *config.hidden, n_out), buffer_gain=config.buffer_gain, dt=config.dt,
                           method=config.method, column_conductance=config.column_conductance,
                           on_off_ratio=config.on_off_ratio, checkpoint_every=config.checkpoint_every,
-                          seed=config.seed)
+                          seed=config.seed, fused=config.fused)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width)
     if config.encoder == "direct":
         encoder = make_encoder("direct", v_low=config.v_low, v_high=config.v_high)
@@ -122,7 +126,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         state = load_checkpoint(checkpoint_path, map_location=config.device)
         saved = TrainConfig.from_dict(dict(state["config"]))
         changed = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
-                   if k not in ("epochs", "device", "threads") and v != config.to_dict()[k]}
+                   if k not in RUNTIME_OPTIONS and v != config.to_dict()[k]}
         if changed:
             raise RunError(f"{out} was trained with other options: "
                            + ", ".join(f"{k} = {a!r} there, {b!r} now" for k, (a, b) in changed.items()))
