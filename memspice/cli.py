@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,15 +87,18 @@ def _train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     _check_device(config.device)
     out = Path(args.out)
-    print(f"training {config.dataset}: {'-'.join(map(str, config.hidden))} hidden, {config.epochs} epochs of batch "
-          f"{config.batch_size}, window {config.window * 1e6:g} µs = {config.n_steps} steps of {config.dt * 1e9:g} ns "
-          f"({config.method}), run folder {out}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # once, not per torchrun process
+        print(f"training {config.dataset}: {'-'.join(map(str, config.hidden))} hidden, {config.epochs} epochs of "
+              f"batch {config.batch_size}, window {config.window * 1e6:g} µs = {config.n_steps} steps of "
+              f"{config.dt * 1e9:g} ns ({config.method}), run folder {out}", file=sys.stderr)
     try:
         results = train(config, out, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"\ninterrupted: checkpoint saved in {out}; continue with: memspice train --out {out} --resume",
               file=sys.stderr)
         return 130
+    if results is None:  # a torchrun worker other than the main process
+        return 0
     if args.json:
         print(json.dumps(results))
     else:
@@ -242,6 +246,49 @@ def _simulate(args: argparse.Namespace) -> int:
     for what, path in (("waveforms", args.out), ("plot", args.plot)):
         if path:
             print(f"{what}: {path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from memspice.bench import BenchSettings, run_bench
+    from memspice.fileio import atomic_write_text
+
+    _check_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {"device": args.device, "dtype": args.dtype, "fused": args.fused}
+    settings = BenchSettings.quick(**options) if args.quick else BenchSettings(**options)
+    say = (lambda _: None) if args.json else (lambda what: print(f"bench: {what} ...", file=sys.stderr))
+    result = run_bench(settings, say)
+    if args.save:
+        atomic_write_text(args.save, json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    neuron, network, training = result["neuron"], result["network"], result["training"]
+    rows = [("MIF neuron, ngspice (one process per sample)", neuron["ngspice"]["samples_per_s"], "")]
+    rows += [(f"MIF neuron, torch batch {b}", r["samples_per_s"], f"{r['samples_per_s'] / rows[0][1]:.3g}x")
+             for b, r in neuron["torch"].items()]
+    rows += [(f"784-128-10, ngspice, {network['window_s'] * 1e6:g} µs", network["ngspice"]["samples_per_s"], "")]
+    rows += [(f"784-128-10, torch batch {network['torch']['batch']}", network["torch"]["samples_per_s"],
+              f"{result['network_ratio']:.3g}x")]
+    rows += [(f"training 784-128-10 (circuit, batch {training['circuit']['batch']})",
+              training["circuit"]["samples_per_s"], ""),
+             ("training LIF baseline (surrogate gradient)", training["lif"]["samples_per_s"],
+              f"circuit costs {result['lif_cost_ratio']:.3g}x")]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':{width}}  samples/s  ratio")
+    for name, rate, ratio in rows:
+        print(f"{name:{width}}  {rate:9.4g}  {ratio}")
+    print(f"peak training memory: {result['peak_memory_bytes'] / 2**20:.0f} MiB; {result['machine']['processor']}, "
+          f"{result['machine']['cpu_cores']} cores, torch {result['machine']['torch']} "
+          f"({settings.device}, {settings.dtype}, fused={settings.fused})")
+    if args.save:
+        print(f"saved: {args.save}")
     return 0
 
 
@@ -534,6 +581,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("bench", help="speed of the torch solver against ngspice and against a LIF SNN",
+                       description="Samples per second of the torch solver and of ngspice on the same circuits (the "
+                                   "MIF neuron; the 784-128-10 network), training throughput and peak memory of "
+                                   "784-128-10, and the cost of circuit-level training over a surrogate-gradient LIF "
+                                   "SNN of the same size and number of steps.")
+    p.add_argument("--quick", action="store_true", help="shorter network windows and fewer repeats")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
+    p.add_argument("--no-fused", dest="fused", action="store_false", help="without the compiled Newton iterations")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--save", type=_output_file(".json"), help="also write the full result (.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    p.set_defaults(func=_bench)
     return parser
 
 

@@ -29,11 +29,12 @@ from memspice.data import Dataset, load_dataset, make_encoder
 from memspice.errors import MemspiceError
 from memspice.fileio import atomic_write_text
 from memspice.nn import MemristiveSNN, Readout, spike_counts
+from memspice.train import distributed
 from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from memspice.train.config import TrainConfig
 
-METRICS = ("epoch", "train_loss", "train_acc", "eval_loss", "eval_acc", "eval_samples", "lr", "epoch_s",
-           "hidden_spikes", "output_spikes")
+METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "eval_loss", "eval_acc", "eval_samples", "lr",
+           "epoch_s", "processes", "hidden_spikes", "output_spikes")
 
 
 class RunError(MemspiceError):
@@ -115,15 +116,26 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          on_batch: Callable[[int, int], None] | None = None, dataset: Dataset | None = None) -> dict:
+          on_batch: Callable[[int, int], None] | None = None, dataset: Dataset | None = None) -> dict | None:
     """Train (or, with ``resume``, continue) the run of ``config`` in the folder ``out``; returns
-    the final results. ``on_batch(epoch, batch)`` is called after every optimizer step."""
-    out = Path(out)
+    the final results. ``on_batch(epoch, batch)`` is called after every optimizer step.
+
+    Under ``torchrun`` every process trains its share of each batch (:mod:`memspice.train.distributed`);
+    the main process writes the run folder, evaluates and returns the results, the others ``None``."""
+    group = distributed.join(config.device)
+    try:
+        return _train(config, Path(out), resume, progress, on_batch, dataset, group)
+    finally:
+        distributed.leave(group)
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batch: Callable[[int, int], None] | None,
+           dataset: Dataset | None, group: distributed.ProcessGroup) -> dict | None:
     checkpoint_path = out / "checkpoint.pt"
     if resume:
         if not checkpoint_path.is_file():
             raise RunError(f"nothing to resume: no checkpoint in {out}")
-        state = load_checkpoint(checkpoint_path, map_location=config.device)
+        state = load_checkpoint(checkpoint_path, map_location=group.device)
         saved = TrainConfig.from_dict(dict(state["config"]))
         changed = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
                    if k not in RUNTIME_OPTIONS and v != config.to_dict()[k]}
@@ -132,6 +144,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                            + ", ".join(f"{k} = {a!r} there, {b!r} now" for k, (a, b) in changed.items()))
     elif checkpoint_path.exists():
         raise RunError(f"{out} already holds a run; continue it with --resume or choose another --out")
+    group.barrier()  # every process has checked the folder before the main one writes to it
+    progress = progress and group.main
     if config.threads:
         torch.set_num_threads(config.threads)
     dtype = getattr(torch, config.dtype)
@@ -143,7 +157,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     eval_x, eval_y = data.test_x[:eval_n], data.test_y[:eval_n]
 
     model, readout, encoder = build(config, data.n_features, len(data.classes))
-    model = model.to(device=config.device, dtype=dtype)
+    model = model.to(device=group.device, dtype=dtype)
+    net = model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     epoch, first_batch, history, partial = 0, 0, [], {}
     if resume:
@@ -151,12 +166,15 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         optimizer.load_state_dict(state["optimizer"])
         epoch, first_batch, history = state["epoch"], state["batch"], list(state["history"])
         partial = dict(state.get("partial", {}))
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    if group.main:
+        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     n_batches = math.ceil(len(train_x) / config.batch_size)
     total_steps = config.epochs * n_batches
 
     def snapshot(next_epoch: int, next_batch: int, running: dict) -> None:
+        if not group.main:
+            return
         save_checkpoint(checkpoint_path, {
             "config": config.to_dict(), "model_config": model.config(), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "epoch": next_epoch, "batch": next_batch, "history": history,
@@ -175,18 +193,21 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             for batch in bar:
                 index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
                 lr = _lr(config, epoch * n_batches + batch, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                xb = torch.as_tensor(train_x[index.numpy()], dtype=dtype, device=config.device)
-                yb = torch.as_tensor(train_y[index.numpy()], device=config.device)
-                v_out = model(encoder(xb, config.n_steps, index)).v[-1]
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = lr
+                share = group.shard(index)
+                xb = torch.as_tensor(train_x[share.numpy()], dtype=dtype, device=group.device)
+                yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
+                v_out = net(encoder(xb, config.n_steps, share)).v[-1]
                 loss = readout.loss(v_out, yb)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # DDP averages the processes' gradients: weighting each share's mean loss by its
+                # size makes that the gradient of the whole batch's mean loss, as in one process
+                (loss * (len(share) * group.world / len(index))).backward()
                 optimizer.step()
-                running["loss_sum"] += loss.item() * len(index)
+                running["loss_sum"] += loss.item() * len(share)
                 running["correct"] += (readout.predict(v_out.detach()) == yb).sum().item()
-                running["seen"] += len(index)
+                running["seen"] += len(share)
                 next_batch = batch + 1
                 bar.set_postfix(loss=f"{running['loss_sum'] / running['seen']:.3f}",
                                 acc=f"{running['correct'] / running['seen']:.3f}")
@@ -194,16 +215,21 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
                     on_batch(epoch, batch)
             bar.close()
             result = evaluate(model, readout, encoder, eval_x, eval_y, config.n_steps, max(config.batch_size, 64),
-                              dtype, progress)
+                              dtype, progress) if group.main else {}
         except KeyboardInterrupt:  # keep every finished batch; an interrupted evaluation is redone
             running["elapsed"] = time.perf_counter() - started
             snapshot(epoch, next_batch, running)
             bar.close()
             raise
+        # (the other processes wait here for the main one's evaluation)
+        loss_sum, correct, seen = group.sum([running["loss_sum"], running["correct"], running["seen"]])
+        if not group.main:
+            epoch, first_batch = epoch + 1, 0
+            continue
         history.append({
-            "epoch": epoch + 1, "train_loss": running["loss_sum"] / running["seen"],
-            "train_acc": running["correct"] / running["seen"], "eval_loss": result["loss"], "eval_acc": result["acc"],
-            "eval_samples": eval_n, "lr": lr, "epoch_s": time.perf_counter() - started,
+            "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen, "train_samples": int(seen),
+            "eval_loss": result["loss"], "eval_acc": result["acc"], "eval_samples": eval_n, "lr": lr,
+            "epoch_s": time.perf_counter() - started, "processes": group.world,
             "hidden_spikes": result["hidden_spikes"], "output_spikes": result["output_spikes"]})
         if progress:
             row = history[-1]
@@ -213,14 +239,14 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         epoch, first_batch = epoch + 1, 0
         snapshot(epoch, 0, {})
         _write_metrics(out / "metrics.csv", history)
-    return finish(out, config, model, readout, encoder, data, history, dtype, progress)
+    return finish(out, config, model, readout, encoder, data, history, dtype, progress) if group.main else None
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRICS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: row[k] for k in METRICS} for row in history)
+    writer.writerows({k: row.get(k, "") for k in METRICS} for row in history)  # older runs lack some columns
     atomic_write_text(path, buffer.getvalue())
 
 

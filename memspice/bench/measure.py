@@ -1,0 +1,255 @@
+"""``memspice bench``: the torch solver against ngspice and against a conventional SNN, measured
+side by side in one run.
+
+* ``neuron``: the default MIF neuron under a 2 µA step (10 µs) in ngspice (one process per
+  sample, as ``memspice verify`` runs them, with the verification settings) and in torch at
+  batch 1 and 4096.
+* ``network``: 784-128-10 (untrained, seed 0) on Fashion-MNIST test images (seeded random
+  pixels where the dataset is not installed), one sample in ngspice against a batch of 256 in
+  torch, over the Fashion recipe's window (``--quick``: a third of it).
+* ``training``: forward + backward + Adam step of 784-128-10 with the Fashion recipe's step,
+  window and batch; and a conventional LIF SNN of the same sizes trained with a surrogate
+  gradient over the same number of steps (:mod:`memspice.bench.lif`). Each runs in a fresh
+  process so that its peak memory is its own.
+
+Throughputs are samples per second; every torch figure is taken after a warm-up call (which
+compiles the fused solver), as the median of the repeats.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+from memspice.deploy.export import VERIFY_SETTINGS, input_waveforms
+from memspice.netlist.builder import TranSettings
+from memspice.netlist.circuits import membrane_node, network_netlist
+from memspice.netlist.examples import current_clamp
+from memspice.netlist.stimuli import PWL
+from memspice.spice.pool import raise_first_error, run_many
+from memspice.spice.runner import ngspice_executable
+
+NETWORK = (784, 128, 10)
+NEURON_STEP = 2e-6  #: A
+NEURON_WINDOW = 10e-6  #: s
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What ``memspice bench`` measures, and how: torch ``device`` and ``dtype``, ``fused``
+    Newton iterations, ``repeats`` per timing; batches and windows (s) of each part."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    fused: bool = True
+    repeats: int = 3
+    dt: float = 200e-9
+    neuron_batches: tuple[int, ...] = (1, 4096)
+    network_batch: int = 256
+    network_window: float = 6e-6
+    train_batch: int = 64
+    train_window: float = 6e-6
+    train_iterations: int = 3
+
+    @classmethod
+    def quick(cls, **overrides) -> BenchSettings:
+        """A shorter run (a minute or two on a laptop CPU): shorter network windows, fewer repeats."""
+        return replace(cls(repeats=2, network_window=2e-6, train_iterations=2), **overrides)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+
+def run_bench(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """Every figure of the benchmark as one JSON-serializable dict (keys ``neuron_ratio``,
+    ``network_ratio``, ``train_samples_per_s``, ``peak_memory_bytes``, ``lif_cost_ratio`` and
+    the details per part)."""
+    progress("MIF neuron: ngspice and torch")
+    neuron = _neuron(settings)
+    progress(f"{'-'.join(map(str, NETWORK))} network: ngspice (one sample) and torch (batch {settings.network_batch})")
+    network = _network(settings)
+    progress(f"training {'-'.join(map(str, NETWORK))} through the circuit, batch {settings.train_batch}")
+    circuit = _in_fresh_process("circuit", settings)
+    progress("training the LIF baseline")
+    lif = _in_fresh_process("lif", settings)
+    return {
+        "neuron_ratio": neuron["torch"][str(max(settings.neuron_batches))]["samples_per_s"]
+        / neuron["ngspice"]["samples_per_s"],
+        "network_ratio": network["torch"]["samples_per_s"] / network["ngspice"]["samples_per_s"],
+        "train_samples_per_s": circuit["samples_per_s"],
+        "peak_memory_bytes": circuit["peak_memory_bytes"],
+        "lif_cost_ratio": lif["samples_per_s"] / circuit["samples_per_s"],
+        "neuron": neuron,
+        "network": network,
+        "training": {"circuit": circuit, "lif": lif},
+        "settings": {**asdict(settings), "ngspice": VERIFY_SETTINGS},
+        "machine": machine(settings.device),
+    }
+
+
+def machine(device: str = "cpu") -> dict:
+    """The machine the figures were taken on."""
+    version = subprocess.run([ngspice_executable(), "-v"], capture_output=True, text=True, timeout=60).stdout
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "ngspice": next((line.strip() for line in version.splitlines() if "ngspice" in line.lower()), "?")}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _timed(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median wall time (s) of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+def _ngspice_seconds(name: str, netlist: str, repeats: int) -> float:
+    """Median wall time (s) of one ngspice process on ``netlist``."""
+    results = run_many([(f"{name}{k}", netlist) for k in range(repeats)], workers=1, timeout=3600, progress=False)
+    raise_first_error(results)
+    return statistics.median(r.wall_s for r in results)
+
+
+def _neuron(settings: BenchSettings) -> dict:
+    from memspice.solver import simulate_neurons
+
+    stimulus = PWL([0, 1e-6, 2e-6, NEURON_WINDOW], [0, 0, NEURON_STEP, NEURON_STEP])  # on from 1 µs, 1 µs edge
+    tran = TranSettings(t_end=NEURON_WINDOW, **VERIFY_SETTINGS)
+    spice_s = _ngspice_seconds("neuron", current_clamp(stimulus, NEURON_WINDOW, settings=tran), settings.repeats)
+    t = np.arange(int(round(NEURON_WINDOW / settings.dt)) + 1) * settings.dt
+    current = torch.as_tensor(stimulus.sample(t), dtype=settings.torch_dtype, device=settings.device)
+    out = {"ngspice": {"seconds_per_sample": spice_s, "samples_per_s": 1 / spice_s}, "torch": {}}
+    for batch in settings.neuron_batches:
+        inputs = current.reshape(1, -1, 1).expand(batch, -1, 1).contiguous()
+
+        def run(inputs=inputs):
+            with torch.no_grad():
+                return simulate_neurons(inputs, settings.dt, record_states=False, fused=settings.fused)
+
+        seconds = _timed(run, settings.device, settings.repeats)
+        out["torch"][str(batch)] = {"seconds": seconds, "samples_per_s": batch / seconds}
+    return out
+
+
+def _inputs(settings: BenchSettings, batch: int, window: float, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """Row voltages ``(batch, n_steps + 1, 784)`` of Fashion-MNIST test images (direct encoding,
+    the training default) and where the pixels came from."""
+    from memspice.data import load_dataset, make_encoder
+    from memspice.data.idx import DatasetError
+
+    try:
+        pixels, source = load_dataset("fashion-mnist").test_x[:batch], "fashion-mnist test images"
+    except DatasetError:
+        pixels, source = np.random.default_rng(seed).random((batch, NETWORK[0])), "random pixels (seed 0)"
+    encoder = make_encoder("direct", v_low=0.2, v_high=1.0)
+    n_steps = int(round(window / settings.dt))
+    rows = encoder(torch.as_tensor(pixels, dtype=settings.torch_dtype), n_steps, torch.arange(batch))
+    return rows.to(settings.device), source
+
+
+def _network(settings: BenchSettings) -> dict:
+    from memspice.nn import MemristiveSNN
+
+    model = MemristiveSNN(NETWORK, dt=settings.dt, fused=settings.fused).to(settings.device, settings.torch_dtype)
+    rows, source = _inputs(settings, settings.network_batch, settings.network_window)
+    network = model.describe()
+    tran = TranSettings(t_end=round(settings.network_window, 15), **VERIFY_SETTINGS)
+    save = [f"v({membrane_node(2, j)})" for j in range(NETWORK[-1])]
+    netlist = network_netlist(network, input_waveforms(rows[0].double().cpu().numpy(), settings.dt), tran,
+                              title="memspice bench: 784-128-10, one sample", save=save)
+    spice_s = _ngspice_seconds("network", netlist, 1)
+
+    def run():
+        with torch.no_grad():
+            return model(rows)
+
+    seconds = _timed(run, settings.device, settings.repeats)
+    return {"inputs": source, "window_s": settings.network_window,
+            "ngspice": {"seconds_per_sample": spice_s, "samples_per_s": 1 / spice_s},
+            "torch": {"batch": settings.network_batch, "seconds": seconds,
+                      "samples_per_s": settings.network_batch / seconds}}
+
+
+def _in_fresh_process(kind: str, settings: BenchSettings) -> dict:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_train_throughput, (kind, settings, torch.get_num_threads()))
+
+
+def _train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:
+    """Training samples per second and peak memory (bytes: the CUDA allocator's peak, or on CPU
+    the growth of the process's peak resident set) of ``kind`` (``circuit`` or ``lif``)."""
+    from memspice.bench.lif import LIFNetwork
+    from memspice.nn import MemristiveSNN
+    from memspice.nn.readout import Readout
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    baseline = _resident_bytes("VmRSS")
+    rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
+    labels = torch.arange(settings.train_batch, device=settings.device) % NETWORK[-1]
+    if kind == "circuit":
+        model = MemristiveSNN(NETWORK, dt=settings.dt, fused=settings.fused)
+        readout = Readout("membrane-mean", 100.0)
+
+        def loss_of():
+            return readout.loss(model(rows).v[-1], labels)
+    else:
+        model = LIFNetwork(NETWORK)
+        currents = rows[:, 1:]  # one input per step, as many steps as the circuit's
+
+        def loss_of():
+            return torch.nn.functional.cross_entropy(model(currents).mean(1), labels)
+
+    model.to(settings.device, settings.torch_dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def iteration():
+        loss = loss_of()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    iteration()  # warm-up (compiles the fused solver)
+    if settings.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(torch.device(settings.device))
+    seconds = _timed(iteration, settings.device, settings.train_iterations)
+    if settings.device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated(torch.device(settings.device))
+    else:
+        peak = _resident_bytes("VmHWM") - baseline
+    return {"batch": settings.train_batch, "steps": rows.shape[1] - 1, "seconds_per_batch": seconds,
+            "samples_per_s": settings.train_batch / seconds, "peak_memory_bytes": int(peak)}
+
+
+def _resident_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from ``/proc/self/status``, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {field}")
