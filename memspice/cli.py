@@ -270,13 +270,14 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     neuron, network, training = result["neuron"], result["network"], result["training"]
+    sizes = "-".join(map(str, settings.network))
     rows = [("MIF neuron, ngspice (one process per sample)", neuron["ngspice"]["samples_per_s"], "")]
     rows += [(f"MIF neuron, torch batch {b}", r["samples_per_s"], f"{r['samples_per_s'] / rows[0][1]:.3g}x")
              for b, r in neuron["torch"].items()]
-    rows += [(f"784-128-10, ngspice, {network['window_s'] * 1e6:g} µs", network["ngspice"]["samples_per_s"], "")]
-    rows += [(f"784-128-10, torch batch {network['torch']['batch']}", network["torch"]["samples_per_s"],
+    rows += [(f"{sizes}, ngspice, {network['window_s'] * 1e6:g} µs", network["ngspice"]["samples_per_s"], "")]
+    rows += [(f"{sizes}, torch batch {network['torch']['batch']}", network["torch"]["samples_per_s"],
               f"{result['network_ratio']:.3g}x")]
-    rows += [(f"training 784-128-10 (circuit, batch {training['circuit']['batch']})",
+    rows += [(f"training {sizes} (circuit, batch {training['circuit']['batch']})",
               training["circuit"]["samples_per_s"], ""),
              ("training LIF baseline (surrogate gradient)", training["lif"]["samples_per_s"],
               f"circuit costs {result['lif_cost_ratio']:.3g}x")]

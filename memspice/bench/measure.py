@@ -7,7 +7,7 @@ side by side in one run.
 * ``network``: 784-128-10 (untrained, seed 0) on Fashion-MNIST test images (seeded random
   pixels where the dataset is not installed), one sample in ngspice against a batch of 256 in
   torch, over the Fashion recipe's window (``--quick``: a third of it).
-* ``training``: forward + backward + Adam step of 784-128-10 with the Fashion recipe's step,
+* ``training``: forward + backward + Adam step of the network with the Fashion recipe's step,
   window and batch; and a conventional LIF SNN of the same sizes trained with a surrogate
   gradient over the same number of steps (:mod:`memspice.bench.lif`). Each runs in a fresh
   process so that its peak memory is its own.
@@ -38,7 +38,6 @@ from memspice.netlist.stimuli import PWL
 from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.runner import ngspice_executable
 
-NETWORK = (784, 128, 10)
 NEURON_STEP = 2e-6  #: A
 NEURON_WINDOW = 10e-6  #: s
 
@@ -46,8 +45,10 @@ NEURON_WINDOW = 10e-6  #: s
 @dataclass(frozen=True)
 class BenchSettings:
     """What ``memspice bench`` measures, and how: torch ``device`` and ``dtype``, ``fused``
-    Newton iterations, ``repeats`` per timing; batches and windows (s) of each part."""
+    Newton iterations, ``repeats`` per timing; the ``network``'s sizes, batches and windows (s)
+    of each part."""
 
+    network: tuple[int, ...] = (784, 128, 10)
     device: str = "cpu"
     dtype: str = "float32"
     fused: bool = True
@@ -76,9 +77,10 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     the details per part)."""
     progress("MIF neuron: ngspice and torch")
     neuron = _neuron(settings)
-    progress(f"{'-'.join(map(str, NETWORK))} network: ngspice (one sample) and torch (batch {settings.network_batch})")
+    name = "-".join(map(str, settings.network))
+    progress(f"{name} network: ngspice (one sample) and torch (batch {settings.network_batch})")
     network = _network(settings)
-    progress(f"training {'-'.join(map(str, NETWORK))} through the circuit, batch {settings.train_batch}")
+    progress(f"training {name} through the circuit, batch {settings.train_batch}")
     circuit = _in_fresh_process("circuit", settings)
     progress("training the LIF baseline")
     lif = _in_fresh_process("lif", settings)
@@ -103,7 +105,7 @@ def machine(device: str = "cpu") -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "ngspice": next((line.strip() for line in version.splitlines() if "ngspice" in line.lower()), "?")}
+            "ngspice": next((line.strip(" *") for line in version.splitlines() if "ngspice" in line.lower()), "?")}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
@@ -156,15 +158,18 @@ def _neuron(settings: BenchSettings) -> dict:
 
 
 def _inputs(settings: BenchSettings, batch: int, window: float, seed: int = 0) -> tuple[torch.Tensor, str]:
-    """Row voltages ``(batch, n_steps + 1, 784)`` of Fashion-MNIST test images (direct encoding,
-    the training default) and where the pixels came from."""
+    """Row voltages ``(batch, n_steps + 1, n_in)`` (direct encoding, the training default) of
+    Fashion-MNIST test images for a 784-input network, else of seeded random pixels; and which."""
     from memspice.data import load_dataset, make_encoder
     from memspice.data.idx import DatasetError
 
+    n_in = settings.network[0]
     try:
+        if n_in != 784:
+            raise DatasetError("not a 28 x 28 input")
         pixels, source = load_dataset("fashion-mnist").test_x[:batch], "fashion-mnist test images"
     except DatasetError:
-        pixels, source = np.random.default_rng(seed).random((batch, NETWORK[0])), "random pixels (seed 0)"
+        pixels, source = np.random.default_rng(seed).random((batch, n_in)), f"random pixels (seed {seed})"
     encoder = make_encoder("direct", v_low=0.2, v_high=1.0)
     n_steps = int(round(window / settings.dt))
     rows = encoder(torch.as_tensor(pixels, dtype=settings.torch_dtype), n_steps, torch.arange(batch))
@@ -174,13 +179,14 @@ def _inputs(settings: BenchSettings, batch: int, window: float, seed: int = 0) -
 def _network(settings: BenchSettings) -> dict:
     from memspice.nn import MemristiveSNN
 
-    model = MemristiveSNN(NETWORK, dt=settings.dt, fused=settings.fused).to(settings.device, settings.torch_dtype)
+    model = MemristiveSNN(settings.network, dt=settings.dt, fused=settings.fused).to(settings.device,
+                                                                                      settings.torch_dtype)
     rows, source = _inputs(settings, settings.network_batch, settings.network_window)
     network = model.describe()
     tran = TranSettings(t_end=round(settings.network_window, 15), **VERIFY_SETTINGS)
-    save = [f"v({membrane_node(2, j)})" for j in range(NETWORK[-1])]
+    save = [f"v({membrane_node(len(network.layers), j)})" for j in range(settings.network[-1])]
     netlist = network_netlist(network, input_waveforms(rows[0].double().cpu().numpy(), settings.dt), tran,
-                              title="memspice bench: 784-128-10, one sample", save=save)
+                              title=f"memspice bench: {'-'.join(map(str, settings.network))}, one sample", save=save)
     spice_s = _ngspice_seconds("network", netlist, 1)
 
     def run():
@@ -211,15 +217,15 @@ def _train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:
     torch.manual_seed(0)
     baseline = _resident_bytes("VmRSS")
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
-    labels = torch.arange(settings.train_batch, device=settings.device) % NETWORK[-1]
+    labels = torch.arange(settings.train_batch, device=settings.device) % settings.network[-1]
     if kind == "circuit":
-        model = MemristiveSNN(NETWORK, dt=settings.dt, fused=settings.fused)
+        model = MemristiveSNN(settings.network, dt=settings.dt, fused=settings.fused)
         readout = Readout("membrane-mean", 100.0)
 
         def loss_of():
             return readout.loss(model(rows).v[-1], labels)
     else:
-        model = LIFNetwork(NETWORK)
+        model = LIFNetwork(settings.network)
         currents = rows[:, 1:]  # one input per step, as many steps as the circuit's
 
         def loss_of():
