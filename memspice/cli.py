@@ -168,6 +168,32 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_merge(args: argparse.Namespace) -> int:
+    import json
+
+    from memspice.deploy import merge
+
+    reports = []
+    for path in args.reports:
+        try:
+            report = json.loads(Path(path).read_text())
+            report["per_sample"]  # noqa: B018 (a verify --save report has it)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MemspiceError(f"{path}: not a report saved by `memspice verify --save` ({exc})") from None
+        reports.append(report)
+    merged = merge(reports)
+    if args.save:
+        from memspice.fileio import atomic_write_text
+
+        atomic_write_text(args.save, json.dumps(merged, indent=2) + "\n")
+    if args.json:
+        keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s")
+        print(json.dumps({k: merged[k] for k in keys}))
+        return 0
+    print(verify_table(merged))
+    return 0
+
+
 def verify_table(report: dict) -> str:
     """The text summary of a verification report."""
     settings = ", ".join(f"{k} {v:g}" for k, v in report["ngspice_settings"].items())
@@ -525,6 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=_output_file(".json"), help="save the full report with per-sample rows (.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("verify-merge", help="combine verify reports of disjoint sample ranges (several machines)",
+                       description="Combine the reports of `memspice verify --offset K --samples N --save PART.json` "
+                                   "run on several machines into one: figures over all samples, times summed.")
+    p.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+    p.add_argument("--save", type=_output_file(".json"), help="save the combined report (.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
+    p.set_defaults(func=_verify_merge)
 
     p = sub.add_parser("simulate", help="run any ngspice netlist; spikes, waveforms, plot, JSON",
                        description="Simulate NETLIST with ngspice (batch mode) and report spikes of the node voltages.")

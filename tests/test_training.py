@@ -155,6 +155,22 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
     report = json.loads(result.stdout)
     assert set(report) == {"samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s"}
     assert report["samples"] == 2
+    # the same two samples verified as two parts (two machines) and merged
+    parts = [tmp_path / "part0.json", tmp_path / "part1.json"]
+    for k, part in enumerate(parts):
+        result = memspice("verify", str(out / "checkpoint.pt"), "--samples", "1", "--offset", str(k), "--save",
+                          str(part), "--json")
+        assert result.returncode == 0, result.stderr
+    result = memspice("verify-merge", *map(str, parts), "--json")
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)
+    assert {k: merged[k] for k in ("samples", "acc_spice", "acc_torch", "agreement", "count_match")} == \
+        {k: report[k] for k in ("samples", "acc_spice", "acc_torch", "agreement", "count_match")}
+    result = memspice("verify-merge", str(parts[0]), str(parts[0]))
+    assert result.returncode == 2 and "overlap" in result.stderr
+    (tmp_path / "junk.json").write_text("{}")
+    result = memspice("verify-merge", str(tmp_path / "junk.json"))
+    assert result.returncode == 2 and "not a report saved by `memspice verify --save`" in result.stderr
 
 
 def test_cli_train_rejects_bad_options(tmp_path):

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -201,9 +202,8 @@ def _network(settings: BenchSettings) -> dict:
 
 
 def _in_fresh_process(kind: str, settings: BenchSettings) -> dict:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(_train_throughput, (kind, settings, torch.get_num_threads()))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_train_throughput, kind, settings, torch.get_num_threads()).result()
 
 
 def _train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:

@@ -77,22 +77,41 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     pred_spice = predict(spice_counts, spice_means)
     pred_torch = predict(torch_counts, torch_means)
     labels = np.asarray(y[indices])
-    n = len(indices)
-    return {
-        "samples": n,
-        "acc_spice": float(np.mean(pred_spice == labels)),
-        "acc_torch": float(np.mean(pred_torch == labels)),
-        "agreement": float(np.mean(pred_spice == pred_torch)),
-        "count_match": float(np.mean(spice_counts == torch_counts)),
-        # the share of ngspice predictions that need no tie-break: one neuron has the most spikes
-        "decided_by_count": float(np.mean(np.diff(np.sort(spice_counts, axis=1)[:, -2:], axis=1) > 0)),
-        "wall_s": spice_s + torch_s,
-        "spice_s": spice_s,
-        "torch_s": torch_s,
-        "synapse": synapse,
-        "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})},
-        "per_sample": [
-            {"index": int(k), "label": int(lab), "pred_spice": int(ps), "pred_torch": int(pt),
+    rows = [{"index": int(k), "label": int(lab), "pred_spice": int(ps), "pred_torch": int(pt),
              "counts_spice": sc.tolist(), "counts_torch": tc.tolist()}
-            for k, lab, ps, pt, sc, tc in zip(indices, labels, pred_spice, pred_torch, spice_counts, torch_counts)],
-    }
+            for k, lab, ps, pt, sc, tc in zip(indices, labels, pred_spice, pred_torch, spice_counts, torch_counts)]
+    return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s, "torch_s": torch_s,
+            "synapse": synapse, "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})}, "per_sample": rows}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """The figures of a report from its per-sample rows: ``samples``, ``acc_spice``,
+    ``acc_torch``, ``agreement``, ``count_match`` and ``decided_by_count`` (the share of ngspice
+    predictions that need no tie-break: one neuron has the most spikes)."""
+    if not rows:
+        raise ValueError("a verification report needs at least one sample")
+    keys = ("label", "pred_spice", "pred_torch", "counts_spice", "counts_torch")
+    labels, pred_spice, pred_torch, counts_spice, counts_torch = (np.array([r[k] for r in rows]) for k in keys)
+    top_two = np.sort(counts_spice, axis=1)[:, -2:]
+    return {"samples": len(rows), "acc_spice": float(np.mean(pred_spice == labels)),
+            "acc_torch": float(np.mean(pred_torch == labels)), "agreement": float(np.mean(pred_spice == pred_torch)),
+            "count_match": float(np.mean(counts_spice == counts_torch)),
+            "decided_by_count": float(np.mean(top_two[:, 1] > top_two[:, 0]))}
+
+
+def merge(reports: list[dict]) -> dict:
+    """One report from reports of disjoint sample ranges of the same checkpoint (``memspice
+    verify --offset K --save`` run on several machines): figures recomputed over all samples,
+    times summed (the compute spent, not the elapsed time)."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    for key in ("synapse", "ngspice_settings"):
+        if any(r[key] != reports[0][key] for r in reports):
+            raise ValueError(f"the reports differ in {key}: they are not parts of one verification")
+    rows = sorted((row for r in reports for row in r["per_sample"]), key=lambda row: row["index"])
+    indices = [row["index"] for row in rows]
+    if len(set(indices)) != len(indices):
+        raise ValueError("the reports overlap: a test sample appears twice")
+    times = {k: sum(r[k] for r in reports) for k in ("wall_s", "spice_s", "torch_s")}
+    return {**summarize(rows), **times, "synapse": reports[0]["synapse"],
+            "ngspice_settings": reports[0]["ngspice_settings"], "parts": len(reports), "per_sample": rows}
