@@ -18,20 +18,21 @@ compiles the fused solver), as the median of the repeats.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from memspice.deploy.export import VERIFY_SETTINGS, input_waveforms
+from memspice.errors import MemspiceError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.examples import current_clamp
@@ -202,11 +203,16 @@ def _network(settings: BenchSettings) -> dict:
 
 
 def _in_fresh_process(kind: str, settings: BenchSettings) -> dict:
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_train_throughput, kind, settings, torch.get_num_threads()).result()
+    """:func:`train_throughput` in a new interpreter (:mod:`memspice.bench.worker`)."""
+    job = json.dumps({"kind": kind, "settings": asdict(settings), "threads": torch.get_num_threads()})
+    done = subprocess.run([sys.executable, "-m", "memspice.bench.worker"], input=job, capture_output=True, text=True,
+                          timeout=3600)
+    if done.returncode != 0:
+        raise MemspiceError(f"the {kind} training benchmark failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:
+def train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:
     """Training samples per second and peak memory (bytes: the CUDA allocator's peak, or on CPU
     the growth of the process's peak resident set) of ``kind`` (``circuit`` or ``lif``)."""
     from memspice.bench.lif import LIFNetwork
