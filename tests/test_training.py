@@ -66,7 +66,7 @@ def test_training_a_tiny_subset_lowers_the_loss_and_beats_chance(tiny_run, digit
     assert after["acc"] > 0.25  # chance is 0.1: 13 of 128, with a standard deviation of 3.4
     assert 0.0 <= results["test_acc"] <= 1.0 and results["test_samples"] == len(digits.test_x)
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0].startswith("epoch,train_loss,train_acc,eval_loss,eval_acc") and len(lines) == 5
+    assert lines[0].startswith("epoch,train_loss,train_acc,train_samples,eval_loss,eval_acc") and len(lines) == 5
     for name in ("training.png", "membranes.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
