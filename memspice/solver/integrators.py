@@ -39,7 +39,7 @@ import torch
 from memspice.codegen.torch_functions import TorchDevice, torch_device
 from memspice.devices.model import DeviceModel
 from memspice.errors import SolverError
-from memspice.solver.linear import solve_arrow, solve_dense
+from memspice.solver.linear import ArrowFactors, arrow_factor, solve_arrow, solve_dense, solve_factored
 
 METHODS = ("euler", "trap", "radau3", "radau5")
 
@@ -105,6 +105,19 @@ def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, st
     if detach:
         jac, mass = jac.detach(), mass.detach()
     return solve(a_tilde, mass, jac, r), r
+
+
+def _factor_at(device: TorchDevice, params: list, z: torch.Tensor, a_stage: torch.Tensor, b_stage: torch.Tensor,
+               a_tilde: torch.Tensor) -> ArrowFactors:
+    """The arrow factorization of the Newton matrix at the stage values ``z``."""
+    _, jac, mass = _system(device, params, z, a_stage, b_stage)
+    return arrow_factor(a_tilde, mass, jac)
+
+
+@functools.cache
+def _fused_factor_at():
+    """:func:`_factor_at` compiled by :func:`torch.compile`."""
+    return torch.compile(_factor_at, dynamic=None)
 
 
 @functools.cache
@@ -270,5 +283,13 @@ class Stepper:
                     f"{self.method}: Newton did not converge in {opts.max_iter} iterations at step {where.step} "
                     f"(t = {where.time:.6g} s), layer {where.layer}, neuron {neuron} (batch item {batch_item}): "
                     f"last update {delta[0].abs().max().item():.3g} V")
-        # one differentiable Newton step from the solution: the implicit-function gradient
-        return z - newton_update(z, detach=True)[0]
+        # one differentiable Newton step from the solution, its matrix detached: the
+        # implicit-function gradient
+        if layer.solve is not solve_arrow:
+            return z - newton_update(z, detach=True)[0]
+        with torch.no_grad():  # the matrix, factored once (fused); its backward is the transposed solve
+            factor = _fused_factor_at() if self.fused else _factor_at
+            factors = factor(layer.device, layer.params, z, a_stage.detach(), b_stage.detach(), a_tilde)
+        g, _, mass = layer.system(z, a_stage, b_stage, jacobian=False)
+        r = mass * (z - start) - torch.einsum("ij,dj...->di...", a_tilde, g) - explicit
+        return z - solve_factored(factors, r)

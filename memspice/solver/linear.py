@@ -21,6 +21,8 @@ and state rows numbers ~1, ten orders of magnitude apart, too many for float32 p
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -39,38 +41,94 @@ def solve_dense(a_tilde: torch.Tensor, mass: torch.Tensor, jac: torch.Tensor, r:
     return delta.unflatten(-1, (s, d)).movedim((-1, -2), (0, 1))
 
 
-def solve_arrow(a_tilde: torch.Tensor, mass: torch.Tensor, jac: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """:func:`solve_dense` for arrow Jacobians (states coupled only through the membrane; the
-    off-diagonal state entries of ``jac`` are ignored). An exactly singular system gives
-    non-finite entries instead of an exception (the caller checks).
+class ArrowFactors(NamedTuple):
+    """The factorization :func:`arrow_factor` computes once per Newton matrix; batch flattened
+    to ``N``, small matrices ``(..., s, s, N)``."""
+
+    w: torch.Tensor  #: S_k⁻¹, (m, s, s, N)
+    u: torch.Tensor  #: S_k⁻¹·Ã·diag(∂f_k/∂v), (m, s, s, N)
+    z: torch.Tensor  #: Ã·diag(∂g_v/∂x_k), (m, s, s, N)
+    p: torch.Tensor  #: the inverse of the row-scaled Schur complement, (s, s, N)
+    scale: torch.Tensor  #: the Schur complement's row scales, (s, N)
+
+
+def arrow_factor(a_tilde: torch.Tensor, mass: torch.Tensor, jac: torch.Tensor) -> ArrowFactors:
+    """Factor the Newton matrix of an arrow Jacobian (states coupled only through the membrane;
+    the off-diagonal state entries of ``jac`` are ignored), shapes as :func:`solve_dense`.
 
     Per state ``k``: ``S_k = diag(mass_k) - Ã·diag(∂f_k/∂x_k)`` and
     ``Δx_k = S_k⁻¹(r_k + Ã·diag(∂f_k/∂v)·Δv)``; substituted into the membrane rows this leaves
     one ``s x s`` system for ``Δv`` (the Schur complement). Small matrices are stored
     ``(..., s, s, N)`` with the flattened batch ``N`` last, so every operation runs over
     contiguous memory."""
-    d, s, batch = r.shape[0], r.shape[1], r.shape[2:]
-    r, mass, jac = r.flatten(2), mass.flatten(2), jac.flatten(3)
+    s = mass.shape[1]
+    mass, jac = mass.flatten(2), jac.flatten(3)
     a_t = a_tilde.unsqueeze(-1)  # (s, s, 1)
-    eye = torch.eye(s, dtype=r.dtype, device=r.device).unsqueeze(-1)
+    eye = torch.eye(s, dtype=mass.dtype, device=mass.device).unsqueeze(-1)
     alpha, beta, gamma = jac[0, 0], jac[0, 1:], jac[1:, 0]  # ∂g_v/∂v (s, N); ∂g_v/∂x_k, ∂f_k/∂v (m, s, N)
     delta = torch.diagonal(jac[1:, 1:], dim1=0, dim2=1).movedim(-1, 0)  # ∂f_k/∂x_k (m, s, N)
+    w = _inverse(eye * mass[1:].unsqueeze(-2) - a_t * delta.unsqueeze(-3))
+    u = _matmul(w, a_t) * gamma.unsqueeze(-3)
+    z = a_t * beta.unsqueeze(-3)
+    schur = eye * mass[0].unsqueeze(-2) - a_t * alpha.unsqueeze(-3) - _matmul(z, u).sum(0)
+    scale = schur.abs().amax(-2).clamp(min=torch.finfo(schur.dtype).tiny)  # (s, N) row maxima
+    return ArrowFactors(w, u, z, _inverse(schur / scale.unsqueeze(-2)), scale)
 
-    w_k = _inverse(eye * mass[1:].unsqueeze(-2) - a_t * delta.unsqueeze(-3))  # S_k⁻¹ (m, s, s, N)
-    t_k = _matvec(w_k, r[1:])  # Δx_k = t_k + u_k·Δv
-    u_k = _matmul(w_k, a_t) * gamma.unsqueeze(-3)
-    z_k = a_t * beta.unsqueeze(-3)  # Ã·diag(∂g_v/∂x_k)
-    schur = eye * mass[0].unsqueeze(-2) - a_t * alpha.unsqueeze(-3) - _matmul(z_k, u_k).sum(0)
-    rhs = r[0] + _matvec(z_k, t_k).sum(0)
-    scale = schur.detach().abs().amax(-2).clamp(min=torch.finfo(schur.dtype).tiny)  # (s, N) row maxima
-    dv = _matvec(_inverse(schur / scale.unsqueeze(-2)), rhs / scale)  # (s, N)
-    dx = t_k + _matvec(u_k, dv)  # (m, s, N)
-    return torch.cat([dv.unsqueeze(0), dx]).reshape(d, s, *batch)
+
+def arrow_apply(f: ArrowFactors, r: torch.Tensor) -> torch.Tensor:
+    """The Newton update ``(d, s, ...)`` for the residual ``r`` (``(d, s, ...)``)."""
+    shape = r.shape
+    r = r.flatten(2)
+    t = _matvec(f.w, r[1:])  # Δx_k = t_k + u_k·Δv
+    dv = _matvec(f.p, (r[0] + _matvec(f.z, t).sum(0)) / f.scale)  # (s, N)
+    return torch.cat([dv.unsqueeze(0), t + _matvec(f.u, dv)]).reshape(shape)
+
+
+def arrow_apply_transposed(f: ArrowFactors, g: torch.Tensor) -> torch.Tensor:
+    """The transpose of :func:`arrow_apply`'s linear map applied to ``g`` (``(d, s, ...)``): the
+    adjoint solve of the backward pass."""
+    shape = g.shape
+    g = g.flatten(2)
+    g_rhs = _matvec_transposed(f.p, g[0] + _matvec_transposed(f.u, g[1:]).sum(0)) / f.scale
+    g_t = g[1:] + _matvec_transposed(f.z, g_rhs)
+    return torch.cat([g_rhs.unsqueeze(0), _matvec_transposed(f.w, g_t)]).reshape(shape)
+
+
+class _ArrowSolve(torch.autograd.Function):
+    """``arrow_apply(factors, r)``, differentiable in ``r`` only (the factors are constants:
+    the Newton matrix of the last, differentiable Newton step is detached)."""
+
+    @staticmethod
+    def forward(ctx, r, *factors):
+        ctx.save_for_backward(*factors)
+        return arrow_apply(ArrowFactors(*factors), r)
+
+    @staticmethod
+    def backward(ctx, grad):
+        factors = ctx.saved_tensors  # unpacked once (activation checkpointing allows no more)
+        return (arrow_apply_transposed(ArrowFactors(*factors), grad), *(None,) * len(factors))
+
+
+def solve_factored(factors: ArrowFactors, r: torch.Tensor) -> torch.Tensor:
+    """The Newton update for ``r`` with precomputed factors; its backward pass is the transposed
+    solve, not a replay of the elimination's arithmetic."""
+    return _ArrowSolve.apply(r, *factors)
+
+
+def solve_arrow(a_tilde: torch.Tensor, mass: torch.Tensor, jac: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """:func:`solve_dense` for arrow Jacobians (:func:`arrow_factor`). An exactly singular
+    system gives non-finite entries instead of an exception (the caller checks)."""
+    return arrow_apply(arrow_factor(a_tilde, mass, jac), r)
 
 
 def _matvec(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     """``matrix @ vector`` for ``(..., s, s, N)`` and ``(..., s, N)``."""
     return (matrix * vector.unsqueeze(-3)).sum(-2)
+
+
+def _matvec_transposed(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``matrixᵀ @ vector`` for ``(..., s, s, N)`` and ``(..., s, N)``."""
+    return (matrix * vector.unsqueeze(-2)).sum(-3)
 
 
 def _matmul(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
