@@ -93,6 +93,15 @@ class TorchDevice:
         outputs += [sp.diff(f, s) for f in derivs for s in states]
         return sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
 
+    @functools.cached_property
+    def residual_function(self):
+        """The lambdified currents, state derivatives and capacitances behind
+        :meth:`residual_ordered` (a Newton residual's needs, without the Jacobians)."""
+        model = self.model
+        outputs = [*model.port_currents(), *model.state_derivatives()]
+        outputs += [sp.diff(q, p) for q in model.port_charges() for p in model.port_voltages]
+        return sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
+
     @property
     def parameter_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.model.parameters)
@@ -153,6 +162,16 @@ class TorchDevice:
                 ports[0].new_zeros((*shape, *batch))
             k += count
         return DeviceLinearization(**parts)
+
+    def residual_ordered(self, ports: Sequence[torch.Tensor], states: Sequence[torch.Tensor],
+                         ordered: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``currents`` ``(n_ports, ...)``, ``derivatives`` ``(n_states, ...)`` and ``capacitance``
+        ``(n_ports, n_ports, ...)`` of :meth:`linearize_ordered` alone: cheaper where the
+        Jacobians are not needed (the solver's differentiable step)."""
+        n, m = self._n_ports, self._n_states
+        batch, full = _broadcast(self.residual_function, ports, states, ordered)
+        derivatives = torch.stack(full[n : n + m]) if m else ports[0].new_zeros((0, *batch))
+        return torch.stack(full[:n]), derivatives, torch.stack(full[n + m :]).reshape(n, n, *batch)
 
     def initial_states(self, params: Mapping[str, float] | None = None) -> list[float]:
         """Initial value of each state for the (validated) parameters."""

@@ -67,7 +67,7 @@ class NeuronLayer:
         self.initial = self.device.initial_states(floats)
         self.n_states = len(model.states)
         self.solve = solve_arrow if _states_uncoupled(model) else solve_dense
-        self.device.linear_function  # noqa: B018 (built now, not inside a compiled function)
+        self.device.linear_function, self.device.residual_function  # noqa: B018 (built now, not when compiling)
 
     def initial_state(self, batch: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """``y`` at rest: ``(batch, n, 1 + n_states)``, v = 0 and the states' initial values
@@ -86,11 +86,13 @@ def _system(device: TorchDevice, params: list, y: torch.Tensor, a: torch.Tensor,
             jacobian: bool = True):
     """:meth:`NeuronLayer.system` as a function of its data (what :func:`torch.compile` traces)."""
     v, x = y[0], y[1:]
+    if not jacobian:
+        currents, derivatives, capacitance = device.residual_ordered([v], x.unbind(0), params)
+        g = torch.cat([(a + b * v - currents[0]).unsqueeze(0), derivatives])
+        return g, None, torch.cat([capacitance[0], torch.ones_like(x)])
     lin = device.linearize_ordered([v], x.unbind(0), params)
     g = torch.cat([(a + b * v - lin.currents[0]).unsqueeze(0), lin.derivatives])
     mass = torch.cat([lin.capacitance[0], torch.ones_like(x)])
-    if not jacobian:
-        return g, None, mass
     top = torch.cat([(b - lin.di_dv[0, 0]).unsqueeze(0), -lin.di_dx[0]])
     bottom = torch.cat([lin.df_dv, lin.df_dx], dim=1)
     return g, torch.cat([top.unsqueeze(0), bottom]), mass
