@@ -283,6 +283,8 @@ def _bench(args: argparse.Namespace) -> int:
     from memspice.bench import BenchSettings, run_bench
     from memspice.fileio import atomic_write_text
 
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        raise MemspiceError(f"--device {args.device}: the benchmark runs on cpu or cuda[:N]")
     _check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
