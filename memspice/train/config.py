@@ -100,7 +100,7 @@ class TrainConfig:
 
 #: What ``memspice train --dataset NAME`` uses for every option not given on the command line.
 RECIPES: dict[str, dict] = {
-    "digits": {},
+    "digits": {"epochs": 10},
     "fashion-mnist": {"epochs": 5, "batch_size": 64, "window": 6e-6, "eval_samples": 1000},
     "mnist": {"epochs": 5, "batch_size": 64, "window": 6e-6, "eval_samples": 1000},
 }
