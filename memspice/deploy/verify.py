@@ -58,6 +58,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     start = time.perf_counter()
     device = next(model.parameters()).device
     original = next(model.parameters()).dtype
+    fused, model.fused = model.fused, False  # one float64 batch: compiling would cost more than it saves
     model.to(torch.float64)
     try:
         with torch.no_grad():
@@ -65,6 +66,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
             solution = model(trained.encode(pixels, torch.as_tensor(indices)))
     finally:
         model.to(original)
+        model.fused = fused
     torch_s = time.perf_counter() - start
     t = solution.t.cpu().numpy()
     v_out = solution.v[-1].cpu().numpy()

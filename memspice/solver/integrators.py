@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -119,14 +120,20 @@ def _factor_at(device: TorchDevice, params: list, z: torch.Tensor, a_stage: torc
 @functools.cache
 def _fused_factor_at():
     """:func:`_factor_at` compiled by :func:`torch.compile`."""
-    return torch.compile(_factor_at, dynamic=None)
+    return _compiled(_factor_at)
 
 
 @functools.cache
 def _fused_newton_update():
     """:func:`_newton_update` compiled by :func:`torch.compile` (one fused kernel per shape;
     built on first use, compiled per shape on first call)."""
-    return torch.compile(_newton_update, dynamic=None)
+    return _compiled(_newton_update)
+
+
+def _compiled(function):
+    # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
+    warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
+    return torch.compile(function, dynamic=None)
 
 
 def _states_uncoupled(model: DeviceModel) -> bool:
