@@ -9,8 +9,8 @@ side by side in one run.
   torch, over the Fashion recipe's window (``--quick``: a third of it).
 * ``training``: forward + backward + Adam step of the network with the Fashion recipe's step,
   window and batch; and a conventional LIF SNN of the same sizes trained with a surrogate
-  gradient over the same number of steps (:mod:`memspice.bench.lif`). Each runs in a fresh
-  process so that its peak memory is its own.
+  gradient over the same number of steps (:mod:`memspice.bench.lif`). Time and peak memory
+  are each measured in a fresh process (:func:`measure_training`).
 
 Throughputs are samples per second; every torch figure is taken after a warm-up call (which
 compiles the fused solver), as the median of the repeats.
@@ -83,9 +83,9 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     progress(f"{name} network: ngspice (one sample) and torch (batch {settings.network_batch})")
     network = _network(settings)
     progress(f"training {name} through the circuit, batch {settings.train_batch}")
-    circuit = _in_fresh_process("circuit", settings)
+    circuit = {**_in_fresh_process("circuit", "time", settings), **_in_fresh_process("circuit", "memory", settings)}
     progress("training the LIF baseline")
-    lif = _in_fresh_process("lif", settings)
+    lif = {**_in_fresh_process("lif", "time", settings), **_in_fresh_process("lif", "memory", settings)}
     return {
         "neuron_ratio": neuron["torch"][str(max(settings.neuron_batches))]["samples_per_s"]
         / neuron["ngspice"]["samples_per_s"],
@@ -202,26 +202,31 @@ def _network(settings: BenchSettings) -> dict:
                       "samples_per_s": settings.network_batch / seconds}}
 
 
-def _in_fresh_process(kind: str, settings: BenchSettings) -> dict:
-    """:func:`train_throughput` in a new interpreter (:mod:`memspice.bench.worker`)."""
-    job = json.dumps({"kind": kind, "settings": asdict(settings), "threads": torch.get_num_threads()})
+def _in_fresh_process(kind: str, measure: str, settings: BenchSettings) -> dict:
+    """:func:`measure_training` in a new interpreter (:mod:`memspice.bench.worker`)."""
+    job = json.dumps({"kind": kind, "measure": measure, "settings": asdict(settings),
+                      "threads": torch.get_num_threads()})
+    env = dict(os.environ)
+    if measure == "memory":
+        # glibc then maps every block of 64 KiB or more on its own and unmaps it when freed: the
+        # resident set follows the live tensors, so its peak measures them (and the slower
+        # allocation is why time and memory are measured in separate processes)
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     done = subprocess.run([sys.executable, "-m", "memspice.bench.worker"], input=job, capture_output=True, text=True,
-                          timeout=3600)
+                          timeout=3600, env=env)
     if done.returncode != 0:
         raise MemspiceError(f"the {kind} training benchmark failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:
-    """Training samples per second and peak memory (bytes: the CUDA allocator's peak, or on CPU
-    the growth of the process's peak resident set) of ``kind`` (``circuit`` or ``lif``)."""
+def _training(kind: str, settings: BenchSettings) -> tuple[Callable[[], None], int]:
+    """One training iteration (forward, backward, Adam step) of ``kind`` (``circuit`` or
+    ``lif``) on a fixed batch, and its number of time steps."""
     from memspice.bench.lif import LIFNetwork
     from memspice.nn import MemristiveSNN
     from memspice.nn.readout import Readout
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    baseline = _resident_bytes("VmRSS")
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
     labels = torch.arange(settings.train_batch, device=settings.device) % settings.network[-1]
     if kind == "circuit":
@@ -246,16 +251,38 @@ def train_throughput(kind: str, settings: BenchSettings, threads: int) -> dict:
         loss.backward()
         optimizer.step()
 
-    iteration()  # warm-up (compiles the fused solver)
-    if settings.device.startswith("cuda"):
+    return iteration, rows.shape[1] - 1
+
+
+def measure_training(kind: str, measure: str, settings: BenchSettings, threads: int) -> dict:
+    """``measure="time"``: training samples per second of ``kind`` (after a warm-up iteration,
+    which compiles). ``measure="memory"``: the peak memory (bytes) of one training iteration
+    above the state it starts from (activations, the autograd graph, temporaries): on CUDA the
+    allocator's peak, on the CPU the peak resident set (``VmHWM``, reset through
+    ``/proc/self/clear_refs`` after the warm-up) minus the resident set before the iteration."""
+    torch.set_num_threads(threads)
+    iteration, steps = _training(kind, settings)
+    out = {"batch": settings.train_batch, "steps": steps}
+    if measure == "time":
+        seconds = _timed(iteration, settings.device, settings.train_iterations)
+        return {**out, "seconds_per_batch": seconds, "samples_per_s": settings.train_batch / seconds}
+    iteration()  # warm-up
+    cuda = settings.device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize(torch.device(settings.device))
+        before = torch.cuda.memory_allocated(torch.device(settings.device))
         torch.cuda.reset_peak_memory_stats(torch.device(settings.device))
-    seconds = _timed(iteration, settings.device, settings.train_iterations)
-    if settings.device.startswith("cuda"):
+    else:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current resident set
+        before = _resident_bytes("VmRSS")
+    iteration()
+    if cuda:
+        torch.cuda.synchronize(torch.device(settings.device))
         peak = torch.cuda.max_memory_allocated(torch.device(settings.device))
     else:
-        peak = _resident_bytes("VmHWM") - baseline
-    return {"batch": settings.train_batch, "steps": rows.shape[1] - 1, "seconds_per_batch": seconds,
-            "samples_per_s": settings.train_batch / seconds, "peak_memory_bytes": int(peak)}
+        peak = _resident_bytes("VmHWM")
+    return {**out, "peak_memory_bytes": int(peak - before)}
 
 
 def _resident_bytes(field: str) -> int:
