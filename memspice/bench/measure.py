@@ -65,7 +65,7 @@ class BenchSettings:
 
     @classmethod
     def quick(cls, **overrides) -> BenchSettings:
-        """A shorter run (a minute or two on a laptop CPU): shorter network windows, fewer repeats."""
+        """A shorter run (about 2 minutes on the 2-core dev machine): shorter network windows, fewer repeats."""
         return replace(cls(repeats=2, network_window=2e-6, train_iterations=2), **overrides)
 
     @property
