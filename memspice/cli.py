@@ -141,7 +141,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import json
 
     import numpy as np
 
@@ -156,16 +155,7 @@ def _verify(args: argparse.Namespace) -> int:
                             f"{len(data.test_x)} samples")
     report = verify(trained, data.test_x, data.test_y, np.arange(args.offset, last), workers=args.workers,
                     synapse=args.synapse_model, timeout=args.timeout, progress=not args.json)
-    if args.save:
-        from memspice.fileio import atomic_write_text
-
-        atomic_write_text(args.save, json.dumps(report, indent=2) + "\n")
-    if args.json:
-        keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s")
-        print(json.dumps({k: report[k] for k in keys}))
-        return 0
-    print(verify_table(report))
-    return 0
+    return _print_verify_report(report, args.save, args.json)
 
 
 def _verify_merge(args: argparse.Namespace) -> int:
@@ -181,16 +171,22 @@ def _verify_merge(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise MemspiceError(f"{path}: not a report saved by `memspice verify --save` ({exc})") from None
         reports.append(report)
-    merged = merge(reports)
-    if args.save:
+    return _print_verify_report(merge(reports), args.save, args.json)
+
+
+def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
+    """Save a verification report (``--save``) and print its summary, as JSON or as a table."""
+    import json
+
+    if save:
         from memspice.fileio import atomic_write_text
 
-        atomic_write_text(args.save, json.dumps(merged, indent=2) + "\n")
-    if args.json:
+        atomic_write_text(save, json.dumps(report, indent=2) + "\n")
+    if as_json:
         keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s")
-        print(json.dumps({k: merged[k] for k in keys}))
-        return 0
-    print(verify_table(merged))
+        print(json.dumps({k: report[k] for k in keys}))
+    else:
+        print(verify_table(report))
     return 0
 
 

@@ -83,10 +83,9 @@ class TorchDevice:
         """The lambdified currents, derivatives and Jacobians behind :meth:`linearize_ordered`
         (built on first use: the symbolic Jacobians take a moment)."""
         model = self.model
-        currents, charges, derivs = model.port_currents(), model.port_charges(), model.state_derivatives()
+        currents, derivs = model.port_currents(), model.state_derivatives()
         ports, states = model.port_voltages, model.state_symbols
-        outputs = [*currents, *derivs]
-        outputs += [sp.diff(q, p) for q in charges for p in ports]
+        outputs = self._residual_expressions()
         outputs += [sp.diff(i, p) for i in currents for p in ports]
         outputs += [sp.diff(i, s) for i in currents for s in states]
         outputs += [sp.diff(f, p) for f in derivs for p in ports]
@@ -97,10 +96,14 @@ class TorchDevice:
     def residual_function(self):
         """The lambdified currents, state derivatives and capacitances behind
         :meth:`residual_ordered` (a Newton residual's needs, without the Jacobians)."""
+        return sp.lambdify(self._args, self._residual_expressions(), modules=[_OVERRIDES, "torch"], cse=True)
+
+    def _residual_expressions(self) -> list:
+        """Currents, state derivatives and ``dQ/dv``: the first outputs of both generated
+        functions (:meth:`linearize_ordered` and :meth:`residual_ordered` read them alike)."""
         model = self.model
-        outputs = [*model.port_currents(), *model.state_derivatives()]
-        outputs += [sp.diff(q, p) for q in model.port_charges() for p in model.port_voltages]
-        return sp.lambdify(self._args, outputs, modules=[_OVERRIDES, "torch"], cse=True)
+        capacitances = [sp.diff(q, p) for q in model.port_charges() for p in model.port_voltages]
+        return [*model.port_currents(), *model.state_derivatives(), *capacitances]
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -153,15 +156,8 @@ class TorchDevice:
             raise ValueError(f"{model.name}: expected {n} port voltages and {m} states, got {len(ports)} and "
                              f"{len(states)}")
         batch, full = _broadcast(self.linear_function, ports, states, ordered)
-        sizes = [("currents", (n,)), ("derivatives", (m,)), ("capacitance", (n, n)), ("di_dv", (n, n)),
-                 ("di_dx", (n, m)), ("df_dv", (m, n)), ("df_dx", (m, m))]
-        parts, k = {}, 0
-        for name, shape in sizes:
-            count = math.prod(shape)
-            parts[name] = torch.stack(full[k : k + count]).reshape(*shape, *batch) if count else \
-                ports[0].new_zeros((*shape, *batch))
-            k += count
-        return DeviceLinearization(**parts)
+        shapes = [(n,), (m,), (n, n), (n, n), (n, m), (m, n), (m, m)]  # DeviceLinearization's fields in order
+        return DeviceLinearization(*_components_first(full, shapes, batch, ports[0]))
 
     def residual_ordered(self, ports: Sequence[torch.Tensor], states: Sequence[torch.Tensor],
                          ordered: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -170,8 +166,8 @@ class TorchDevice:
         Jacobians are not needed (the solver's differentiable step)."""
         n, m = self._n_ports, self._n_states
         batch, full = _broadcast(self.residual_function, ports, states, ordered)
-        derivatives = torch.stack(full[n : n + m]) if m else ports[0].new_zeros((0, *batch))
-        return torch.stack(full[:n]), derivatives, torch.stack(full[n + m :]).reshape(n, n, *batch)
+        currents, derivatives, capacitance = _components_first(full, [(n,), (m,), (n, n)], batch, ports[0])
+        return currents, derivatives, capacitance
 
     def initial_states(self, params: Mapping[str, float] | None = None) -> list[float]:
         """Initial value of each state for the (validated) parameters."""
@@ -189,6 +185,19 @@ def _broadcast(fn, ports: Sequence[torch.Tensor], states: Sequence[torch.Tensor]
     dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
     device = tensors[0].device
     return batch, [torch.as_tensor(o, dtype=dtype, device=device).expand(batch) for o in outs]
+
+
+def _components_first(full: list[torch.Tensor], shapes: list[tuple[int, ...]], batch: torch.Size,
+                      like: torch.Tensor) -> list[torch.Tensor]:
+    """Consecutive runs of the flat outputs ``full``, one per entry of ``shapes``, each stacked
+    to ``(*shape, *batch)`` (an empty shape gives an empty tensor)."""
+    parts, k = [], 0
+    for shape in shapes:
+        count = math.prod(shape)
+        parts.append(torch.stack(full[k : k + count]).reshape(*shape, *batch) if count
+                     else like.new_zeros((*shape, *batch)))
+        k += count
+    return parts
 
 
 _CACHE: dict[str, TorchDevice] = {}
