@@ -66,8 +66,9 @@ def _train_config(args: argparse.Namespace):
     from memspice.train.config import TrainConfig, recipe
 
     given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k, None) is not None}
-    if "hidden" in given:
-        given["hidden"] = tuple(given["hidden"])
+    for name in ("hidden", "init_pos", "init_neg"):
+        if name in given:
+            given[name] = tuple(given[name])
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
         return replace(TrainConfig.from_dict(json.loads(saved.read_text())), **given)
@@ -76,7 +77,7 @@ def _train_config(args: argparse.Namespace):
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
                   "readout", "seed", "train_samples", "eval_samples", "device", "dtype", "threads",
-                  "checkpoint_every", "fused")
+                  "checkpoint_every", "fused", "init_pos", "init_neg")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -502,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=SOLVER_METHODS, help=f"integration method (default: {d.method})")
     p.add_argument("--encoder", choices=ENCODERS, help=f"input encoding (default: {d.encoder})")
     p.add_argument("--readout", choices=READOUTS, help=f"what the loss is taken on (default: {d.readout})")
+    for side in ("pos", "neg"):
+        p.add_argument(f"--init-{side}", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help=f"the input crossbar's G{'+' if side == 'pos' else '-'} start uniform in these fractions "
+                            f"of the conductance range ({by_dataset('init_' + side)})")
     p.add_argument("--seed", type=int)
     p.add_argument("--train-samples", type=_positive_int, help="use only the first N training samples")
     p.add_argument("--eval-samples", type=_positive_int, help="test samples evaluated after each epoch (the whole test "

@@ -180,6 +180,20 @@ def test_cli_train_rejects_bad_options(tmp_path):
     assert result.returncode == 2 and "window" in result.stderr and "at least two steps" in result.stderr
     result = memspice("train", "--out", str(tmp_path / "nothing"), "--resume")
     assert result.returncode == 2 and "nothing to resume" in result.stderr
+    result = memspice("train", "--init-pos", "0.8", "0.2", "--out", str(tmp_path))
+    assert result.returncode == 2 and "init_pos = (0.8, 0.2) is invalid" in result.stderr
+
+
+def test_the_input_crossbar_starts_in_the_configured_fractions():
+    model = MemristiveSNN((64, 16, 10), init_pos=(0.2, 0.8), init_neg=(0.1, 0.7))
+    for k, (pos, neg) in enumerate((((0.2, 0.8), (0.1, 0.7)), ((0.3, 0.9), (0.0, 0.4)))):  # then the defaults
+        crossbar = model.crossbars[k]
+        for g, (low, high) in ((crossbar.g_pos, pos), (crossbar.g_neg, neg)):
+            fraction = (g - crossbar.g_min) / (crossbar.g_max - crossbar.g_min)
+            assert low - 1e-3 < fraction.min() < low + 0.05 and high - 0.05 < fraction.max() < high + 1e-3
+    config = recipe("fashion-mnist")
+    assert (config.init_pos, config.init_neg) == ((0.2, 0.8), (0.1, 0.7))
+    assert recipe("digits").init_pos == (0.3, 0.9)
 
 
 def test_idx_reader_round_trip_and_bad_files(tmp_path):

@@ -25,6 +25,8 @@ from memspice.network import Crossbar as CrossbarDescription
 COLUMN_CONDUCTANCE = 16e-6
 #: g_max / g_min, the on/off ratio of the synapse memristors.
 ON_OFF_RATIO = 100.0
+#: Default initial fractions of the conductance range for G⁺ and G⁻ (see :class:`Crossbar`).
+INIT_POS, INIT_NEG = (0.3, 0.9), (0.0, 0.4)
 
 
 def conductance_range(n_in: int, column_conductance: float = COLUMN_CONDUCTANCE,
@@ -51,10 +53,13 @@ class Crossbar(nn.Module):
     The default gives the weights a positive mean: a membrane settles near the conductance-weighted
     mean of its row voltages, so with centred weights every neuron would sit near 0 V, far below
     its threshold, and a network that never spikes learns slowly; this way most neurons start
-    near threshold and some spike."""
+    near threshold and some spike. With a wide input (Fashion-MNIST's 784 rows) the same mean
+    puts nearly every first-layer neuron above threshold for every image, where its mean
+    membrane hardly depends on the input: the recipes there start the input crossbar nearer
+    centred (``memspice.train.config.RECIPES``)."""
 
     def __init__(self, n_in: int, n_out: int, g_min: float, g_max: float,
-                 init_pos: tuple[float, float] = (0.3, 0.9), init_neg: tuple[float, float] = (0.0, 0.4),
+                 init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0 < g_min < g_max or not math.isfinite(g_max):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from memspice.network import Network, NeuronLayer
-from memspice.nn.crossbar import COLUMN_CONDUCTANCE, ON_OFF_RATIO, Crossbar, conductance_range
+from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.neurons import MIFLayer
 from memspice.solver.integrators import METHODS
 from memspice.solver.transient import Solution, simulate_network
@@ -23,12 +23,16 @@ class MemristiveSNN(nn.Module):
     ``forward`` integrates the circuit on the grid ``t_n = n·dt`` (s) with ``method``;
     ``checkpoint_every`` steps trades recomputation for memory in the backward pass; ``fused``
     (an attribute too, not part of the model's config) compiles each Newton iteration into one
-    kernel with :func:`torch.compile`: the same numerics, several times faster once compiled."""
+    kernel with :func:`torch.compile`: the same numerics, several times faster once compiled.
+    ``init_pos``, ``init_neg``: the input crossbar's initial fractions of its conductance range
+    (:class:`~memspice.nn.crossbar.Crossbar`; deeper crossbars use the defaults). Like ``fused``
+    they are not part of :meth:`config`: a checkpoint's weights replace the initial ones."""
 
     def __init__(self, sizes: Sequence[int], neuron_params: Mapping[str, float] | None = None,
                  buffer_gain: float = 2.0, dt: float = 200e-9, method: str = "radau5",
                  column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO,
-                 checkpoint_every: int | None = None, seed: int = 0, fused: bool = False) -> None:
+                 checkpoint_every: int | None = None, seed: int = 0, fused: bool = False,
+                 init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
@@ -42,8 +46,9 @@ class MemristiveSNN(nn.Module):
         self.buffer_gain, self.checkpoint_every, self.fused = float(buffer_gain), checkpoint_every, fused
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
         self.crossbars = nn.ModuleList(
-            Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio), generator=generator)
-            for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+            Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
+                     **({"init_pos": init_pos, "init_neg": init_neg} if k == 0 else {}), generator=generator)
+            for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
         self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, dt, method) for n in sizes[1:])
         self.describe()  # validates buffer_gain as the netlister will
 

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from memspice.data import DATASETS, ENCODERS
+from memspice.nn.crossbar import INIT_NEG, INIT_POS
 from memspice.nn.readout import READOUTS
 from memspice.solver.integrators import METHODS
 
@@ -15,7 +16,10 @@ from memspice.solver.integrators import METHODS
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Times in s, conductances in S, voltages in V. ``fused`` compiles the
-    solver's Newton iterations (:class:`~memspice.nn.MemristiveSNN`): same numerics, faster."""
+    solver's Newton iterations (:class:`~memspice.nn.MemristiveSNN`): same numerics, faster.
+    ``init_pos``, ``init_neg``: the input crossbar's G⁺ and G⁻ start uniform in these fractions
+    of its conductance range (deeper crossbars at :class:`~memspice.nn.crossbar.Crossbar`'s
+    defaults); they set where the first hidden layer starts relative to its threshold."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -35,6 +39,8 @@ class TrainConfig:
     column_conductance: float = 16e-6
     on_off_ratio: float = 100.0
     buffer_gain: float = 2.0
+    init_pos: tuple[float, float] = INIT_POS
+    init_neg: tuple[float, float] = INIT_NEG
     seed: int = 0
     train_samples: int | None = None
     eval_samples: int | None = None
@@ -51,6 +57,13 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             bad("dataset", ", ".join(DATASETS))
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        for name in ("init_pos", "init_neg"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != 2 \
+                    or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in value) \
+                    or not 0 <= value[0] < value[1] <= 1:
+                bad(name, "two fractions 0 <= low < high <= 1 of the conductance range")
+            object.__setattr__(self, name, (float(value[0]), float(value[1])))
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             bad("hidden", "positive integers (one per hidden layer)")
         for name in ("epochs", "batch_size"):
@@ -86,7 +99,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["hidden"] = list(self.hidden)
+        for name in ("hidden", "init_pos", "init_neg"):
+            out[name] = list(out[name])
         return out
 
     @classmethod
@@ -101,8 +115,10 @@ class TrainConfig:
 #: What ``memspice train --dataset NAME`` uses for every option not given on the command line.
 RECIPES: dict[str, dict] = {
     "digits": {"epochs": 10},
-    "fashion-mnist": {"epochs": 5, "batch_size": 64, "window": 6e-6, "eval_samples": 1000},
-    "mnist": {"epochs": 5, "batch_size": 64, "window": 6e-6, "eval_samples": 1000},
+    "fashion-mnist": {"epochs": 6, "batch_size": 64, "window": 6e-6, "eval_samples": 1000,
+                      "init_pos": (0.2, 0.8), "init_neg": (0.1, 0.7)},
+    "mnist": {"epochs": 6, "batch_size": 64, "window": 6e-6, "eval_samples": 1000,
+              "init_pos": (0.2, 0.8), "init_neg": (0.1, 0.7)},
 }
 
 
