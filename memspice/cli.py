@@ -154,9 +154,21 @@ def _verify(args: argparse.Namespace) -> int:
     if last > len(data.test_x):
         raise MemspiceError(f"--offset {args.offset} --samples {args.samples}: the {data.name} test set has "
                             f"{len(data.test_x)} samples")
+    journal = verify_journal(args.save) if args.save else None
+    if journal and journal.is_file() and not args.json:
+        print(f"resuming from {journal}: samples it holds are not simulated again")
     report = verify(trained, data.test_x, data.test_y, np.arange(args.offset, last), workers=args.workers,
-                    synapse=args.synapse_model, timeout=args.timeout, progress=not args.json)
-    return _print_verify_report(report, args.save, args.json)
+                    synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal)
+    status = _print_verify_report(report, args.save, args.json)
+    if journal:
+        journal.unlink(missing_ok=True)  # the report holds every sample now
+    return status
+
+
+def verify_journal(save: Path) -> Path:
+    """Where ``memspice verify --save REPORT.json`` keeps each finished sample until the report
+    is written: a rerun of the same command after an interruption resumes from it."""
+    return save.with_name(save.name + ".partial")
 
 
 def _verify_merge(args: argparse.Namespace) -> int:
@@ -201,7 +213,8 @@ def verify_table(report: dict) -> str:
         f"{100 * report['count_match']:.2f} % of output spike counts equal",
         f"  decisions  {100 * report['decided_by_count']:.0f} % by the spike count alone, the rest by the tie-break "
         f"(mean membrane)",
-        f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s",
+        f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s"
+        + (f" ({report['resumed']} samples resumed from an earlier run)" if report.get("resumed") else ""),
     ])
 
 
@@ -551,7 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=_non_negative_int, default=0, help="first test sample (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
     p.add_argument("--timeout", type=_positive, default=3600.0, help="timeout per sample in s (default: %(default)g)")
-    p.add_argument("--save", type=_output_file(".json"), help="save the full report with per-sample rows (.json)")
+    p.add_argument("--save", type=_output_file(".json"),
+                   help="save the full report with per-sample rows (.json); until it is written, finished samples "
+                        "are kept in REPORT.json.partial and the same command run again resumes from there")
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     p.set_defaults(func=_verify)
 

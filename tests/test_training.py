@@ -142,6 +142,24 @@ def test_verify_on_three_samples_agrees_with_the_solver(tiny_run, digits):
     assert sum(sum(row["counts_spice"]) for row in report["per_sample"]) > 0  # the outputs do spike
 
 
+def test_an_interrupted_verification_resumes_from_its_journal(tiny_run, digits, tmp_path):
+    out, _ = tiny_run
+    trained = load_trained(out / "checkpoint.pt")
+    journal = tmp_path / "report.json.partial"
+    first = verify(trained, digits.test_x, digits.test_y, np.arange(2), progress=False, journal=journal)
+    assert first["resumed"] == 0 and len(journal.read_text().splitlines()) == 2
+    with open(journal, "a") as fh:
+        fh.write('{"index": 2, "netlist_sha')  # the process was killed while writing sample 2
+    again = verify(trained, digits.test_x, digits.test_y, np.arange(3), progress=False, journal=journal)
+    assert again["resumed"] == 2  # samples 0 and 1 come from the journal, sample 2 is simulated
+    fresh = verify(trained, digits.test_x, digits.test_y, np.arange(3), progress=False)
+    assert again["per_sample"] == fresh["per_sample"]
+    # a journal of other weights (or synapses, settings) is not used
+    other = verify(trained, digits.test_x, digits.test_y, np.arange(1), progress=False, journal=journal,
+                   synapse="memristor")
+    assert other["resumed"] == 0
+
+
 def test_cli_export_and_verify(tiny_run, tmp_path):
     out, _ = tiny_run
     cir = tmp_path / "net.cir"
@@ -161,6 +179,7 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
         result = memspice("verify", str(out / "checkpoint.pt"), "--samples", "1", "--offset", str(k), "--save",
                           str(part), "--json")
         assert result.returncode == 0, result.stderr
+        assert part.is_file() and not (tmp_path / f"part{k}.json.partial").exists()  # the journal is gone
     result = memspice("verify-merge", *map(str, parts), "--json")
     assert result.returncode == 0, result.stderr
     merged = json.loads(result.stdout)

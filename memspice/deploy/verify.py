@@ -4,11 +4,20 @@ Both engines' waveforms are read the same way: spikes are upward crossings of th
 threshold (ngspice's on its own time points, the solver's on its grid), the tie-break is the
 trapezoidal time average of the membrane, and the prediction is
 :func:`memspice.nn.readout.predict`.
+
+A long verification can keep a journal: each sample's ngspice reading is appended to it as the
+sample finishes, and a rerun takes the samples it already holds instead of simulating them again
+(a sample is taken only if its netlist is the same, byte for byte: same checkpoint, sample,
+synapse model and ngspice settings).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +26,7 @@ from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
 from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import predict
 from memspice.signals import spike_times
-from memspice.spice.pool import raise_first_error, run_many
+from memspice.spice.pool import JobResult, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 
 
@@ -29,31 +38,68 @@ def _read(t: np.ndarray, v: np.ndarray, threshold: float, t_end: float) -> tuple
     return len(spike_times(t, v, threshold)), mean
 
 
+def _read_journal(path: Path) -> dict[int, dict]:
+    """The readings a journal holds, by sample index; a line cut short by a crash is skipped."""
+    readings = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                readings[int(entry["index"])] = entry
+            except (ValueError, KeyError, TypeError):
+                continue
+    return readings
+
+
 def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: int | None = None,
            synapse: str = "resistor", timeout: float = 3600.0, progress: bool = True,
-           settings: dict | None = None) -> dict:
+           settings: dict | None = None, journal: str | os.PathLike | None = None) -> dict:
     """Classify the samples ``x[k]`` (labels ``y[k]``) for ``k`` in ``indices`` in ngspice (one
     process per sample, ``workers`` at a time) and with the torch solver (float64, one batch);
-    returns the summary and per-sample rows."""
+    returns the summary and per-sample rows. With ``journal`` (a file), finished samples are
+    appended to it and the samples it already holds are not simulated again; ``resumed`` in the
+    report counts them, and ``spice_s`` is this call's ngspice time only."""
     config, model = trained.config, trained.model
     threshold = trained.readout.threshold
     t_end = config.n_steps * config.dt
     indices = np.asarray(indices, dtype=int)
-
-    start = time.perf_counter()
-    jobs = [(f"sample{k}", export_netlist(trained, x[k], int(k), int(y[k]), synapse, settings)) for k in indices]
-    results = run_many(jobs, workers=workers, timeout=timeout, progress=progress)
-    raise_first_error(results)
-    spice_s = time.perf_counter() - start
-
     layers = len(model.sizes) - 1
     names = [f"v({membrane_node(layers, j)})" for j in range(model.sizes[-1])]
-    spice_counts, spice_means = [], []
-    for result in results:
+
+    start = time.perf_counter()
+    journal = Path(journal) if journal is not None else None
+    saved = _read_journal(journal) if journal else {}
+    readings: dict[int, dict] = {}
+    jobs, digests = [], {}
+    for k in indices:
+        netlist = export_netlist(trained, x[k], int(k), int(y[k]), synapse, settings)
+        digest = hashlib.sha256(netlist.encode()).hexdigest()
+        if saved.get(int(k), {}).get("netlist_sha256") == digest:
+            readings[int(k)] = saved[int(k)]
+        else:
+            jobs.append((f"sample{k}", netlist))
+            digests[f"sample{k}"] = (int(k), digest)
+    resumed = len(readings)
+
+    def finished(result: JobResult) -> None:
+        if not result.ok:
+            return
+        k, digest = digests[result.name]
         waves = Waveforms.from_plot(result.plots[-1])
         read = [_read(waves.time, waves.signals[n], threshold, t_end) for n in names]
-        spice_counts.append([c for c, _ in read])
-        spice_means.append([m for _, m in read])
+        readings[k] = {"index": k, "netlist_sha256": digest, "counts": [c for c, _ in read],
+                       "means": [m for _, m in read]}
+        if journal:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(journal, "a") as fh:  # one line per sample, on disk before the next is read
+                fh.write(json.dumps(readings[k]) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    raise_first_error(run_many(jobs, workers=workers, timeout=timeout, progress=progress, on_result=finished))
+    spice_s = time.perf_counter() - start
+    spice_counts = [readings[int(k)]["counts"] for k in indices]
+    spice_means = [readings[int(k)]["means"] for k in indices]
 
     start = time.perf_counter()
     device = next(model.parameters()).device
@@ -83,7 +129,8 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
              "counts_spice": sc.tolist(), "counts_torch": tc.tolist()}
             for k, lab, ps, pt, sc, tc in zip(indices, labels, pred_spice, pred_torch, spice_counts, torch_counts)]
     return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s, "torch_s": torch_s,
-            "synapse": synapse, "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})}, "per_sample": rows}
+            "resumed": resumed, "synapse": synapse, "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})},
+            "per_sample": rows}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -115,5 +162,6 @@ def merge(reports: list[dict]) -> dict:
     if len(set(indices)) != len(indices):
         raise ValueError("the reports overlap: a test sample appears twice")
     times = {k: sum(r[k] for r in reports) for k in ("wall_s", "spice_s", "torch_s")}
-    return {**summarize(rows), **times, "synapse": reports[0]["synapse"],
+    resumed = sum(r.get("resumed", 0) for r in reports)
+    return {**summarize(rows), **times, "resumed": resumed, "synapse": reports[0]["synapse"],
             "ngspice_settings": reports[0]["ngspice_settings"], "parts": len(reports), "per_sample": rows}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -47,9 +47,11 @@ def run_many(
     workers: int | None = None,
     timeout: float = 600.0,
     progress: bool = True,
+    on_result: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
     """Run every ``(name, netlist text)`` of ``jobs``; results in the order of ``jobs``. A failing
-    or timed-out job gives a result with its :class:`SpiceError`, the others still run."""
+    or timed-out job gives a result with its :class:`SpiceError`, the others still run.
+    ``on_result`` is called with each result as its job ends (in this thread), e.g. to save it."""
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer; got {workers!r}")
@@ -71,6 +73,8 @@ def run_many(
             for future in as_completed(futures):
                 result = future.result()
                 results[result.name] = result
+                if on_result:
+                    on_result(result)
                 bar.update()
     return [results[name] for name in names]
 
