@@ -40,14 +40,20 @@ def tiny_run(tmp_path_factory, digits):
 def test_conductances_never_leave_their_range():
     crossbar = Crossbar(8, 4, 1e-8, 1e-6)
     optimizer = torch.optim.SGD(crossbar.parameters(), lr=1e6)
-    for _ in range(3):  # huge steps drive the logits far out
+    for _ in range(3):  # huge steps drive the fractions far out
         loss = (crossbar(torch.ones(2, 8), torch.zeros(2, 4)) ** 2).sum() * 1e12 - crossbar.g_neg.sum() * 1e9
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert crossbar.theta_pos.abs().max() > 50  # saturated, yet
-    for g in (crossbar.g_pos, crossbar.g_neg):
-        assert g.min() >= 1e-8 and g.max() <= 1e-6
+        assert crossbar.w_pos.abs().max() > 50  # far out before the projection, yet
+        for g in (crossbar.g_pos, crossbar.g_neg):
+            assert g.min() >= 1e-8 and g.max() <= 1e-6
+    crossbar.project_()
+    assert crossbar.w_pos.min() == 0 and crossbar.w_neg.max() == 1
+    # a cell held at a bound still has a gradient, so it can come back
+    crossbar.zero_grad()
+    crossbar.g_pos.sum().backward()
+    assert (crossbar.w_pos.grad != 0).all()
     description = crossbar.describe()
     assert description.g_range == (1e-8, 1e-6)
 

@@ -1,14 +1,17 @@
 """A differential crossbar whose trainable weights are memristor conductances.
 
-Every cell's conductance stays inside the device range ``[g_min, g_max]`` at all times, by
-construction rather than by clipping after a step: the parameters are unconstrained logits
-``θ`` and
+Every cell's conductance stays inside the device range ``[g_min, g_max]`` at all times: the
+parameters are the cells' fractions ``w`` of the range and
 
-    G = g_min + (g_max - g_min)·sigmoid(θ)
+    G = g_min + (g_max - g_min)·clamp(w, 0, 1)
 
-(a smooth, bijective map onto the open interval; in float32 a saturated sigmoid reaches the
-end points exactly, never beyond). The signed weight of row ``i`` on column ``j`` is
-``G⁺_ij - G⁻_ij`` (design.md's differential pairs).
+so no value of ``w`` can give a conductance outside the range, and after every optimizer step
+:meth:`Crossbar.project_` puts ``w`` back into ``[0, 1]`` (projected gradient descent, as a
+programming pulse cannot take a device past its bounds). The gradient of ``clamp`` is 1 at the
+end points, so a cell at a bound still learns and can come back. A sigmoid of unconstrained
+logits, the other common choice, loses its gradient there: trained on Fashion-MNIST with Adam,
+88 % of such cells ended within 2 % of a bound, frozen (memspice 0.1's crossbars). The signed
+weight of row ``i`` on column ``j`` is ``G⁺_ij - G⁻_ij`` (design.md's differential pairs).
 """
 
 from __future__ import annotations
@@ -70,25 +73,30 @@ class Crossbar(nn.Module):
         self.n_in, self.n_out = n_in, n_out
         self.g_min, self.g_max = float(g_min), float(g_max)
 
-        def logits(lo: float, hi: float) -> nn.Parameter:
-            fractions = lo + (hi - lo) * torch.rand(n_in, n_out, generator=generator)
-            return nn.Parameter(torch.logit(fractions.clamp(1e-3, 1 - 1e-3)))
+        def fractions(lo: float, hi: float) -> nn.Parameter:
+            return nn.Parameter(lo + (hi - lo) * torch.rand(n_in, n_out, generator=generator))
 
-        self.theta_pos = logits(*init_pos)
-        self.theta_neg = logits(*init_neg)
+        self.w_pos = fractions(*init_pos)
+        self.w_neg = fractions(*init_neg)
 
-    def _conductance(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.g_min + (self.g_max - self.g_min) * torch.sigmoid(theta)
+    def _conductance(self, w: torch.Tensor) -> torch.Tensor:
+        return self.g_min + (self.g_max - self.g_min) * w.clamp(0.0, 1.0)
 
     @property
     def g_pos(self) -> torch.Tensor:
         """G⁺ (S), ``(n_in, n_out)``."""
-        return self._conductance(self.theta_pos)
+        return self._conductance(self.w_pos)
 
     @property
     def g_neg(self) -> torch.Tensor:
         """G⁻ (S), ``(n_in, n_out)``."""
-        return self._conductance(self.theta_neg)
+        return self._conductance(self.w_neg)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Put the fractions back into ``[0, 1]`` (after an optimizer step)."""
+        self.w_pos.clamp_(0.0, 1.0)
+        self.w_neg.clamp_(0.0, 1.0)
 
     def forward(self, rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Column currents (A, ``(..., n_out)``) for row voltages ``rows`` (V, ``(..., n_in)``)

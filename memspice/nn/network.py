@@ -52,6 +52,11 @@ class MemristiveSNN(nn.Module):
         self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, dt, method) for n in sizes[1:])
         self.describe()  # validates buffer_gain as the netlister will
 
+    def project_(self) -> None:
+        """Put every crossbar's parameters back into their range (call after each optimizer step)."""
+        for crossbar in self.crossbars:
+            crossbar.project_()
+
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
         return {"sizes": list(self.sizes), "neuron_params": dict(self.neurons[0].overrides),

@@ -16,7 +16,8 @@ from memspice.errors import MemspiceError
 from memspice.fileio import atomic_write_bytes
 
 FORMAT = "memspice-checkpoint"
-VERSION = 1
+#: 2: crossbar parameters are fractions of the conductance range (``w_pos``, ``w_neg``), not logits.
+VERSION = 2
 _KEYS = ("config", "model_config", "model", "optimizer", "epoch", "batch", "history")
 
 
@@ -49,7 +50,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is not a memspice checkpoint (no format tag {FORMAT!r}); "
                               f"train one with: memspice train --out DIR")
     if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, this memspice reads {VERSION}")
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, this memspice reads {VERSION}; "
+                              f"train it again with this version")
     missing = [k for k in _KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete memspice checkpoint, missing {missing}")

@@ -206,6 +206,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
                 # size makes that the gradient of the whole batch's mean loss, as in one process
                 (loss * (len(share) * group.world / len(index))).backward()
                 optimizer.step()
+                model.project_()
                 running["loss_sum"] += loss.item() * len(share)
                 running["correct"] += (readout.predict(v_out.detach()) == yb).sum().item()
                 running["seen"] += len(share)
