@@ -1,7 +1,8 @@
 """How a trained network's first hidden layer responds to test images: how often each neuron
 spikes, and how much its mean membrane varies from image to image. A neuron that spikes on
 (nearly) every image sits above threshold, where its mean membrane hardly depends on the
-input; one that never spikes works as a linear (sub-threshold) unit. Run:
+input; one that never spikes works as a linear (sub-threshold) unit. It also gives the share of
+each crossbar's cells that sit at a bound of their conductance range. Run:
 
     .venv/bin/python benchmarks/hidden_activity.py runs/fashion/checkpoint.pt [--samples 256]
 """
@@ -37,6 +38,13 @@ def main() -> None:
           + ", ".join(f"{q:.2f}" for q in torch.quantile(fires, quartiles).tolist()))
     print("  std over images of the mean membrane (V), quartiles over neurons: "
           + ", ".join(f"{q:.3f}" for q in torch.quantile(spread, quartiles).tolist()))
+    for k, crossbar in enumerate(trained.model.crossbars):
+        with torch.no_grad():
+            fractions = torch.cat([((g - crossbar.g_min) / (crossbar.g_max - crossbar.g_min)).flatten()
+                                   for g in (crossbar.g_pos, crossbar.g_neg)])
+        low, high = (100 * (fractions <= 1e-3).float().mean()), (100 * (fractions >= 1 - 1e-3).float().mean())
+        print(f"  crossbar {k + 1} ({crossbar.n_in}x{crossbar.n_out}x2): {low:.1f} % of cells at g_min, "
+              f"{high:.1f} % at g_max")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def _train_config(args: argparse.Namespace):
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
                   "readout", "seed", "train_samples", "eval_samples", "device", "dtype", "threads",
-                  "checkpoint_every", "fused", "init_pos", "init_neg")
+                  "checkpoint_every", "fused", "init_pos", "init_neg", "parametrization")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -489,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_step)
 
     from memspice.data import DATASETS, ENCODERS
+    from memspice.nn.crossbar import PARAMETRIZATIONS
     from memspice.nn.readout import READOUTS
     from memspice.solver import METHODS as SOLVER_METHODS
     from memspice.train.config import TrainConfig, recipe
@@ -509,8 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{' '.join(map(str, d.hidden))})")
     p.add_argument("--epochs", type=_positive_int, help=by_dataset("epochs"))
     p.add_argument("--batch-size", type=_positive_int, help=by_dataset("batch_size"))
-    p.add_argument("--lr", type=_positive, help=f"Adam learning rate on the conductance logits, cosine decay "
-                                               f"(default: {d.lr:g})")
+    p.add_argument("--lr", type=_positive, help="Adam learning rate on the crossbar parameters (logits or "
+                                               "fractions, see --parametrization), cosine decay to 5 %% ("
+                                               + by_dataset("lr") + ")")
+    p.add_argument("--parametrization", choices=PARAMETRIZATIONS,
+                   help="conductance = Gmin + (Gmax - Gmin) * sigmoid(logit), or * clamp(fraction, 0, 1) projected "
+                        "after every step (" + by_dataset("parametrization") + ")")
     p.add_argument("--dt", type=_positive, help=f"solver step in s (default: {d.dt:g})")
     p.add_argument("--window", type=_positive, help="simulated time per sample in s (" + by_dataset("window") + ")")
     p.add_argument("--method", choices=SOLVER_METHODS, help=f"integration method (default: {d.method})")

@@ -37,23 +37,26 @@ def tiny_run(tmp_path_factory, digits):
     return out, results
 
 
-def test_conductances_never_leave_their_range():
-    crossbar = Crossbar(8, 4, 1e-8, 1e-6)
+@pytest.mark.parametrize("parametrization", ["sigmoid", "clamp"])
+def test_conductances_never_leave_their_range(parametrization):
+    crossbar = Crossbar(8, 4, 1e-8, 1e-6, parametrization=parametrization)
     optimizer = torch.optim.SGD(crossbar.parameters(), lr=1e6)
-    for _ in range(3):  # huge steps drive the fractions far out
+    for _ in range(3):  # huge steps drive the parameters far out
         loss = (crossbar(torch.ones(2, 8), torch.zeros(2, 4)) ** 2).sum() * 1e12 - crossbar.g_neg.sum() * 1e9
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        assert crossbar.w_pos.abs().max() > 50  # far out before the projection, yet
+        assert crossbar.theta_pos.abs().max() > 50  # far out (before any projection), yet
         for g in (crossbar.g_pos, crossbar.g_neg):
             assert g.min() >= 1e-8 and g.max() <= 1e-6
     crossbar.project_()
-    assert crossbar.w_pos.min() == 0 and crossbar.w_neg.max() == 1
-    # a cell held at a bound still has a gradient, so it can come back
     crossbar.zero_grad()
     crossbar.g_pos.sum().backward()
-    assert (crossbar.w_pos.grad != 0).all()
+    if parametrization == "clamp":  # projected onto the range, where a cell at a bound still learns
+        assert crossbar.theta_pos.min() == 0 and crossbar.theta_neg.max() == 1
+        assert (crossbar.theta_pos.grad != 0).all()
+    else:  # saturated logits: no gradient left
+        assert (crossbar.theta_pos.grad.abs() < 1e-20).any()
     description = crossbar.describe()
     assert description.g_range == (1e-8, 1e-6)
 
@@ -219,6 +222,10 @@ def test_the_input_crossbar_starts_in_the_configured_fractions():
     config = recipe("fashion-mnist")
     assert (config.init_pos, config.init_neg) == ((0.2, 0.8), (0.1, 0.7))
     assert recipe("digits").init_pos == (0.3, 0.9)
+    assert (recipe("digits").parametrization, config.parametrization) == ("sigmoid", "clamp")
+    assert "clamp" in repr(MemristiveSNN((4, 2), parametrization="clamp"))
+    with pytest.raises(ValueError, match="unknown parametrization 'tanh'; choose one of sigmoid, clamp"):
+        MemristiveSNN((4, 2), parametrization="tanh")
 
 
 def test_idx_reader_round_trip_and_bad_files(tmp_path):

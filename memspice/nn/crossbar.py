@@ -1,17 +1,23 @@
 """A differential crossbar whose trainable weights are memristor conductances.
 
-Every cell's conductance stays inside the device range ``[g_min, g_max]`` at all times: the
-parameters are the cells' fractions ``w`` of the range and
+Every cell's conductance stays inside the device range ``[g_min, g_max]`` at all times, by
+construction rather than by clipping after a step: the parameters ``θ`` are mapped onto the range,
 
-    G = g_min + (g_max - g_min)·clamp(w, 0, 1)
+    G = g_min + (g_max - g_min)·f(θ)
 
-so no value of ``w`` can give a conductance outside the range, and after every optimizer step
-:meth:`Crossbar.project_` puts ``w`` back into ``[0, 1]`` (projected gradient descent, as a
-programming pulse cannot take a device past its bounds). The gradient of ``clamp`` is 1 at the
-end points, so a cell at a bound still learns and can come back. A sigmoid of unconstrained
-logits, the other common choice, loses its gradient there: trained on Fashion-MNIST with Adam,
-88 % of such cells ended within 2 % of a bound, frozen (memspice 0.1's crossbars). The signed
-weight of row ``i`` on column ``j`` is ``G⁺_ij - G⁻_ij`` (design.md's differential pairs).
+with one of two documented maps (``parametrization``):
+
+* ``"sigmoid"``: ``f = sigmoid``, ``θ`` unconstrained logits (in float32 a saturated sigmoid
+  reaches the end points exactly, never beyond). Smooth, and its slope shrinks as a cell nears
+  a bound, which anneals the steps; but there the gradient vanishes: with Adam's fixed-size
+  steps most cells of a long run end in the flat tails and stop learning;
+* ``"clamp"``: ``f = clamp(θ, 0, 1)``, ``θ`` the fraction of the range, and
+  :meth:`Crossbar.project_` puts ``θ`` back into ``[0, 1]`` after every optimizer step
+  (projected gradient descent: a programming pulse cannot take a device past its bounds
+  either). The gradient of ``clamp`` is 1 at the end points, so a cell at a bound still learns
+  and can come back.
+
+The signed weight of row ``i`` on column ``j`` is ``G⁺_ij - G⁻_ij`` (design.md's differential pairs).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ COLUMN_CONDUCTANCE = 16e-6
 ON_OFF_RATIO = 100.0
 #: Default initial fractions of the conductance range for G⁺ and G⁻ (see :class:`Crossbar`).
 INIT_POS, INIT_NEG = (0.3, 0.9), (0.0, 0.4)
+#: The maps from parameters to conductances (module docstring).
+PARAMETRIZATIONS = ("sigmoid", "clamp")
 
 
 def conductance_range(n_in: int, column_conductance: float = COLUMN_CONDUCTANCE,
@@ -59,44 +67,54 @@ class Crossbar(nn.Module):
     near threshold and some spike. With a wide input (Fashion-MNIST's 784 rows) the same mean
     puts nearly every first-layer neuron above threshold for every image, where its mean
     membrane hardly depends on the input: the recipes there start the input crossbar nearer
-    centred (``memspice.train.config.RECIPES``)."""
+    centred (``memspice.train.config.RECIPES``). ``parametrization``: ``"sigmoid"`` or
+    ``"clamp"`` (module docstring); the parameters are ``theta_pos`` and ``theta_neg``."""
 
     def __init__(self, n_in: int, n_out: int, g_min: float, g_max: float,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
-                 generator: torch.Generator | None = None) -> None:
+                 parametrization: str = "sigmoid", generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0 < g_min < g_max or not math.isfinite(g_max):
             raise ValueError(f"need 0 < g_min < g_max (S); got g_min={g_min!r}, g_max={g_max!r}")
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"unknown parametrization {parametrization!r}; "
+                             f"choose one of {', '.join(PARAMETRIZATIONS)}")
         for name, (lo, hi) in (("init_pos", init_pos), ("init_neg", init_neg)):
             if not 0 <= lo < hi <= 1:
                 raise ValueError(f"{name} must be fractions 0 <= low < high <= 1 of the range; got {(lo, hi)!r}")
         self.n_in, self.n_out = n_in, n_out
         self.g_min, self.g_max = float(g_min), float(g_max)
+        self.parametrization = parametrization
 
-        def fractions(lo: float, hi: float) -> nn.Parameter:
-            return nn.Parameter(lo + (hi - lo) * torch.rand(n_in, n_out, generator=generator))
+        def parameter(lo: float, hi: float) -> nn.Parameter:
+            fractions = lo + (hi - lo) * torch.rand(n_in, n_out, generator=generator)
+            if parametrization == "sigmoid":
+                fractions = torch.logit(fractions.clamp(1e-3, 1 - 1e-3))
+            return nn.Parameter(fractions)
 
-        self.w_pos = fractions(*init_pos)
-        self.w_neg = fractions(*init_neg)
+        self.theta_pos = parameter(*init_pos)
+        self.theta_neg = parameter(*init_neg)
 
-    def _conductance(self, w: torch.Tensor) -> torch.Tensor:
-        return self.g_min + (self.g_max - self.g_min) * w.clamp(0.0, 1.0)
+    def _conductance(self, theta: torch.Tensor) -> torch.Tensor:
+        f = torch.sigmoid(theta) if self.parametrization == "sigmoid" else theta.clamp(0.0, 1.0)
+        return self.g_min + (self.g_max - self.g_min) * f
 
     @property
     def g_pos(self) -> torch.Tensor:
         """G⁺ (S), ``(n_in, n_out)``."""
-        return self._conductance(self.w_pos)
+        return self._conductance(self.theta_pos)
 
     @property
     def g_neg(self) -> torch.Tensor:
         """G⁻ (S), ``(n_in, n_out)``."""
-        return self._conductance(self.w_neg)
+        return self._conductance(self.theta_neg)
 
     @torch.no_grad()
     def project_(self) -> None:
-        """Put the fractions back into ``[0, 1]`` (after an optimizer step)."""
-        self.w_pos.clamp_(0.0, 1.0)
-        self.w_neg.clamp_(0.0, 1.0)
+        """After an optimizer step: put ``"clamp"`` fractions back into ``[0, 1]`` (logits need nothing)."""
+        if self.parametrization == "clamp":
+            self.theta_pos.clamp_(0.0, 1.0)
+            self.theta_neg.clamp_(0.0, 1.0)
 
     def forward(self, rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Column currents (A, ``(..., n_out)``) for row voltages ``rows`` (V, ``(..., n_in)``)
@@ -111,4 +129,4 @@ class Crossbar(nn.Module):
                                        g_range=(self.g_min, self.g_max))
 
     def extra_repr(self) -> str:
-        return f"{self.n_in}x{self.n_out}x2, G in [{self.g_min:.3g}, {self.g_max:.3g}] S"
+        return f"{self.n_in}x{self.n_out}x2, G in [{self.g_min:.3g}, {self.g_max:.3g}] S ({self.parametrization})"

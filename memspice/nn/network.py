@@ -26,13 +26,16 @@ class MemristiveSNN(nn.Module):
     kernel with :func:`torch.compile`: the same numerics, several times faster once compiled.
     ``init_pos``, ``init_neg``: the input crossbar's initial fractions of its conductance range
     (:class:`~memspice.nn.crossbar.Crossbar`; deeper crossbars use the defaults). Like ``fused``
-    they are not part of :meth:`config`: a checkpoint's weights replace the initial ones."""
+    they are not part of :meth:`config`: a checkpoint's weights replace the initial ones.
+    ``parametrization``: every crossbar's map from parameters to conductances
+    (:mod:`memspice.nn.crossbar`); call :meth:`project_` after each optimizer step."""
 
     def __init__(self, sizes: Sequence[int], neuron_params: Mapping[str, float] | None = None,
                  buffer_gain: float = 2.0, dt: float = 200e-9, method: str = "radau5",
                  column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO,
                  checkpoint_every: int | None = None, seed: int = 0, fused: bool = False,
-                 init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG) -> None:
+                 init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
+                 parametrization: str = "sigmoid") -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
@@ -45,15 +48,17 @@ class MemristiveSNN(nn.Module):
         self.sizes, self.dt, self.method = sizes, float(dt), method
         self.buffer_gain, self.checkpoint_every, self.fused = float(buffer_gain), checkpoint_every, fused
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
+        self.parametrization = parametrization
         self.crossbars = nn.ModuleList(
             Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
-                     **({"init_pos": init_pos, "init_neg": init_neg} if k == 0 else {}), generator=generator)
+                     **({"init_pos": init_pos, "init_neg": init_neg} if k == 0 else {}),
+                     parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
         self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, dt, method) for n in sizes[1:])
         self.describe()  # validates buffer_gain as the netlister will
 
     def project_(self) -> None:
-        """Put every crossbar's parameters back into their range (call after each optimizer step)."""
+        """Put every crossbar's parameters back where they belong (call after each optimizer step)."""
         for crossbar in self.crossbars:
             crossbar.project_()
 
@@ -62,7 +67,7 @@ class MemristiveSNN(nn.Module):
         return {"sizes": list(self.sizes), "neuron_params": dict(self.neurons[0].overrides),
                 "buffer_gain": self.buffer_gain, "dt": self.dt, "method": self.method,
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
-                "checkpoint_every": self.checkpoint_every}
+                "checkpoint_every": self.checkpoint_every, "parametrization": self.parametrization}
 
     def forward(self, inputs: torch.Tensor, record_states: bool = False) -> Solution:
         """Integrate the network driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1,

@@ -16,8 +16,7 @@ from memspice.errors import MemspiceError
 from memspice.fileio import atomic_write_bytes
 
 FORMAT = "memspice-checkpoint"
-#: 2: crossbar parameters are fractions of the conductance range (``w_pos``, ``w_neg``), not logits.
-VERSION = 2
+VERSION = 1
 _KEYS = ("config", "model_config", "model", "optimizer", "epoch", "batch", "history")
 
 

@@ -66,7 +66,7 @@ def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Re
                           method=config.method, column_conductance=config.column_conductance,
                           on_off_ratio=config.on_off_ratio, checkpoint_every=config.checkpoint_every,
                           seed=config.seed, fused=config.fused, init_pos=config.init_pos,
-                          init_neg=config.init_neg)
+                          init_neg=config.init_neg, parametrization=config.parametrization)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width)
     if config.encoder == "direct":
         encoder = make_encoder("direct", v_low=config.v_low, v_high=config.v_high)
