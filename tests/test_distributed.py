@@ -43,5 +43,5 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert weights_one.keys() == weights_two.keys()
     for name, value in weights_one.items():
         # the same weights up to the order of the gradient sums (Adam's normalization turns their
-        # ~1e-16 differences into ~1e-7 on the fractions; the 8 steps of lr 0.1 move them ~0.1 or more)
+        # ~1e-16 differences into ~1e-7 on the logits; the 8 steps of lr 0.1 move them ~0.1-1)
         torch.testing.assert_close(weights_two[name], value, rtol=0, atol=1e-6, msg=name)

@@ -69,6 +69,8 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     start = time.perf_counter()
     journal = Path(journal) if journal is not None else None
     saved = _read_journal(journal) if journal else {}
+    if journal:
+        journal.parent.mkdir(parents=True, exist_ok=True)
     readings: dict[int, dict] = {}
     jobs, digests = [], {}
     for k in indices:
@@ -90,7 +92,6 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
         readings[k] = {"index": k, "netlist_sha256": digest, "counts": [c for c, _ in read],
                        "means": [m for _, m in read]}
         if journal:
-            journal.parent.mkdir(parents=True, exist_ok=True)
             with open(journal, "a") as fh:  # one line per sample, on disk before the next is read
                 fh.write(json.dumps(readings[k]) + "\n")
                 fh.flush()

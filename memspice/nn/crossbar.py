@@ -10,7 +10,7 @@ with one of two documented maps (``parametrization``):
 * ``"sigmoid"``: ``f = sigmoid``, ``θ`` unconstrained logits (in float32 a saturated sigmoid
   reaches the end points exactly, never beyond). Smooth, and its slope shrinks as a cell nears
   a bound, which anneals the steps; but there the gradient vanishes: with Adam's fixed-size
-  steps most cells of a long run end in the flat tails and stop learning;
+  steps many cells of a long run end in the flat tails and stop learning;
 * ``"clamp"``: ``f = clamp(θ, 0, 1)``, ``θ`` the fraction of the range, and
   :meth:`Crossbar.project_` puts ``θ`` back into ``[0, 1]`` after every optimizer step
   (projected gradient descent: a programming pulse cannot take a device past its bounds
