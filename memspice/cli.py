@@ -76,8 +76,8 @@ def _train_config(args: argparse.Namespace):
 
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
-                  "readout", "seed", "train_samples", "eval_samples", "device", "dtype", "threads",
-                  "checkpoint_every", "fused", "init_pos", "init_neg", "parametrization")
+                  "readout", "readout_scale", "v_low", "v_high", "seed", "train_samples", "eval_samples", "device",
+                  "dtype", "threads", "checkpoint_every", "fused", "init_pos", "init_neg", "parametrization")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -213,6 +213,9 @@ def verify_table(report: dict) -> str:
         f"{100 * report['count_match']:.2f} % of output spike counts equal",
         f"  decisions  {100 * report['decided_by_count']:.0f} % by the spike count alone, the rest by the tie-break "
         f"(mean membrane)",
+        *([f"  membranes  time averages differ by at most {1e3 * report['mean_error_v']:.3g} mV"
+           + (f"; smallest tie-break margin {1e3 * report['tie_break_margin_v']:.3g} mV"
+              if report.get("tie_break_margin_v") is not None else "")] if "mean_error_v" in report else []),
         f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s"
         + (f" ({report['resumed']} samples resumed from an earlier run)" if report.get("resumed") else ""),
     ])
@@ -521,6 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=SOLVER_METHODS, help=f"integration method (default: {d.method})")
     p.add_argument("--encoder", choices=ENCODERS, help=f"input encoding (default: {d.encoder})")
     p.add_argument("--readout", choices=READOUTS, help=f"what the loss is taken on (default: {d.readout})")
+    p.add_argument("--readout-scale", type=_positive,
+                   help="logits per spike (count) or per V (membrane readouts) (" + by_dataset("readout_scale") + ")")
+    p.add_argument("--v-low", type=float, help="direct encoder: row voltage of a black pixel, V ("
+                                               + by_dataset("v_low") + ")")
+    p.add_argument("--v-high", type=float, help="direct encoder: row voltage of a white pixel; rate encoder: pulse "
+                                                "height, V; |v| < 2 V, the synapses' write threshold ("
+                                                + by_dataset("v_high") + ")")
     for side in ("pos", "neg"):
         p.add_argument(f"--init-{side}", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help=f"the input crossbar's G{'+' if side == 'pos' else '-'} start uniform in these fractions "

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import memspice
 
+from memspice.cli import _train_config, build_parser
 from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
 from memspice.data.idx import DatasetError
 from memspice.deploy import export_netlist, verify
@@ -17,7 +18,7 @@ from memspice.nn import Crossbar, MemristiveSNN, Readout, predict, soft_spike_co
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
 from memspice.train.checkpoint import CheckpointError, load_checkpoint
-from memspice.train.config import recipe
+from memspice.train.config import input_encoder, recipe
 from memspice.train.loop import RunError, evaluate, load_trained, train
 
 # A small, quick network: 64-16-10 on 128 digits, 8 µs windows (40 steps).
@@ -149,6 +150,11 @@ def test_verify_on_three_samples_agrees_with_the_solver(tiny_run, digits):
     assert report["count_match"] >= 0.9
     assert 0.0 <= report["decided_by_count"] <= 1.0
     assert sum(sum(row["counts_spice"]) for row in report["per_sample"]) > 0  # the outputs do spike
+    for row in report["per_sample"]:  # each prediction follows from the counts and means it reports
+        for engine in ("spice", "torch"):
+            assert predict(np.array([row[f"counts_{engine}"]]), np.array([row[f"means_{engine}"]]))[0] \
+                == row[f"pred_{engine}"]
+    assert 0.0 <= report["mean_error_v"] < 5e-3
 
 
 def test_an_interrupted_verification_resumes_from_its_journal(tiny_run, digits, tmp_path):
@@ -210,6 +216,19 @@ def test_cli_train_rejects_bad_options(tmp_path):
     assert result.returncode == 2 and "nothing to resume" in result.stderr
     result = memspice("train", "--init-pos", "0.8", "0.2", "--out", str(tmp_path))
     assert result.returncode == 2 and "init_pos = (0.8, 0.2) is invalid" in result.stderr
+    result = memspice("train", "--v-high", "2.5", "--out", str(tmp_path))
+    assert result.returncode == 2 and "below the synapse write thresholds" in result.stderr \
+        and "v_high=2.5" in result.stderr
+
+
+def test_cli_options_override_the_recipe(tmp_path):
+    args = build_parser().parse_args(["train", "--dataset", "fashion-mnist", "--v-low", "0.1", "--v-high", "1.2",
+                                      "--readout-scale", "300", "--out", str(tmp_path)])
+    config = _train_config(args)
+    assert (config.v_low, config.v_high, config.readout_scale) == (0.1, 1.2, 300.0)
+    assert config.window == recipe("fashion-mnist").window  # what is not given comes from the recipe
+    encoder = input_encoder(config)
+    assert encoder(torch.tensor([[0.0, 1.0]]), 2)[0, -1].tolist() == pytest.approx([0.1, 1.2])
 
 
 def test_the_input_crossbar_starts_in_the_configured_fractions():

@@ -127,8 +127,10 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     pred_torch = predict(torch_counts, torch_means)
     labels = np.asarray(y[indices])
     rows = [{"index": int(k), "label": int(lab), "pred_spice": int(ps), "pred_torch": int(pt),
-             "counts_spice": sc.tolist(), "counts_torch": tc.tolist()}
-            for k, lab, ps, pt, sc, tc in zip(indices, labels, pred_spice, pred_torch, spice_counts, torch_counts)]
+             "counts_spice": sc.tolist(), "counts_torch": tc.tolist(), "means_spice": ms.tolist(),
+             "means_torch": mt.tolist()}
+            for k, lab, ps, pt, sc, tc, ms, mt in zip(indices, labels, pred_spice, pred_torch, spice_counts,
+                                                      torch_counts, spice_means, torch_means)]
     return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s, "torch_s": torch_s,
             "resumed": resumed, "synapse": synapse, "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})},
             "per_sample": rows}
@@ -136,17 +138,27 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
 
 def summarize(rows: list[dict]) -> dict:
     """The figures of a report from its per-sample rows: ``samples``, ``acc_spice``,
-    ``acc_torch``, ``agreement``, ``count_match`` and ``decided_by_count`` (the share of ngspice
-    predictions that need no tie-break: one neuron has the most spikes)."""
+    ``acc_torch``, ``agreement``, ``count_match``, ``decided_by_count`` (the share of ngspice
+    predictions that need no tie-break: one neuron has the most spikes) and, when the rows hold
+    the output neurons' time-averaged membranes (V), ``mean_error_v``, the largest difference
+    between ngspice's and torch's, and ``tie_break_margin_v``, the smallest gap in ngspice
+    between the two highest of a sample that the tie-break decided (None if none was)."""
     if not rows:
         raise ValueError("a verification report needs at least one sample")
     keys = ("label", "pred_spice", "pred_torch", "counts_spice", "counts_torch")
     labels, pred_spice, pred_torch, counts_spice, counts_torch = (np.array([r[k] for r in rows]) for k in keys)
     top_two = np.sort(counts_spice, axis=1)[:, -2:]
-    return {"samples": len(rows), "acc_spice": float(np.mean(pred_spice == labels)),
-            "acc_torch": float(np.mean(pred_torch == labels)), "agreement": float(np.mean(pred_spice == pred_torch)),
-            "count_match": float(np.mean(counts_spice == counts_torch)),
-            "decided_by_count": float(np.mean(top_two[:, 1] > top_two[:, 0]))}
+    by_count = top_two[:, 1] > top_two[:, 0]
+    figures = {"samples": len(rows), "acc_spice": float(np.mean(pred_spice == labels)),
+               "acc_torch": float(np.mean(pred_torch == labels)), "agreement": float(np.mean(pred_spice == pred_torch)),
+               "count_match": float(np.mean(counts_spice == counts_torch)),
+               "decided_by_count": float(np.mean(by_count))}
+    if all("means_spice" in r for r in rows):  # reports saved before the means were kept lack them
+        means_spice, means_torch = (np.array([r[k] for r in rows]) for k in ("means_spice", "means_torch"))
+        gaps = np.diff(np.sort(means_spice, axis=1)[:, -2:], axis=1)[:, 0]
+        figures["mean_error_v"] = float(np.abs(means_spice - means_torch).max())
+        figures["tie_break_margin_v"] = float(gaps[~by_count].min()) if (~by_count).any() else None
+    return figures
 
 
 def merge(reports: list[dict]) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from memspice.data import DATASETS, ENCODERS
+from memspice.data import DATASETS, ENCODERS, make_encoder
 from memspice.nn.crossbar import INIT_NEG, INIT_POS, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver.integrators import METHODS
@@ -84,6 +84,7 @@ class TrainConfig:
             bad("method", ", ".join(METHODS))
         if self.encoder not in ENCODERS:
             bad("encoder", ", ".join(ENCODERS))
+        input_encoder(self)  # the encoder checks v_low and v_high against the synapses' write thresholds
         if self.parametrization not in PARAMETRIZATIONS:
             bad("parametrization", ", ".join(PARAMETRIZATIONS))
         if self.readout not in READOUTS:
@@ -117,9 +118,17 @@ class TrainConfig:
         return cls(**values)
 
 
+def input_encoder(config: TrainConfig):
+    """The input encoder of ``config``: pixels to row voltages from ``v_low`` to ``v_high`` (V), or
+    pulses of ``v_high`` (:mod:`memspice.data.encoders`)."""
+    if config.encoder == "direct":
+        return make_encoder("direct", v_low=config.v_low, v_high=config.v_high)
+    return make_encoder("rate", amplitude=config.v_high, seed=config.seed)
+
+
 # 28 x 28 images: 784 input rows, so the input crossbar starts nearer centred (Crossbar's docstring)
 _IMAGES_28 = {"epochs": 6, "batch_size": 64, "window": 6e-6, "eval_samples": 1000,
-              "init_pos": (0.2, 0.8), "init_neg": (0.1, 0.7)}
+              "init_pos": (0.2, 0.8), "init_neg": (0.1, 0.7), "v_low": 0.0, "v_high": 1.5, "readout_scale": 1250.0}
 
 #: What ``memspice train --dataset NAME`` uses for every option not given on the command line.
 RECIPES: dict[str, dict] = {"digits": {"epochs": 10}, "fashion-mnist": _IMAGES_28, "mnist": _IMAGES_28}

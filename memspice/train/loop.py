@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from memspice.data import Dataset, load_dataset, make_encoder
+from memspice.data import Dataset, load_dataset
 from memspice.errors import MemspiceError
 from memspice.fileio import atomic_write_text
 from memspice.nn import MemristiveSNN, Readout, spike_counts
 from memspice.train import distributed
 from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from memspice.train.config import TrainConfig
+from memspice.train.config import TrainConfig, input_encoder
 
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "eval_loss", "eval_acc", "eval_samples", "lr",
            "epoch_s", "processes", "hidden_spikes", "output_spikes")
@@ -68,11 +68,7 @@ def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Re
                           seed=config.seed, fused=config.fused, init_pos=config.init_pos,
                           init_neg=config.init_neg, parametrization=config.parametrization)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width)
-    if config.encoder == "direct":
-        encoder = make_encoder("direct", v_low=config.v_low, v_high=config.v_high)
-    else:
-        encoder = make_encoder("rate", amplitude=config.v_high, seed=config.seed)
-    return model, readout, encoder
+    return model, readout, input_encoder(config)
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
