@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from memspice.data import DATASETS, ENCODERS, make_encoder
+from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_encoder
 from memspice.nn.crossbar import INIT_NEG, INIT_POS, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver.integrators import METHODS
@@ -21,7 +21,9 @@ class TrainConfig:
     of its conductance range (deeper crossbars at :class:`~memspice.nn.crossbar.Crossbar`'s
     defaults); they set where the first hidden layer starts relative to its threshold.
     ``parametrization``: how parameters map onto conductances (:mod:`memspice.nn.crossbar`);
-    ``lr`` is Adam's step on those parameters (logits or fractions of the range)."""
+    ``lr`` is Adam's step on those parameters (logits or fractions of the range). ``v_low``,
+    ``v_high``: the direct encoder's row voltages of a black and a white pixel (V; ``v_high`` is
+    the rate encoder's pulse height); ``readout_scale``: logits per spike or per V of the readout."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -118,7 +120,7 @@ class TrainConfig:
         return cls(**values)
 
 
-def input_encoder(config: TrainConfig):
+def input_encoder(config: TrainConfig) -> DirectEncoder | RateEncoder:
     """The input encoder of ``config``: pixels to row voltages from ``v_low`` to ``v_high`` (V), or
     pulses of ``v_high`` (:mod:`memspice.data.encoders`)."""
     if config.encoder == "direct":
@@ -126,7 +128,9 @@ def input_encoder(config: TrainConfig):
     return make_encoder("rate", amplitude=config.v_high, seed=config.seed)
 
 
-# 28 x 28 images: 784 input rows, so the input crossbar starts nearer centred (Crossbar's docstring)
+# 28 x 28 images: 784 input rows, so the input crossbar starts nearer centred (Crossbar's docstring); the
+# output membranes of such a network differ by small fractions of a volt, and at 100 logits per V the
+# softmax stayed unsure and the network underfit (README, Fashion-MNIST results)
 _IMAGES_28 = {"epochs": 6, "batch_size": 64, "window": 6e-6, "eval_samples": 1000,
               "init_pos": (0.2, 0.8), "init_neg": (0.1, 0.7), "v_low": 0.0, "v_high": 1.5, "readout_scale": 1250.0}
 
