@@ -206,6 +206,11 @@ def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
 def verify_table(report: dict) -> str:
     """The text summary of a verification report."""
     settings = ", ".join(f"{k} {v:g}" for k, v in report["ngspice_settings"].items())
+    membranes = []  # reports saved before the means were kept have no such line
+    if "mean_error_v" in report:
+        margin = report.get("tie_break_margin_v")
+        membranes.append(f"  membranes  time averages differ by at most {1e3 * report['mean_error_v']:.3g} mV"
+                         + (f"; smallest tie-break margin {1e3 * margin:.3g} mV" if margin is not None else ""))
     return "\n".join([
         f"{report['samples']} test samples, {report['synapse']} synapses; ngspice ({settings}) vs torch solver",
         f"  accuracy   ngspice {100 * report['acc_spice']:6.2f} %   torch {100 * report['acc_torch']:6.2f} %",
@@ -213,9 +218,7 @@ def verify_table(report: dict) -> str:
         f"{100 * report['count_match']:.2f} % of output spike counts equal",
         f"  decisions  {100 * report['decided_by_count']:.0f} % by the spike count alone, the rest by the tie-break "
         f"(mean membrane)",
-        *([f"  membranes  time averages differ by at most {1e3 * report['mean_error_v']:.3g} mV"
-           + (f"; smallest tie-break margin {1e3 * report['tie_break_margin_v']:.3g} mV"
-              if report.get("tie_break_margin_v") is not None else "")] if "mean_error_v" in report else []),
+        *membranes,
         f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s"
         + (f" ({report['resumed']} samples resumed from an earlier run)" if report.get("resumed") else ""),
     ])
