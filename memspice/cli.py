@@ -63,10 +63,10 @@ def _train_config(args: argparse.Namespace):
     import json
     from dataclasses import replace
 
-    from memspice.train.config import TrainConfig, recipe
+    from memspice.train.config import INIT_FIELDS, TrainConfig, recipe
 
     given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k, None) is not None}
-    for name in ("hidden", "init_pos", "init_neg"):
+    for name in ("hidden", *INIT_FIELDS):
         if name in given:
             given[name] = tuple(given[name])
     saved = Path(args.out) / "config.json"
@@ -77,7 +77,8 @@ def _train_config(args: argparse.Namespace):
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
                   "readout", "readout_scale", "v_low", "v_high", "seed", "train_samples", "eval_samples", "device",
-                  "dtype", "threads", "checkpoint_every", "fused", "init_pos", "init_neg", "parametrization")
+                  "dtype", "threads", "checkpoint_every", "fused", "init_pos", "init_neg", "deep_init_pos",
+                  "deep_init_neg", "parametrization")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -538,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--init-{side}", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help=f"the input crossbar's G{'+' if side == 'pos' else '-'} start uniform in these fractions "
                             f"of the conductance range ({by_dataset('init_' + side)})")
+        p.add_argument(f"--deep-init-{side}", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help=f"the same for every later crossbar ({by_dataset('deep_init_' + side)})")
     p.add_argument("--seed", type=int)
     p.add_argument("--train-samples", type=_positive_int, help="use only the first N training samples")
     p.add_argument("--eval-samples", type=_positive_int, help="test samples evaluated after each epoch (the whole test "

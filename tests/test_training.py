@@ -231,16 +231,24 @@ def test_cli_options_override_the_recipe(tmp_path):
     assert encoder(torch.tensor([[0.0, 1.0]]), 2)[0, -1].tolist() == pytest.approx([0.1, 1.2])
 
 
-def test_the_input_crossbar_starts_in_the_configured_fractions():
+def test_crossbars_start_in_the_configured_fractions(tmp_path):
+    def assert_fractions(model, expected):
+        for crossbar, (pos, neg) in zip(model.crossbars, expected, strict=True):
+            for g, (low, high) in ((crossbar.g_pos, pos), (crossbar.g_neg, neg)):
+                fraction = (g - crossbar.g_min) / (crossbar.g_max - crossbar.g_min)
+                assert low - 1e-3 < fraction.min() < low + 0.05 and high - 0.05 < fraction.max() < high + 1e-3
+
     model = MemristiveSNN((64, 16, 10), init_pos=(0.2, 0.8), init_neg=(0.1, 0.7))
-    for k, (pos, neg) in enumerate((((0.2, 0.8), (0.1, 0.7)), ((0.3, 0.9), (0.0, 0.4)))):  # then the defaults
-        crossbar = model.crossbars[k]
-        for g, (low, high) in ((crossbar.g_pos, pos), (crossbar.g_neg, neg)):
-            fraction = (g - crossbar.g_min) / (crossbar.g_max - crossbar.g_min)
-            assert low - 1e-3 < fraction.min() < low + 0.05 and high - 0.05 < fraction.max() < high + 1e-3
+    assert_fractions(model, (((0.2, 0.8), (0.1, 0.7)), ((0.3, 0.9), (0.0, 0.4))))  # then the defaults
+    model = MemristiveSNN((64, 16, 12, 10), deep_init_pos=(0.25, 0.75), deep_init_neg=(0.25, 0.75))
+    assert_fractions(model, (((0.3, 0.9), (0.0, 0.4)), ((0.25, 0.75), (0.25, 0.75)), ((0.25, 0.75), (0.25, 0.75))))
+    args = build_parser().parse_args(["train", "--deep-init-neg", "0.2", "0.6", "--out", str(tmp_path)])
+    assert _train_config(args).deep_init_neg == (0.2, 0.6)
+    with pytest.raises(ValueError, match=r"deep_init_pos = \(0.5, 0.5\) is invalid"):
+        recipe("digits", deep_init_pos=(0.5, 0.5))
     config = recipe("fashion-mnist")
-    assert (config.init_pos, config.init_neg) == ((0.2, 0.8), (0.1, 0.7))
-    assert recipe("digits").init_pos == (0.3, 0.9)
+    assert (config.init_pos, config.init_neg, config.deep_init_pos) == ((0.4, 1.0), (0.0, 0.5), (0.2, 0.8))
+    assert recipe("digits").init_pos == recipe("digits").deep_init_pos == (0.3, 0.9)
     assert recipe("fashion-mnist", parametrization="clamp").parametrization == "clamp"
     assert "clamp" in repr(MemristiveSNN((4, 2), parametrization="clamp"))
     with pytest.raises(ValueError, match="unknown parametrization 'tanh'; choose one of sigmoid, clamp"):

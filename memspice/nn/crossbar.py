@@ -64,10 +64,9 @@ class Crossbar(nn.Module):
     The default gives the weights a positive mean: a membrane settles near the conductance-weighted
     mean of its row voltages, so with centred weights every neuron would sit near 0 V, far below
     its threshold, and a network that never spikes learns slowly; this way most neurons start
-    near threshold and some spike. With a wide input (Fashion-MNIST's 784 rows) the same mean
-    puts nearly every first-layer neuron above threshold for every image, where its mean
-    membrane hardly depends on the input: the recipes there start the input crossbar nearer
-    centred (``memspice.train.config.RECIPES``). ``parametrization``: ``"sigmoid"`` or
+    near threshold and some spike. How far above or below threshold a layer should start
+    depends on its input (``memspice.train.config.RECIPES`` sets both crossbars of the 28x28
+    networks). ``parametrization``: ``"sigmoid"`` or
     ``"clamp"`` (module docstring); the parameters are ``theta_pos`` and ``theta_neg``."""
 
     def __init__(self, n_in: int, n_out: int, g_min: float, g_max: float,

@@ -25,8 +25,9 @@ class MemristiveSNN(nn.Module):
     (an attribute too, not part of the model's config) compiles each Newton iteration into one
     kernel with :func:`torch.compile`: the same numerics, several times faster once compiled.
     ``init_pos``, ``init_neg``: the input crossbar's initial fractions of its conductance range
-    (:class:`~memspice.nn.crossbar.Crossbar`; deeper crossbars use the defaults). Like ``fused``
-    they are not part of :meth:`config`: a checkpoint's weights replace the initial ones.
+    (:class:`~memspice.nn.crossbar.Crossbar`); ``deep_init_pos``, ``deep_init_neg``: those of every
+    later crossbar. Like ``fused`` they are not part of :meth:`config`: a checkpoint's weights
+    replace the initial ones.
     ``parametrization``: every crossbar's map from parameters to conductances
     (:mod:`memspice.nn.crossbar`); call :meth:`project_` after each optimizer step."""
 
@@ -35,7 +36,8 @@ class MemristiveSNN(nn.Module):
                  column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO,
                  checkpoint_every: int | None = None, seed: int = 0, fused: bool = False,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
-                 parametrization: str = "sigmoid") -> None:
+                 parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
+                 deep_init_neg: tuple[float, float] = INIT_NEG) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
@@ -51,7 +53,7 @@ class MemristiveSNN(nn.Module):
         self.parametrization = parametrization
         self.crossbars = nn.ModuleList(
             Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
-                     **({"init_pos": init_pos, "init_neg": init_neg} if k == 0 else {}),
+                     init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
                      parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
         self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, dt, method) for n in sizes[1:])

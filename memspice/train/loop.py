@@ -66,7 +66,8 @@ def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Re
                           method=config.method, column_conductance=config.column_conductance,
                           on_off_ratio=config.on_off_ratio, checkpoint_every=config.checkpoint_every,
                           seed=config.seed, fused=config.fused, init_pos=config.init_pos,
-                          init_neg=config.init_neg, parametrization=config.parametrization)
+                          init_neg=config.init_neg, parametrization=config.parametrization,
+                          deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width)
     return model, readout, input_encoder(config)
 
