@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from memspice.errors import MemspiceError
+from memspice.fileio import json_text
 
 
 def _generated_files(module, what: str):
@@ -82,7 +83,6 @@ _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr",
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
 
     from memspice.train.loop import train
 
@@ -95,14 +95,16 @@ def _train(args: argparse.Namespace) -> int:
               f"{config.dt * 1e9:g} ns ({config.method}), run folder {out}", file=sys.stderr)
     try:
         results = train(config, out, resume=args.resume, progress=not args.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from memspice.interrupts import exit_status
+
         print(f"\ninterrupted: checkpoint saved in {out}; continue with: memspice train --out {out} --resume",
               file=sys.stderr)
-        return 130
+        return exit_status(interrupt)
     if results is None:  # a torchrun worker other than the main process
         return 0
     if args.json:
-        print(json.dumps(results))
+        print(json_text(results))
     else:
         print(f"test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples "
               f"({results['train_s']:.0f} s of training, {results['epoch_s']:.0f} s for the last epoch)")
@@ -111,10 +113,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _check_device(device: str) -> None:
+    """``--device``: a torch device memspice runs on (cpu, cuda, cuda:N) that exists here."""
     import torch
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise MemspiceError(f"--device {device!r}: memspice runs on cpu or cuda (cuda:N)")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise MemspiceError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise MemspiceError(f"--device {device}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}")
 
 
 def _load_test_set(trained, data_dir):
@@ -158,8 +169,14 @@ def _verify(args: argparse.Namespace) -> int:
     journal = verify_journal(args.save) if args.save else None
     if journal and journal.is_file() and not args.json:
         print(f"resuming from {journal}: samples it holds are not simulated again")
-    report = verify(trained, data.test_x, data.test_y, np.arange(args.offset, last), workers=args.workers,
-                    synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal)
+    try:
+        report = verify(trained, data.test_x, data.test_y, np.arange(args.offset, last), workers=args.workers,
+                        synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal)
+    except KeyboardInterrupt:
+        if journal:
+            print(f"memspice: the samples that finished are in {journal}; the same command resumes from it",
+                  file=sys.stderr)
+        raise
     status = _print_verify_report(report, args.save, args.json)
     if journal:
         journal.unlink(missing_ok=True)  # the report holds every sample now
@@ -176,29 +193,28 @@ def _verify_merge(args: argparse.Namespace) -> int:
     import json
 
     from memspice.deploy import merge
+    from memspice.deploy.verify import check_report
 
     reports = []
     for path in args.reports:
         try:
             report = json.loads(Path(path).read_text())
-            report["per_sample"]  # noqa: B018 (a verify --save report has it)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise MemspiceError(f"{path}: not a report saved by `memspice verify --save` ({exc})") from None
-        reports.append(report)
+        reports.append(check_report(report, str(path)))
     return _print_verify_report(merge(reports), args.save, args.json)
 
 
 def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
     """Save a verification report (``--save``) and print its summary, as JSON or as a table."""
-    import json
 
     if save:
         from memspice.fileio import atomic_write_text
 
-        atomic_write_text(save, json.dumps(report, indent=2) + "\n")
+        atomic_write_text(save, json_text(report, indent=2) + "\n")
     if as_json:
         keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s")
-        print(json.dumps({k: report[k] for k in keys}))
+        print(json_text({k: report[k] for k in keys}))
     else:
         print(verify_table(report))
     return 0
@@ -250,7 +266,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    import json
     import time
 
     from memspice.plots import plot_signals
@@ -274,7 +289,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.plot:
         plot_signals(waves.time, waves.signals, f"{args.netlist.name} (ngspice)", args.plot)
     if args.json:
-        print(json.dumps({
+        print(json_text({
             "engine": "ngspice",
             "wall_s": round(wall, 6),
             "n_points": len(waves.time),
@@ -293,15 +308,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import json
 
     import torch
 
     from memspice.bench import BenchSettings, run_bench
     from memspice.fileio import atomic_write_text
 
-    if args.device != "cpu" and not args.device.startswith("cuda"):
-        raise MemspiceError(f"--device {args.device}: the benchmark runs on cpu or cuda[:N]")
     _check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -310,9 +322,9 @@ def _bench(args: argparse.Namespace) -> int:
     say = (lambda _: None) if args.json else (lambda what: print(f"bench: {what} ...", file=sys.stderr))
     result = run_bench(settings, say)
     if args.save:
-        atomic_write_text(args.save, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.save, json_text(result, indent=2) + "\n")
     if args.json:
-        print(json.dumps(result))
+        print(json_text(result))
         return 0
     neuron, network, training = result["neuron"], result["network"], result["training"]
     sizes = "-".join(map(str, settings.network))
@@ -339,7 +351,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _characterize(args: argparse.Namespace) -> int:
-    import json
 
     from memspice.characterize import characterize_mif
     from memspice.devices.mif import KANG2021
@@ -352,7 +363,7 @@ def _characterize(args: argparse.Namespace) -> int:
     if args.plot:
         plot_characterization(result, args.plot)
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json_text(result.to_json()))
         return 0
     print(f"MIF neuron ({args.preset} parameters) in ngspice ({len(currents)} step currents, {result.wall_s:.1f} s):")
     print("  input (µA)  spikes in 100 µs  rate (kHz)")
@@ -370,7 +381,6 @@ def _characterize(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import json
 
     from memspice.solver import METHODS
     from memspice.validate import report
@@ -384,7 +394,7 @@ def _validate(args: argparse.Namespace) -> int:
         sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers)
         if args.plot:
             report.plot_sweep(sweep, args.plot)
-        print(json.dumps(sweep) if args.json else report.sweep_table(sweep))
+        print(json_text(sweep) if args.json else report.sweep_table(sweep))
         return 0
     stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None
     if stimulus is not None:
@@ -404,7 +414,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.plot:
         report.plot_overlay(results[0], args.plot)
     if args.json:
-        print(json.dumps(results[0].to_json() if len(results) == 1 else {"cases": [r.to_json() for r in results]}))
+        print(json_text(results[0].to_json() if len(results) == 1 else {"cases": [r.to_json() for r in results]}))
         return 0
     for r in results:
         print(report.summary_table(r))
@@ -415,19 +425,42 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _output_file(*suffixes: str):
+    """An output file with one of ``suffixes`` that can be written (checked now, before any work)."""
     def parse(text: str) -> Path:
+        from memspice.fileio import check_writable
+
         path = Path(text)
         if path.suffix not in suffixes:
             raise argparse.ArgumentTypeError(f"expected a file name ending in {' or '.join(suffixes)}, got {text!r}")
-        return path
+        try:
+            return check_writable(path)
+        except MemspiceError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
 
 
-def _positive(text: str) -> float:
+def _output_folder(text: str) -> Path:
+    """An output folder that exists or can be made, and can be written in (checked now)."""
+    from memspice.fileio import check_writable_folder
+
+    try:
+        return check_writable_folder(Path(text))
+    except MemspiceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _finite(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
@@ -449,6 +482,15 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "non-negative")
+
+
+def _sandbox_option(p: argparse.ArgumentParser) -> None:
+    """``--sandbox`` on every command that runs ngspice."""
+    from memspice.spice import sandbox
+
+    p.add_argument("--sandbox", choices=sandbox.MODES,
+                   help="run ngspice in a bubblewrap sandbox: when it works here (auto), always (require: fail "
+                        f"if it cannot) or never (off) (default: ${sandbox.ENV_VAR}, else auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,19 +522,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scikit-learn's digits through its circuit (a few minutes on 2 cores), verify "
                                    "test samples in ngspice against the torch solver, print the table, save plots. "
                                    "Running it again continues (or reuses) the run in --out.")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)")
+    p.add_argument("--out", type=_output_folder, default=Path("runs/demo"), help="run folder (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=2, help="training epochs (default: %(default)s)")
     p.add_argument("--samples", type=_positive_int, default=10,
                    help="test samples verified in ngspice (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    _sandbox_option(p)
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("step", help="simulate the default MIF neuron under a current step in ngspice",
                        description="The MIF neuron under a current step in ngspice: spike times and a plot.")
-    p.add_argument("--out", type=Path, default=Path("runs/step"), help="output folder (default: %(default)s)")
+    p.add_argument("--out", type=_output_folder, default=Path("runs/step"), help="output folder (default: %(default)s)")
     p.add_argument("--amplitude", type=_positive, default=2e-6, help="input step in A (default: %(default)g)")
-    p.add_argument("--threshold", type=float, default=0.45, help="spike threshold in V (default: %(default)g)")
+    p.add_argument("--threshold", type=_finite, default=0.45, help="spike threshold in V (default: %(default)g)")
     p.add_argument("--timeout", type=_positive, default=300.0, help="ngspice timeout in s (default: %(default)g)")
+    _sandbox_option(p)
     p.set_defaults(func=_step)
 
     from memspice.data import DATASETS, ENCODERS
@@ -530,16 +574,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readout", choices=READOUTS, help=f"what the loss is taken on (default: {d.readout})")
     p.add_argument("--readout-scale", type=_positive,
                    help="logits per spike (count) or per V (membrane readouts) (" + by_dataset("readout_scale") + ")")
-    p.add_argument("--v-low", type=float, help="direct encoder: row voltage of a black pixel, V ("
+    p.add_argument("--v-low", type=_finite, help="direct encoder: row voltage of a black pixel, V ("
                                                + by_dataset("v_low") + ")")
-    p.add_argument("--v-high", type=float, help="direct encoder: row voltage of a white pixel; rate encoder: pulse "
+    p.add_argument("--v-high", type=_finite, help="direct encoder: row voltage of a white pixel; rate encoder: pulse "
                                                 "height, V; |v| < 2 V, the synapses' write threshold ("
                                                 + by_dataset("v_high") + ")")
     for side in ("pos", "neg"):
-        p.add_argument(f"--init-{side}", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        p.add_argument(f"--init-{side}", type=_finite, nargs=2, metavar=("LOW", "HIGH"),
                        help=f"the input crossbar's G{'+' if side == 'pos' else '-'} start uniform in these fractions "
                             f"of the conductance range ({by_dataset('init_' + side)})")
-        p.add_argument(f"--deep-init-{side}", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        p.add_argument(f"--deep-init-{side}", type=_finite, nargs=2, metavar=("LOW", "HIGH"),
                        help=f"the same for every later crossbar ({by_dataset('deep_init_' + side)})")
     p.add_argument("--seed", type=int)
     p.add_argument("--train-samples", type=_positive_int, help="use only the first N training samples")
@@ -553,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same numerics, several times faster after ~15 s of compiling per layer shape)")
     p.add_argument("--checkpoint-every", type=_positive_int,
                    help="recompute the forward pass in chunks of this many steps in backward (less memory)")
-    p.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--out", type=_output_folder, required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -589,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the full report with per-sample rows (.json); until it is written, finished samples "
                         "are kept in REPORT.json.partial and the same command run again resumes from there")
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
+    _sandbox_option(p)
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("verify-merge", help="combine verify reports of disjoint sample ranges (several machines)",
@@ -606,11 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=_output_file(".png"), help="save a plot of the probed signals (.png)")
     p.add_argument("--probe", nargs="+", metavar="NAME",
                    help="signals to keep, e.g. mem or 'v(mem)' or 'i(vin)' (default: all)")
-    p.add_argument("--threshold", type=float, default=0.45, help="spike threshold in V (default: %(default)g)")
+    p.add_argument("--threshold", type=_finite, default=0.45, help="spike threshold in V (default: %(default)g)")
     p.add_argument("--timeout", type=_positive, default=600.0, help="ngspice timeout in s (default: %(default)g)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--allow-control", action="store_true",
                    help="trust the netlist's .control blocks (shell commands, writes outside the run folder)")
+    _sandbox_option(p)
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("characterize", help="f–I curve and spike shape of the MIF neuron, measured in ngspice",
@@ -627,10 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=_positive_int, default=15, help="currents in the grid (default: %(default)s)")
     p.add_argument("--reference-current", type=_positive, default=2e-6,
                    help="step in A at which the spike shape is measured (default: %(default)g)")
-    p.add_argument("--threshold", type=float, default=0.45, help="spike detection level in V (default: %(default)g)")
+    p.add_argument("--threshold", type=_finite, default=0.45, help="spike detection level in V (default: %(default)g)")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
     p.add_argument("--timeout", type=_positive, default=600.0,
                    help="timeout per ngspice run in s (default: %(default)g)")
+    _sandbox_option(p)
     p.set_defaults(func=_characterize)
 
     from memspice.solver import METHODS
@@ -654,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=_output_file(".png"), help="overlay and difference plot (.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    _sandbox_option(p)
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("bench", help="speed of the torch solver against ngspice and against a LIF SNN",
@@ -668,17 +716,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--save", type=_output_file(".json"), help="also write the full result (.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    _sandbox_option(p)
     p.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from memspice import interrupts
+
     args = build_parser().parse_args(argv)
+    interrupts.raise_on_sigterm()
     try:
+        if getattr(args, "sandbox", False) is not False:  # a command that runs ngspice
+            _choose_sandbox(args.sandbox)
         return args.func(args)
+    except KeyboardInterrupt as interrupt:
+        print(f"memspice: interrupted ({interrupts.signal_name(interrupt)}): stopped every ngspice process it had "
+              "started; finished results are kept", file=sys.stderr)
+        return interrupts.exit_status(interrupt)
     except (MemspiceError, ValueError) as exc:
         print(f"memspice: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _choose_sandbox(choice: str | None) -> None:
+    """Apply ``--sandbox`` (for this process and the ngspice workers it starts) and say once how
+    ngspice will run."""
+    from memspice.spice import sandbox
+
+    if choice is not None:
+        os.environ[sandbox.ENV_VAR] = choice
+    print(f"memspice: {sandbox.describe()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

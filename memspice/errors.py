@@ -32,6 +32,10 @@ class SpiceError(MemspiceError):
         super().__init__(f"{message}{where}")
 
 
+class SimulationCancelled(SpiceError):
+    """An ngspice run was stopped on request (Ctrl-C, SIGTERM) before it finished."""
+
+
 class RawFileError(MemspiceError):
     """An ngspice raw file is truncated, corrupt or not a raw file."""
 

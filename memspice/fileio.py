@@ -1,10 +1,15 @@
-"""Atomic file writing: a temporary file in the same folder, then a rename, so nothing is lost."""
+"""Atomic file writing (a temporary file in the same folder, then a rename, so nothing is lost),
+checks that an output can be written before long work starts, and strict JSON."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
+
+from memspice.errors import MemspiceError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -24,6 +29,36 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """``folder``, made if missing, after proving a file can be created in it (a quick check
+    before long work, which would otherwise fail only at its end); MemspiceError says why not."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise MemspiceError(f"cannot write into {folder}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".memspice-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MemspiceError(f"cannot create a file in {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path``, after proving that a file can be written there (its folder is made if missing);
+    MemspiceError says why not: a folder in its place, a file in place of its folder, no
+    permission, a read-only or virtual file system."""
+    path = Path(path)
+    if path.is_dir():
+        raise MemspiceError(f"cannot write {path}: it is a folder; give a file name")
+    check_writable_folder(path.parent)
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
@@ -40,3 +75,20 @@ def stale_files(out_dir: str | os.PathLike, files: dict[str, str], suffixes: tup
     bad = [n for n, text in files.items() if not (out_dir / n).is_file() or (out_dir / n).read_text() != text]
     present = {p.name for p in out_dir.iterdir() if p.suffix in suffixes} if out_dir.is_dir() else set()
     return sorted(bad + sorted(present - set(files)))
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_text(value: object, indent: int | None = None) -> str:
+    """``value`` as standard JSON: NaN and infinities (a measure that does not exist, such as the
+    inter-spike interval of a neuron that fired once) become ``null``, not the bare ``NaN`` that
+    JSON parsers other than Python's reject."""
+    return json.dumps(_finite_or_none(value), indent=indent, allow_nan=False)

@@ -45,6 +45,16 @@ def random_points(model: DeviceModel, n: int = N_POINTS, seed: int = 0):
     return v, x, params
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Copies of failing netlists go to the session's temporary folder, not the user's cache
+    (the environment reaches `memspice` subprocesses too)."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        yield cache
+
+
 @pytest.fixture(params=sorted(MODELS))
 def model(request) -> DeviceModel:
     return MODELS[request.param]

@@ -28,7 +28,7 @@ def test_names_that_could_start_a_card_are_refused(bad):
         text.node(bad)
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "1e-6", "1\n.control", True, None, [1.0]])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "1e-6", "1\n.control", True, None, [1.0], 10**400])
 def test_values_must_be_finite_numbers(bad):
     with pytest.raises(NetlistError, match="finite real number"):
         text.number(bad)
@@ -39,6 +39,8 @@ def test_numbers_name_the_bad_index():
     values[2, 1] = np.nan
     with pytest.raises(NetlistError, match=r"index \(2, 1\)"):
         text.numbers(values)
+    with pytest.raises(NetlistError, match="beyond the range of floating point"):
+        text.numbers([1.0, 10**400])
 
 
 def test_builder_refuses_injection_everywhere():

@@ -1,4 +1,4 @@
-"""`memspice simulate`: any netlist, spikes as JSON, waveforms out, dangerous .control refused."""
+"""`memspice simulate`: any netlist, spikes as JSON, waveforms out (untrusted decks: test_untrusted_netlists)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from conftest import memspice
 
 from memspice.netlist import examples
-from memspice.spice.safety import UnsafeNetlistError, check_control_blocks
 
 
 @pytest.fixture(scope="module")
@@ -48,35 +47,6 @@ def test_unknown_probe_lists_the_signals(mif_netlist):
     result = memspice("simulate", str(mif_netlist), "--probe", "nosuchnode")
     assert result.returncode == 2
     assert "no signal 'nosuchnode'; available: v(mem)" in result.stderr
-
-
-def test_shell_in_control_block_is_refused_unless_allowed(tmp_path):
-    marker = tmp_path / "pwned"
-    netlist = tmp_path / "evil.cir"
-    netlist.write_text(f"* evil\nV1 a 0 DC 1\nR1 a 0 1k\n.tran 1u 10u\n"
-                       f".control\nrun\nshell touch {marker}\n.endc\n.end\n")
-    result = memspice("simulate", str(netlist))
-    assert result.returncode == 2 and "--allow-control" in result.stderr and "line 7" in result.stderr
-    assert not marker.exists()
-    result = memspice("simulate", str(netlist), "--allow-control", "--json")
-    assert result.returncode == 0, result.stderr
-    assert marker.exists()
-
-
-@pytest.mark.parametrize(
-    "command",
-    ["shell rm -rf ~", "cd /tmp", "wrdata /etc/cron.d/x v(a)", "write ../../x.raw", "print v(a) > /tmp/x",
-     "echo hi >> ~/.bashrc", "source /tmp/other.cir", "run; shell id"],
-)
-def test_dangerous_control_commands(command):
-    with pytest.raises(UnsafeNetlistError, match="--allow-control"):
-        check_control_blocks(f"* x\nR1 a 0 1\n.control\n{command}\n.endc\n.end\n")
-
-
-def test_harmless_control_commands_pass():
-    check_control_blocks("* x\n.control\nrun\nwrdata out.txt v(a)\nprint v(a) > local.txt\n"
-                         "meas tran x max v(a)\n.endc\n")
-    check_control_blocks("* shell words outside a control block are not commands\nRshell a 0 1\n.end\n")
 
 
 def test_missing_netlist_is_a_clear_error(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from memspice.errors import RawFileError, SpiceError
 from memspice.spice.rawfile import read_raw
-from memspice.spice.runner import run_netlist
+from memspice.spice.runner import failed_dir, run_netlist
 
 RC = """* RC charging
 V1 in 0 DC 1
@@ -32,7 +32,8 @@ def test_syntax_error_carries_ngspice_message():
         run_netlist("* bad\nV1 a 0 DC 1\nR1 a 0 1k\nQ1 a b c\n.op\n.end\n", name="bad")
     assert "could not find a valid modelname" in info.value.output
     kept = Path(info.value.netlist)
-    assert kept.name == "bad.cir" and "Q1 a b c" in kept.read_text()
+    assert kept.name.startswith("bad-") and kept.suffix == ".cir" and "Q1 a b c" in kept.read_text()
+    assert kept.parent == failed_dir() and kept.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_unknown_subcircuit_is_reported():
@@ -64,7 +65,7 @@ def test_timestep_too_small_is_an_error():
 def test_timeout_kills_ngspice():
     endless = "* endless\nR1 a 0 1k\n.control\nwhile 1 = 1\nend\n.endc\n.end\n"
     with pytest.raises(SpiceError, match="did not finish within 2 s"):
-        run_netlist(endless, timeout=2)
+        run_netlist(endless, timeout=2, allow_control=True)
 
 
 def test_truncated_raw_file_is_an_error(tmp_path):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +19,7 @@ from memspice.cli import _train_config, build_parser
 from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
 from memspice.data.idx import DatasetError
 from memspice.deploy import export_netlist, verify
+from memspice.deploy.verify import JournalError
 from memspice.nn import Crossbar, MemristiveSNN, Readout, predict, soft_spike_counts, spike_counts
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
@@ -129,6 +135,15 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path):
     assert result.returncode == 2 and "corrupt or not a checkpoint" in result.stderr
 
 
+def test_a_checkpoint_whose_sizes_disagree_with_its_weights_is_refused(tiny_run, tmp_path):
+    out, _ = tiny_run
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["model_config"]["sizes"] = [64, 99, 10]  # the weights and the configuration say 64-16-10
+    torch.save(state, tmp_path / "lying.pt")
+    with pytest.raises(CheckpointError, match=r"layer sizes \[64, 99, 10\] disagree .* \(\[64, 16, 10\]\)"):
+        load_trained(tmp_path / "lying.pt")
+
+
 def test_an_exported_network_runs_in_ngspice(tiny_run, digits):
     out, _ = tiny_run
     trained = load_trained(out / "checkpoint.pt")
@@ -173,6 +188,40 @@ def test_an_interrupted_verification_resumes_from_its_journal(tiny_run, digits, 
     other = verify(trained, digits.test_x, digits.test_y, np.arange(1), progress=False, journal=journal,
                    synapse="memristor")
     assert other["resumed"] == 0
+    # a line with the right digest but the wrong content names the journal to delete
+    lines = journal.read_text().splitlines()
+    entry = json.loads(lines[0])
+    journal.write_text("\n".join([json.dumps({**entry, "counts": "many"}), *lines[1:]]) + "\n")
+    with pytest.raises(JournalError, match=rf"{journal}, line 1: .*delete {journal}"):
+        verify(trained, digits.test_x, digits.test_y, np.arange(3), progress=False, journal=journal)
+
+
+def test_an_interrupted_cli_verification_keeps_its_finished_samples(tiny_run, tmp_path):
+    """Ctrl-C (SIGINT to memspice only, as a terminal sends it) during `memspice verify --save`:
+    the samples that finished are in the journal, no ngspice is left, no queued sample starts,
+    and the same command resumes from the journal."""
+    out, _ = tiny_run
+    save = tmp_path / "report.json"
+    journal = tmp_path / "report.json.partial"
+    runs = tmp_path / "tmp"
+    runs.mkdir()
+    command = [sys.executable, "-m", "memspice", "verify", str(out / "checkpoint.pt"), "--samples", "40",
+               "--workers", "1", "--save", str(save)]
+    proc = subprocess.Popen(command, env={**os.environ, "TMPDIR": str(runs)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (journal.is_file() and journal.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"the samples that finished are in {journal}" in err
+    kept = len(journal.read_text().splitlines())
+    assert 2 <= kept < 40 and not save.exists() and not list(runs.iterdir())
+    result = subprocess.run([*command[:6], "3", *command[7:], "--json"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(save.read_text())["resumed"] == min(kept, 3)  # the journal's first samples
 
 
 def test_cli_export_and_verify(tiny_run, tmp_path):
@@ -205,6 +254,12 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
     (tmp_path / "junk.json").write_text("{}")
     result = memspice("verify-merge", str(tmp_path / "junk.json"))
     assert result.returncode == 2 and "not a report saved by `memspice verify --save`" in result.stderr
+    broken = json.loads(parts[0].read_text())
+    del broken["per_sample"][0]["counts_torch"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    result = memspice("verify-merge", str(tmp_path / "broken.json"), str(parts[1]))
+    assert result.returncode == 2 and "broken.json: per_sample[0] lacks one of" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cli_train_rejects_bad_options(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 import torch
 
 from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
+from memspice.errors import MemspiceError
+from memspice.fileio import atomic_write_text
 from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import predict
 from memspice.signals import spike_times
@@ -38,16 +41,43 @@ def _read(t: np.ndarray, v: np.ndarray, threshold: float, t_end: float) -> tuple
     return len(spike_times(t, v, threshold)), mean
 
 
-def _read_journal(path: Path) -> dict[int, dict]:
-    """The readings a journal holds, by sample index; a line cut short by a crash is skipped."""
+class JournalError(MemspiceError):
+    """A verify journal holds a line that is not a finished sample's reading."""
+
+
+def _reading_is_valid(entry: object, outputs: int) -> bool:
+    """Whether a journal line holds one sample's reading of ``outputs`` output neurons."""
+    if not isinstance(entry, dict):
+        return False
+    counts, means = entry.get("counts"), entry.get("means")
+    return (isinstance(entry.get("index"), int) and entry["index"] >= 0
+            and isinstance(entry.get("netlist_sha256"), str)
+            and isinstance(counts, list) and len(counts) == outputs
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+            and isinstance(means, list) and len(means) == outputs
+            and all(isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m) for m in means))
+
+
+def _read_journal(path: Path, outputs: int) -> dict[int, dict]:
+    """The readings a journal holds, by sample index. Its last line may be cut short by a crash
+    (dropped from the file, so that the next line starts clean); any other line that is not a
+    reading of ``outputs`` neurons is a JournalError."""
     readings = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-                readings[int(entry["index"])] = entry
-            except (ValueError, KeyError, TypeError):
+    if not path.is_file():
+        return readings
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if number == len(lines):  # the line being written when the run stopped
+                atomic_write_text(path, "".join(f"{kept}\n" for kept in lines[:-1]))
                 continue
+            entry = None
+        if not _reading_is_valid(entry, outputs):
+            raise JournalError(f"{path}, line {number}: not a finished sample of this network's verification; "
+                               f"delete {path} to verify every sample again")
+        readings[entry["index"]] = entry
     return readings
 
 
@@ -68,7 +98,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
 
     start = time.perf_counter()
     journal = Path(journal) if journal is not None else None
-    saved = _read_journal(journal) if journal else {}
+    saved = _read_journal(journal, model.sizes[-1]) if journal else {}
     if journal:
         journal.parent.mkdir(parents=True, exist_ok=True)
     readings: dict[int, dict] = {}
@@ -160,6 +190,32 @@ def summarize(rows: list[dict]) -> dict:
         figures["mean_error_v"] = float(np.abs(means_spice - means_torch).max())
         figures["tie_break_margin_v"] = float(gaps[~by_count].min()) if (~by_count).any() else None
     return figures
+
+
+_ROW_KEYS = ("index", "label", "pred_spice", "pred_torch", "counts_spice", "counts_torch")
+_REPORT_KEYS = {"synapse": str, "ngspice_settings": dict, "per_sample": list, "wall_s": (int, float),
+                "spice_s": (int, float), "torch_s": (int, float)}
+
+
+def check_report(report: object, where: str) -> dict:
+    """``report`` if it has the shape of a ``memspice verify --save`` report; otherwise a
+    MemspiceError that names ``where`` and the first thing missing."""
+    if not isinstance(report, dict):
+        raise MemspiceError(f"{where}: not a report saved by `memspice verify --save` (not a JSON object)")
+    for key, kind in _REPORT_KEYS.items():
+        if not isinstance(report.get(key), kind):
+            raise MemspiceError(f"{where}: not a report saved by `memspice verify --save` ({key!r} missing or "
+                                "of the wrong type)")
+    for k, row in enumerate(report["per_sample"]):
+        if not isinstance(row, dict) or any(key not in row for key in _ROW_KEYS):
+            raise MemspiceError(f"{where}: per_sample[{k}] lacks one of {', '.join(_ROW_KEYS)}")
+        if not all(isinstance(row[key], int) for key in _ROW_KEYS[:4]) or \
+                not all(isinstance(row[key], list) for key in _ROW_KEYS[4:]):
+            raise MemspiceError(f"{where}: per_sample[{k}] holds values of the wrong type")
+    widths = {len(row[key]) for row in report["per_sample"] for key in _ROW_KEYS[4:]}
+    if len(widths) > 1:
+        raise MemspiceError(f"{where}: per_sample rows disagree on the number of output neurons")
+    return report
 
 
 def merge(reports: list[dict]) -> dict:

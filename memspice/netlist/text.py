@@ -46,15 +46,24 @@ def number(value: object, what: str = "value") -> str:
     """A finite real number as exact SPICE text (``repr`` of the float)."""
     if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
         raise NetlistError(f"invalid SPICE {what} {value!r}: expected a finite real number")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond float's range
+        x = math.inf
     if not math.isfinite(x):
-        raise NetlistError(f"invalid SPICE {what} {value!r}: expected a finite real number")
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}...({len(repr(value))} characters)"
+        raise NetlistError(f"invalid SPICE {what} {shown}: expected a finite real number")
     return repr(x)
 
 
 def numbers(values: np.ndarray, what: str = "values") -> np.ndarray:
     """Many finite reals as SPICE text, vectorized for large crossbars: an array of strings."""
-    array = np.asarray(values, dtype=float)
+    try:
+        array = np.asarray(values, dtype=float)
+    except OverflowError:
+        raise NetlistError(f"invalid SPICE {what}: a value beyond the range of floating point") from None
+    except (TypeError, ValueError):
+        raise NetlistError(f"invalid SPICE {what}: expected an array of finite real numbers") from None
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])

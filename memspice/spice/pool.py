@@ -3,13 +3,16 @@
 Each job is a separate ngspice process with its own timeout, process group and temporary folder
 (:func:`memspice.spice.runner.run_netlist`), so a job that hangs is killed with its children and
 reported while the others go on; nothing is left behind. The threads here only wait on their
-processes. To spread verification over several machines, split the job list and run one share
-per machine: jobs are independent.
+processes. An interrupt (Ctrl-C, or SIGTERM turned into one by the CLI) starts no further job,
+kills the running ones, hands every job that had finished to ``on_result`` and is raised again.
+To spread verification over several machines, split the job list and run one share per machine:
+jobs are independent.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -59,23 +62,40 @@ def run_many(
     if len(set(names)) != len(names):
         raise ValueError("job names must be unique")
 
+    cancel = threading.Event()
+
     def one(name: str, netlist: str) -> JobResult:
         start = time.perf_counter()
         try:
-            return JobResult(name, run_netlist(netlist, timeout=timeout, name=name), None, time.perf_counter() - start)
+            plots = run_netlist(netlist, timeout=timeout, name=name, cancel=cancel)
+            return JobResult(name, plots, None, time.perf_counter() - start)
         except MemspiceError as exc:
             return JobResult(name, None, exc, time.perf_counter() - start)
 
     results: dict[str, JobResult] = {}
-    with ThreadPoolExecutor(max_workers=workers) as executor:
-        futures = [executor.submit(one, name, netlist) for name, netlist in jobs]
+
+    def take(result: JobResult) -> None:
+        results[result.name] = result
+        if on_result:
+            on_result(result)
+
+    executor = ThreadPoolExecutor(max_workers=workers)
+    futures = [executor.submit(one, name, netlist) for name, netlist in jobs]
+    try:
         with tqdm(total=len(jobs), desc="ngspice", unit="job", disable=not progress, leave=False) as bar:
             for future in as_completed(futures):
-                result = future.result()
-                results[result.name] = result
-                if on_result:
-                    on_result(result)
+                take(future.result())
                 bar.update()
+    except BaseException:  # Ctrl-C: stop everything, keep what finished
+        cancel.set()
+        executor.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            if future.done() and not future.cancelled():
+                result = future.result()
+                if result.ok and result.name not in results:
+                    take(result)
+        raise
+    executor.shutdown()
     return [results[name] for name in names]
 
 

@@ -5,15 +5,24 @@ process-wide lock; batch work belongs in subprocesses (:mod:`memspice.spice.pool
 is found by itself: ``NGSPICE_LIBRARY_PATH`` when set, otherwise the system's ``libngspice``
 (Debian's ``libngspice.so.0``). Results come back as the same :class:`RawPlot` objects as the
 subprocess runner's, with the same signal names (``v(node)``, ``i(source)``).
+
+The in-process simulator cannot be sandboxed, so it gets the same default deny as the batch runner
+(no control language, in the deck or its includes, unless ``allow_control``) and a private
+working folder: the library is loaded from an empty one (it reads a ``.spiceinit`` from its
+working folder), and each run changes the process's working folder to a fresh private one, where
+relative ``.include`` paths resolve and anything ngspice writes lands, removed afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import logging
 import os
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +30,7 @@ import numpy as np
 from memspice.errors import SpiceError
 from memspice.spice.rawfile import RawPlot
 from memspice.spice.runner import failure_lines
-from memspice.spice.safety import check_control_blocks
+from memspice.spice.safety import netlist_files
 
 INSTALL_HINT = "install it with `apt-get install -y libngspice0` or point NGSPICE_LIBRARY_PATH at libngspice.so"
 _LOCK = threading.Lock()
@@ -63,7 +72,8 @@ def _ngspice():
         logging.getLogger("PySpice.Spice.NgSpice.Shared").setLevel(logging.CRITICAL)
         _NgSpice.LIBRARY_PATH = path.replace("{", "{{").replace("}", "}}")  # PySpice .format()s it
         try:
-            _instance = _NgSpice.new_instance()
+            with _private_folder():  # no .spiceinit of the caller's folder
+                _instance = _NgSpice.new_instance()
         except OSError as exc:
             raise SpiceError(f"cannot load the ngspice shared library {path!r}: {exc}; {INSTALL_HINT}") from None
     return _instance
@@ -75,16 +85,28 @@ def run_shared(
     """Simulate the netlist text in this process; returns the last analysis as a one-element
     list of :class:`RawPlot` (like :func:`memspice.spice.runner.run_netlist`). Raises
     :class:`SpiceError` with ngspice's message on failure, or when ``timeout`` s pass (the
-    background simulation is halted)."""
-    if not allow_control:
-        check_control_blocks(netlist, where=name)
-    with _LOCK:
+    background simulation is halted). While it runs, the process's working folder is a private
+    temporary folder (relative include paths resolve there: give absolute ones)."""
+    with _LOCK, _private_folder() as folder:
+        netlist_files(folder / f"{name}.cir", folder, allow_control, where=name, text=netlist)
         ng = _ngspice()
         try:
             return [_run(ng, netlist, timeout, name)]
         finally:
             _quietly(ng, "remcirc")
             _quietly(ng, "destroy all")
+
+
+@contextlib.contextmanager
+def _private_folder() -> Iterator[Path]:
+    """Work in a new owner-only temporary folder, then go back and remove it."""
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="memspice-shared-") as folder:
+        os.chdir(folder)
+        try:
+            yield Path(folder)
+        finally:
+            os.chdir(previous)
 
 
 def _run(ng, netlist: str, timeout: float, name: str) -> RawPlot:

@@ -77,11 +77,14 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     state = load_checkpoint(path, map_location=device)
     try:
         config = TrainConfig.from_dict(dict(state["config"]))
-        sizes = state["model_config"]["sizes"]
+        sizes = [int(n) for n in state["model_config"]["sizes"]]
         model, readout, encoder = build(config, sizes[0], sizes[-1])
         model.load_state_dict(state["model"])
-    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise CheckpointError(f"{path}: the checkpoint's network does not rebuild: {exc}") from None
+    if list(model.sizes) != sizes:
+        raise CheckpointError(f"{path}: the checkpoint's layer sizes {sizes} disagree with its weights and "
+                              f"configuration ({list(model.sizes)})")
     return Trained(config, model.to(device), readout, encoder, list(state["history"]))
 
 

@@ -77,12 +77,18 @@ class CaseResult:
                 **self.extra}
 
 
+MAX_STEPS = 10_000_000  #: the most torch steps a case may take (a dt this fine is a typo)
+
+
 def grid(t_end: float, dt: float) -> np.ndarray:
-    """``t_n = n·dt`` for every whole step up to ``t_end`` (s)."""
-    n = int(np.floor(t_end / dt * (1 + 1e-9)))
+    """``t_n = n·dt`` for every whole step up to ``t_end`` (s); at most :data:`MAX_STEPS` steps."""
+    n = np.floor(t_end / dt * (1 + 1e-9))
     if n < 1:
         raise ValueError(f"the simulated time {t_end:g} s is shorter than one step dt = {dt:g} s")
-    return np.arange(n + 1) * dt
+    if n > MAX_STEPS:
+        raise ValueError(f"dt = {dt:g} s would take {n:.3g} steps to simulate {t_end:g} s; at most {MAX_STEPS:g} "
+                         "are allowed (give a larger dt)")
+    return np.arange(int(n) + 1) * dt
 
 
 def _tensor(values: np.ndarray, settings: TorchSettings) -> torch.Tensor:
@@ -149,6 +155,7 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings) -> tuple[np.ndarray, 
 
 def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, timeout: float):
     """:func:`mif_references` and :func:`mif_torch` together."""
+    grid(max(s.times[-1] for s in stimuli), settings.dt)  # a dt the solver refuses fails before ngspice runs
     refs, spice, wall_ref = mif_references(stimuli, workers, timeout)
     t, v_torch, wall = mif_torch(stimuli, settings)
     return t, refs, v_torch, spice, wall_ref, wall
@@ -201,8 +208,8 @@ def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float
     network, inputs = random_network()
     spice = TranSettings(t_end=XBAR_T_END)
     netlist = network_netlist(network, inputs, spice, title="validation network 16-8-4")
-    (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     t = grid(XBAR_T_END, settings.dt)
+    (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     rows = _tensor(np.stack([u.sample(t) for u in inputs], -1), settings).unsqueeze(0)
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
     solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, method=settings.method,
