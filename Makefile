@@ -1,10 +1,13 @@
 # memspice: every target installs what it needs first and is safe to run twice.
 #   make demo   set up, then run the main job on built-in defaults
 #   make test   set up, then run the test suite
+# Variables: PYTHON (the interpreter the venv is made from), VENV, TORCH_SPEC (which torch), and
+# TORCH_INDEX (the index torch comes from: PyTorch's CPU index gives the CPU-only build, see the
+# README). A torch already importable in the venv is kept as it is.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch; an unpinned torch may pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP := $(VENV)/.memspice-installed
 
 .PHONY: demo test setup system-deps models clean
@@ -27,9 +30,11 @@ system-deps:
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(VENV)/bin/python -c 'import torch' 2>/dev/null || \
+		$(VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
 	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# Removes the environment and caches; runs/ (trainings, verifications) is left alone.
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache memspice.egg-info

@@ -17,7 +17,7 @@ from memspice.spice.results import Waveforms
 
 #: The f–I grid: log-spaced input currents (A).
 DEFAULT_CURRENTS = tuple(float(x) for x in np.geomspace(0.25e-6, 32e-6, 15))
-START, STOP, T_END = 10e-6, 110e-6, 120e-6  # the step of design.md (s)
+START, STOP, T_END = 10e-6, 110e-6, 120e-6  # the reference step (s), as in the KANG2021 measurements
 
 
 @dataclass

@@ -13,6 +13,8 @@ import numpy as np
 from memspice.errors import MemspiceError
 from memspice.fileio import json_text
 
+DEMO_THREADS = 1  # the demo's torch threads: see `memspice demo --help` and the README
+
 
 def _generated_files(module, what: str):
     """The handler of `memspice models` / `memspice netlists`: write the files, or --check them."""
@@ -245,23 +247,28 @@ def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from memspice.deploy import verify
+    from memspice.fileio import atomic_write_text
     from memspice.train.config import recipe
     from memspice.train.loop import load_trained, train
 
     out = Path(args.out)
-    config = recipe("digits", epochs=args.epochs)
+    config = recipe("digits", epochs=args.epochs, threads=args.threads)
     resume = (out / "checkpoint.pt").is_file()
     print(f"1/2 training the digits network {'-'.join(map(str, (64, *config.hidden, 10)))} through its circuit "
-          f"(MEMprop, {config.epochs} epochs, {config.n_steps} steps of {config.dt * 1e9:g} ns per sample)"
+          f"(MEMprop, {config.epochs} epochs, {config.n_steps} steps of {config.dt * 1e9:g} ns per sample, "
+          f"{config.threads} torch thread{'s' if config.threads > 1 else ''})"
           + (f"; continuing the run in {out}" if resume else ""))
     results = train(config, out, resume=resume)
     print(f"   torch test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples")
     trained = load_trained(out / "checkpoint.pt")
     data = _load_test_set(trained, None)
-    print(f"2/2 verifying {args.samples} test samples in ngspice ...")
-    report = verify(trained, data.test_x, data.test_y, np.arange(args.samples), workers=args.workers)
+    journal = out / "verify-journal.jsonl"  # kept: a rerun reuses every sample whose netlist is unchanged
+    print(f"2/2 verifying {args.samples} test samples in ngspice"
+          + (f" (samples in {journal} are reused)" if journal.is_file() else "") + " ...")
+    report = verify(trained, data.test_x, data.test_y, np.arange(args.samples), workers=args.workers, journal=journal)
+    atomic_write_text(out / "verify.json", json_text(report, indent=2) + "\n")
     print(verify_table(report))
-    print(f"run folder: {out} (training.png, membranes.png, metrics.csv, checkpoint.pt)")
+    print(f"run folder: {out} (training.png, membranes.png, metrics.csv, checkpoint.pt, verify.json)")
     return 0
 
 
@@ -283,7 +290,7 @@ def _simulate(args: argparse.Namespace) -> int:
         waves = Waveforms.from_plot(transient[-1]).select(args.probe)
     except KeyError as exc:
         raise MemspiceError(exc.args[0]) from None
-    spikes = waves.spikes(args.threshold)
+    spikes = waves.spikes(args.threshold, None if args.probe else waves.node_voltages)  # probes: as asked
     if args.out:
         waves.save(args.out)
     if args.plot:
@@ -319,7 +326,8 @@ def _bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = {"device": args.device, "dtype": args.dtype, "fused": args.fused}
     settings = BenchSettings.quick(**options) if args.quick else BenchSettings(**options)
-    say = (lambda _: None) if args.json else (lambda what: print(f"bench: {what} ...", file=sys.stderr))
+    def say(what: str) -> None:  # on stderr, with --json too: stdout stays one JSON object
+        print(f"bench: {what} ...", file=sys.stderr)
     result = run_bench(settings, say)
     if args.save:
         atomic_write_text(args.save, json_text(result, indent=2) + "\n")
@@ -409,19 +417,26 @@ def _validate(args: argparse.Namespace) -> int:
     if stimulus is not None:
         cases = ["mif-step"]
     results = [run_case(c, settings, stimulus=stimulus, workers=args.workers) for c in cases]
-    if args.save:
-        report.save_arrays(results[0], args.save)
-    if args.plot:
-        report.plot_overlay(results[0], args.plot)
+    saved, plotted = [], []
+    for r in results:  # one file per case: NAME-CASE.EXT when several ran
+        if args.save:
+            saved.append(report.save_arrays(r, _per_case(args.save, r.case, len(results))))
+        if args.plot:
+            plotted.append(report.plot_overlay(r, _per_case(args.plot, r.case, len(results))))
     if args.json:
         print(json_text(results[0].to_json() if len(results) == 1 else {"cases": [r.to_json() for r in results]}))
         return 0
     for r in results:
         print(report.summary_table(r))
-    for what, path in (("arrays", args.save), ("plot", args.plot)):
-        if path:
-            print(f"{what}: {path}")
+    for what, paths in (("arrays", saved), ("plots", plotted)):
+        if paths:
+            print(f"{what}: {', '.join(map(str, paths))}")
     return 0
+
+
+def _per_case(path: Path, case: str, cases: int) -> Path:
+    """``path`` for one case of ``cases``: itself, or ``stem-case.suffix`` when there are several."""
+    return path if cases == 1 else path.with_name(f"{path.stem}-{case}{path.suffix}")
 
 
 def _output_file(*suffixes: str):
@@ -527,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive_int, default=10,
                    help="test samples verified in ngspice (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    p.add_argument("--threads", type=_positive_int, default=DEMO_THREADS,
+                   help="torch CPU threads for training (default: %(default)s: small batches gain little from more, "
+                        "and a busy core stalls every thread that waits for it)")
     _sandbox_option(p)
     p.set_defaults(func=_demo)
 
@@ -650,7 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_output_file(".npz", ".csv"), help="save the waveforms (.npz or .csv)")
     p.add_argument("--plot", type=_output_file(".png"), help="save a plot of the probed signals (.png)")
     p.add_argument("--probe", nargs="+", metavar="NAME",
-                   help="signals to keep, e.g. mem or 'v(mem)' or 'i(vin)' (default: all)")
+                   help="signals to keep, e.g. mem or 'v(mem)' or 'i(vin)' (default: all; spikes are then reported "
+                        "for the top circuit's nodes, not for nodes inside subcircuits such as a neuron's states)")
     p.add_argument("--threshold", type=_finite, default=0.45, help="spike threshold in V (default: %(default)g)")
     p.add_argument("--timeout", type=_positive, default=600.0, help="ngspice timeout in s (default: %(default)g)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -665,7 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "refractory time at a reference current. Jobs run in parallel.")
     p.add_argument("device", choices=["mif"], help="the device to characterize")
     p.add_argument("--preset", choices=["default", "kang2021"], default="default",
-                   help="parameter set: the re-timed default or design.md's reference neuron (default: %(default)s)")
+                   help="parameter set: the re-timed default or the reference neuron of Kang et al. 2021 "
+                        "(default: %(default)s)")
     p.add_argument("--plot", type=_output_file(".png"), help="save the f–I curve and a trace (.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--min-current", type=_positive, default=0.25e-6, help="smallest step in A (default: %(default)g)")
@@ -697,8 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-dt", action="store_true",
                    help="mif-step at dt/8, dt/4, dt/2, dt and 2dt for each method: error table and order of "
                         "convergence")
-    p.add_argument("--save", type=_output_file(".npz"), help="save t, v_ref, v_torch and the settings (.npz)")
-    p.add_argument("--plot", type=_output_file(".png"), help="overlay and difference plot (.png)")
+    p.add_argument("--save", type=_output_file(".npz"),
+                   help="save t, v_ref, v_torch and the settings (.npz; with --case all, one per case: NAME-CASE.npz)")
+    p.add_argument("--plot", type=_output_file(".png"),
+                   help="overlay and difference plot (.png; with --case all, one per case: NAME-CASE.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
     _sandbox_option(p)

@@ -3,6 +3,7 @@ checks that an output can be written before long work starts, and strict JSON.""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -12,12 +13,22 @@ from pathlib import Path
 from memspice.errors import MemspiceError
 
 
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: 0o666 less the umask (read once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; the folder is created if missing."""
+    """Write ``data`` to ``path`` atomically, with the permissions any new file gets (the
+    temporary file would be owner-only); the folder is created if missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

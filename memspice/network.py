@@ -1,7 +1,7 @@
 """Network description: what a memristive SNN *is*, independent of the engine that solves it.
 
 The netlister (:mod:`memspice.netlist.circuits`) writes it for ngspice and the torch solver
-integrates it; both read the same objects. Conventions (design.md):
+integrates it; both read the same objects. Conventions:
 
 * a :class:`Crossbar` holds differential-pair conductances ``g_pos``, ``g_neg`` of shape
   ``(n_in, n_out)`` in S; row ``i`` drives ``+u_i`` into the G⁺ column and ``-u_i`` into the G⁻
@@ -10,9 +10,9 @@ integrates it; both read the same objects. Conventions (design.md):
   ``I_j = Σ_i G⁺_ij (u_i - V_j) + G⁻_ij (-u_i - V_j)`` (:meth:`Crossbar.column_currents`);
 * layer 1's rows are driven by the input stimuli, later layers' rows by buffers of gain
   ``+buffer_gain`` and ``-buffer_gain`` of the previous layer's membrane voltages: the only
-  non-memristive periphery. The default gain is 2, not 1 as design.md first had it: the loading
+  non-memristive periphery. The default gain is 2, not 1: the loading
   term pins a membrane near the conductance-weighted mean of its row voltages, and with unity
-  buffers and design.md's neuron (membranes that peak at 0.48 V) that mean stays below the MIF
+  buffers and the KANG2021 neuron (membranes that peak at 0.48 V) that mean stays below the MIF
   threshold, so a second layer never fires (tests/test_netlister.py shows both). The re-timed
   default neuron fires from unity buffers too; gain 2 gives later layers the same drive range
   as the first.

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from memspice.fileio import atomic_write_bytes
 
@@ -21,6 +22,11 @@ def save_figure(fig, path: str | Path) -> Path:
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def legend_outside(ax) -> None:
+    """The legend right of the axes, where it hides no trace (the last spikes were under it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
 
 
 def plot_neuron(
@@ -38,14 +44,14 @@ def plot_neuron(
     ax_v.plot(t * us, membrane, lw=1, label="membrane V(mem)")
     ax_v.axhline(threshold, color="gray", ls=":", lw=1, label=f"spike threshold {threshold:g} V")
     ax_v.plot(spikes * us, np.full(len(spikes), threshold), "v", color="C3", ms=5, label=f"{len(spikes)} spikes")
-    ax_v.set_ylabel("V (V)")
+    ax_v.set_ylabel("membrane (V)")
     ax_v.set_title(title)
-    ax_v.legend(loc="upper right", fontsize=8)
+    legend_outside(ax_v)
     for name, x in states.items():
         ax_x.plot(t * us, x, lw=1, label=name)
     ax_x.set_ylabel("state x")
     ax_x.set_xlabel("time (µs)")
-    ax_x.legend(loc="upper right", fontsize=8)
+    legend_outside(ax_x)
     return save_figure(fig, path)
 
 
@@ -58,8 +64,8 @@ def plot_signals(t: np.ndarray, signals: Mapping[str, np.ndarray], title: str, p
     for ax, (group, unit) in zip(axes[:, 0], groups):
         for name, y in group.items():
             ax.plot(t * 1e6, y, lw=1, label=name)
-        ax.set_ylabel(unit)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylabel({"V": "voltage (V)", "A": "current (A)"}[unit])
+        legend_outside(ax)
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("time (µs)")
     return save_figure(fig, path)
@@ -79,7 +85,7 @@ def plot_characterization(result, path: str | Path) -> Path:
     ax_v.axhline(result.peak, color="C2", ls=":", lw=1, label=f"peak {result.peak:.3f} V")
     ax_v.axhline(result.undershoot, color="C3", ls=":", lw=1, label=f"undershoot {result.undershoot:.3f} V")
     ax_v.set_xlabel("time (µs)")
-    ax_v.set_ylabel("membrane V (V)")
+    ax_v.set_ylabel("membrane (V)")
     ax_v.set_title(f"{result.reference_current * 1e6:g} µA step: width {result.width * 1e9:.0f} ns, "
                    f"refractory {result.refractory * 1e6:.2f} µs")
     ax_v.legend(loc="lower right", fontsize=8)
@@ -97,6 +103,7 @@ def plot_training(history: Sequence[Mapping[str, float]], path: str | Path) -> P
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.legend()
     return save_figure(fig, path)
 
@@ -113,8 +120,8 @@ def plot_output_membranes(t: np.ndarray, v: np.ndarray, labels: Sequence[int], c
                 {"lw": 0.8, "alpha": 0.6}
             ax.plot(t * 1e6, trace[:, j], **style)
         ax.axhline(threshold, color="k", ls=":", lw=0.8)
-        ax.set_ylabel("V (V)")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylabel("membrane (V)")
+        legend_outside(ax)
     axes[-1, 0].set_xlabel("time (µs)")
     axes[0, 0].set_title("output neurons' membranes (dotted: spike threshold)")
     return save_figure(fig, path)

@@ -40,7 +40,7 @@ def test_fi_curve_and_shape_match_the_design_figures():
     report = characterize("--preset", "kang2021")
     assert report["params"]["ton2"] == 0.1e-6
     counts = report["spike_counts"]
-    assert counts[:3] == [5, 10, 16] and counts[3] in (22, 23)  # design.md's f–I points
+    assert counts[:3] == [5, 10, 16] and counts[3] in (22, 23)  # the KANG2021 neuron's measured f–I points
     assert report["isi_s"] == pytest.approx(6.47e-6, rel=0.01)
     assert report["peak_V"] == pytest.approx(0.484, rel=0.01)
     assert 20e-9 < report["width_s"] < 0.2e-6

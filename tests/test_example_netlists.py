@@ -32,7 +32,7 @@ def test_check_names_an_edited_netlist(tmp_path):
 
 
 def test_reference_neuron_matches_the_design_figures():
-    """design.md's neuron (KANG2021): 2 µA step from 10 to 110 µs -> 16 spikes, first at 12.13 µs,
+    """The KANG2021 neuron: 2 µA step from 10 to 110 µs -> 16 spikes, first at 12.13 µs,
     ISI 6.47 µs, peak 0.484 V, measured in ngspice when the model was written by hand."""
     waves = simulate("mif_step_kang2021.cir")
     spikes = spike_times(waves.time, waves.signals["v(mem)"], 0.45)

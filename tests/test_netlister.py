@@ -152,7 +152,7 @@ def test_two_layer_network_obeys_the_crossbar_and_buffer_equations(resistor_run)
 
 @pytest.mark.parametrize("gain", [1.0, 2.0])
 def test_second_layer_of_the_reference_neuron_needs_buffer_gain_2(gain):
-    """Why buffer_gain defaults to 2: with design.md's neuron (membranes peak at 0.48 V) and unity
+    """Why buffer_gain defaults to 2: with the KANG2021 neuron (membranes peak at 0.48 V) and unity
     buffers the loading term keeps layer 2 below threshold; gain 2 makes it fire."""
     network, inputs = two_layer_network(buffer_gain=gain, params=KANG2021)
     waves = Waveforms.from_plot(run_netlist(network_netlist(network, inputs, TranSettings(t_end=30e-6)))[-1])

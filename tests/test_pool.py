@@ -10,9 +10,10 @@ import pytest
 
 from memspice.errors import SpiceError
 from memspice.spice.pool import raise_first_error, run_many
+from memspice.spice.runner import failed_dir
 
 RC = "* rc {r}\nV1 a 0 1\nR1 a b {r}\nC1 b 0 1n IC=0\n.tran 10n 5u 0 10n uic\n.end\n"
-HANG = "* hangs\nR1 a 0 1k\n.control\nwhile 1 = 1\nend\n.endc\n.end\n"
+HANG = "* hangs: a 1 s transient at 1 ps steps\nV1 a 0 SIN(0 1 1e6)\nR1 a 0 1k\n.tran 1e-12 1 0 1e-12\n.end\n"
 
 
 def children(pid: int) -> list[str]:
@@ -30,8 +31,8 @@ def children(pid: int) -> list[str]:
 
 def test_jobs_run_in_parallel_and_a_hung_job_is_killed(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    bad = "* x\nQ1 a b c\n.op\n.end\n"
-    jobs = [("rc1", RC.format(r=1000)), ("hang", HANG), ("rc2", RC.format(r=2000)), ("bad", bad)]
+    syntax_error = "* x\nQ1 a b c\n.op\n.end\n"
+    jobs = [("rc1", RC.format(r=1000)), ("hang", HANG), ("rc2", RC.format(r=2000)), ("bad", syntax_error)]
     results = run_many(jobs, workers=2, timeout=3, progress=False)
     assert [r.name for r in results] == ["rc1", "hang", "rc2", "bad"]
     rc1, hang, rc2, bad = results
@@ -42,8 +43,9 @@ def test_jobs_run_in_parallel_and_a_hung_job_is_killed(monkeypatch, tmp_path):
     assert isinstance(bad.error, SpiceError) and "Error on line" in str(bad.error)
     assert 3 <= hang.wall_s < 10
     assert children(os.getpid()) == []  # killed and reaped: no zombies
-    assert [p.name for p in tmp_path.iterdir()] == ["memspice-failed"]  # run folders removed,
-    assert sorted(p.name for p in (tmp_path / "memspice-failed").iterdir()) == ["bad.cir", "hang.cir"]  # failures kept
+    assert list(tmp_path.iterdir()) == []  # run folders removed, failures kept (in the private cache folder):
+    kept = sorted(p.name.rsplit("-", 1)[0] for p in failed_dir().iterdir() if p.read_text() in (HANG, syntax_error))
+    assert kept == ["bad", "hang"]
     with pytest.raises(SpiceError, match="2 of 4 ngspice jobs failed; hang"):
         raise_first_error(results)
 

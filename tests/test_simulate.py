@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -41,6 +42,22 @@ def test_waveforms_are_saved(mif_netlist, tmp_path, suffix):
         assert out.read_text().splitlines()[0] == "time,v(mem),i(v.xneuron.ve1)"
         t, v = table[:, 0], table[:, 1]
     assert np.all(np.diff(t) > 0) and 0.54 < v.max() < 0.55
+
+
+def test_without_probes_spikes_are_reported_for_the_circuits_own_nodes(mif_netlist, tmp_path):
+    out = tmp_path / "w.npz"
+    result = memspice("simulate", str(mif_netlist), "--json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "v(xneuron.x1)" in report["signals"]  # every signal is kept ...
+    assert list(report["spikes"]) == ["v(mem)"]  # ... but a neuron's state is not a membrane with spikes
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()  # saved files get the usual permissions
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_unknown_probe_lists_the_signals(mif_netlist):

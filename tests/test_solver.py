@@ -94,7 +94,7 @@ def test_newton_failure_is_reported():
 
 
 def test_a_step_newton_cannot_solve_is_split():
-    """design.md's neuron switches in 100 ns: at a 250 ns step some steps need substeps."""
+    """The KANG2021 neuron switches in 100 ns: at a 250 ns step some steps need substeps."""
     t = np.arange(201) * 250e-9
     current = torch.tensor(STEP_2UA.sample(t)).reshape(1, -1, 1)
     with pytest.raises(SolverError, match="Newton did not converge"):

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 
 import numpy as np
-import openvaf_py
 import pytest
-from conftest import assert_close, random_points, torch_reference
 
-from memspice.codegen.files import DEFAULT_DIR
-from memspice.devices import MODELS
+# openvaf-py ships wheels for CPython 3.11 and 3.12 on x86-64 Linux only, and no source package:
+# there it is a test dependency and must import; elsewhere these checks skip and say why.
+if sys.version_info[:2] in ((3, 11), (3, 12)) and platform.machine() == "x86_64" and sys.platform == "linux":
+    import openvaf_py
+else:
+    openvaf_py = pytest.importorskip(
+        "openvaf_py", reason=f"openvaf-py has no wheel for CPython {platform.python_version()} on "
+                             f"{platform.machine()} {sys.platform} (only 3.11 and 3.12 on x86-64 Linux), so the "
+                             "Verilog-A checks run there (CI runs them)")
+
+from conftest import assert_close, random_points, torch_reference  # noqa: E402
+
+from memspice.codegen.files import DEFAULT_DIR  # noqa: E402
+from memspice.devices import MODELS  # noqa: E402
 
 
 def compile_module(path: Path):

@@ -17,7 +17,7 @@ Two parameter sets:
   sixth of the inter-spike interval, so that a fixed step of 200 ns (25 steps per interval at
   2 µA) follows ngspice's spike times within 1 % of the interval (docs/solver.md has the
   measurements and the search that found them);
-* :data:`KANG2021`, the reference neuron of design.md (Kang et al., IEEE TCAS-I 2021),
+* :data:`KANG2021`, the reference neuron of Kang et al. (IEEE TCAS-I 2021),
   verified in ngspice: 100 ns spikes in a 6.5 µs interval, which a fixed-step solver needs
   ~1000 steps per interval to follow.
 
@@ -47,7 +47,7 @@ SWITCH_DEFAULTS = {
     2: {"gon": 100e-6, "goff": 1e-9, "th": 0.55, "hold": 0.02, "w": 0.05, "ton": 0.6e-6, "toff": 0.5e-6},
 }
 
-#: design.md's reference neuron (Kang et al. 2021), as overrides of the defaults.
+#: The reference neuron of Kang et al. 2021, as overrides of the defaults.
 KANG2021 = {
     "cm": 10e-12, "e2": -0.3,
     "gon1": 20e-6, "hold1": 0.20, "w1": 0.02, "ton1": 0.1e-6, "toff1": 0.3e-6,
@@ -107,7 +107,7 @@ def _build() -> DeviceModel:
             Constraint(sym["hold1"] < sym["th1"], "M1 hold must lie below its threshold"),
             Constraint(sym["hold2"] < sym["th2"], "M2 hold must lie below its threshold"),
         ),
-        reference="Kang et al., IEEE TCAS-I 2021 (parameter set KANG2021, design.md); defaults re-timed "
+        reference="Kang et al., IEEE TCAS-I 2021 (parameter set KANG2021); defaults re-timed "
                   "for fixed-step training (docs/solver.md).",
     )
 

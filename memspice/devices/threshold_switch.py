@@ -9,7 +9,7 @@ switches ON above ``th`` and an ON device stays ON down to ``hold``::
     x_inf = σ((v - th + (th - hold)·x) / w)
     dx/dt = (x_inf - x)·(x_inf/ton + (1 - x_inf)/toff)
 
-Defaults are those of the depolarizing switch M1 of design.md's reference MIF neuron
+Defaults are those of the depolarizing switch M1 of the reference MIF neuron (Kang et al., IEEE TCAS-I 2021)
 (:data:`memspice.devices.mif.KANG2021`), with thresholds on
 the branch voltage.
 """

@@ -22,7 +22,7 @@ from memspice.netlist.stimuli import Waveform
 class TranSettings:
     """A ``.tran`` analysis and its ngspice options. Times in s.
 
-    The defaults are memspice's ground-truth settings (design.md): gear integration, reltol 1e-6,
+    The defaults are memspice's ground-truth settings: gear integration, reltol 1e-6,
     a maximum step well below the torch solver's step.
     """
 

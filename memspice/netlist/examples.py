@@ -43,7 +43,7 @@ def mif_step(
     settings: TranSettings | None = None,
     include_dir: str | Path | None = None,
 ) -> str:
-    """The MIF neuron (``Xneuron``, membrane node ``mem``) under a current step (design.md):
+    """The MIF neuron (``Xneuron``, membrane node ``mem``) under a current step:
     ``amplitude`` (A) from ``start`` to ``stop`` (s), simulated to ``t_end``; ``params`` override
     the neuron's parameters. Default settings: ground truth, step 2 ns, max step 5 ns."""
     stimulus = step_current(amplitude, start, stop, t_end, rise)
@@ -124,7 +124,7 @@ def generated() -> dict[str, str]:
     """File name -> netlist text of every example in ``netlists/``."""
     examples = {
         "mif_step.cir": mif_step(include_dir=MODELS_FROM_NETLISTS),
-        # design.md's reference neuron and step (1 ns edges), whose figures were verified in ngspice
+        # the KANG2021 reference neuron and step (1 ns edges), whose figures were verified in ngspice
         "mif_step_kang2021.cir": mif_step(rise=1e-9, params=KANG2021, include_dir=MODELS_FROM_NETLISTS),
         "synapse_sweep.cir": synapse_sweep(include_dir=MODELS_FROM_NETLISTS),
         "synapse_read.cir": synapse_sweep(amplitude=1.5, include_dir=MODELS_FROM_NETLISTS),

@@ -17,7 +17,7 @@ with one of two documented maps (``parametrization``):
   either). The gradient of ``clamp`` is 1 at the end points, so a cell at a bound still learns
   and can come back.
 
-The signed weight of row ``i`` on column ``j`` is ``G⁺_ij - G⁻_ij`` (design.md's differential pairs).
+The signed weight of row ``i`` on column ``j`` is ``G⁺_ij - G⁻_ij`` (differential pairs).
 """
 
 from __future__ import annotations

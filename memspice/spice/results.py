@@ -33,6 +33,12 @@ class Waveforms:
     def voltages(self) -> list[str]:
         return [k for k in self.signals if k.startswith("v(")]
 
+    @property
+    def node_voltages(self) -> list[str]:
+        """The voltages of the top circuit's nodes, without those inside subcircuit instances
+        (``v(xneuron.x1)``: a device's internal state node, not a membrane)."""
+        return [k for k in self.voltages if "." not in k]
+
     def select(self, probes: Iterable[str] | None) -> Waveforms:
         """Only the named signals (``mem``, ``V(mem)`` and ``v(mem)`` all name a node voltage)."""
         if probes is None:

@@ -68,7 +68,7 @@ def _ngspice():
                 return 0
 
         # PySpice logs ngspice's stderr and warns about every ngspice newer than it knows (39 works,
-        # design.md); memspice reports ngspice's messages in its SpiceError instead.
+        # measured); memspice reports ngspice's messages in its SpiceError instead.
         logging.getLogger("PySpice.Spice.NgSpice.Shared").setLevel(logging.CRITICAL)
         _NgSpice.LIBRARY_PATH = path.replace("{", "{{").replace("}", "}}")  # PySpice .format()s it
         try:

@@ -29,7 +29,7 @@ CASES = ("mif-step", "mif-pwl", "mif-fi", "xbar-net")
 #: neuron at 2 µA (docs/solver.md has the measurements behind the choice).
 DEFAULT_DT = 200e-9
 DEFAULT_METHOD = "radau5"
-STEP = step_current(2e-6, 10e-6, 110e-6, 120e-6)  # design.md's step, with 1 µs edges
+STEP = step_current(2e-6, 10e-6, 110e-6, 120e-6)  # the reference step, with 1 µs edges
 SWEEP_FACTORS = (1 / 8, 1 / 4, 1 / 2, 1, 2)  #: the dts of ``validate --sweep-dt``, in units of --dt
 PWL_COUNT, PWL_PERIOD, PWL_RANGE, PWL_T_END = 4, 2e-6, (0.3e-6, 8e-6), 60e-6
 FI_CURRENTS = tuple(float(c) for c in np.geomspace(0.5e-6, 16e-6, 6))

@@ -59,16 +59,16 @@ def save_arrays(result: CaseResult, path: str | Path) -> Path:
 
 
 def plot_overlay(result: CaseResult, path: str | Path) -> Path:
-    from memspice.plots import plt, save_figure
+    from memspice.plots import legend_outside, plt, save_figure
 
     fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=(2, 1))
     us = result.t * 1e6
     ax.plot(us, result.v_ref, lw=1.2, label="ngspice")
     label = f"torch ({result.torch['method']}, dt {result.torch['dt'] * 1e9:g} ns)"
     ax.plot(us, result.v_torch, lw=1, ls="--", label=label)
-    ax.set_ylabel("membrane V (V)")
+    ax.set_ylabel("membrane (V)")
     ax.set_title(f"{result.case}: main probe")
-    ax.legend(loc="upper right", fontsize=8)
+    legend_outside(ax)
     ax_err.plot(us, result.v_torch - result.v_ref, lw=1, color="C3")
     ax_err.set_ylabel("torch - ngspice (V)")
     ax_err.set_xlabel("time (µs)")
