@@ -258,8 +258,10 @@ def _demo(args: argparse.Namespace) -> int:
           f"(MEMprop, {config.epochs} epochs, {config.n_steps} steps of {config.dt * 1e9:g} ns per sample, "
           f"{config.threads} torch thread{'s' if config.threads > 1 else ''})"
           + (f"; continuing the run in {out}" if resume else ""))
-    results = train(config, out, resume=resume)
-    print(f"   torch test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples")
+    finished = _finished_results(out, config.epochs) if resume else None
+    results = finished or train(config, out, resume=resume)
+    print(f"   torch test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples"
+          + (f" (from {out / 'results.json'})" if finished else ""))
     trained = load_trained(out / "checkpoint.pt")
     data = _load_test_set(trained, None)
     journal = out / "verify-journal.jsonl"  # kept: a rerun reuses every sample whose netlist is unchanged
@@ -270,6 +272,17 @@ def _demo(args: argparse.Namespace) -> int:
     print(verify_table(report))
     print(f"run folder: {out} (training.png, membranes.png, metrics.csv, checkpoint.pt, verify.json)")
     return 0
+
+
+def _finished_results(out: Path, epochs: int) -> dict | None:
+    """The results of a run in ``out`` that has trained its ``epochs`` already, or None."""
+    import json
+
+    try:
+        results = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and results.get("epochs") == epochs else None
 
 
 def _simulate(args: argparse.Namespace) -> int:
