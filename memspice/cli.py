@@ -85,7 +85,6 @@ _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr",
 
 
 def _train(args: argparse.Namespace) -> int:
-
     from memspice.train.loop import train
 
     config = _train_config(args)
@@ -209,7 +208,6 @@ def _verify_merge(args: argparse.Namespace) -> int:
 
 def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
     """Save a verification report (``--save``) and print its summary, as JSON or as a table."""
-
     if save:
         from memspice.fileio import atomic_write_text
 
@@ -328,7 +326,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-
     import torch
 
     from memspice.bench import BenchSettings, run_bench
@@ -372,7 +369,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _characterize(args: argparse.Namespace) -> int:
-
     from memspice.characterize import characterize_mif
     from memspice.devices.mif import KANG2021
     from memspice.plots import plot_characterization
@@ -402,7 +398,6 @@ def _characterize(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-
     from memspice.solver import METHODS
     from memspice.validate import report
     from memspice.validate.cases import CASES, DEFAULT_METHOD, SWEEP_FACTORS, TorchSettings, run_case
