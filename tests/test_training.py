@@ -88,7 +88,7 @@ def test_training_a_tiny_subset_lowers_the_loss_and_beats_chance(tiny_run, digit
 
 
 def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, digits):
-    config = recipe("digits", **TINY)
+    config = recipe("digits", **{**TINY, "epochs": 2})  # stopped in epoch 1, resumed across the epoch boundary
     train(config, tmp_path / "straight", progress=False, dataset=digits)
 
     def interrupt(epoch, batch):
