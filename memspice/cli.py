@@ -756,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Before torch loads its OpenMP runtime: threads that wait sleep instead of spinning, so one core
     # taken by another process does not stall every parallel region (measured in the README:
-    # 1.7x slower training with two spinning threads, none with sleeping ones; ~5 % when quiet).
+    # twice as slow training with two spinning threads, 1.1x with sleeping ones; 5 % when quiet).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     interrupts.raise_on_sigterm()
