@@ -35,7 +35,7 @@ _CONTROL_PREFIXES = {
     "*ng_script": "an '*ng_script' header (ngspice runs the file as a script)",
 }
 _FIRST_LINE_BYTES = 4999  # XSPICE's fgets(big_buff, 5000, fp) on the top file's first line
-_SKIPPED = re.compile(rb"[\x00-\x20\x7f-\xff]*")  # blanks, control characters, non-ASCII bytes
+_SKIPPED = re.compile(r"[\x00-\x20\x7f-\xff]*")  # blanks, control characters, non-ASCII bytes (latin-1)
 _ENV_PATH = re.compile(r"\$([^/\\]+)")
 
 
@@ -70,8 +70,7 @@ def deck_lines(data: bytes, top: bool) -> Iterator[tuple[int, str]]:
 
 def _card(line: str) -> str:
     """The line from its first character that ngspice could read as the start of a card."""
-    data = line.encode("latin-1")
-    return data[_SKIPPED.match(data).end():].decode("latin-1")
+    return line[_SKIPPED.match(line).end():]
 
 
 def control_kind(line: str) -> str | None:
@@ -161,6 +160,8 @@ def netlist_files(top: str | os.PathLike, cwd: str | os.PathLike, allow_control:
         except OSError as exc:
             raise UnsafeNetlistError(f"{shown}: cannot read it ({exc.strerror})") from None
         for number, line in deck_lines(data, top=path == top):
+            if _card(line)[:1] not in (".", "*"):  # an element card (most of a netlist): no control, no include
+                continue
             what = control_kind(line)
             if what and not allow_control:
                 raise UnsafeNetlistError(f"{shown}, line {number}: {what} is refused; {ALLOW_HINT}")

@@ -154,10 +154,10 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings) -> tuple[np.ndarray, 
 
 
 def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, timeout: float):
-    """:func:`mif_references` and :func:`mif_torch` together."""
-    grid(max(s.times[-1] for s in stimuli), settings.dt)  # a dt the solver refuses fails before ngspice runs
-    refs, spice, wall_ref = mif_references(stimuli, workers, timeout)
+    """:func:`mif_references` and :func:`mif_torch` together (torch first: a dt the solver
+    refuses fails before ngspice runs)."""
     t, v_torch, wall = mif_torch(stimuli, settings)
+    refs, spice, wall_ref = mif_references(stimuli, workers, timeout)
     return t, refs, v_torch, spice, wall_ref, wall
 
 
