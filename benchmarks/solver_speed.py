@@ -3,10 +3,9 @@
 backward) with the dense factorization of every Newton system, the arrow elimination, and the
 arrow elimination with fused (compiled) Newton iterations. Run:
 
-    .venv/bin/python benchmarks/solver_speed.py [--batch 256] [--steps 10] [--threads N] [--profile]
+    .venv/bin/python benchmarks/solver_speed.py [--batch 256] [--steps 10] [--threads N]
 
-``--profile`` then prints where a fused training pass spends its time (torch.profiler, the
-operators with the most self CPU time).
+(``benchmarks/training_profile.py`` shows where a fused training iteration spends its time.)
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--profile", action="store_true", help="profile one fused training pass")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,13 +64,6 @@ def main() -> None:
             integrators._states_uncoupled = detect
         print(f"{name:12s} forward {1e3 * results[name]['forward_s_per_step']:7.1f} ms/step   "
               f"forward+backward {1e3 * results[name]['train_s_per_step']:7.1f} ms/step", flush=True)
-    if args.profile:
-        from torch.profiler import profile
-
-        model = MemristiveSNN(SIZES, fused=True)
-        with profile() as prof:
-            model(rows).v[-1].mean().backward()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     print(json.dumps({"sizes": SIZES, "batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads(),
                       "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
                       "results": results}))

@@ -329,6 +329,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from memspice.bench import BenchSettings, run_bench
+    from memspice.bench.measure import SPREAD_WARNING
     from memspice.fileio import atomic_write_text
 
     _check_device(args.device)
@@ -339,6 +340,9 @@ def _bench(args: argparse.Namespace) -> int:
     def say(what: str) -> None:  # on stderr, with --json too: stdout stays one JSON object
         print(f"bench: {what} ...", file=sys.stderr)
     result = run_bench(settings, say)
+    if result["lif_cost_ratio_spread"] > SPREAD_WARNING:
+        print(f"warning: the cost ratio varied {result['lif_cost_ratio_spread']:.2f}x between rounds: the machine was "
+              f"busy; rerun on a quiet machine for firm figures", file=sys.stderr)
     if args.save:
         atomic_write_text(args.save, json_text(result, indent=2) + "\n")
     if args.json:
@@ -352,14 +356,18 @@ def _bench(args: argparse.Namespace) -> int:
     rows += [(f"{sizes}, ngspice, {network['window_s'] * 1e6:g} µs", network["ngspice"]["samples_per_s"], "")]
     rows += [(f"{sizes}, torch batch {network['torch']['batch']}", network["torch"]["samples_per_s"],
               f"{result['network_ratio']:.3g}x")]
-    rows += [(f"training {sizes} (circuit, batch {training['circuit']['batch']})",
-              training["circuit"]["samples_per_s"], ""),
-             ("training LIF baseline (surrogate gradient)", training["lif"]["samples_per_s"],
+    circuit, lif = training["circuit"], training["lif"]
+    rows += [(f"training {sizes} (circuit, batch {circuit['batch']})", circuit["samples_per_s"], ""),
+             ("training snnTorch Leaky, same sizes and steps", lif["samples_per_s"],
               f"circuit costs {result['lif_cost_ratio']:.3g}x")]
     width = max(len(r[0]) for r in rows)
     print(f"{'':{width}}  samples/s  ratio")
     for name, rate, ratio in rows:
         print(f"{name:{width}}  {rate:9.4g}  {ratio}")
+    iterations = "/".join(f"{n:.2f}" for n in circuit.get("newton_iterations_per_step", []))
+    print(f"per step: circuit {circuit['seconds_per_step'] * 1e3:.2f} ms ({iterations} Newton iterations per layer), "
+          f"LIF {lif['seconds_per_step'] * 1e3:.2f} ms; warm-up (compilation): circuit {circuit['warmup_s']:.1f} s, "
+          f"LIF {lif['warmup_s']:.1f} s")
     print(f"peak training memory: {result['peak_memory_bytes'] / 2**20:.0f} MiB; {result['machine']['processor']}, "
           f"{result['machine']['cpu_cores']} cores, torch {result['machine']['torch']} "
           f"({settings.device}, {settings.dtype}, fused={settings.fused})")
@@ -620,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--no-fused", dest="fused", action="store_const", const=False,
                    help="do not compile the solver's Newton iterations with torch.compile (they are by default: "
-                        "the same numerics, several times faster after ~15 s of compiling per layer shape)")
+                        "the same numerics, several times faster after compiling once, ~15-70 s, cached on disk)")
     p.add_argument("--checkpoint-every", type=_positive_int,
                    help="recompute the forward pass in chunks of this many steps in backward (less memory)")
     p.add_argument("--out", type=_output_folder, required=True, help="run folder, e.g. runs/NAME")
@@ -742,7 +750,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shorter network windows and fewer repeats")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
-    p.add_argument("--no-fused", dest="fused", action="store_false", help="without the compiled Newton iterations")
+    p.add_argument("--no-fused", dest="fused", action="store_false",
+                   help="the reference solver path (eager) instead of the compiled one")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--save", type=_output_file(".json"), help="also write the full result (.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object with every figure")

@@ -8,12 +8,15 @@ side by side in one run.
   pixels where the dataset is not installed), one sample in ngspice against a batch of 256 in
   torch, over the Fashion recipe's window (``--quick``: a third of it).
 * ``training``: forward + backward + Adam step of the network with the Fashion recipe's step,
-  window and batch; and a conventional LIF SNN of the same sizes trained with a surrogate
-  gradient over the same number of steps (:mod:`memspice.bench.lif`). Time and peak memory
-  are each measured in a fresh process (:func:`measure_training`).
+  window and batch; and snnTorch's ``Leaky`` network of the same sizes, trained with its
+  default surrogate gradient over the same number of steps (:mod:`memspice.bench.lif`). Both
+  are timed in one fresh process, alternately (circuit, LIF, circuit, LIF, ...), so that a
+  machine that gets busier slows both alike; peak memory is measured in a fresh process each
+  (:func:`measure_training`).
 
-Throughputs are samples per second; every torch figure is taken after a warm-up call (which
-compiles the fused solver), as the median of the repeats.
+Throughputs are samples per second, medians of the repeats, with their spread (largest over
+smallest); every torch figure is taken after a warm-up call, whose time (compilation of the
+fused solver included) is reported apart as ``warmup_s``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from memspice.spice.runner import ngspice_executable
 
 NEURON_STEP = 2e-6  #: A
 NEURON_WINDOW = 10e-6  #: s
+#: A spread (largest over smallest time of the repeats) above this gets a warning: the machine
+#: was busy, and the ratios are less certain.
+SPREAD_WARNING = 1.5
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,13 @@ class BenchSettings:
     network_window: float = 6e-6
     train_batch: int = 64
     train_window: float = 6e-6
-    train_iterations: int = 3
+    train_iterations: int = 7
 
     @classmethod
     def quick(cls, **overrides) -> BenchSettings:
-        """A shorter run (about 2 minutes on the 2-core dev machine): shorter network windows, fewer repeats."""
-        return replace(cls(repeats=2, network_window=2e-6, train_iterations=2), **overrides)
+        """A shorter run: shorter network windows, fewer repeats; training as the full run
+        (its steady state, the figure that matters), with fewer alternations."""
+        return replace(cls(repeats=2, network_window=2e-6, train_iterations=3), **overrides)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -82,17 +89,18 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     name = "-".join(map(str, settings.network))
     progress(f"{name} network: ngspice (one sample) and torch (batch {settings.network_batch})")
     network = _network(settings)
-    progress(f"training {name} through the circuit, batch {settings.train_batch}")
-    circuit = {**_in_fresh_process("circuit", "time", settings), **_in_fresh_process("circuit", "memory", settings)}
-    progress("training the LIF baseline")
-    lif = {**_in_fresh_process("lif", "time", settings), **_in_fresh_process("lif", "memory", settings)}
+    progress(f"training {name} through the circuit and snnTorch's Leaky, alternately, batch {settings.train_batch}")
+    times = _in_fresh_process("both", "time", settings)
+    circuit = {**times["circuit"], **_in_fresh_process("circuit", "memory", settings)}
+    lif = {**times["lif"], **_in_fresh_process("lif", "memory", settings)}
     return {
         "neuron_ratio": neuron["torch"][str(max(settings.neuron_batches))]["samples_per_s"]
         / neuron["ngspice"]["samples_per_s"],
         "network_ratio": network["torch"]["samples_per_s"] / network["ngspice"]["samples_per_s"],
         "train_samples_per_s": circuit["samples_per_s"],
         "peak_memory_bytes": circuit["peak_memory_bytes"],
-        "lif_cost_ratio": lif["samples_per_s"] / circuit["samples_per_s"],
+        "lif_cost_ratio": times["cost_ratio"],
+        "lif_cost_ratio_spread": times["cost_ratio_spread"],
         "neuron": neuron,
         "network": network,
         "training": {"circuit": circuit, "lif": lif},
@@ -116,14 +124,36 @@ def machine(device: str = "cpu") -> dict:
 def _timed(fn: Callable[[], object], device: str, repeats: int) -> float:
     """Median wall time (s) of ``fn`` after one warm-up call."""
     fn()
-    times = []
+    return statistics.median(_seconds(fn, device) for _ in range(repeats))
+
+
+def _seconds(fn: Callable[[], object], device: str) -> float:
+    """Wall time (s) of one call of ``fn``."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def alternated(sides: dict[str, Callable[[], object]], device: str, repeats: int,
+               cold: tuple[str, ...] = ()) -> dict[str, list[float]]:
+    """Wall times (s) of each side, timed in turn (A, B, A, B, ...) ``repeats`` times after one
+    warm-up call each (none for the sides in ``cold``), and the warm-up times under
+    ``"<side>_warmup"``."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for name, fn in sides.items():
+        if name not in cold:
+            times[f"{name}_warmup"] = [_seconds(fn, device)]
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in sides.items():
+            times[name].append(_seconds(fn, device))
+    return times
+
+
+def spread(values: list[float]) -> float:
+    """Largest over smallest of ``values`` (1: no spread)."""
+    return max(values) / min(values)
 
 
 def _sync(device: str) -> None:
@@ -131,11 +161,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
-def _ngspice_seconds(name: str, netlist: str, repeats: int) -> float:
-    """Median wall time (s) of one ngspice process on ``netlist``."""
-    results = run_many([(f"{name}{k}", netlist) for k in range(repeats)], workers=1, timeout=3600, progress=False)
-    raise_first_error(results)
-    return statistics.median(r.wall_s for r in results)
+def _ngspice(name: str, netlist: str) -> Callable[[], None]:
+    """One ngspice process on ``netlist`` (as ``memspice verify`` runs one sample)."""
+    def run() -> None:
+        raise_first_error(run_many([(name, netlist)], workers=1, timeout=3600, progress=False))
+    return run
 
 
 def _neuron(settings: BenchSettings) -> dict:
@@ -143,10 +173,10 @@ def _neuron(settings: BenchSettings) -> dict:
 
     stimulus = PWL([0, 1e-6, 2e-6, NEURON_WINDOW], [0, 0, NEURON_STEP, NEURON_STEP])  # on from 1 µs, 1 µs edge
     tran = TranSettings(t_end=NEURON_WINDOW, **VERIFY_SETTINGS)
-    spice_s = _ngspice_seconds("neuron", current_clamp(stimulus, NEURON_WINDOW, settings=tran), settings.repeats)
     t = np.arange(int(round(NEURON_WINDOW / settings.dt)) + 1) * settings.dt
     current = torch.as_tensor(stimulus.sample(t), dtype=settings.torch_dtype, device=settings.device)
-    out = {"ngspice": {"seconds_per_sample": spice_s, "samples_per_s": 1 / spice_s}, "torch": {}}
+    sides: dict[str, Callable[[], object]] = {"ngspice": _ngspice("neuron", current_clamp(stimulus, NEURON_WINDOW,
+                                                                                           settings=tran))}
     for batch in settings.neuron_batches:
         inputs = current.reshape(1, -1, 1).expand(batch, -1, 1).contiguous()
 
@@ -154,8 +184,15 @@ def _neuron(settings: BenchSettings) -> dict:
             with torch.no_grad():
                 return simulate_neurons(inputs, settings.dt, record_states=False, fused=settings.fused)
 
-        seconds = _timed(run, settings.device, settings.repeats)
-        out["torch"][str(batch)] = {"seconds": seconds, "samples_per_s": batch / seconds}
+        sides[str(batch)] = run
+    times = alternated(sides, settings.device, settings.repeats, cold=("ngspice",))
+    spice_s = statistics.median(times["ngspice"])
+    out = {"ngspice": {"seconds_per_sample": spice_s, "samples_per_s": 1 / spice_s, "spread": spread(times["ngspice"])},
+           "torch": {}}
+    for batch in settings.neuron_batches:
+        seconds = statistics.median(times[str(batch)])
+        out["torch"][str(batch)] = {"seconds": seconds, "samples_per_s": batch / seconds,
+                                    "spread": spread(times[str(batch)]), "warmup_s": times[f"{batch}_warmup"][0]}
     return out
 
 
@@ -189,17 +226,20 @@ def _network(settings: BenchSettings) -> dict:
     save = [f"v({membrane_node(len(network.layers), j)})" for j in range(settings.network[-1])]
     netlist = network_netlist(network, input_waveforms(rows[0].double().cpu().numpy(), settings.dt), tran,
                               title=f"memspice bench: {'-'.join(map(str, settings.network))}, one sample", save=save)
-    spice_s = _ngspice_seconds("network", netlist, 1)
 
     def run():
         with torch.no_grad():
             return model(rows)
 
-    seconds = _timed(run, settings.device, settings.repeats)
+    # torch, ngspice, torch: one ngspice run (tens of seconds) between two timed torch runs
+    times = alternated({"torch": run, "ngspice": _ngspice("network", netlist)}, settings.device, 1, cold=("ngspice",))
+    times["torch"].append(_seconds(run, settings.device))
+    spice_s, seconds = times["ngspice"][0], statistics.median(times["torch"])
     return {"inputs": source, "window_s": settings.network_window,
             "ngspice": {"seconds_per_sample": spice_s, "samples_per_s": 1 / spice_s},
             "torch": {"batch": settings.network_batch, "seconds": seconds,
-                      "samples_per_s": settings.network_batch / seconds}}
+                      "samples_per_s": settings.network_batch / seconds, "spread": spread(times["torch"]),
+                      "warmup_s": times["torch_warmup"][0]}}
 
 
 def _in_fresh_process(kind: str, measure: str, settings: BenchSettings) -> dict:
@@ -219,9 +259,10 @@ def _in_fresh_process(kind: str, measure: str, settings: BenchSettings) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _training(kind: str, settings: BenchSettings) -> tuple[Callable[[], None], int]:
+def _training(kind: str, settings: BenchSettings) -> tuple[Callable[[], None], int, Callable[[], list[int]]]:
     """One training iteration (forward, backward, Adam step) of ``kind`` (``circuit`` or
-    ``lif``) on a fixed batch, and its number of time steps."""
+    ``lif``) on a fixed batch, its number of time steps, and the Newton iterations per layer of
+    the last forward pass (none for the LIF network)."""
     from memspice.bench.lif import LIFNetwork
     from memspice.nn import MemristiveSNN
     from memspice.nn.readout import Readout
@@ -229,12 +270,15 @@ def _training(kind: str, settings: BenchSettings) -> tuple[Callable[[], None], i
     torch.manual_seed(0)
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
     labels = torch.arange(settings.train_batch, device=settings.device) % settings.network[-1]
+    last: list[list[int]] = [[]]
     if kind == "circuit":
         model = MemristiveSNN(settings.network, dt=settings.dt, fused=settings.fused)
         readout = Readout("membrane-mean", 100.0)
 
         def loss_of():
-            return readout.loss(model(rows).v[-1], labels)
+            solution = model(rows)
+            last[0] = solution.newton_iterations
+            return readout.loss(solution.v[-1], labels)
     else:
         model = LIFNetwork(settings.network)
         currents = rows[:, 1:]  # one input per step, as many steps as the circuit's
@@ -251,21 +295,35 @@ def _training(kind: str, settings: BenchSettings) -> tuple[Callable[[], None], i
         loss.backward()
         optimizer.step()
 
-    return iteration, rows.shape[1] - 1
+    return iteration, rows.shape[1] - 1, lambda: last[0]
 
 
 def measure_training(kind: str, measure: str, settings: BenchSettings, threads: int) -> dict:
-    """``measure="time"``: training samples per second of ``kind`` (after a warm-up iteration,
-    which compiles). ``measure="memory"``: the peak memory (bytes) of one training iteration
-    above the state it starts from (activations, the autograd graph, temporaries): on CUDA the
-    allocator's peak, on the CPU the peak resident set (``VmHWM``, reset through
-    ``/proc/self/clear_refs`` after the warm-up) minus the resident set before the iteration."""
+    """``kind="both"``, ``measure="time"``: the circuit and the LIF network timed alternately
+    (:func:`alternated`): per network the median training samples per second, the spread, the
+    warm-up time and the time per step; for the circuit the Newton iterations per step and
+    layer; ``cost_ratio``, the median over the rounds of the circuit's time over the LIF
+    network's, and its spread. ``kind="circuit"`` or ``"lif"``, ``measure="memory"``: the peak
+    memory (bytes) of one training iteration above the state it starts from (activations, the
+    autograd graph, temporaries): on CUDA the allocator's peak, on the CPU the peak resident
+    set (``VmHWM``, reset through ``/proc/self/clear_refs`` after the warm-up) minus the
+    resident set before the iteration."""
     torch.set_num_threads(threads)
-    iteration, steps = _training(kind, settings)
-    out = {"batch": settings.train_batch, "steps": steps}
     if measure == "time":
-        seconds = _timed(iteration, settings.device, settings.train_iterations)
-        return {**out, "seconds_per_batch": seconds, "samples_per_s": settings.train_batch / seconds}
+        built = {name: _training(name, settings) for name in ("circuit", "lif")}
+        times = alternated({name: b[0] for name, b in built.items()}, settings.device, settings.train_iterations)
+        out = {}
+        for name, (_, steps, iterations) in built.items():
+            median = statistics.median(times[name])
+            out[name] = {"batch": settings.train_batch, "steps": steps, "seconds_per_batch": median,
+                         "samples_per_s": settings.train_batch / median, "seconds_per_step": median / steps,
+                         "spread": spread(times[name]), "warmup_s": times[f"{name}_warmup"][0]}
+            if iterations():
+                out[name]["newton_iterations_per_step"] = [n / steps for n in iterations()]
+        ratios = [c / lif for c, lif in zip(times["circuit"], times["lif"])]
+        return {**out, "cost_ratio": statistics.median(ratios), "cost_ratio_spread": spread(ratios)}
+    iteration, steps, _ = _training(kind, settings)
+    out = {"batch": settings.train_batch, "steps": steps}
     iteration()  # warm-up
     cuda = settings.device.startswith("cuda")
     if cuda:

@@ -22,8 +22,9 @@ class MemristiveSNN(nn.Module):
 
     ``forward`` integrates the circuit on the grid ``t_n = n·dt`` (s) with ``method``;
     ``checkpoint_every`` steps trades recomputation for memory in the backward pass; ``fused``
-    (an attribute too, not part of the model's config) compiles each Newton iteration into one
-    kernel with :func:`torch.compile`: the same numerics, several times faster once compiled.
+    (an attribute too, not part of the model's config) compiles each Newton iteration and each
+    step's gradient into one kernel with :func:`torch.compile` (:mod:`memspice.solver.fused`):
+    the same numerics, several times faster once compiled.
     ``init_pos``, ``init_neg``: the input crossbar's initial fractions of its conductance range
     (:class:`~memspice.nn.crossbar.Crossbar`); ``deep_init_pos``, ``deep_init_neg``: those of every
     later crossbar. Like ``fused`` they are not part of :meth:`config`: a checkpoint's weights

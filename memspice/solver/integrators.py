@@ -21,16 +21,18 @@ Methods (one step of ``dt``):
   step that resolves the switches' time constants it follows a spike train with a few steps per
   switching event (docs/solver.md).
 
-Newton runs without autograd until converged; one last Newton step from the converged point is
-taken with autograd. Because the residual vanishes there, that step's derivative is exactly the
-implicit-function-theorem gradient, at the memory cost of a single step.
+Newton starts from the previous step's collocation polynomial and runs without autograd until
+converged; one last Newton step from the converged point is taken with autograd. Because the
+residual vanishes there, that step's derivative is exactly the implicit-function-theorem
+gradient, at the memory cost of a single step. Two executions of the same algorithm: the
+reference path (tensor form, eager, any device) and, with ``fused`` for arrow-Jacobian devices,
+:mod:`memspice.solver.fused` (one compiled kernel per Newton iteration and one for the gradient;
+it hands any step it cannot finish to the reference path, whose errors say why).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,7 +42,8 @@ import torch
 from memspice.codegen.torch_functions import TorchDevice, torch_device
 from memspice.devices.model import DeviceModel
 from memspice.errors import SolverError
-from memspice.solver.linear import ArrowFactors, arrow_factor, solve_arrow, solve_dense, solve_factored
+from memspice.solver import fused as fused_step
+from memspice.solver.linear import arrow_factor, solve_arrow, solve_dense, solve_factored
 
 METHODS = ("euler", "trap", "radau3", "radau5")
 
@@ -102,38 +105,12 @@ def _system(device: TorchDevice, params: list, y: torch.Tensor, a: torch.Tensor,
 def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, start: torch.Tensor,
                    a_stage: torch.Tensor, b_stage: torch.Tensor, explicit, a_tilde: torch.Tensor, detach: bool):
     """One Newton update ``(1+m, s, ...)`` of the stage values ``z`` and their residual: the
-    whole per-iteration work, elementwise, in one function so that it can be fused."""
+    whole per-iteration work of the reference path."""
     g, jac, mass = _system(device, params, z, a_stage, b_stage)
     r = mass * (z - start) - torch.einsum("ij,dj...->di...", a_tilde, g) - explicit
     if detach:
         jac, mass = jac.detach(), mass.detach()
     return solve(a_tilde, mass, jac, r), r
-
-
-def _factor_at(device: TorchDevice, params: list, z: torch.Tensor, a_stage: torch.Tensor, b_stage: torch.Tensor,
-               a_tilde: torch.Tensor) -> ArrowFactors:
-    """The arrow factorization of the Newton matrix at the stage values ``z``."""
-    _, jac, mass = _system(device, params, z, a_stage, b_stage)
-    return arrow_factor(a_tilde, mass, jac)
-
-
-@functools.cache
-def _fused_factor_at():
-    """:func:`_factor_at` compiled by :func:`torch.compile`."""
-    return _compiled(_factor_at)
-
-
-@functools.cache
-def _fused_newton_update():
-    """:func:`_newton_update` compiled by :func:`torch.compile` (one fused kernel per shape;
-    built on first use, compiled per shape on first call)."""
-    return _compiled(_newton_update)
-
-
-def _compiled(function):
-    # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
-    warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
-    return torch.compile(function, dynamic=None)
 
 
 def _states_uncoupled(model: DeviceModel) -> bool:
@@ -201,6 +178,11 @@ class Stepper:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         self.layer, self.method, self.fused = layer, method, fused
         self.newton = newton or NewtonOptions()
+        self.iterations = 0  #: Newton iterations so far, every step and stage at once counting one
+        self._floats, self._tensors = fused_step.split_params(layer.params)
+        #: ``(dt, start, stages)`` of the last step solved (detached), for :meth:`_guess`; ``None``
+        #: when there is none
+        self.last_step: tuple[float, torch.Tensor, torch.Tensor] | None = None
         # the trapezoidal rule also needs the drive at the start of the step
         self.nodes = {"euler": (1.0,), "trap": (0.0, 1.0)}.get(method) or _TABLEAUS[method].nodes
 
@@ -220,9 +202,8 @@ class Stepper:
             if self.method == "trap":
                 g_now, _, _ = self.layer.system(y_c, *drives[0], jacobian=False)
                 explicit, drives = 0.5 * dt * g_now.unsqueeze(1), drives[1:]
-            stage_values = self._newton(y_c, explicit, _TABLEAUS[self.method], drives, dt, where)
-            y_next = stage_values[:, -1].contiguous()  # the canonical layout for the next step
-            stages = list(stage_values[0].unbind(0))
+            y_next, membranes = self._newton(y_c, explicit, _TABLEAUS[self.method], drives, dt, where)
+            stages = list(membranes.unbind(0))
             if self.method == "trap":
                 stages = [y_c[0], *stages]
         y_next = y_next.movedim(0, -1)
@@ -238,34 +219,89 @@ class Stepper:
                               f"{value} at step {where.step} (t = {where.time:.6g} s), layer {where.layer}; "
                               f"check the inputs and parameters, or try a smaller dt")
 
-    def _newton(self, y, explicit, method: Method, drives, dt: float, where: StepContext) -> torch.Tensor:
-        """The stage values ``(1+m, s, B, n)`` of ``method`` from ``y`` ``(1+m, B, n)``, by
-        Newton's method on all stages at once (damped as :class:`NewtonOptions` says)."""
-        opts = self.newton
-        s, d, batch = len(method.nodes), y.shape[0], y.shape[1:]
+    def _newton(self, y, explicit, method: Method, drives, dt: float,
+                where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stages of ``method`` from ``y`` ``(1+m, B, n)``, by Newton's method on all
+        stages at once (damped as :class:`NewtonOptions` says): the last stage ``(1+m, B, n)``
+        (the step's end, contiguous) and the stage membranes ``(s, B, n)``."""
+        batch = y.shape[1:]
         like = {"dtype": y.dtype, "device": y.device}
-        a_matrix = torch.tensor(method.matrix, **like)
-        a_tilde = dt * a_matrix
+        a_tilde = dt * torch.tensor(method.matrix, **like)
         a_stage = torch.stack([torch.as_tensor(a, **like).expand(batch) for a, _ in drives])
         b_stage = torch.stack([torch.as_tensor(b, **like).expand(batch) for _, b in drives])
+        start = y.unsqueeze(1)
+        explicit = explicit if isinstance(explicit, torch.Tensor) else None
+        guess = self._guess(start, dt, method)
+        if self.fused and self.layer.solve is solve_arrow and not any(
+                isinstance(p, torch.Tensor) and p.requires_grad for p in self.layer.params):
+            iterates = self._fused_newton(guess, start, a_stage, b_stage, explicit, a_tilde)
+            if iterates is not None:
+                linearized_at, z = iterates
+                self.last_step = (dt, start.detach(), z)
+                inputs = (start, a_stage, b_stage, explicit)
+                if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+                    return fused_step.ImplicitStep.apply(z, linearized_at, *inputs, a_tilde, self.layer.device,
+                                                         self.layer.params)
+                return z[:, -1].contiguous(), z[0]
+            # not converged, or not finite: the reference path says why (or splits the step)
+        z = self._reference_newton(guess, start, a_stage, b_stage, explicit, a_tilde, where)
+        self.last_step = (dt, start.detach(), z.detach())
+        return z[:, -1].contiguous(), z[0]
+
+    def _guess(self, start: torch.Tensor, dt: float, method: Method) -> torch.Tensor:
+        """The first Newton iterate ``(1+m, s, B, n)``: the previous step's collocation
+        polynomial (through its start and stages) extrapolated to this step's nodes, as Hairer
+        and Wanner's RADAU5 starts; the start ``y_n`` at every stage when there is no previous
+        step of the same size."""
+        d, s, batch = start.shape[0], len(method.nodes), start.shape[2:]
+        last = self.last_step
+        if last is None or last[0] != dt or last[1].shape != start.shape:
+            return start.detach().expand(d, s, *batch).clone()
+        points = (0.0, *method.nodes)  # Lagrange weights at 1 + c_j of the points 0, c_1..c_s
+        weights = torch.tensor([[math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points]
+                                for node in method.nodes], dtype=start.dtype, device=start.device)
+        values = torch.cat([last[1], last[2]], 1)  # (1+m, 1+s, B, n)
+        return (values.unsqueeze(1) * weights.reshape(1, s, 1 + s, *(1 for _ in batch))).sum(2)
+
+    def _fused_newton(self, z: torch.Tensor, start, a_stage, b_stage, explicit,
+                      a_tilde) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The last two iterates (the converged stages are the second; the first is where their
+        Newton matrix was taken) from the guess ``z``, each iteration one kernel
+        (:func:`memspice.solver.fused.newton_kernel`), or ``None`` when Newton does not converge
+        within ``max_iter`` iterations or meets a NaN (the reference path then says why)."""
+        opts, layer = self.newton, self.layer
+        kernel = fused_step.newton_kernel(layer.device, self._floats, (opts.vtol, opts.xtol),
+                                          (opts.max_dv, opts.max_dx))
+        inputs = [t.detach() if t is not None else None for t in (start, a_stage, b_stage, explicit)]
+        with torch.no_grad():
+            for iteration in range(opts.max_iter):
+                previous = z
+                z, misses = kernel(self._tensors, z, *inputs, a_tilde)
+                worst = misses.max().item()
+                if not math.isfinite(worst):
+                    return None
+                if worst <= 1.0:
+                    self.iterations += iteration + 1
+                    return previous, z
+        return None
+
+    def _reference_newton(self, guess, start, a_stage, b_stage, explicit, a_tilde,
+                          where: StepContext) -> torch.Tensor:
+        """:meth:`_newton` in tensor form from the first iterate ``guess`` (any device; eager):
+        the robust path, and the one whose errors say what failed. Returns the stages
+        ``(1+m, s, B, n)``."""
+        opts, layer = self.newton, self.layer
+        d, batch = start.shape[0], start.shape[2:]
+        like = {"dtype": start.dtype, "device": start.device}
+        explicit = 0.0 if explicit is None else explicit
         per_component = (d, 1, *(1 for _ in batch))
         tolerance = torch.tensor([opts.vtol] + [opts.xtol] * (d - 1), **like).reshape(per_component)
         limit = torch.tensor([opts.max_dv] + [opts.max_dx] * (d - 1), **like).reshape(per_component)
-        start = y.unsqueeze(1)
-
-        layer = self.layer
 
         def newton_update(z, detach=False):  # z: (d, s, B, n)
-            # fused: the iterations without autograd (most of the work; one compiled graph per
-            # layer shape, inputs detached so that grad flags do not multiply the graphs)
-            fuse = self.fused and not torch.is_grad_enabled()
-            update = _fused_newton_update() if fuse else _newton_update
-            inputs = (z, start, a_stage, b_stage, explicit)
-            if fuse:
-                inputs = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in inputs)
-                detach = False  # no autograd: nothing to detach
             try:
-                return update(layer.device, layer.params, layer.solve, *inputs, a_tilde, detach)
+                return _newton_update(layer.device, layer.params, layer.solve, z, start, a_stage, b_stage, explicit,
+                                      a_tilde, detach)
             except torch.linalg.LinAlgError:  # an exactly singular matrix (dense solve)
                 return torch.full_like(z, torch.nan), torch.zeros_like(z)
 
@@ -273,8 +309,8 @@ class Stepper:
             return (delta.abs() / scale).amax(dim=(0, 1))
 
         with torch.no_grad():
-            z = start.detach().expand(d, s, *batch).clone()
-            for _ in range(opts.max_iter):
+            z = guess
+            for iteration in range(opts.max_iter):
                 delta, r = newton_update(z)
                 misses = size(delta, tolerance)
                 worst_miss = misses.max().item()
@@ -283,6 +319,7 @@ class Stepper:
                     raise NewtonFailure(f"{self.method}: singular Newton matrix at step {where.step} "
                                         f"(t = {where.time:.6g} s), layer {where.layer}")
                 if worst_miss <= 1.0:
+                    self.iterations += iteration + 1
                     break
                 z = z - delta / size(delta, limit).clamp(min=1.0)
             else:
@@ -296,9 +333,9 @@ class Stepper:
         # implicit-function gradient
         if layer.solve is not solve_arrow:
             return z - newton_update(z, detach=True)[0]
-        with torch.no_grad():  # the matrix, factored once (fused); its backward is the transposed solve
-            factor = _fused_factor_at() if self.fused else _factor_at
-            factors = factor(layer.device, layer.params, z, a_stage.detach(), b_stage.detach(), a_tilde)
+        with torch.no_grad():  # the matrix, factored once; its backward is the transposed solve
+            _, jac, mass = _system(layer.device, layer.params, z, a_stage.detach(), b_stage.detach())
+            factors = arrow_factor(a_tilde, mass, jac)
         g, _, mass = layer.system(z, a_stage, b_stage, jacobian=False)
         r = mass * (z - start) - torch.einsum("ij,dj...->di...", a_tilde, g) - explicit
         return z - solve_factored(factors, r)

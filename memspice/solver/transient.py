@@ -8,6 +8,7 @@ layer ``k``'s rows are ``±buffer_gain`` times layer ``k-1``'s membranes at the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,11 +25,14 @@ Params = Mapping[str, "float | torch.Tensor"]
 @dataclass
 class Solution:
     """``t`` (s, ``(n_steps + 1,)``); per layer the membranes ``v`` (V, ``(batch, n_steps + 1,
-    n_k)``) and, when recorded, the device states ``x`` (``(batch, n_steps + 1, n_k, m)``)."""
+    n_k)``) and, when recorded, the device states ``x`` (``(batch, n_steps + 1, n_k, m)``);
+    ``newton_iterations``: per layer, the Newton iterations of the whole run (each solves every
+    stage of every neuron of the batch at once; 0 for ``euler``)."""
 
     t: torch.Tensor
     v: list[torch.Tensor]
     x: list[torch.Tensor] | None
+    newton_iterations: list[int] | None = None
 
 
 def simulate_neurons(
@@ -43,13 +47,18 @@ def simulate_neurons(
     fused: bool = False,
 ) -> Solution:
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
-    membranes, from rest. ``fused`` runs each Newton iteration as one :func:`torch.compile`
-    kernel (same numerics; worth its compile time, ~15 s per shape, on long runs)."""
+    membranes, from rest. ``fused`` runs each Newton iteration, and the gradient of each step,
+    as one :func:`torch.compile` kernel (:mod:`memspice.solver.fused`; the same numerics; it
+    compiles once per device, dtype and method, ~15–70 s, cached on disk by torch)."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
-    def drive(k: int, n: int, node: float, upstream: torch.Tensor | None):
-        return _between(current, n, node), torch.zeros((), dtype=current.dtype, device=current.device)
+    between = _Between(current)
+
+    no_load = torch.zeros((), dtype=current.dtype, device=current.device)
+
+    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
+        return [(between(n, node), no_load) for node in nodes]
 
     return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
                       checkpoint_every, newton, fused)
@@ -88,12 +97,13 @@ def simulate_network(
     loads = [-(g_pos + g_neg).sum(0) for g_pos, g_neg in weights]
     # the input layer's column currents at every grid time in one matrix product: they are
     # linear in the rows, so interpolating them equals driving with the interpolated rows
-    input_currents = inputs @ differences[0]
+    input_currents = _Between(inputs @ differences[0])
 
-    def drive(k: int, n: int, node: float, upstream: torch.Tensor | None):
+    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
         if k == 0:
-            return _between(input_currents, n, node), loads[0]
-        return (buffer_gain * upstream) @ differences[k], loads[k]
+            return [(input_currents(n, node), loads[0]) for node in nodes]
+        currents = (buffer_gain * torch.stack(upstream)) @ differences[k]  # every node in one product
+        return [(a, loads[k]) for a in currents.unbind(0)]
 
     return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused)
 
@@ -106,20 +116,31 @@ def _check_input(tensor: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a float tensor; got {tensor.dtype}")
 
 
-def _between(samples: torch.Tensor, n: int, node: float) -> torch.Tensor:
+class _Between:
     """``samples`` (``(batch, n_steps + 1, ...)``) at ``t_n + node·dt``: inputs are piecewise
-    linear between the grid samples."""
-    if node == 0.0:
-        return samples[:, n]
-    if node == 1.0:
-        return samples[:, n + 1]
-    return torch.lerp(samples[:, n], samples[:, n + 1], node)
+    linear between the grid samples. Each node asked for is interpolated for every step at
+    once and unbound into per-step views, whose backward is one stack: a per-step index would
+    fill a zero gradient of the whole input at every step (a fifth of a training pass)."""
+
+    def __init__(self, samples: torch.Tensor) -> None:
+        self.samples = samples
+        self._per_step: dict[float, tuple[torch.Tensor, ...]] = {}
+
+    def __call__(self, n: int, node: float) -> torch.Tensor:
+        if node not in self._per_step:
+            if node == 1.0:
+                self._per_step[node] = self.samples[:, 1:].unbind(1)
+            elif node == 0.0:
+                self._per_step[node] = self.samples[:, :-1].unbind(1)
+            else:
+                self._per_step[node] = torch.lerp(self.samples[:, :-1], self.samples[:, 1:], node).unbind(1)
+        return self._per_step[node][n]
 
 
 def _integrate(
     layers: list[NeuronLayer],
     sizes: list[int],
-    drive: Callable[[int, int, float, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
+    drive: Callable[[int, int, list[float], list[torch.Tensor | None]], list[tuple[torch.Tensor, torch.Tensor]]],
     reference: torch.Tensor,
     dt: float,
     method: str,
@@ -146,14 +167,16 @@ def _integrate(
             upstream: list[torch.Tensor | None] = [None] * len(steppers[0].nodes)
             new_states = []
             for k, stepper in enumerate(steppers):
-                drives = [drive(k, n, (part + node) / parts, up) for node, up in zip(stepper.nodes, upstream)]
+                drives = drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream)
                 where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
                 y, upstream = stepper.step(states[k], drives, dt / parts, where)
                 new_states.append(y)
             states = new_states
         return states
 
-    def advance(first: int, last: int, states: list[torch.Tensor]):
+    def advance(first: int, last: int, states: list[torch.Tensor], last_steps: list):
+        for stepper, last_step in zip(steppers, last_steps):  # a recomputed chunk starts from the same guesses
+            stepper.last_step = last_step
         out_v, out_x = [[] for _ in states], [[] for _ in states]
         for n in range(first, last):
             for split in range(newton.max_splits + 1):
@@ -173,17 +196,18 @@ def _integrate(
     chunk = checkpoint_every or n_points
     for first in range(0, n_points - 1, chunk):
         last = min(first + chunk, n_points - 1)
+        chunk_advance = functools.partial(advance, last_steps=[stepper.last_step for stepper in steppers])
         if checkpoint_every and torch.is_grad_enabled():
-            ys, out_v, out_x = _checkpointed(advance, first, last, ys)
+            ys, out_v, out_x = _checkpointed(chunk_advance, first, last, ys)
         else:
-            ys, out_v, out_x = advance(first, last, ys)
+            ys, out_v, out_x = chunk_advance(first, last, ys)
         for k in range(len(layers)):
             record_v[k] += out_v[k]
             record_x[k] += out_x[k]
     t = torch.arange(n_points, dtype=dtype, device=device) * dt
     v = [torch.stack(r, dim=1) for r in record_v]
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
-    return Solution(t, v, x)
+    return Solution(t, v, x, [stepper.iterations for stepper in steppers])
 
 
 def _checkpointed(advance, first, last, ys):

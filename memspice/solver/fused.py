@@ -1,0 +1,267 @@
+"""The implicit step of an arrow-Jacobian device as one elementwise kernel: the fused path of
+:class:`~memspice.solver.integrators.Stepper`.
+
+Same equations and same linear algebra as the reference path (the device's linearization from
+its one definition, the stage elimination of :func:`memspice.solver.linear.arrow_factor`), but
+written per neuron: every quantity is one tensor of the batch shape ``(B, n)`` (one element
+per neuron; a tensor of any other shape would cost a loop and a round trip through memory of
+its own), and every small matrix (stages by stages, ``s ≤ 3``) a nested list of them, unrolled
+when traced. Nothing is then left but elementwise arithmetic, and :func:`torch.compile` turns
+it into one loop over the neurons (C++ on the CPU, Triton on CUDA) that reads each neuron's
+state once and keeps the rest in registers:
+
+* :func:`newton_kernel`: one damped Newton iteration on all stages (the device's currents,
+  state derivatives and Jacobians at every stage, the elimination, the update and each
+  neuron's convergence measure), as :class:`~memspice.solver.integrators.NewtonOptions` says;
+* :class:`ImplicitStep`: the converged stages as a differentiable function of the step's
+  inputs. Its backward is the implicit-function gradient ``-M⁻¹·∂r/∂θ`` (``M`` the Newton
+  matrix at the solution, ``r`` the residual), one compiled kernel too: the transposed
+  elimination and the residual's derivatives with respect to the start, the drive and the
+  trapezoidal rule's explicit term, written out.
+
+Layouts as in :mod:`memspice.solver.integrators`: stage values ``z`` ``(d, s, B, n)`` with
+``d = 1 + m`` components (membrane first) and ``s`` stages; the step's start ``(d, 1, B, n)``;
+the drive ``a`` (A), ``b`` (S) ``(s, B, n)``; ``a_tilde = dt·A`` ``(s, s)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+
+from memspice.codegen.torch_functions import TorchDevice
+
+Matrix = list[list[torch.Tensor]]
+Vector = list[torch.Tensor]
+
+
+class _Stage:
+    """A device's linearization at one stage, per neuron: ``current`` (A), ``derivatives``
+    (1/s, per state), ``capacitance`` (F), ``di_dv`` (S), ``di_dx``, ``df_dv``, ``df_dx`` (the
+    diagonal ``∂f_k/∂x_k``; an arrow Jacobian has no other state entries)."""
+
+    def __init__(self, device: TorchDevice, params: list, v: torch.Tensor, xs: Vector) -> None:
+        m = len(xs)
+        out = device.linear_function(v, *xs, *params)  # the order of TorchDevice.linear_function
+        self.current, self.derivatives, self.capacitance = out[0], out[1 : 1 + m], out[1 + m]
+        self.di_dv, self.di_dx = out[2 + m], out[3 + m : 3 + 2 * m]
+        self.df_dv = out[3 + 2 * m : 3 + 3 * m]
+        self.df_dx = [out[3 + 3 * m + k * m + k] for k in range(m)]
+
+
+def _inverse(m: Matrix) -> Matrix:
+    """The inverse of an ``s x s`` matrix, ``s ≤ 3``, in closed form (adjugate over determinant)."""
+    # one division per matrix: a multiplication is several times cheaper in a vector loop
+    s = len(m)
+    if s == 1:
+        return [[1.0 / m[0][0]]]
+    if s == 2:
+        (a, b), (c, d) = m
+        r = 1.0 / (a * d - b * c)
+        return [[d * r, -b * r], [-c * r, a * r]]
+    if s == 3:
+        (a, b, c), (d, e, f), (g, h, i) = m
+        c0, c1, c2 = e * i - f * h, f * g - d * i, d * h - e * g
+        r = 1.0 / (a * c0 + b * c1 + c * c2)
+        adjugate = [[c0, c * h - b * i, b * f - c * e], [c1, a * i - c * g, c * d - a * f],
+                    [c2, b * g - a * h, a * e - b * d]]
+        return [[entry * r for entry in row] for row in adjugate]
+    raise ValueError(f"closed-form inverses are for 1 to 3 stages; got {s}")
+
+
+def _matvec(m: Matrix, x: Vector) -> Vector:
+    return [sum(m_ij * x_j for m_ij, x_j in zip(row, x)) for row in m]
+
+
+def _matvec_transposed(m: Matrix, x: Vector) -> Vector:
+    return [sum(m[i][j] * x[i] for i in range(len(m))) for j in range(len(m[0]))]
+
+
+def _matmul(left: Matrix, right: Matrix) -> Matrix:
+    return [[sum(left[i][k] * right[k][j] for k in range(len(right))) for j in range(len(right[0]))]
+            for i in range(len(left))]
+
+
+def _largest(values: Vector) -> torch.Tensor:
+    out = torch.as_tensor(values[0])
+    for value in values[1:]:
+        out = torch.maximum(out, torch.as_tensor(value))
+    return out
+
+
+class _Factors:
+    """The elimination of the Newton matrix ``δ_ij·diag(mass_i) - Ã_ij·J_j`` of an arrow
+    Jacobian (:func:`memspice.solver.linear.arrow_factor`, per neuron): per state ``k``
+    ``W_k = S_k⁻¹``, ``U_k = W_k·Ã·diag(∂f_k/∂v)``, ``Z_k = Ã·diag(∂g_v/∂x_k)``; ``P`` the inverse
+    of the row-scaled Schur complement and ``scale`` its reciprocal row maxima."""
+
+    def __init__(self, a_tilde: Matrix, stages: list[_Stage], b: Vector) -> None:
+        s, m = len(stages), len(stages[0].derivatives)
+        col = range(s)
+        self.w, self.u, self.z = [], [], []
+        schur = [[(stages[i].capacitance if i == j else 0.0) - a_tilde[i][j] * (b[j] - stages[j].di_dv)
+                  for j in col] for i in col]
+        for k in range(m):
+            w = _inverse([[(1.0 if i == j else 0.0) - a_tilde[i][j] * stages[j].df_dx[k] for j in col] for i in col])
+            u = _matmul(w, [[a_tilde[i][j] * stages[j].df_dv[k] for j in col] for i in col])
+            z = [[-a_tilde[i][j] * stages[j].di_dx[k] for j in col] for i in col]
+            zu = _matmul(z, u)
+            schur = [[schur[i][j] - zu[i][j] for j in col] for i in col]
+            self.w.append(w), self.u.append(u), self.z.append(z)
+        self.scale = [1.0 / _largest([abs(entry) for entry in row]) for row in schur]
+        self.p = _inverse([[entry * self.scale[i] for entry in row] for i, row in enumerate(schur)])
+
+    def solve(self, r: list[Vector]) -> list[Vector]:
+        """``M⁻¹·r`` for ``r[c][i]`` (component ``c``, stage ``i``)."""
+        t = [_matvec(w, r_k) for w, r_k in zip(self.w, r[1:])]  # Δx_k = t_k + U_k·Δv
+        rhs = [r[0][i] + sum(_matvec(z, t_k)[i] for z, t_k in zip(self.z, t)) for i in range(len(r[0]))]
+        dv = _matvec(self.p, [rhs_i * scale for rhs_i, scale in zip(rhs, self.scale)])
+        return [dv, *([t_i + u_i for t_i, u_i in zip(t_k, _matvec(u, dv))] for t_k, u in zip(t, self.u))]
+
+    def solve_transposed(self, g: list[Vector]) -> list[Vector]:
+        """``M⁻ᵀ·g``: the adjoint solve of the backward pass."""
+        s = len(g[0])
+        back = [g[0][j] + sum(_matvec_transposed(u, g_k)[j] for u, g_k in zip(self.u, g[1:])) for j in range(s)]
+        lam_v = [entry * scale for entry, scale in zip(_matvec_transposed(self.p, back), self.scale)]
+        lam_x = [_matvec_transposed(w, [g_k[i] + _matvec_transposed(z, lam_v)[i] for i in range(s)])
+                 for w, z, g_k in zip(self.w, self.z, g[1:])]
+        return [lam_v, *lam_x]
+
+
+def _unpack(z: torch.Tensor) -> list[Vector]:
+    """``(d, s, B, n)`` as ``[component][stage]`` tensors ``(B, n)``."""
+    return [list(component.unbind(0)) for component in z.unbind(0)]
+
+
+def _pack(values: list[Vector]) -> torch.Tensor:
+    return torch.stack([torch.stack(component) for component in values])
+
+
+def _linearize(device: TorchDevice, params: list, z: list[Vector]) -> list[_Stage]:
+    return [_Stage(device, params, z[0][i], [z_k[i] for z_k in z[1:]]) for i in range(len(z[0]))]
+
+
+def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float, float],
+                      limit: tuple[float, float], z: torch.Tensor, start: torch.Tensor, a: torch.Tensor,
+                      b: torch.Tensor, explicit: torch.Tensor | None, a_tilde: torch.Tensor):
+    """One damped Newton update of the stages ``z`` (an iteration of the loop of
+    :meth:`~memspice.solver.integrators.Stepper._reference_newton`, elementwise). Returns the
+    new stages and, per neuron ``(B, n)``, the update's size in units of the tolerance (≤ 1:
+    converged)."""
+    zs, y0 = _unpack(z), [component[0] for component in _unpack(start)]
+    a_s, b_s, a_t = list(a.unbind(0)), list(b.unbind(0)), [list(row.unbind(0)) for row in a_tilde.unbind(0)]
+    e = _unpack(explicit) if explicit is not None else None
+    s = len(a_s)
+    stages = _linearize(device, params, zs)
+    g = [[a_s[j] + b_s[j] * zs[0][j] - stages[j].current for j in range(s)],
+         *([stage.derivatives[k] for stage in stages] for k in range(len(zs) - 1))]
+    r = []
+    for c, (z_c, g_c) in enumerate(zip(zs, g)):
+        mass = [stage.capacitance for stage in stages] if c == 0 else [1.0] * s
+        r.append([mass[i] * (z_c[i] - y0[c]) - sum(a_t[i][j] * g_c[j] for j in range(s))
+                  - (e[c][i if len(e[c]) > 1 else 0] if e is not None else 0.0) for i in range(s)])
+    delta = _Factors(a_t, stages, b_s).solve(r)
+    # per neuron: the update against the tolerance (convergence) and the limit (damping)
+    size_v, size_x = _largest([d.abs() for d in delta[0]]), _largest([d.abs() for d_k in delta[1:] for d in d_k])
+    misses = torch.maximum(size_v * (1 / tolerance[0]), size_x * (1 / tolerance[1]))
+    damping = 1.0 / torch.clamp(torch.maximum(size_v * (1 / limit[0]), size_x * (1 / limit[1])), min=1.0)
+    return _pack([[z_ci - d_ci * damping for z_ci, d_ci in zip(z_c, d_c)] for z_c, d_c in zip(zs, delta)]), misses
+
+
+def _adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor, a_tilde: torch.Tensor,
+             grad_end: torch.Tensor, grad_v: torch.Tensor, explicit: bool):
+    """The gradients of :class:`ImplicitStep` with respect to its start ``(d, 1, B, n)``, drive
+    ``a``, ``b`` ``(s, B, n)`` and explicit term (or ``None``) from the gradients of its outputs:
+    ``grad_end`` ``(d, B, n)`` of the last stage (the step's end), ``grad_v`` ``(s, B, n)`` of
+    the stage membranes."""
+    zs, b_s = _unpack(z), list(b.unbind(0))
+    a_t = [list(row.unbind(0)) for row in a_tilde.unbind(0)]
+    stages = _linearize(device, params, zs)
+    s = len(b_s)
+    ends, membranes = list(grad_end.unbind(0)), list(grad_v.unbind(0))
+    grad = [[(membranes[i] if c == 0 else 0.0) + (ends[c] if i == s - 1 else 0.0) for i in range(s)]
+            for c in range(len(zs))]
+    lam = _Factors(a_t, stages, b_s).solve_transposed(grad)
+    # the stages are z - M⁻¹·r(z; start, a, b, e): ∂r/∂start = -mass, ∂r_v,i/∂a_j = -Ã_ij,
+    # ∂r_v,i/∂b_j = -Ã_ij·v_j, ∂r/∂e = -1
+    masses = [[stage.capacitance for stage in stages], *([1.0] * s for _ in zs[1:])]
+    grad_start = [sum(m_i * l_i for m_i, l_i in zip(mass, lam_c)) for mass, lam_c in zip(masses, lam)]
+    drive = _matvec_transposed(a_t, lam[0])
+    grad_a = torch.stack(drive)
+    return (torch.stack(grad_start).unsqueeze(1), grad_a, grad_a * z[0],
+            _pack(lam) if explicit else None)
+
+
+def _compile(function):
+    # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
+    warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
+    compiled = torch.compile(function, dynamic=None)
+
+    def call(tensors, *inputs):
+        # the neuron axes (the last two) are dynamic from the first call: one kernel for every
+        # layer and batch size; floats (parameters, tolerances) stay constants folded into it
+        for t in inputs:
+            if isinstance(t, torch.Tensor) and t.ndim >= 3:
+                torch._dynamo.maybe_mark_dynamic(t, t.ndim - 2)
+                torch._dynamo.maybe_mark_dynamic(t, t.ndim - 1)
+        return compiled(tensors, *inputs)
+
+    return call
+
+
+def split_params(params: list) -> tuple[tuple, list[torch.Tensor]]:
+    """A layer's parameters as the floats (``None`` where a tensor stands) and the tensors:
+    the floats are compiled into the kernels as constants, the tensors are their arguments."""
+    return (tuple(None if isinstance(p, torch.Tensor) else float(p) for p in params),
+            [p for p in params if isinstance(p, torch.Tensor)])
+
+
+def _merge(floats: tuple, tensors: list) -> list:
+    given = iter(tensors)
+    return [next(given) if value is None else value for value in floats]
+
+
+@functools.cache
+def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, float],
+                  limit: tuple[float, float]):
+    """``f(tensor_params, z, start, a, b, explicit, a_tilde) -> (z, misses)``:
+    :func:`_newton_iteration` for one device, its float parameters (:func:`split_params`) and
+    options, compiled (built once; compiled on first call, for any shape)."""
+    return _compile(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,
+                                                               *inputs))
+
+
+@functools.cache
+def _adjoint_kernel(device: TorchDevice, floats: tuple, explicit: bool):
+    return _compile(lambda tensors, *inputs: _adjoint(device, _merge(floats, tensors), *inputs, explicit))
+
+
+class ImplicitStep(torch.autograd.Function):
+    """The converged stages ``z`` (``(d, s, B, n)``, no graph of their own) as a function of the
+    step's ``start``, drive ``a``, ``b`` and ``explicit`` term (or ``None``). Forward returns
+    what the step hands on: the last stage ``(d, B, n)`` (the step's end) and the stage
+    membranes ``(s, B, n)`` (the next layer's drive); backward is the implicit-function
+    gradient (:func:`_adjoint`, compiled) with the Newton matrix of the last iteration, taken
+    at ``linearized_at`` (the iterate before ``z``), as the reference path's. The device's
+    parameters are constants here (the caller takes the reference path when one needs a
+    gradient)."""
+
+    @staticmethod
+    def forward(ctx, z, linearized_at, start, a, b, explicit, a_tilde, device, params):
+        ctx.save_for_backward(linearized_at, b, a_tilde)
+        ctx.device, ctx.params, ctx.start_shape = device, split_params(params), start.shape
+        ctx.explicit_shape = explicit.shape if explicit is not None else None
+        return z[:, -1].contiguous(), z[0].clone()
+
+    @staticmethod
+    def backward(ctx, grad_end, grad_v):
+        z, b, a_tilde = ctx.saved_tensors
+        explicit = ctx.explicit_shape is not None
+        floats, tensors = ctx.params
+        kernel = _adjoint_kernel(ctx.device, floats, explicit)
+        grad_start, grad_a, grad_b, grad_e = kernel(tensors, z, b, a_tilde, grad_end.contiguous(), grad_v.contiguous())
+        if explicit and ctx.explicit_shape[1] == 1:
+            grad_e = grad_e.sum(1, keepdim=True)
+        return None, None, grad_start.reshape(ctx.start_shape), grad_a, grad_b, grad_e, None, None, None
