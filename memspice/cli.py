@@ -747,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "MIF neuron; the 784-128-10 network), training throughput and peak memory of "
                                    "784-128-10, and the cost of circuit-level training over a surrogate-gradient LIF "
                                    "SNN of the same size and number of steps.")
-    p.add_argument("--quick", action="store_true", help="shorter network windows and fewer repeats")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and alternations (same circuits and windows)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: %(default)s)")
     p.add_argument("--no-fused", dest="fused", action="store_false",
