@@ -63,3 +63,15 @@ def test_the_lif_baseline_is_snntorch_leaky_with_its_default_surrogate():
 def test_bench_cli_rejects_a_missing_cuda_device():
     done = memspice("bench", "--device", "cuda:7", "--quick")
     assert done.returncode == 2 and "no CUDA device" in done.stderr
+
+
+def test_bench_without_snntorch_says_how_to_install_it_before_any_work(monkeypatch):
+    import sys
+
+    from memspice.errors import MemspiceError
+
+    monkeypatch.setitem(sys.modules, "snntorch", None)  # import snntorch now fails
+    progress = []
+    with pytest.raises(MemspiceError, match=r"pip install 'memspice\[bench\]'"):
+        run_bench(BenchSettings(network=(16, 8, 4)), progress.append)
+    assert progress == []  # nothing was measured first

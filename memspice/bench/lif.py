@@ -15,6 +15,16 @@ from torch import nn
 from memspice.errors import MemspiceError
 
 
+def require_snntorch():
+    """The ``snntorch`` module, or :class:`MemspiceError` saying how to install it."""
+    try:
+        import snntorch
+    except ImportError as missing:
+        raise MemspiceError("the LIF baseline of memspice bench needs snnTorch: pip install 'memspice[bench]'") \
+            from missing
+    return snntorch
+
+
 class LIFNetwork(nn.Module):
     """Fully connected layers ``sizes = (n_in, ..., n_out)``, each followed by
     ``snntorch.Leaky(beta)`` (threshold 1).
@@ -24,10 +34,7 @@ class LIFNetwork(nn.Module):
 
     def __init__(self, sizes: Sequence[int], beta: float = 0.9) -> None:
         super().__init__()
-        try:
-            import snntorch
-        except ImportError as missing:
-            raise MemspiceError("the LIF baseline needs snnTorch: pip install 'memspice[bench]'") from missing
+        snntorch = require_snntorch()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.neurons = nn.ModuleList(snntorch.Leaky(beta=beta) for _ in self.layers)
 

@@ -84,6 +84,9 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     """Every figure of the benchmark as one JSON-serializable dict (keys ``neuron_ratio``,
     ``network_ratio``, ``train_samples_per_s``, ``peak_memory_bytes``, ``lif_cost_ratio`` and
     the details per part)."""
+    from memspice.bench.lif import require_snntorch
+
+    require_snntorch()  # before minutes of ngspice
     progress("MIF neuron: ngspice and torch")
     neuron = _neuron(settings)
     name = "-".join(map(str, settings.network))
