@@ -258,7 +258,8 @@ def _in_fresh_process(kind: str, measure: str, settings: BenchSettings) -> dict:
     done = subprocess.run([sys.executable, "-m", "memspice.bench.worker"], input=job, capture_output=True, text=True,
                           timeout=3600, env=env)
     if done.returncode != 0:
-        raise MemspiceError(f"the {kind} training benchmark failed:\n{done.stderr[-3000:]}")
+        what = "circuit and LIF" if kind == "both" else kind
+        raise MemspiceError(f"the training benchmark ({what}, {measure}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
