@@ -124,12 +124,6 @@ def machine(device: str = "cpu") -> dict:
     return info
 
 
-def _timed(fn: Callable[[], object], device: str, repeats: int) -> float:
-    """Median wall time (s) of ``fn`` after one warm-up call."""
-    fn()
-    return statistics.median(_seconds(fn, device) for _ in range(repeats))
-
-
 def _seconds(fn: Callable[[], object], device: str) -> float:
     """Wall time (s) of one call of ``fn``."""
     _sync(device)

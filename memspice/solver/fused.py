@@ -245,13 +245,13 @@ class ImplicitStep(torch.autograd.Function):
     membranes ``(s, B, n)`` (the next layer's drive); backward is the implicit-function
     gradient (:func:`_adjoint`, compiled) with the Newton matrix of the last iteration, taken
     at ``linearized_at`` (the iterate before ``z``), as the reference path's. The device's
-    parameters are constants here (the caller takes the reference path when one needs a
-    gradient)."""
+    parameters (``floats`` and ``tensors``, :func:`split_params`) are constants here (the caller
+    takes the reference path when one needs a gradient)."""
 
     @staticmethod
-    def forward(ctx, z, linearized_at, start, a, b, explicit, a_tilde, device, params):
+    def forward(ctx, z, linearized_at, start, a, b, explicit, a_tilde, device, floats, tensors):
         ctx.save_for_backward(linearized_at, b, a_tilde)
-        ctx.device, ctx.params, ctx.start_shape = device, split_params(params), start.shape
+        ctx.device, ctx.params, ctx.start_shape = device, (floats, tensors), start.shape
         ctx.explicit_shape = explicit.shape if explicit is not None else None
         return z[:, -1].contiguous(), z[0].clone()
 
@@ -264,4 +264,4 @@ class ImplicitStep(torch.autograd.Function):
         grad_start, grad_a, grad_b, grad_e = kernel(tensors, z, b, a_tilde, grad_end.contiguous(), grad_v.contiguous())
         if explicit and ctx.explicit_shape[1] == 1:
             grad_e = grad_e.sum(1, keepdim=True)
-        return None, None, grad_start.reshape(ctx.start_shape), grad_a, grad_b, grad_e, None, None, None
+        return None, None, grad_start.reshape(ctx.start_shape), grad_a, grad_b, grad_e, None, None, None, None

@@ -166,6 +166,14 @@ _TABLEAUS = {
 }
 
 
+def step_nodes(method: str) -> tuple[float, ...]:
+    """The fractions of a step at which ``method`` needs the drive."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    # the trapezoidal rule also needs the drive at the start of the step
+    return {"euler": (1.0,), "trap": (0.0, 1.0)}.get(method) or _TABLEAUS[method].nodes
+
+
 class Stepper:
     """Advances one layer by a step ``dt`` with ``method``.
 
@@ -174,8 +182,7 @@ class Stepper:
 
     def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None,
                  fused: bool = False) -> None:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        self.nodes = step_nodes(method)
         self.layer, self.method, self.fused = layer, method, fused
         self.newton = newton or NewtonOptions()
         self.iterations = 0  #: Newton iterations so far, every step and stage at once counting one
@@ -183,8 +190,6 @@ class Stepper:
         #: ``(dt, start, stages)`` of the last step solved (detached), for :meth:`_guess`; ``None``
         #: when there is none
         self.last_step: tuple[float, torch.Tensor, torch.Tensor] | None = None
-        # the trapezoidal rule also needs the drive at the start of the step
-        self.nodes = {"euler": (1.0,), "trap": (0.0, 1.0)}.get(method) or _TABLEAUS[method].nodes
 
     def step(self, y: torch.Tensor, drives: list[tuple[torch.Tensor, torch.Tensor]], dt: float,
              where: StepContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -241,7 +246,7 @@ class Stepper:
                 inputs = (start, a_stage, b_stage, explicit)
                 if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
                     return fused_step.ImplicitStep.apply(z, linearized_at, *inputs, a_tilde, self.layer.device,
-                                                         self.layer.params)
+                                                         self._floats, self._tensors)
                 return z[:, -1].contiguous(), z[0]
             # not converged, or not finite: the reference path says why (or splits the step)
         z = self._reference_newton(guess, start, a_stage, b_stage, explicit, a_tilde, where)

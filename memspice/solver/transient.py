@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
-from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper
+from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper, step_nodes
 
 Params = Mapping[str, "float | torch.Tensor"]
 
@@ -53,8 +53,7 @@ def simulate_neurons(
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
-    between = _Between(current)
-
+    between = _Between(current, step_nodes(method))
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
@@ -97,7 +96,7 @@ def simulate_network(
     loads = [-(g_pos + g_neg).sum(0) for g_pos, g_neg in weights]
     # the input layer's column currents at every grid time in one matrix product: they are
     # linear in the rows, so interpolating them equals driving with the interpolated rows
-    input_currents = _Between(inputs @ differences[0])
+    input_currents = _Between(inputs @ differences[0], step_nodes(method))
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
         if k == 0:
@@ -118,23 +117,19 @@ def _check_input(tensor: torch.Tensor, name: str) -> None:
 
 class _Between:
     """``samples`` (``(batch, n_steps + 1, ...)``) at ``t_n + node·dt``: inputs are piecewise
-    linear between the grid samples. Each node asked for is interpolated for every step at
-    once and unbound into per-step views, whose backward is one stack: a per-step index would
-    fill a zero gradient of the whole input at every step (a fifth of a training pass)."""
+    linear between the grid samples. At the method's own ``nodes`` every step is interpolated
+    at once and unbound into per-step views, whose backward is one stack (indexing step by step
+    would fill a zero gradient of the whole input at every step); the other fractions, those of
+    a step split into substeps, are interpolated where they are asked for."""
 
-    def __init__(self, samples: torch.Tensor) -> None:
+    def __init__(self, samples: torch.Tensor, nodes: tuple[float, ...]) -> None:
         self.samples = samples
-        self._per_step: dict[float, tuple[torch.Tensor, ...]] = {}
+        self._per_step = {node: torch.lerp(samples[:, :-1], samples[:, 1:], node).unbind(1) for node in nodes}
 
     def __call__(self, n: int, node: float) -> torch.Tensor:
-        if node not in self._per_step:
-            if node == 1.0:
-                self._per_step[node] = self.samples[:, 1:].unbind(1)
-            elif node == 0.0:
-                self._per_step[node] = self.samples[:, :-1].unbind(1)
-            else:
-                self._per_step[node] = torch.lerp(self.samples[:, :-1], self.samples[:, 1:], node).unbind(1)
-        return self._per_step[node][n]
+        if node in self._per_step:
+            return self._per_step[node][n]
+        return torch.lerp(self.samples[:, n], self.samples[:, n + 1], node)
 
 
 def _integrate(
