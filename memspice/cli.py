@@ -628,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--no-fused", dest="fused", action="store_const", const=False,
                    help="do not compile the solver's Newton iterations with torch.compile (they are by default: "
-                        "the same numerics, several times faster after compiling once, ~15-70 s, cached on disk)")
+                        "the same numerics, several times faster after compiling once, cached on disk)")
     p.add_argument("--checkpoint-every", type=_positive_int,
                    help="recompute the forward pass in chunks of this many steps in backward (less memory)")
     p.add_argument("--out", type=_output_folder, required=True, help="run folder, e.g. runs/NAME")

@@ -49,7 +49,7 @@ def simulate_neurons(
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
     membranes, from rest. ``fused`` runs each Newton iteration, and the gradient of each step,
     as one :func:`torch.compile` kernel (:mod:`memspice.solver.fused`; the same numerics; it
-    compiles once per device, dtype and method, ~15–70 s, cached on disk by torch)."""
+    compiles once per device, dtype and method, cached on disk by torch)."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
