@@ -69,7 +69,7 @@ def _train_config(args: argparse.Namespace):
     from memspice.train.config import INIT_FIELDS, TrainConfig, recipe
 
     given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k, None) is not None}
-    for name in ("hidden", *INIT_FIELDS):
+    for name in ("hidden", *INIT_FIELDS, "hidden_rate"):
         if name in given:
             given[name] = tuple(given[name])
     saved = Path(args.out) / "config.json"
@@ -81,7 +81,8 @@ def _train_config(args: argparse.Namespace):
 _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
                   "readout", "readout_scale", "v_low", "v_high", "seed", "train_samples", "eval_samples", "device",
                   "dtype", "threads", "checkpoint_every", "fused", "init_pos", "init_neg", "deep_init_pos",
-                  "deep_init_neg", "parametrization")
+                  "deep_init_neg", "parametrization", "readout_width", "hidden_rate", "rate_weight", "anneal_threshold",
+                  "anneal_epochs", "lr_restart_epochs", "fire_weight")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -135,6 +136,29 @@ def _load_test_set(trained, data_dir):
     return load_dataset(trained.config.dataset, data_dir or trained.config.data_dir)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from memspice.data import load_dataset
+    from memspice.fileio import atomic_write_text
+    from memspice.train.assess import assess, assessment_table, file_sha256
+    from memspice.train.loop import load_trained
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    _check_device(args.device)
+    trained = load_trained(args.checkpoint, device=args.device)
+    trained.model.fused = not args.no_fused
+    data = load_dataset(args.dataset or trained.config.dataset, args.data_dir or trained.config.data_dir)
+    samples = None if args.samples == "all" else args.samples
+    report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json)
+    report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
+    if args.save:
+        atomic_write_text(args.save, json_text(report, indent=2) + "\n")
+    print(json_text(report) if args.json else assessment_table(report))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from memspice.deploy import export_netlist
     from memspice.fileio import atomic_write_text
@@ -156,22 +180,18 @@ def _export(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
 
-    import numpy as np
 
     from memspice.deploy import verify
     from memspice.train.loop import load_trained
 
     trained = load_trained(args.checkpoint)
     data = _load_test_set(trained, args.data_dir)
-    last = args.offset + args.samples
-    if last > len(data.test_x):
-        raise MemspiceError(f"--offset {args.offset} --samples {args.samples}: the {data.name} test set has "
-                            f"{len(data.test_x)} samples")
+    indices = _sample_indices(args, len(data.test_x), data.name)
     journal = verify_journal(args.save) if args.save else None
     if journal and journal.is_file() and not args.json:
         print(f"resuming from {journal}: samples it holds are not simulated again")
     try:
-        report = verify(trained, data.test_x, data.test_y, np.arange(args.offset, last), workers=args.workers,
+        report = verify(trained, data.test_x, data.test_y, indices, workers=args.workers,
                         synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal)
     except KeyboardInterrupt:
         if journal:
@@ -182,6 +202,23 @@ def _verify(args: argparse.Namespace) -> int:
     if journal:
         journal.unlink(missing_ok=True)  # the report holds every sample now
     return status
+
+
+def _sample_indices(args: argparse.Namespace, available: int, dataset: str):
+    """The test samples ``verify`` runs: ``--samples`` from ``--offset`` on, or, with
+    ``--sample-seed``, that many drawn at random (without replacement, sorted)."""
+    import numpy as np
+
+    if args.sample_seed is not None:
+        if args.offset:
+            raise MemspiceError("--sample-seed draws the samples from the whole test set; drop --offset")
+        if args.samples > available:
+            raise MemspiceError(f"--samples {args.samples}: the {dataset} test set has {available} samples")
+        return np.sort(np.random.default_rng(args.sample_seed).choice(available, args.samples, replace=False))
+    if args.offset + args.samples > available:
+        raise MemspiceError(f"--offset {args.offset} --samples {args.samples}: the {dataset} test set has "
+                            f"{available} samples")
+    return np.arange(args.offset, args.offset + args.samples)
 
 
 def verify_journal(save: Path) -> Path:
@@ -213,7 +250,8 @@ def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
 
         atomic_write_text(save, json_text(report, indent=2) + "\n")
     if as_json:
-        keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s")
+        keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "decided_by_spikes",
+                "decided_by_spikes_torch", "near_ties", "wall_s")
         print(json_text({k: report[k] for k in keys}))
     else:
         print(verify_table(report))
@@ -223,19 +261,16 @@ def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
 def verify_table(report: dict) -> str:
     """The text summary of a verification report."""
     settings = ", ".join(f"{k} {v:g}" for k, v in report["ngspice_settings"].items())
-    membranes = []  # reports saved before the means were kept have no such line
-    if "mean_error_v" in report:
-        margin = report.get("tie_break_margin_v")
-        membranes.append(f"  membranes  time averages differ by at most {1e3 * report['mean_error_v']:.3g} mV"
-                         + (f"; smallest tie-break margin {1e3 * margin:.3g} mV" if margin is not None else ""))
     return "\n".join([
         f"{report['samples']} test samples, {report['synapse']} synapses; ngspice ({settings}) vs torch solver",
         f"  accuracy   ngspice {100 * report['acc_spice']:6.2f} %   torch {100 * report['acc_torch']:6.2f} %",
         f"  agreement  {100 * report['agreement']:6.2f} % of predictions, "
         f"{100 * report['count_match']:.2f} % of output spike counts equal",
-        f"  decisions  {100 * report['decided_by_count']:.0f} % by the spike count alone, the rest by the tie-break "
-        f"(mean membrane)",
-        *membranes,
+        f"  decisions  {100 * report['decided_by_spikes']:.1f} % by spikes in ngspice, "
+        f"{100 * report['decided_by_spikes_torch']:.1f} % in torch (the rest by the mean membrane); "
+        f"{report['near_ties']} near-ties (a margin within the engines' largest difference)",
+        f"  waveforms  first-spike times differ by at most {1e9 * report['first_spike_error_s']:.3g} ns, "
+        f"membrane time averages by {1e3 * report['mean_error_v']:.3g} mV",
         f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s"
         + (f" ({report['resumed']} samples resumed from an earlier run)" if report.get("resumed") else ""),
     ])
@@ -497,6 +532,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _whole_number(text: str, lowest: int, what: str) -> int:
     try:
         value = int(text)
@@ -513,6 +555,11 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "non-negative")
+
+
+def _samples(text: str) -> int | str:
+    """``--samples``: a positive whole number or ``all``."""
+    return "all" if text == "all" else _positive_int(text)
 
 
 def _sandbox_option(p: argparse.ArgumentParser) -> None:
@@ -607,7 +654,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", choices=ENCODERS, help=f"input encoding (default: {d.encoder})")
     p.add_argument("--readout", choices=READOUTS, help=f"what the loss is taken on (default: {d.readout})")
     p.add_argument("--readout-scale", type=_positive,
-                   help="logits per spike (count) or per V (membrane readouts) (" + by_dataset("readout_scale") + ")")
+                   help="logits per spike (count), per window (first-spike) or per V (membrane readouts) ("
+                        + by_dataset("readout_scale") + ")")
+    p.add_argument("--readout-width", type=_positive,
+                   help="V: the soft spike count's sigmoid width, and how far below threshold a silent neuron's "
+                        "peak counts as one window of first-spike latency (" + by_dataset("readout_width") + ")")
+    p.add_argument("--fire-weight", type=_non_negative,
+                   help="count and first-spike readouts: weight of exp(latency) - 1 of each sample's class neuron, "
+                        "the term that makes it fire rather than decide by a silent membrane (default: "
+                        f"{d.fire_weight:g})")
+    p.add_argument("--hidden-rate", type=_non_negative, nargs=2, metavar=("LOW", "HIGH"),
+                   help="keep every hidden neuron's spikes per sample (batch mean) in this band: a squared penalty "
+                        "outside it (default: none)")
+    p.add_argument("--rate-weight", type=_positive,
+                   help=f"weight of the --hidden-rate penalty (default: {d.rate_weight:g})")
+    p.add_argument("--anneal-threshold", type=_positive,
+                   help="V: start every layer's M1 threshold th1 here and raise it linearly to the device's value "
+                        "over --anneal-epochs (default: no annealing)")
+    p.add_argument("--anneal-epochs", type=_positive,
+                   help=f"epochs of threshold annealing (default: {d.anneal_epochs:g})")
+    p.add_argument("--lr-restart-epochs", type=_positive_int,
+                   help="restart the cosine learning-rate decay every N epochs (SGDR; default: one decay over the run)")
     p.add_argument("--v-low", type=_finite, help="direct encoder: row voltage of a black pixel, V ("
                                                + by_dataset("v_low") + ")")
     p.add_argument("--v-high", type=_finite, help="direct encoder: row voltage of a white pixel; rate encoder: pulse "
@@ -647,6 +714,27 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: %(default)s)")
         p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
 
+    p = sub.add_parser("evaluate", help="a trained network's test accuracy in the torch solver, how it decides, and "
+                                        "what its hidden spikes are worth",
+                       description="Evaluate a checkpoint on the test set with the torch solver: accuracy, the share "
+                                   "of decisions made by spikes (count or first spike) rather than by the membrane "
+                                   "tie-break, spikes per neuron; --ablate hidden-spikes evaluates again with every "
+                                   "hidden neuron kept from spiking (its switch M1 cannot turn on).")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--dataset", choices=DATASETS, help="test set (default: the checkpoint's)")
+    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+    p.add_argument("--samples", type=_samples, default="all", help="the first N test samples, or all (default: all)")
+    from memspice.train.assess import ABLATIONS
+
+    p.add_argument("--ablate", choices=ABLATIONS, help="also evaluate with every hidden neuron kept from spiking")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per solver batch (default: 256)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--no-fused", action="store_true", help="do not compile the solver's Newton iterations")
+    p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=_evaluate)
+
     p = sub.add_parser("export", help="write a trained network with one test sample as an ngspice netlist",
                        description="Write the complete ngspice netlist of a trained network driven by test sample "
                                    "K (PWL row voltages of its encoding), saving the output membranes.")
@@ -661,6 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     trained_network_args(p)
     p.add_argument("--samples", type=_positive_int, default=10, help="number of test samples (default: %(default)s)")
     p.add_argument("--offset", type=_non_negative_int, default=0, help="first test sample (default: %(default)s)")
+    p.add_argument("--sample-seed", type=_non_negative_int,
+                   help="verify --samples test samples drawn at random with this seed instead of the first ones")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
     p.add_argument("--timeout", type=_positive, default=3600.0, help="timeout per sample in s (default: %(default)g)")
     p.add_argument("--save", type=_output_file(".json"),

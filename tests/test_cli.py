@@ -13,8 +13,8 @@ from conftest import memspice
 def test_help_lists_the_commands():
     result = memspice("--help")
     assert result.returncode == 0
-    for command in ("models", "netlists", "demo", "step", "simulate", "characterize", "validate", "train", "export",
-                    "verify"):
+    for command in ("models", "netlists", "demo", "step", "simulate", "characterize", "validate", "train", "evaluate",
+                    "export", "verify"):
         assert command in result.stdout
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +22,18 @@ from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
 from memspice.data.idx import DatasetError
 from memspice.deploy import export_netlist, verify
 from memspice.deploy.verify import JournalError
-from memspice.nn import Crossbar, MemristiveSNN, Readout, predict, soft_spike_counts, spike_counts
+from memspice.nn import (
+    DECIDERS,
+    Crossbar,
+    MemristiveSNN,
+    Readout,
+    decide,
+    first_spike_steps,
+    latency,
+    rate_band_penalty,
+    soft_spike_counts,
+    spike_counts,
+)
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
 from memspice.train.checkpoint import CheckpointError, load_checkpoint
@@ -163,13 +176,40 @@ def test_verify_on_three_samples_agrees_with_the_solver(tiny_run, digits):
     assert report["samples"] == 3
     assert report["agreement"] == 1.0
     assert report["count_match"] >= 0.9
-    assert 0.0 <= report["decided_by_count"] <= 1.0
+    assert 0.0 <= report["decided_by_spikes"] <= 1.0 and report["decision_order"] == ["count"]
     assert sum(sum(row["counts_spice"]) for row in report["per_sample"]) > 0  # the outputs do spike
-    for row in report["per_sample"]:  # each prediction follows from the counts and means it reports
+    for row in report["per_sample"]:  # each prediction follows from the readings it reports
         for engine in ("spice", "torch"):
-            assert predict(np.array([row[f"counts_{engine}"]]), np.array([row[f"means_{engine}"]]))[0] \
-                == row[f"pred_{engine}"]
+            firsts = [[np.inf if f is None else f for f in row[f"firsts_{engine}"]]]
+            pred, by, _ = decide(np.array([row[f"counts_{engine}"]]), np.array(firsts),
+                                 np.array([row[f"means_{engine}"]]), report["decision_order"])
+            assert (pred[0], DECIDERS[by[0]]) == (row[f"pred_{engine}"], row[f"decided_{engine}"])
+            assert [f is None for f in row[f"firsts_{engine}"]] == [c == 0 for c in row[f"counts_{engine}"]]
     assert 0.0 <= report["mean_error_v"] < 5e-3
+    assert 0.0 <= report["first_spike_error_s"] < 0.2 * trained_dt(out)
+
+
+def test_near_ties_are_flagged_against_the_engines_largest_difference():
+    from memspice.deploy.verify import judge, summarize
+
+    def row(index, counts, firsts_spice, firsts_torch):
+        return {"index": index, "label": 0, "counts_spice": counts, "counts_torch": counts,
+                "firsts_spice": firsts_spice, "firsts_torch": firsts_torch,
+                "means_spice": [0.1, 0.2], "means_torch": [0.1, 0.2]}
+
+    # first spikes 3 ns apart in sample 0, 40 ns in sample 1; the engines differ by up to 4.5 ns
+    rows = judge([row(0, [1, 1], [2.000e-6, 2.003e-6], [2.000e-6, 2.0075e-6]),
+                  row(1, [1, 1], [3.00e-6, 3.04e-6], [3.00e-6, 3.04e-6]),
+                  row(2, [0, 0], [None, None], [None, None])], ["first-spike", "count"])
+    assert [r["near_tie"] for r in rows] == [True, False, False]  # the membranes agree exactly: 0.1 V apart
+    assert [r["decided_spice"] for r in rows] == ["first-spike", "first-spike", "membrane"]
+    figures = summarize(rows)
+    assert figures["near_ties"] == 1 and figures["decided_by_spikes"] == pytest.approx(2 / 3)
+    assert figures["first_spike_error_s"] == pytest.approx(4.5e-9)
+
+
+def trained_dt(out) -> float:
+    return load_trained(out / "checkpoint.pt").config.dt
 
 
 def test_an_interrupted_verification_resumes_from_its_journal(tiny_run, digits, tmp_path):
@@ -235,7 +275,8 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
     result = memspice("verify", str(out / "checkpoint.pt"), "--samples", "2", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"samples", "acc_spice", "acc_torch", "agreement", "count_match", "wall_s"}
+    assert set(report) == {"samples", "acc_spice", "acc_torch", "agreement", "count_match", "decided_by_spikes",
+                           "decided_by_spikes_torch", "near_ties", "wall_s"}
     assert report["samples"] == 2
     # the same two samples verified as two parts (two machines) and merged
     parts = [tmp_path / "part0.json", tmp_path / "part1.json"]
@@ -262,6 +303,96 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_cli_evaluate_reports_decisions_and_the_ablation(tiny_run, tmp_path):
+    out, _ = tiny_run
+    saved = tmp_path / "results.json"
+    result = memspice("evaluate", str(out / "checkpoint.pt"), "--samples", "40", "--ablate", "hidden-spikes",
+                      "--no-fused", "--threads", "1", "--save", str(saved), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert json.loads(saved.read_text()) == report
+    assert report["samples"] == 40 and report["dataset"] == "digits" and len(report["checkpoint_sha256"]) == 64
+    assert 0 <= report["decided_by_spikes"] <= 1 and report["decided_by_spikes"] == pytest.approx(
+        report["decided_by"]["count"] + report["decided_by"]["first-spike"])
+    assert report["hidden_spikes_per_neuron"] > 0 and report["ablated_hidden_spikes_per_neuron"] == 0
+    assert 0 <= report["ablated_accuracy"] <= 1
+    # the same figures as the training loop's evaluation of those samples
+    trained, digits = load_trained(out / "checkpoint.pt"), load_dataset("digits")
+    direct = evaluate(trained.model, trained.readout, trained.encoder, digits.test_x[:40], digits.test_y[:40],
+                      trained.config.n_steps, 256, torch.float32)
+    assert report["accuracy"] == direct["acc"]
+    result = memspice("evaluate", str(out / "checkpoint.pt"), "--samples", "5000", "--no-fused")
+    assert result.returncode == 2 and "the digits test set has 359 samples" in result.stderr
+    result = memspice("evaluate", str(out / "checkpoint.pt"), "--samples", "few")
+    assert result.returncode == 2 and "expected a whole number, got 'few'" in result.stderr
+
+
+def test_verify_draws_a_random_sample_of_the_test_set(tmp_path):
+    from memspice.cli import _sample_indices
+    from memspice.errors import MemspiceError
+
+    def indices(*extra):
+        args = build_parser().parse_args(["verify", str(tmp_path / "c.pt"), *extra])
+        return _sample_indices(args, 359, "digits")
+
+    drawn = indices("--samples", "20", "--sample-seed", "7")
+    assert len(set(drawn.tolist())) == 20 and list(drawn) == sorted(drawn) and drawn.max() < 359
+    assert list(drawn) == list(indices("--samples", "20", "--sample-seed", "7"))  # the seed fixes the draw
+    assert list(drawn) != list(indices("--samples", "20", "--sample-seed", "8"))
+    assert list(indices("--samples", "3", "--offset", "5")) == [5, 6, 7]
+    with pytest.raises(MemspiceError, match="drop --offset"):
+        indices("--samples", "3", "--offset", "5", "--sample-seed", "1")
+    with pytest.raises(MemspiceError, match="has 359 samples"):
+        indices("--samples", "400", "--sample-seed", "1")
+
+
+def test_schedules_restart_the_learning_rate_and_anneal_the_threshold():
+    from memspice.train.schedules import LR_FLOOR, annealed_threshold, learning_rate
+
+    once = recipe("digits", epochs=4, lr=0.1)
+    assert learning_rate(once, 0, 10) == pytest.approx(0.1)
+    assert learning_rate(once, 40, 10) == pytest.approx(0.1 * LR_FLOOR)
+    restarts = recipe("digits", epochs=4, lr=0.1, lr_restart_epochs=2)
+    assert learning_rate(restarts, 19, 10) < 0.02 and learning_rate(restarts, 20, 10) == pytest.approx(0.1)
+    assert annealed_threshold(once, 0, 10, 0.4) is None  # no annealing asked for
+    anneal = recipe("digits", anneal_threshold=0.3, anneal_epochs=2)
+    assert annealed_threshold(anneal, 0, 10, 0.4) == pytest.approx(0.3)
+    assert annealed_threshold(anneal, 10, 10, 0.4) == pytest.approx(0.35)
+    assert annealed_threshold(anneal, 20, 10, 0.4) is None  # arrived: the device's own value
+
+
+def test_annealing_and_the_rate_band_train_and_leave_the_device_threshold(tmp_path, digits):
+    config = recipe("digits", **{**TINY, "epochs": 2, "train_samples": 32}, anneal_threshold=0.3, anneal_epochs=1.5,
+                    hidden_rate=(0.5, 2.0), readout="first-spike", readout_scale=10.0)
+    train(config, tmp_path, progress=False, dataset=digits)
+    history = load_checkpoint(tmp_path / "checkpoint.pt")["history"]
+    # 2 batches per epoch: epoch 1's last step is step 1 of the 3 that annealing takes
+    assert history[0]["threshold"] == pytest.approx(0.3 + 0.1 * 1 / 3)
+    assert history[1]["threshold"] == pytest.approx(0.4)  # the device's value once annealing has ended
+    trained = load_trained(tmp_path / "checkpoint.pt")
+    assert trained.model.neurons[0].params()["th1"] == pytest.approx(0.4)  # the module, and its netlist, keep it
+    assert re.search(r" th1=0\.4\s", export_netlist(trained, digits.test_x[0], 0, 0))
+
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
+    """pretrained/digits: its report belongs to it, and it still classifies by spikes with this solver."""
+    from memspice.train.assess import file_sha256
+
+    path = PRETRAINED / "digits" / "checkpoint.pt"
+    report = json.loads((path.parent / "results.json").read_text())
+    assert report["checkpoint_sha256"] == file_sha256(path) and report["samples"] == len(digits.test_x)
+    assert report["accuracy"] >= 0.97 and report["decided_by_spikes"] >= 0.95
+    assert report["accuracy"] - report["ablated_accuracy"] >= 0.05  # the hidden spikes matter
+    trained = load_trained(path)
+    trained.model.fused = False  # no compiling in the test suite: the same numerics
+    again = evaluate(trained.model, trained.readout, trained.encoder, digits.test_x[:120], digits.test_y[:120],
+                     trained.config.n_steps, 120, torch.float32)
+    assert again["acc"] >= 0.95 and again["decided_by_spikes"] >= 0.95
+
+
 def test_cli_train_rejects_bad_options(tmp_path):
     result = memspice("train", "--dataset", "cifar", "--out", str(tmp_path))
     assert result.returncode == 2 and "invalid choice: 'cifar'" in result.stderr
@@ -271,6 +402,11 @@ def test_cli_train_rejects_bad_options(tmp_path):
     assert result.returncode == 2 and "nothing to resume" in result.stderr
     result = memspice("train", "--init-pos", "0.8", "0.2", "--out", str(tmp_path))
     assert result.returncode == 2 and "init_pos = (0.8, 0.2) is invalid" in result.stderr
+    result = memspice("train", "--anneal-threshold", "0.1", "--out", str(tmp_path))
+    assert result.returncode == 2 and "anneal_threshold = 0.1 is invalid" in result.stderr \
+        and "(0.22, 0.4] V" in result.stderr
+    result = memspice("train", "--hidden-rate", "2", "1", "--out", str(tmp_path))
+    assert result.returncode == 2 and "hidden_rate = (2.0, 1.0) is invalid" in result.stderr
     result = memspice("train", "--v-high", "2.5", "--out", str(tmp_path))
     assert result.returncode == 2 and "below the synapse write thresholds" in result.stderr \
         and "v_high=2.5" in result.stderr
@@ -360,9 +496,83 @@ def test_readouts():
     v = torch.stack([spikes, 0.3 * torch.ones_like(t), 0.1 * torch.ones_like(t)], -1).unsqueeze(0)
     torch.testing.assert_close(spike_counts(v), torch.tensor([[5.0, 0.0, 0.0]]))
     torch.testing.assert_close(soft_spike_counts(v, width=1e-4), torch.tensor([[5.0, 0.0, 0.0]]), atol=1e-3, rtol=0)
-    assert predict(spike_counts(v), v.mean(1)).item() == 0
-    quiet = v[..., 1:]  # no spikes: the higher mean membrane wins the tie
-    assert predict(spike_counts(quiet), quiet.mean(1)).item() == 0
-    assert predict(np.array([[2, 2, 1]]), np.array([[0.1, 0.3, 0.5]])).item() == 1
+    # the first crossing of 0.45 V: 0.6 sin(10 pi t) = 0.45 at t = asin(0.75) / (10 pi), 200 steps per unit
+    first = first_spike_steps(v)
+    assert first[0, 0].item() == pytest.approx(200 * np.arcsin(0.75) / (10 * np.pi), abs=0.05)
+    assert torch.isinf(first[0, 1:]).all()
+    # latency: a fraction of the window for a spiking neuron, past it by (0.45 - peak) / width for a silent one
+    torch.testing.assert_close(latency(v, width=0.1)[0, 1:], torch.tensor([1 + 1.5, 1 + 3.5]))
+    assert Readout("count").predict(v).item() == 0
+    quiet = v[..., 1:]  # no spikes: the higher mean membrane decides, and says so
+    classes, by = Readout("count").decide(quiet)
+    assert classes.item() == 0 and DECIDERS[by.item()] == "membrane"
+    # count logits: 2 x (5 spikes + 1 - the first spike's fraction of the window); a silent neuron's
+    # latency is 1 + (0.45 V - its peak) / width
     logits = Readout("count", scale=2.0, width=1e-4).logits(v)
-    torch.testing.assert_close(logits, torch.tensor([[10.0, 0.0, 0.0]]), atol=1e-2, rtol=0)
+    early = np.arcsin(0.75) / (10 * np.pi)
+    torch.testing.assert_close(logits, torch.tensor([[2 * (6 - early), -2 * 0.15 / 1e-4, -2 * 0.35 / 1e-4]],
+                                                    dtype=torch.float32),
+                               atol=1e-2, rtol=1e-4)
+
+
+def test_decisions_go_by_spikes_first():
+    counts = np.array([[2, 2, 1], [0, 0, 0], [1, 3, 0], [1, 1, 0]])
+    firsts = np.array([[5.0, 3.0, 1.0], [np.inf] * 3, [9.0, 2.0, np.inf], [4.0, 4.0, np.inf]])
+    means = np.array([[0.1, 0.3, 0.5], [0.1, 0.3, 0.2], [0.3, 0.1, 0.5], [0.2, 0.1, 0.3]])
+    pred, by, margin = decide(counts, firsts, means, ("count", "first-spike"))
+    assert pred.tolist() == [1, 1, 1, 0]  # a count tie goes to the earlier spike; then to the membrane
+    assert [DECIDERS[b] for b in by] == ["first-spike", "membrane", "count", "membrane"]
+    # margins among the candidates left: 5 - 3 (not 3 - 1: neuron 2 has fewer spikes), 0.3 - 0.2 V, 3 - 1 spikes
+    np.testing.assert_allclose(margin, [2.0, 0.1, 2.0, 0.1])
+    pred, by, margin = decide(counts, firsts, means, ("first-spike", "count"))
+    assert pred.tolist() == [2, 1, 1, 0]  # the earliest first spike wins; a time tie goes to the count
+    assert [DECIDERS[b] for b in by] == ["first-spike", "membrane", "first-spike", "membrane"]
+    np.testing.assert_allclose(margin, [2.0, 0.1, 7.0, 0.1])
+    pred, by, margin = decide(counts, firsts, means, ("count",))  # a membrane-trained network's order
+    assert pred.tolist() == [1, 1, 1, 0] and [DECIDERS[b] for b in by] == ["membrane", "membrane", "count", "membrane"]
+    with pytest.raises(ValueError, match="order must name"):
+        decide(counts, firsts, means, ("membrane",))
+
+
+@pytest.mark.parametrize("kind", ["count", "first-spike", "membrane-mean"])
+def test_readout_losses_have_the_finite_difference_gradient(kind):
+    """Each readout's loss, differentiated through the circuit solver, against central differences
+    in one crossbar conductance (float64): the gradient that trains it is the true one."""
+    model = MemristiveSNN((6, 4, 3), seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3)).double()
+    rows = torch.cat([torch.zeros(2, 1, 6), torch.rand(2, 40, 6, generator=torch.Generator().manual_seed(1)) * 1.2],
+                     1).double()
+    labels = torch.tensor([0, 2])
+    readout = Readout(kind, scale={"count": 2.0, "first-spike": 5.0, "membrane-mean": 50.0}[kind], width=0.05)
+    hidden_v = model(rows).v
+
+    def loss() -> torch.Tensor:
+        v = model(rows).v
+        return readout.loss(v[-1], labels) + rate_band_penalty(v[:-1], (0.5, 1.0), width=0.05)
+
+    assert spike_counts(hidden_v[0]).sum() > 0 and spike_counts(hidden_v[1]).sum() > 0  # spikes in both layers
+    parameter = next(model.crossbars[0].parameters())  # the input crossbar: its gradient crosses both layers
+    model.zero_grad()
+    loss().backward()
+    for index in [(0, 0), (1, 2), (3, 1)]:
+        analytic = parameter.grad[index].item()
+        with torch.no_grad():
+            h = 1e-5
+            parameter[index] += h
+            up = loss().item()
+            parameter[index] -= 2 * h
+            down = loss().item()
+            parameter[index] += h
+        assert analytic == pytest.approx((up - down) / (2 * h), rel=2e-3, abs=1e-7)
+
+
+def test_the_hidden_spike_ablation_silences_hidden_neurons_only():
+    model = MemristiveSNN((6, 8, 3), seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3))
+    rows = torch.cat([torch.zeros(4, 1, 6), torch.full((4, 50, 6), 1.0)], 1)
+    with torch.no_grad():
+        intact = model(rows).v
+        ablated = model(rows, neuron_overrides=model.hidden_spike_ablation()).v
+    assert spike_counts(intact[0]).sum() > 0 and spike_counts(ablated[0]).sum() == 0
+    assert model.hidden_spike_ablation()[-1] is None  # the output layer keeps its switch
+    assert not torch.equal(intact[1], ablated[1])  # the output layer saw the difference
+    with pytest.raises(ValueError, match="one entry per layer"):
+        model(rows, neuron_overrides=[None])

@@ -1,9 +1,10 @@
 """Run test samples of a trained network in ngspice and compare with the torch solver.
 
 Both engines' waveforms are read the same way: spikes are upward crossings of the readout's
-threshold (ngspice's on its own time points, the solver's on its grid), the tie-break is the
+threshold (ngspice's on its own time points, the solver's on its grid), first-spike times are
+interpolated between the two points around the crossing, the last-resort tie-break is the
 trapezoidal time average of the membrane, and the prediction is
-:func:`memspice.nn.readout.predict`.
+:func:`memspice.nn.readout.decide` in the readout's decision order.
 
 A long verification can keep a journal: each sample's ngspice reading is appended to it as the
 sample finishes, and a rerun takes the samples it already holds instead of simulating them again
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +29,30 @@ from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
 from memspice.errors import MemspiceError
 from memspice.fileio import atomic_write_text
 from memspice.netlist.circuits import membrane_node
-from memspice.nn.readout import predict
+from memspice.nn.readout import DECIDERS, decide
 from memspice.signals import spike_times
 from memspice.spice.pool import JobResult, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 
 
-def _read(t: np.ndarray, v: np.ndarray, threshold: float, t_end: float) -> tuple[int, float]:
-    """Spike count and time-averaged membrane (V) of one trace over ``[0, t_end]``."""
+def _read(t: np.ndarray, v: np.ndarray, threshold: float, t_end: float) -> tuple[int, float | None, float]:
+    """Spike count, first-spike time (s; None if none) and time-averaged membrane (V) of one
+    trace over ``[0, t_end]``."""
     keep = t <= t_end * (1 + 1e-9)
     t, v = t[keep], v[keep]
     mean = float(np.sum(0.5 * (v[1:] + v[:-1]) * np.diff(t)) / (t[-1] - t[0]))
-    return len(spike_times(t, v, threshold)), mean
+    spikes = spike_times(t, v, threshold)
+    return len(spikes), float(spikes[0]) if len(spikes) else None, mean
+
+
+def _readings(read: list[tuple[int, float | None, float]]) -> dict:
+    """One sample's readings of its output neurons (what a journal line and a report row keep)."""
+    return {"counts": [c for c, _, _ in read], "firsts": [f for _, f, _ in read], "means": [m for _, _, m in read]}
+
+
+def _times(firsts: list) -> np.ndarray:
+    """First-spike times with ``inf`` for a silent neuron (None in JSON)."""
+    return np.array([[np.inf if f is None else f for f in row] for row in firsts], dtype=float)
 
 
 class JournalError(MemspiceError):
@@ -49,13 +63,18 @@ def _reading_is_valid(entry: object, outputs: int) -> bool:
     """Whether a journal line holds one sample's reading of ``outputs`` output neurons."""
     if not isinstance(entry, dict):
         return False
-    counts, means = entry.get("counts"), entry.get("means")
+    counts, means, firsts = entry.get("counts"), entry.get("means"), entry.get("firsts")
+
+    def number(m: object) -> bool:
+        return isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m)
+
     return (isinstance(entry.get("index"), int) and entry["index"] >= 0
             and isinstance(entry.get("netlist_sha256"), str)
             and isinstance(counts, list) and len(counts) == outputs
             and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
-            and isinstance(means, list) and len(means) == outputs
-            and all(isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m) for m in means))
+            and isinstance(means, list) and len(means) == outputs and all(number(m) for m in means)
+            and isinstance(firsts, list) and len(firsts) == outputs
+            and all(f is None or number(f) for f in firsts))
 
 
 def _read_journal(path: Path, outputs: int) -> dict[int, dict]:
@@ -119,8 +138,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
         k, digest = digests[result.name]
         waves = Waveforms.from_plot(result.plots[-1])
         read = [_read(waves.time, waves.signals[n], threshold, t_end) for n in names]
-        readings[k] = {"index": k, "netlist_sha256": digest, "counts": [c for c, _ in read],
-                       "means": [m for _, m in read]}
+        readings[k] = {"index": k, "netlist_sha256": digest, **_readings(read)}
         if journal:
             with open(journal, "a") as fh:  # one line per sample, on disk before the next is read
                 fh.write(json.dumps(readings[k]) + "\n")
@@ -129,8 +147,6 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
 
     raise_first_error(run_many(jobs, workers=workers, timeout=timeout, progress=progress, on_result=finished))
     spice_s = time.perf_counter() - start
-    spice_counts = [readings[int(k)]["counts"] for k in indices]
-    spice_means = [readings[int(k)]["means"] for k in indices]
 
     start = time.perf_counter()
     device = next(model.parameters()).device
@@ -147,52 +163,78 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     torch_s = time.perf_counter() - start
     t = solution.t.cpu().numpy()
     v_out = solution.v[-1].cpu().numpy()
-    torch_read = [[_read(t, v_out[b, :, j], threshold, t_end) for j in range(v_out.shape[-1])]
-                  for b in range(len(indices))]
-    torch_counts = np.array([[c for c, _ in row] for row in torch_read])
-    torch_means = np.array([[m for _, m in row] for row in torch_read])
-    spice_counts, spice_means = np.array(spice_counts), np.array(spice_means)
+    torch_readings = [_readings([_read(t, v_out[b, :, j], threshold, t_end) for j in range(v_out.shape[-1])])
+                      for b in range(len(indices))]
+    rows = []
+    for k, seen in zip(indices, torch_readings):
+        row = {"index": int(k), "label": int(y[k])}
+        for engine, reading in (("spice", readings[int(k)]), ("torch", seen)):
+            row.update({f"{name}_{engine}": reading[name] for name in ("counts", "firsts", "means")})
+        rows.append(row)
+    order = list(trained.readout.decision_order)
+    rows = judge(rows, order)
+    return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s,
+            "torch_s": torch_s, "resumed": resumed, "synapse": synapse, "decision_order": order,
+            "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})}, "per_sample": rows}
 
-    pred_spice = predict(spice_counts, spice_means)
-    pred_torch = predict(torch_counts, torch_means)
-    labels = np.asarray(y[indices])
-    rows = [{"index": int(k), "label": int(lab), "pred_spice": int(ps), "pred_torch": int(pt),
-             "counts_spice": sc.tolist(), "counts_torch": tc.tolist(), "means_spice": ms.tolist(),
-             "means_torch": mt.tolist()}
-            for k, lab, ps, pt, sc, tc, ms, mt in zip(indices, labels, pred_spice, pred_torch, spice_counts,
-                                                      torch_counts, spice_means, torch_means)]
-    return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s, "torch_s": torch_s,
-            "resumed": resumed, "synapse": synapse, "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})},
-            "per_sample": rows}
+
+def _largest_time_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest ``|a - b|`` of first-spike times where both engines spike (0 if nowhere)."""
+    both = np.isfinite(a) & np.isfinite(b)
+    return float(np.abs(a[both] - b[both]).max(initial=0.0))
+
+
+def judge(rows: list[dict], order: Sequence[str]) -> list[dict]:
+    """``rows`` (one per sample: ``label`` and each engine's ``counts``, ``firsts`` (s, None if
+    silent) and ``means`` (V) per output neuron) with each engine's prediction in the decision
+    ``order`` (:func:`~memspice.nn.readout.decide`; ``pred_spice``,
+    ``pred_torch``), what decided it (``decided_spice``, ``decided_torch``: a name from
+    :data:`~memspice.nn.readout.DECIDERS`) and ``near_tie``: the ngspice decision's margin (the
+    gap between the best two candidates in the reading that decided) is no larger than the
+    largest ngspice/torch difference of that reading over all rows, so that the two engines
+    could decide differently."""
+    if not rows:
+        raise ValueError("a verification report needs at least one sample")
+    readings = {}
+    for engine in ("spice", "torch"):
+        counts = np.array([r[f"counts_{engine}"] for r in rows], dtype=float)
+        firsts = _times([r.get(f"firsts_{engine}", [None] * counts.shape[1]) for r in rows])
+        means = np.array([r[f"means_{engine}"] for r in rows], dtype=float)
+        readings[engine] = (counts, firsts, means)
+    decisions = {engine: decide(*readings[engine], order) for engine in readings}
+    largest = {"count": np.abs(readings["spice"][0] - readings["torch"][0]).max(),
+               "first-spike": _largest_time_difference(readings["spice"][1], readings["torch"][1]),
+               "membrane": np.abs(readings["spice"][2] - readings["torch"][2]).max()}
+    (pred_spice, by_spice, margin), (pred_torch, by_torch, _) = decisions["spice"], decisions["torch"]
+    return [{**row, "pred_spice": int(pred_spice[k]), "pred_torch": int(pred_torch[k]),
+             "decided_spice": DECIDERS[by_spice[k]], "decided_torch": DECIDERS[by_torch[k]],
+             "near_tie": bool(margin[k] <= largest[DECIDERS[by_spice[k]]])} for k, row in enumerate(rows)]
 
 
 def summarize(rows: list[dict]) -> dict:
-    """The figures of a report from its per-sample rows: ``samples``, ``acc_spice``,
-    ``acc_torch``, ``agreement``, ``count_match``, ``decided_by_count`` (the share of ngspice
-    predictions that need no tie-break: one neuron has the most spikes) and, when the rows hold
-    the output neurons' time-averaged membranes (V), ``mean_error_v``, the largest difference
-    between ngspice's and torch's, and ``tie_break_margin_v``, the smallest gap in ngspice
-    between the two highest of a sample that the tie-break decided (None if none was)."""
-    if not rows:
-        raise ValueError("a verification report needs at least one sample")
-    keys = ("label", "pred_spice", "pred_torch", "counts_spice", "counts_torch")
-    labels, pred_spice, pred_torch, counts_spice, counts_torch = (np.array([r[k] for r in rows]) for k in keys)
-    top_two = np.sort(counts_spice, axis=1)[:, -2:]
-    by_count = top_two[:, 1] > top_two[:, 0]
-    figures = {"samples": len(rows), "acc_spice": float(np.mean(pred_spice == labels)),
-               "acc_torch": float(np.mean(pred_torch == labels)), "agreement": float(np.mean(pred_spice == pred_torch)),
-               "count_match": float(np.mean(counts_spice == counts_torch)),
-               "decided_by_count": float(np.mean(by_count))}
-    if all("means_spice" in r for r in rows):  # reports saved before the means were kept lack them
-        means_spice, means_torch = (np.array([r[k] for r in rows]) for k in ("means_spice", "means_torch"))
-        highest = np.sort(means_spice, axis=1)
-        gaps = highest[:, -1] - highest[:, -2]
-        figures["mean_error_v"] = float(np.abs(means_spice - means_torch).max())
-        figures["tie_break_margin_v"] = float(gaps[~by_count].min()) if (~by_count).any() else None
-    return figures
+    """The figures of a report from its per-sample rows, judged (:func:`judge`): ``samples``,
+    ``acc_spice``, ``acc_torch``, ``agreement``, ``count_match``, ``decided_by_spikes`` (the
+    share of ngspice predictions made by a spike reading, count or first spike, without the
+    membrane tie-break), ``decided_by_spikes_torch``, ``near_ties`` (samples whose ngspice
+    decision is within the engines' largest difference of going the other way), ``mean_error_v``
+    (the largest difference between ngspice's and torch's time-averaged output membranes, V) and
+    ``first_spike_error_s`` (the same for first-spike times where both engines spike, s)."""
+    labels, pred_spice, pred_torch = (np.array([r[k] for r in rows]) for k in ("label", "pred_spice", "pred_torch"))
+    names = ("counts_spice", "counts_torch", "means_spice", "means_torch")
+    counts_spice, counts_torch, means_spice, means_torch = (np.array([r[k] for r in rows], dtype=float) for k in names)
+    firsts_spice, firsts_torch = (_times([r.get(k, [None] * counts_spice.shape[1]) for r in rows])
+                                  for k in ("firsts_spice", "firsts_torch"))
+    return {"samples": len(rows), "acc_spice": float(np.mean(pred_spice == labels)),
+            "acc_torch": float(np.mean(pred_torch == labels)), "agreement": float(np.mean(pred_spice == pred_torch)),
+            "count_match": float(np.mean(counts_spice == counts_torch)),
+            "decided_by_spikes": float(np.mean([r["decided_spice"] != "membrane" for r in rows])),
+            "decided_by_spikes_torch": float(np.mean([r["decided_torch"] != "membrane" for r in rows])),
+            "near_ties": int(sum(r["near_tie"] for r in rows)),
+            "mean_error_v": float(np.abs(means_spice - means_torch).max()),
+            "first_spike_error_s": _largest_time_difference(firsts_spice, firsts_torch)}
 
 
-_ROW_KEYS = ("index", "label", "pred_spice", "pred_torch", "counts_spice", "counts_torch")
+_ROW_KEYS = ("index", "label", "counts_spice", "counts_torch", "means_spice", "means_torch")
 _REPORT_KEYS = {"synapse": str, "ngspice_settings": dict, "per_sample": list, "wall_s": (int, float),
                 "spice_s": (int, float), "torch_s": (int, float)}
 
@@ -209,10 +251,13 @@ def check_report(report: object, where: str) -> dict:
     for k, row in enumerate(report["per_sample"]):
         if not isinstance(row, dict) or any(key not in row for key in _ROW_KEYS):
             raise MemspiceError(f"{where}: per_sample[{k}] lacks one of {', '.join(_ROW_KEYS)}")
-        if not all(isinstance(row[key], int) for key in _ROW_KEYS[:4]) or \
-                not all(isinstance(row[key], list) for key in _ROW_KEYS[4:]):
+        if not all(isinstance(row[key], int) for key in _ROW_KEYS[:2]) or \
+                not all(isinstance(row[key], list) for key in _ROW_KEYS[2:]):
             raise MemspiceError(f"{where}: per_sample[{k}] holds values of the wrong type")
-    widths = {len(row[key]) for row in report["per_sample"] for key in _ROW_KEYS[4:]}
+    order = report.get("decision_order", ["count"])
+    if not isinstance(order, list) or not order or not set(order) <= {"count", "first-spike"}:
+        raise MemspiceError(f"{where}: 'decision_order' must list 'count' and/or 'first-spike'")
+    widths = {len(row[key]) for row in report["per_sample"] for key in _ROW_KEYS[2:]}
     if len(widths) > 1:
         raise MemspiceError(f"{where}: per_sample rows disagree on the number of output neurons")
     return report
@@ -224,8 +269,8 @@ def merge(reports: list[dict]) -> dict:
     times summed (the compute spent, not the elapsed time)."""
     if not reports:
         raise ValueError("nothing to merge")
-    for key in ("synapse", "ngspice_settings"):
-        if any(r[key] != reports[0][key] for r in reports):
+    for key in ("synapse", "ngspice_settings", "decision_order"):
+        if any(r.get(key) != reports[0].get(key) for r in reports):
             raise ValueError(f"the reports differ in {key}: they are not parts of one verification")
     rows = sorted((row for r in reports for row in r["per_sample"]), key=lambda row: row["index"])
     indices = [row["index"] for row in rows]
@@ -233,5 +278,7 @@ def merge(reports: list[dict]) -> dict:
         raise ValueError("the reports overlap: a test sample appears twice")
     times = {k: sum(r[k] for r in reports) for k in ("wall_s", "spice_s", "torch_s")}
     resumed = sum(r.get("resumed", 0) for r in reports)
-    return {**summarize(rows), **times, "resumed": resumed, "synapse": reports[0]["synapse"],
+    order = reports[0].get("decision_order", ["count"])  # reports saved before it was kept: count, then membrane
+    rows = judge(rows, order)
+    return {**summarize(rows), **times, "resumed": resumed, "synapse": reports[0]["synapse"], "decision_order": order,
             "ngspice_settings": reports[0]["ngspice_settings"], "parts": len(reports), "per_sample": rows}

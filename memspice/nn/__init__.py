@@ -4,14 +4,19 @@ from memspice.nn.crossbar import Crossbar, conductance_range
 from memspice.nn.network import MemristiveSNN
 from memspice.nn.neurons import MIFLayer
 from memspice.nn.readout import (
+    DECIDERS,
     READOUTS,
     Readout,
+    decide,
+    first_spike_steps,
+    latency,
     membrane_max,
     membrane_mean,
-    predict,
     soft_spike_counts,
     spike_counts,
 )
+from memspice.nn.regularizers import rate_band_penalty
 
-__all__ = ["READOUTS", "Crossbar", "MIFLayer", "MemristiveSNN", "Readout", "conductance_range", "membrane_max",
-           "membrane_mean", "predict", "soft_spike_counts", "spike_counts"]
+__all__ = ["DECIDERS", "READOUTS", "Crossbar", "MIFLayer", "MemristiveSNN", "Readout", "conductance_range", "decide",
+           "first_spike_steps", "latency", "membrane_max", "membrane_mean", "rate_band_penalty", "soft_spike_counts",
+           "spike_counts"]

@@ -65,6 +65,13 @@ class MemristiveSNN(nn.Module):
         for crossbar in self.crossbars:
             crossbar.project_()
 
+    def hidden_spike_ablation(self) -> list[dict[str, float] | None]:
+        """``neuron_overrides`` (:meth:`forward`) that keep every hidden neuron from spiking: its
+        depolarizing switch M1 conducts as OFF whatever its state (``gon1 = goff1``), so it cannot
+        turn on. What a network loses under it is what it owes to its hidden spikes."""
+        hidden = [{"gon1": layer.params()["goff1"]} for layer in self.neurons[:-1]]
+        return [*hidden, None]
+
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
         return {"sizes": list(self.sizes), "neuron_params": dict(self.neurons[0].overrides),
@@ -72,14 +79,24 @@ class MemristiveSNN(nn.Module):
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
                 "checkpoint_every": self.checkpoint_every, "parametrization": self.parametrization}
 
-    def forward(self, inputs: torch.Tensor, record_states: bool = False) -> Solution:
+    def forward(self, inputs: torch.Tensor, record_states: bool = False,
+                neuron_overrides: Sequence[Mapping[str, float | torch.Tensor] | None] | None = None) -> Solution:
         """Integrate the network driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1,
         n_in)``, linear between samples) from rest; the solution's ``v[k]`` are layer ``k+1``'s
-        membranes (V, ``(batch, n_steps + 1, n_k)``)."""
+        membranes (V, ``(batch, n_steps + 1, n_k)``).
+
+        ``neuron_overrides[k]``: device parameters that replace layer ``k+1``'s for this call only
+        (floats, or tensors that broadcast to ``(n_k,)``: a tensor changes without recompiling
+        the fused kernels), e.g. an annealed threshold or an ablation; the circuit the module
+        describes and netlists keeps its own."""
         if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
             raise ValueError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
-        params = [layer.overrides for layer in self.neurons]
+        if neuron_overrides is not None and len(neuron_overrides) != len(self.neurons):
+            raise ValueError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
+                             f"got {len(neuron_overrides)}")
+        params = [{**layer.overrides, **(extra or {})}
+                  for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
         return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
                                 record_states=record_states, checkpoint_every=self.checkpoint_every,
                                 fused=self.fused)

@@ -29,6 +29,10 @@ class MIFLayer(nn.Module):
         self.overrides = dict(params or {})
         self.dt, self.method = dt, method
 
+    def params(self) -> dict[str, float]:
+        """Every device parameter of the layer's neurons (the defaults with the overrides), SI."""
+        return MIF.resolve(self.overrides)
+
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         """Membrane voltages (V, ``(batch, n_steps + 1, size)``) for input currents ``current``
         (A, ``(batch, n_steps + 1, size)``, linear between samples), from rest."""

@@ -1,4 +1,5 @@
-"""Readouts of output-layer membranes ``v`` (V, ``(batch, n_steps + 1, n_out)``) and the losses on them.
+"""Readouts of output-layer membranes ``v`` (V, ``(batch, n_steps + 1, n_out)``), the losses on
+them, and the decision a chip's spike counter makes.
 
 * :func:`spike_counts`: the hard count, upward crossings of ``threshold`` between samples;
 * :func:`soft_spike_counts`: its differentiable relaxation. With ``s = sigmoid((v - θ)/width)``
@@ -6,16 +7,26 @@
   swings well across ``θ``, and exactly the hard count as ``width -> 0``. Its gradient reaches
   neurons that approach the threshold without firing, which is how a silent class neuron
   learns to fire;
+* :func:`first_spike_steps`: the time of the first upward crossing of ``θ``, in steps, located
+  on the line between the two samples around it. The crossing time ``t*`` solves ``v(t*) = θ``
+  on that interpolant, so its gradient is the implicit-function one, ``dt*/dv = -(∂v/∂v_n)
+  / v'(t*)``, with no surrogate: autograd differentiates the closed form;
+* :func:`latency`: the first-spike time as a fraction of the window, continued past the window
+  for a silent neuron by its peak's distance below ``θ`` (``1 + (θ - max v)/width``), so that
+  the loss also reaches a class neuron that has not fired yet;
 * :func:`membrane_mean`, :func:`membrane_max`: membrane statistics (the time average over the
   window, the peak).
 
-A prediction is the class with the most spikes; ties (two neurons with the same count, or no
-spikes at all) go to the higher mean membrane voltage, so that a prediction is always defined
-and depends on the waveform rather than on the order of the classes.
+:func:`decide` is the prediction: the class neuron with the most spikes (``count`` readout) or
+the earliest first spike (``first-spike`` readout), ties broken by the other spike reading, and
+the time-averaged membrane only as the last resort (it needs an ADC, which a fully memristive
+chip exists to avoid); a network trained on its membranes decides by count, its ties by the
+membrane it was trained on. Every decision says which reading made it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +36,12 @@ import torch.nn.functional as F
 #: Spikes are upward crossings of this membrane voltage (V): the MIF neuron's M1 threshold is
 #: 0.40 V and its spikes peak near 0.55 V, so only spikes cross it (as in memspice validate).
 SPIKE_THRESHOLD = 0.45
-READOUTS = ("count", "membrane-mean", "membrane-max")
+READOUTS = ("count", "first-spike", "membrane-mean", "membrane-max")
+#: What decided a prediction, in the order :func:`decide` codes it (``decided_by``).
+DECIDERS = ("count", "first-spike", "membrane")
+#: The spike readings that decide, in turn, for each readout (the membrane breaks what they leave tied).
+DECISION_ORDERS = {"count": ("count", "first-spike"), "first-spike": ("first-spike", "count"),
+                   "membrane-mean": ("count",), "membrane-max": ("count",)}
 
 
 def spike_counts(v: torch.Tensor, threshold: float = SPIKE_THRESHOLD) -> torch.Tensor:
@@ -39,6 +55,29 @@ def soft_spike_counts(v: torch.Tensor, threshold: float = SPIKE_THRESHOLD, width
     return torch.relu(s[:, 1:] - s[:, :-1]).sum(1)
 
 
+def first_spike_steps(v: torch.Tensor, threshold: float = SPIKE_THRESHOLD) -> torch.Tensor:
+    """Time of each neuron's first upward crossing of ``threshold`` (V), in steps from the first
+    sample (multiply by dt for seconds), ``(batch, n)``; ``inf`` where the neuron does not spike.
+    Differentiable with respect to the two samples around the crossing."""
+    crossing = (v[:, :-1] < threshold) & (v[:, 1:] >= threshold)
+    fired = crossing.any(1)
+    step = crossing.to(torch.int8).argmax(1, keepdim=True)  # the first crossing (0 where none)
+    before, after = v.gather(1, step).squeeze(1), v.gather(1, step + 1).squeeze(1)
+    rise = torch.where(fired, after - before, torch.ones_like(after))  # > 0 where fired
+    fraction = torch.where(fired, (threshold - before) / rise, torch.zeros_like(rise))
+    return torch.where(fired, step.squeeze(1).to(v.dtype) + fraction, torch.full_like(rise, torch.inf))
+
+
+def latency(v: torch.Tensor, threshold: float = SPIKE_THRESHOLD, width: float = 0.02) -> torch.Tensor:
+    """First-spike time as a fraction of the window, ``(batch, n)``: in ``(0, 1]`` for a neuron
+    that spikes, ``1 + (threshold - max v)/width`` for one that does not (V; later the further
+    its peak stays below the threshold). Differentiable everywhere."""
+    steps = first_spike_steps(v, threshold)
+    silent = 1 + (threshold - membrane_max(v)) / width
+    fired = torch.isfinite(steps)
+    return torch.where(fired, torch.where(fired, steps, torch.zeros_like(steps)) / (v.shape[1] - 1), silent)
+
+
 def membrane_mean(v: torch.Tensor) -> torch.Tensor:
     """Time-averaged membrane voltage over the window (trapezoidal rule), V, ``(batch, n)``."""
     return 0.5 * (v[:, 1:] + v[:, :-1]).mean(1)
@@ -49,46 +88,105 @@ def membrane_max(v: torch.Tensor) -> torch.Tensor:
     return v.amax(1)
 
 
-def predict(counts: torch.Tensor | np.ndarray, mean_v: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """Predicted classes ``(batch,)``: the most spikes, ties broken by the higher mean membrane
-    voltage. Works on torch tensors and numpy arrays alike (ngspice results are numpy)."""
-    lib = torch if isinstance(counts, torch.Tensor) else np
-    low = mean_v.min(-1, keepdims=True) if lib is np else mean_v.amin(-1, keepdim=True)
-    high = mean_v.max(-1, keepdims=True) if lib is np else mean_v.amax(-1, keepdim=True)
-    tie_break = 0.999 * (mean_v - low) / (high - low + 1e-12)  # in [0, 1): never outranks a spike
-    return (counts + tie_break).argmax(-1)
+def decide(counts: np.ndarray, first: np.ndarray, means: np.ndarray, order: Sequence[str] = ("count", "first-spike")
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted classes ``(batch,)``, what decided each (an index into :data:`DECIDERS`) and by
+    what margin (the gap between the best two candidates in that reading: spikes, first-spike
+    time units, V; ``inf`` where the runner-up has no value, e.g. no spike), from each output
+    neuron's spike count, first-spike time (any unit, ``inf`` if silent) and time-averaged
+    membrane (V), all ``(batch, n)``.
+
+    The spike readings in ``order`` rank the candidates one after the other (``"count"``: the
+    most spikes; ``"first-spike"``: the earliest first spike), and the higher mean membrane
+    breaks what they leave tied; a prediction is decided by the first reading that leaves one
+    candidate, so a sample in which no candidate spikes ends at the membrane."""
+    if not order or len(set(order)) != len(order) or not set(order) <= {"count", "first-spike"}:
+        raise ValueError(f"order must name 'count' and/or 'first-spike' once each; got {tuple(order)!r}")
+    counts, first, means = (np.asarray(a, dtype=float) for a in (counts, first, means))
+    keys = {"count": counts, "first-spike": -first, "membrane": means}  # higher is better
+    candidates = np.ones(counts.shape, dtype=bool)
+    decided_by = np.full(counts.shape[0], DECIDERS.index("membrane"))
+    margin = np.zeros(counts.shape[0])
+    undecided = np.ones(counts.shape[0], dtype=bool)
+    for name in (*order, "membrane"):
+        key = np.where(candidates, keys[name], -np.inf)
+        ranked = np.sort(key, axis=-1)
+        with np.errstate(invalid="ignore"):  # -inf - -inf where no candidate has a value
+            gap = ranked[:, -1] - ranked[:, -2]
+        candidates &= key == ranked[:, -1:]
+        alone = undecided & (candidates.sum(-1) == 1)
+        decided_by[alone] = DECIDERS.index(name)
+        margin[alone] = gap[alone]
+        undecided &= ~alone
+    return np.where(candidates, means, -np.inf).argmax(-1), decided_by, margin
 
 
 @dataclass(frozen=True)
 class Readout:
-    """Class logits from the output membranes, and the cross-entropy on them.
+    """Class logits from the output membranes, the cross-entropy on them, and the decision.
 
-    ``kind``: ``"count"`` (logits = ``scale`` x soft spike counts, per spike), ``"membrane-mean"``
-    or ``"membrane-max"`` (logits = ``scale`` x the statistic, per V)."""
+    ``kind``: ``"count"`` (logits = ``scale`` x (soft spike count + 1 - :func:`latency`), per
+    spike: the count, and among equal counts the earlier first spike, as one smooth score in the
+    decision's own order; the latency term is what reaches a class neuron that has not fired
+    yet, and moves with its drive where the count is a staircase), ``"first-spike"`` (logits =
+    -``scale`` x :func:`latency`, per window: the earliest neuron wins),
+    ``"membrane-mean"`` or ``"membrane-max"`` (logits = ``scale`` x the statistic, per V).
+    ``threshold`` (V) defines a spike; ``width`` (V) is the soft count's sigmoid width and the
+    voltage that a silent neuron's latency counts as one window; ``fire_weight`` makes class
+    neurons fire (:meth:`loss`). Decisions (:func:`decide`)
+    follow :data:`DECISION_ORDERS`."""
 
     kind: str = "count"
     scale: float = 1.0
     threshold: float = SPIKE_THRESHOLD
     width: float = 0.02
+    fire_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in READOUTS:
             raise ValueError(f"unknown readout {self.kind!r}; choose one of {', '.join(READOUTS)}")
-        if not self.scale > 0 or not self.width > 0:
-            raise ValueError(f"scale and width must be > 0; got scale={self.scale!r}, width={self.width!r}")
+        if not self.scale > 0 or not self.width > 0 or not self.fire_weight >= 0:
+            raise ValueError(f"scale and width must be > 0 and fire_weight >= 0; got scale={self.scale!r}, "
+                             f"width={self.width!r}, fire_weight={self.fire_weight!r}")
+
+    @property
+    def decision_order(self) -> tuple[str, ...]:
+        """The spike readings that decide, in turn (:data:`DECISION_ORDERS`)."""
+        return DECISION_ORDERS[self.kind]
 
     def logits(self, v: torch.Tensor) -> torch.Tensor:
         """``(batch, n_out)`` logits from the output membranes ``v``."""
         if self.kind == "count":
-            return self.scale * soft_spike_counts(v, self.threshold, self.width)
+            return self.scale * (soft_spike_counts(v, self.threshold, self.width) + 1 - latency(v, self.threshold,
+                                                                                               self.width))
+        if self.kind == "first-spike":
+            return -self.scale * latency(v, self.threshold, self.width)
         if self.kind == "membrane-mean":
             return self.scale * membrane_mean(v)
         return self.scale * membrane_max(v)
 
     def loss(self, v: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of :meth:`logits` against ``labels`` (``(batch,)`` int64)."""
-        return F.cross_entropy(self.logits(v), labels)
+        """Mean cross-entropy of :meth:`logits` against ``labels`` (``(batch,)`` int64); for the
+        spike readouts plus ``fire_weight`` x the mean of ``exp(latency) - 1`` of each sample's
+        class neuron. Without it, cross-entropy is as content with a class neuron that peaks
+        just below threshold, while the others peak lower, as with one that fires: a network
+        can learn to decide by silent membranes (ours did, on Fashion-MNIST). The term rises
+        steeply while the class neuron is silent and keeps pulling its spike earlier (after
+        Göltz et al., Nature Machine Intelligence 2021)."""
+        loss = F.cross_entropy(self.logits(v), labels)
+        if self.fire_weight and self.kind in ("count", "first-spike"):
+            own = latency(v, self.threshold, self.width).gather(1, labels.unsqueeze(1)).squeeze(1)
+            loss = loss + self.fire_weight * torch.expm1(own).mean()
+        return loss
+
+    def decide(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted classes and what decided each (indices into :data:`DECIDERS`), ``(batch,)``
+        int64 on ``v``'s device: :func:`decide` on the hard readings of ``v``."""
+        v = v.detach()
+        readings = (spike_counts(v, self.threshold), first_spike_steps(v, self.threshold), membrane_mean(v))
+        classes, decided_by, _ = decide(*(r.cpu().numpy() for r in readings), self.decision_order)
+        return torch.as_tensor(classes, device=v.device), torch.as_tensor(decided_by, device=v.device)
 
     def predict(self, v: torch.Tensor) -> torch.Tensor:
-        """Predicted classes ``(batch,)``: :func:`predict` on the hard counts."""
-        return predict(spike_counts(v, self.threshold), membrane_mean(v))
+        """Predicted classes ``(batch,)`` (:meth:`decide`)."""
+        return self.decide(v)[0]

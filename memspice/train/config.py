@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_encoder
+from memspice.devices import MIF
 from memspice.nn.crossbar import INIT_NEG, INIT_POS, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver.integrators import METHODS
@@ -26,7 +27,19 @@ class TrainConfig:
     ``parametrization``: how parameters map onto conductances (:mod:`memspice.nn.crossbar`);
     ``lr`` is Adam's step on those parameters (logits or fractions of the range). ``v_low``,
     ``v_high``: the direct encoder's row voltages of a black and a white pixel (V; ``v_high`` is
-    the rate encoder's pulse height); ``readout_scale``: logits per spike or per V of the readout."""
+    the rate encoder's pulse height); ``readout_scale``: logits per spike, per window (first-spike)
+    or per V of the readout; ``readout_width`` (V): the soft count's sigmoid width, and how far
+    below threshold a silent neuron's peak counts as one window of latency; ``fire_weight``: the
+    weight of the spike readouts' term that makes each sample's class neuron fire
+    (:meth:`memspice.nn.Readout.loss`).
+
+    Spiking aids: ``hidden_rate`` = (low, high) keeps each hidden neuron's spikes per sample,
+    averaged over a batch, in that band (a squared penalty outside it, ``rate_weight`` times the
+    loss; soft counts, so it reaches neurons below threshold); ``anneal_threshold`` (V) starts
+    every layer's M1 threshold ``th1`` there and raises it linearly to the device's value over
+    the first ``anneal_epochs`` epochs (the trained network, and its netlist, have the device's
+    value); ``lr_restart_epochs`` restarts the cosine learning-rate decay every that many
+    epochs (SGDR) instead of decaying once over the run."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -43,6 +56,7 @@ class TrainConfig:
     readout: str = "membrane-mean"
     readout_scale: float = 100.0
     readout_width: float = 0.1
+    fire_weight: float = 0.0
     column_conductance: float = 16e-6
     on_off_ratio: float = 100.0
     buffer_gain: float = 2.0
@@ -59,6 +73,11 @@ class TrainConfig:
     checkpoint_every: int | None = None
     threads: int | None = None
     fused: bool = True
+    hidden_rate: tuple[float, float] | None = None
+    rate_weight: float = 1.0
+    anneal_threshold: float | None = None
+    anneal_epochs: float = 1.0
+    lr_restart_epochs: int | None = None
 
     def __post_init__(self) -> None:
         def bad(name, allowed):
@@ -74,13 +93,25 @@ class TrainConfig:
                     or not 0 <= value[0] < value[1] <= 1:
                 bad(name, "two fractions 0 <= low < high <= 1 of the conductance range")
             object.__setattr__(self, name, (float(value[0]), float(value[1])))
+        if self.hidden_rate is not None:
+            rate = self.hidden_rate
+            if not isinstance(rate, (tuple, list)) or len(rate) != 2 or not all(_is_number(r) for r in rate) \
+                    or not 0 <= rate[0] <= rate[1]:
+                bad("hidden_rate", "None or two numbers 0 <= low <= high (spikes per hidden neuron and sample)")
+            object.__setattr__(self, "hidden_rate", (float(rate[0]), float(rate[1])))
+        if self.anneal_threshold is not None:
+            device = MIF.resolve()
+            if not _is_number(self.anneal_threshold) or not device["hold1"] < self.anneal_threshold <= device["th1"]:
+                bad("anneal_threshold", f"None or a voltage in the neuron's (hold1, th1] = ({device['hold1']:g}, "
+                                        f"{device['th1']:g}] V")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             bad("hidden", "positive integers (one per hidden layer)")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 bad(name, "a positive integer")
-        for name in ("lr", "dt", "window", "readout_scale", "readout_width", "column_conductance", "buffer_gain"):
+        for name in ("lr", "dt", "window", "readout_scale", "readout_width", "column_conductance", "buffer_gain",
+                     "rate_weight", "anneal_epochs"):
             value = getattr(self, name)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or not (math.isfinite(value) and value > 0):
@@ -94,13 +125,15 @@ class TrainConfig:
         input_encoder(self)  # the encoder checks v_low and v_high against the synapses' write thresholds
         if self.parametrization not in PARAMETRIZATIONS:
             bad("parametrization", ", ".join(PARAMETRIZATIONS))
+        if not _is_number(self.fire_weight) or self.fire_weight < 0:
+            bad("fire_weight", "a finite number >= 0")
         if self.readout not in READOUTS:
             bad("readout", ", ".join(READOUTS))
         if not isinstance(self.fused, bool):
             bad("fused", "True, False")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "float32, float64")
-        for name in ("train_samples", "eval_samples", "checkpoint_every", "threads"):
+        for name in ("train_samples", "eval_samples", "checkpoint_every", "threads", "lr_restart_epochs"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 bad(name, "a positive integer or None")
@@ -112,8 +145,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for name in ("hidden", *INIT_FIELDS):
-            out[name] = list(out[name])
+        for name in ("hidden", *INIT_FIELDS, "hidden_rate"):
+            out[name] = list(out[name]) if out[name] is not None else None
         return out
 
     @classmethod
@@ -123,6 +156,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def input_encoder(config: TrainConfig) -> DirectEncoder | RateEncoder:

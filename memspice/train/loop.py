@@ -29,12 +29,15 @@ from memspice.data import Dataset, load_dataset
 from memspice.errors import MemspiceError
 from memspice.fileio import atomic_write_text
 from memspice.nn import MemristiveSNN, Readout, spike_counts
+from memspice.nn.readout import DECIDERS
+from memspice.nn.regularizers import rate_band_penalty
 from memspice.train import distributed
 from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from memspice.train.config import TrainConfig, input_encoder
+from memspice.train.schedules import annealed_threshold, learning_rate
 
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "eval_loss", "eval_acc", "eval_samples", "lr",
-           "epoch_s", "processes", "hidden_spikes", "output_spikes")
+           "epoch_s", "processes", "hidden_spikes", "output_spikes", "decided_by_spikes", "threshold")
 
 
 class RunError(MemspiceError):
@@ -68,7 +71,7 @@ def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Re
                           seed=config.seed, fused=config.fused, init_pos=config.init_pos,
                           init_neg=config.init_neg, parametrization=config.parametrization,
                           deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg)
-    readout = Readout(config.readout, config.readout_scale, width=config.readout_width)
+    readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight)
     return model, readout, input_encoder(config)
 
 
@@ -88,32 +91,38 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     return Trained(config, model.to(device), readout, encoder, list(state["history"]))
 
 
-def _lr(config: TrainConfig, step: int, total: int) -> float:
-    """Cosine decay from ``config.lr`` to 5 % of it over the run."""
-    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0))))
-
-
 def _order(config: TrainConfig, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
 
 
 def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.ndarray, y: np.ndarray,
-             n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False) -> dict:
-    """Loss, accuracy and mean spike counts on the samples ``x`` (``(N, n_in)``), labels ``y``."""
+             n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False,
+             ablate_hidden_spikes: bool = False) -> dict:
+    """Loss, accuracy and spike statistics on the samples ``x`` (``(N, n_in)``), labels ``y``:
+    ``hidden_spikes`` and ``output_spikes`` per neuron and sample, ``decided_by`` the share of
+    predictions each reading made (:data:`~memspice.nn.readout.DECIDERS`) and
+    ``decided_by_spikes`` the share made without the membrane. ``ablate_hidden_spikes``: every
+    hidden neuron's M1 cannot turn on (:meth:`MemristiveSNN.hidden_spike_ablation`)."""
     device = next(model.parameters()).device
+    overrides = model.hidden_spike_ablation() if ablate_hidden_spikes else None
     loss_sum, correct, hidden, output = 0.0, 0, 0.0, 0.0
+    decided = np.zeros(len(DECIDERS))
     with torch.no_grad():
         for start in tqdm(range(0, len(x), batch_size), desc="eval", leave=False, disable=not progress):
             index = torch.arange(start, min(start + batch_size, len(x)))
             xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
             yb = torch.as_tensor(y[index.numpy()], device=device)
-            v = model(encoder(xb, n_steps, index)).v
+            v = model(encoder(xb, n_steps, index), neuron_overrides=overrides).v
             loss_sum += readout.loss(v[-1], yb).item() * len(index)
-            correct += (readout.predict(v[-1]) == yb).sum().item()
+            classes, decided_by = readout.decide(v[-1])
+            correct += (classes == yb).sum().item()
+            decided += np.bincount(decided_by.cpu().numpy(), minlength=len(DECIDERS))
             hidden += sum(spike_counts(h).mean().item() for h in v[:-1]) / max(len(v) - 1, 1) * len(index)
             output += spike_counts(v[-1]).mean().item() * len(index)
     n = max(len(x), 1)
-    return {"loss": loss_sum / n, "acc": correct / n, "hidden_spikes": hidden / n, "output_spikes": output / n}
+    shares = {name: float(count / n) for name, count in zip(DECIDERS, decided)}
+    return {"loss": loss_sum / n, "acc": correct / n, "hidden_spikes": hidden / n, "output_spikes": output / n,
+            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"]}
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
@@ -171,7 +180,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     n_batches = math.ceil(len(train_x) / config.batch_size)
-    total_steps = config.epochs * n_batches
+    device_th1 = model.neurons[0].params()["th1"]
 
     def snapshot(next_epoch: int, next_batch: int, running: dict) -> None:
         if not group.main:
@@ -189,18 +198,27 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
         bar = tqdm(range(first_batch, n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress, initial=first_batch, total=n_batches)
         next_batch = first_batch
-        lr = _lr(config, epoch * n_batches + first_batch, total_steps)  # also when no batch is left
+        lr = learning_rate(config, epoch * n_batches + first_batch, n_batches)  # also when no batch is left
+        threshold = annealed_threshold(config, epoch * n_batches + first_batch, n_batches, device_th1)
         try:
             for batch in bar:
                 index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
-                lr = _lr(config, epoch * n_batches + batch, total_steps)
+                lr = learning_rate(config, epoch * n_batches + batch, n_batches)
                 for param_group in optimizer.param_groups:
                     param_group["lr"] = lr
+                threshold = annealed_threshold(config, epoch * n_batches + batch, n_batches, device_th1)
+                # a tensor: the annealed value changes every step without recompiling the solver
+                overrides = None if threshold is None else \
+                    [{"th1": torch.tensor(threshold, dtype=dtype, device=group.device)}] * len(model.neurons)
                 share = group.shard(index)
                 xb = torch.as_tensor(train_x[share.numpy()], dtype=dtype, device=group.device)
                 yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
-                v_out = net(encoder(xb, config.n_steps, share)).v[-1]
+                v = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides).v
+                v_out = v[-1]
                 loss = readout.loss(v_out, yb)
+                if config.hidden_rate is not None and len(v) > 1:
+                    loss = loss + config.rate_weight * rate_band_penalty(v[:-1], config.hidden_rate,
+                                                                         readout.threshold, readout.width)
                 optimizer.zero_grad(set_to_none=True)
                 # DDP averages the processes' gradients: weighting each share's mean loss by its
                 # size makes that the gradient of the whole batch's mean loss, as in one process
@@ -232,12 +250,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
             "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen, "train_samples": int(seen),
             "eval_loss": result["loss"], "eval_acc": result["acc"], "eval_samples": eval_n, "lr": lr,
             "epoch_s": time.perf_counter() - started, "processes": group.world,
-            "hidden_spikes": result["hidden_spikes"], "output_spikes": result["output_spikes"]})
+            "hidden_spikes": result["hidden_spikes"], "output_spikes": result["output_spikes"],
+            "decided_by_spikes": result["decided_by_spikes"],
+            "threshold": device_th1 if threshold is None else threshold})
         if progress:
             row = history[-1]
             tqdm.write(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-                       f"eval ({eval_n}) loss {row['eval_loss']:.4f} acc {row['eval_acc']:.4f} | "
-                       f"{row['epoch_s']:.0f} s")
+                       f"eval ({eval_n}) loss {row['eval_loss']:.4f} acc {row['eval_acc']:.4f}, "
+                       f"{100 * row['decided_by_spikes']:.0f} % by spikes, {row['hidden_spikes']:.2f} hidden and "
+                       f"{row['output_spikes']:.2f} output spikes per neuron | {row['epoch_s']:.0f} s")
         epoch, first_batch = epoch + 1, 0
         snapshot(epoch, 0, {})
         _write_metrics(out / "metrics.csv", history)
@@ -263,7 +284,8 @@ def finish(out: Path, config: TrainConfig, model: MemristiveSNN, readout: Readou
                "test_samples": len(data.test_x), "test_acc": test["acc"], "test_loss": test["loss"],
                "train_s": sum(row["epoch_s"] for row in history),
                "epoch_s": history[-1]["epoch_s"] if history else None,
-               "output_spikes": test["output_spikes"], "hidden_spikes": test["hidden_spikes"]}
+               "output_spikes": test["output_spikes"], "hidden_spikes": test["hidden_spikes"],
+               "decided_by_spikes": test["decided_by_spikes"], "decided_by": test["decided_by"]}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     if history:
         plot_training(history, out / "training.png")

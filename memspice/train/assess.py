@@ -1,0 +1,81 @@
+"""``memspice evaluate``: a trained network's accuracy on a test set in the torch solver, how its
+decisions were made, and what it owes to its hidden spikes (the same network with every hidden
+neuron kept from spiking)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from memspice.data import Dataset
+from memspice.errors import MemspiceError
+from memspice.train.loop import Trained, evaluate
+
+#: Ablations :func:`assess` knows.
+ABLATIONS = ("hidden-spikes",)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (a checkpoint's identity in reports)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: str | None = None,
+           batch_size: int = 256, progress: bool = True) -> dict:
+    """Evaluate ``trained`` on the first ``samples`` test samples of ``data`` (all if None).
+
+    Returns ``samples``, ``accuracy``, ``decided_by_spikes`` (the share of predictions a spike
+    reading made), ``decided_by`` (per reading), ``hidden_spikes_per_neuron`` and
+    ``output_spikes_per_neuron`` (per sample), ``loss``, ``wall_s``, and with ``ablate =
+    "hidden-spikes"`` the same figures of the ablated network as ``ablated_*`` (else None)."""
+    if ablate is not None and ablate not in ABLATIONS:
+        raise MemspiceError(f"unknown ablation {ablate!r}; known: {', '.join(ABLATIONS)}")
+    sizes = trained.model.sizes
+    if data.n_features != sizes[0] or len(data.classes) != sizes[-1]:
+        raise MemspiceError(f"the {data.name} test set has {data.n_features} features and {len(data.classes)} "
+                            f"classes; the network is {'-'.join(map(str, sizes))}")
+    available = len(data.test_x)
+    n = available if samples is None else samples
+    if not 1 <= n <= available:
+        raise MemspiceError(f"--samples {samples}: the {data.name} test set has {available} samples")
+    if ablate and len(sizes) < 3:
+        raise MemspiceError("--ablate hidden-spikes needs a network with a hidden layer")
+    x, y = data.test_x[:n], data.test_y[:n]
+    dtype = next(trained.model.parameters()).dtype
+    started = time.perf_counter()
+    runs = {"": False, "ablated_": True} if ablate else {"": False}
+    out = {"dataset": data.name, "samples": n, "sizes": list(sizes), "readout": trained.readout.kind}
+    for prefix, ablated in runs.items():
+        result = evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, batch_size,
+                          dtype, progress, ablate_hidden_spikes=ablated)
+        out.update({f"{prefix}accuracy": result["acc"], f"{prefix}loss": result["loss"],
+                    f"{prefix}decided_by_spikes": result["decided_by_spikes"],
+                    f"{prefix}decided_by": result["decided_by"],
+                    f"{prefix}hidden_spikes_per_neuron": result["hidden_spikes"],
+                    f"{prefix}output_spikes_per_neuron": result["output_spikes"]})
+    if not ablate:
+        out["ablated_accuracy"] = None
+    out["wall_s"] = time.perf_counter() - started
+    return out
+
+
+def assessment_table(report: dict) -> str:
+    """The text summary of :func:`assess`'s report."""
+    def line(prefix: str, what: str) -> str:
+        shares = ", ".join(f"{100 * v:.1f} % {k}" for k, v in report[f"{prefix}decided_by"].items())
+        return (f"  {what:<22} accuracy {100 * report[f'{prefix}accuracy']:6.2f} %   decided by {shares}; "
+                f"{report[f'{prefix}hidden_spikes_per_neuron']:.3f} hidden and "
+                f"{report[f'{prefix}output_spikes_per_neuron']:.3f} output spikes per neuron and sample")
+
+    lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
+             f"{report['readout']} readout (torch solver, {report['wall_s']:.0f} s)", line("", "network")]
+    if report["ablated_accuracy"] is not None:
+        lines.append(line("ablated_", "hidden spikes ablated"))
+        lines.append(f"  the hidden spikes are worth {100 * (report['accuracy'] - report['ablated_accuracy']):.2f} "
+                     "points of accuracy")
+    return "\n".join(lines)
