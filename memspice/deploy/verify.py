@@ -50,9 +50,13 @@ def _readings(read: list[tuple[int, float | None, float]]) -> dict:
     return {"counts": [c for c, _, _ in read], "firsts": [f for _, f, _ in read], "means": [m for _, _, m in read]}
 
 
-def _times(firsts: list) -> np.ndarray:
-    """First-spike times with ``inf`` for a silent neuron (None in JSON)."""
-    return np.array([[np.inf if f is None else f for f in row] for row in firsts], dtype=float)
+def _engine_readings(rows: list[dict], engine: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One engine's spike counts, first-spike times (s, ``inf`` for a silent neuron: None in JSON,
+    and in reports saved before they were kept) and mean membranes (V), ``(samples, n)``."""
+    counts = np.array([r[f"counts_{engine}"] for r in rows], dtype=float)
+    firsts = np.array([[np.inf if f is None else f for f in r.get(f"firsts_{engine}", [None] * counts.shape[1])]
+                       for r in rows], dtype=float)
+    return counts, firsts, np.array([r[f"means_{engine}"] for r in rows], dtype=float)
 
 
 class JournalError(MemspiceError):
@@ -195,12 +199,7 @@ def judge(rows: list[dict], order: Sequence[str]) -> list[dict]:
     could decide differently."""
     if not rows:
         raise ValueError("a verification report needs at least one sample")
-    readings = {}
-    for engine in ("spice", "torch"):
-        counts = np.array([r[f"counts_{engine}"] for r in rows], dtype=float)
-        firsts = _times([r.get(f"firsts_{engine}", [None] * counts.shape[1]) for r in rows])
-        means = np.array([r[f"means_{engine}"] for r in rows], dtype=float)
-        readings[engine] = (counts, firsts, means)
+    readings = {engine: _engine_readings(rows, engine) for engine in ("spice", "torch")}
     decisions = {engine: decide(*readings[engine], order) for engine in readings}
     largest = {"count": np.abs(readings["spice"][0] - readings["torch"][0]).max(),
                "first-spike": _largest_time_difference(readings["spice"][1], readings["torch"][1]),
@@ -220,10 +219,8 @@ def summarize(rows: list[dict]) -> dict:
     (the largest difference between ngspice's and torch's time-averaged output membranes, V) and
     ``first_spike_error_s`` (the same for first-spike times where both engines spike, s)."""
     labels, pred_spice, pred_torch = (np.array([r[k] for r in rows]) for k in ("label", "pred_spice", "pred_torch"))
-    names = ("counts_spice", "counts_torch", "means_spice", "means_torch")
-    counts_spice, counts_torch, means_spice, means_torch = (np.array([r[k] for r in rows], dtype=float) for k in names)
-    firsts_spice, firsts_torch = (_times([r.get(k, [None] * counts_spice.shape[1]) for r in rows])
-                                  for k in ("firsts_spice", "firsts_torch"))
+    (counts_spice, firsts_spice, means_spice), (counts_torch, firsts_torch, means_torch) = (
+        _engine_readings(rows, engine) for engine in ("spice", "torch"))
     return {"samples": len(rows), "acc_spice": float(np.mean(pred_spice == labels)),
             "acc_torch": float(np.mean(pred_torch == labels)), "agreement": float(np.mean(pred_spice == pred_torch)),
             "count_match": float(np.mean(counts_spice == counts_torch)),

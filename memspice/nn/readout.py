@@ -37,6 +37,8 @@ import torch.nn.functional as F
 #: 0.40 V and its spikes peak near 0.55 V, so only spikes cross it (as in memspice validate).
 SPIKE_THRESHOLD = 0.45
 READOUTS = ("count", "first-spike", "membrane-mean", "membrane-max")
+#: The readouts trained on spike latencies (and given the class-neuron firing term).
+SPIKE_READOUTS = ("count", "first-spike")
 #: What decided a prediction, in the order :func:`decide` codes it (``decided_by``).
 DECIDERS = ("count", "first-spike", "membrane")
 #: The spike readings that decide, in turn, for each readout (the membrane breaks what they leave tied).
@@ -156,11 +158,14 @@ class Readout:
 
     def logits(self, v: torch.Tensor) -> torch.Tensor:
         """``(batch, n_out)`` logits from the output membranes ``v``."""
+        return self._logits(v, latency(v, self.threshold, self.width) if self.kind in SPIKE_READOUTS else None)
+
+    def _logits(self, v: torch.Tensor, late: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`logits`, given the spike readouts' :func:`latency` ``late``."""
         if self.kind == "count":
-            return self.scale * (soft_spike_counts(v, self.threshold, self.width) + 1 - latency(v, self.threshold,
-                                                                                               self.width))
+            return self.scale * (soft_spike_counts(v, self.threshold, self.width) + 1 - late)
         if self.kind == "first-spike":
-            return -self.scale * latency(v, self.threshold, self.width)
+            return -self.scale * late
         if self.kind == "membrane-mean":
             return self.scale * membrane_mean(v)
         return self.scale * membrane_max(v)
@@ -173,9 +178,10 @@ class Readout:
         can learn to decide by silent membranes (ours did, on Fashion-MNIST). The term rises
         steeply while the class neuron is silent and keeps pulling its spike earlier (after
         Göltz et al., Nature Machine Intelligence 2021)."""
-        loss = F.cross_entropy(self.logits(v), labels)
-        if self.fire_weight and self.kind in ("count", "first-spike"):
-            own = latency(v, self.threshold, self.width).gather(1, labels.unsqueeze(1)).squeeze(1)
+        late = latency(v, self.threshold, self.width) if self.kind in SPIKE_READOUTS else None
+        loss = F.cross_entropy(self._logits(v, late), labels)
+        if self.fire_weight and late is not None:
+            own = late.gather(1, labels.unsqueeze(1)).squeeze(1)
             loss = loss + self.fire_weight * torch.expm1(own).mean()
         return loss
 

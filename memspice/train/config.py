@@ -113,8 +113,7 @@ class TrainConfig:
         for name in ("lr", "dt", "window", "readout_scale", "readout_width", "column_conductance", "buffer_gain",
                      "rate_weight", "anneal_epochs"):
             value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not number or not (math.isfinite(value) and value > 0):
+            if not _is_number(value) or not value > 0:
                 bad(name, "a finite number > 0")
         if self.window < 2 * self.dt:
             bad("window", f"at least two steps of dt = {self.dt:g} s")
