@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from memspice.errors import MemspiceError
+from memspice.errors import AccuracyWarning, MemspiceError
 from memspice.fileio import json_text
 
 DEMO_THREADS = 1  # the demo's torch threads: see `memspice demo --help` and the README
@@ -82,7 +83,7 @@ _TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr",
                   "readout", "readout_scale", "v_low", "v_high", "seed", "train_samples", "eval_samples", "device",
                   "dtype", "threads", "checkpoint_every", "fused", "init_pos", "init_neg", "deep_init_pos",
                   "deep_init_neg", "parametrization", "readout_width", "hidden_rate", "rate_weight", "anneal_threshold",
-                  "anneal_epochs", "lr_restart_epochs", "fire_weight")
+                  "anneal_epochs", "lr_restart_epochs", "fire_weight", "strict")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -110,6 +111,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         print(f"test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples "
               f"({results['train_s']:.0f} s of training, {results['epoch_s']:.0f} s for the last epoch)")
+        for line in _local_error_lines(results.get("local_error")):
+            print(line.strip())
         print(f"run folder: {out} (checkpoint.pt, metrics.csv, results.json, training.png, membranes.png)")
     return 0
 
@@ -151,7 +154,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     trained.model.fused = not args.no_fused
     data = load_dataset(args.dataset or trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = None if args.samples == "all" else args.samples
-    report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json)
+    report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json, strict=args.strict)
     report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
     if args.save:
         atomic_write_text(args.save, json_text(report, indent=2) + "\n")
@@ -192,7 +195,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"resuming from {journal}: samples it holds are not simulated again")
     try:
         report = verify(trained, data.test_x, data.test_y, indices, workers=args.workers,
-                        synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal)
+                        synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal,
+                        strict=args.strict)
     except KeyboardInterrupt:
         if journal:
             print(f"memspice: the samples that finished are in {journal}; the same command resumes from it",
@@ -273,7 +277,18 @@ def verify_table(report: dict) -> str:
         f"membrane time averages by {1e3 * report['mean_error_v']:.3g} mV",
         f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s"
         + (f" ({report['resumed']} samples resumed from an earlier run)" if report.get("resumed") else ""),
+        *_local_error_lines(report.get("local_error")),
     ])
+
+
+def _local_error_lines(errors: list[dict] | None) -> list[str]:
+    """A report's worst local error estimate of the torch solver, as one line (none for older reports)."""
+    if not errors:
+        return []
+    worst = max(errors, key=lambda e: e["ratio"])
+    verdict = "within it" if worst["ratio"] <= 1 else f"EXCEEDED: try dt = {worst['suggested_dt']:.3g} s"
+    return [f"  solver     largest local error estimate {worst['ratio']:.3g}x the tolerance (layer {worst['layer']}, "
+            f"t = {worst['time']:.3g} s; {verdict})"]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -413,11 +428,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _characterize(args: argparse.Namespace) -> int:
     from memspice.characterize import characterize_mif
-    from memspice.devices.mif import KANG2021
+    from memspice.devices.mif import PRESETS
     from memspice.plots import plot_characterization
 
     currents = np.geomspace(args.min_current, args.max_current, args.points) if args.points > 1 else [args.min_current]
-    params = {"default": {}, "kang2021": KANG2021}[args.preset]
+    params = PRESETS[args.preset]
     result = characterize_mif(currents, args.reference_current, params=params, spike_threshold=args.threshold,
                               workers=args.workers, timeout=args.timeout, progress=not args.json)
     if args.plot:
@@ -443,19 +458,35 @@ def _characterize(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from memspice.solver import METHODS
     from memspice.validate import report
-    from memspice.validate.cases import CASES, DEFAULT_METHOD, SWEEP_FACTORS, TorchSettings, run_case
+    from memspice.validate.cases import CASES, DEFAULT_METHOD, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
 
     _check_device(args.device)
     method = args.method or DEFAULT_METHOD
-    settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype)
+    neuron = _neuron_params(args.preset, args.param)
+    settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict)
     if args.sweep_dt:
         dts = [args.dt * f for f in SWEEP_FACTORS]
-        sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers)
+        sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers,
+                                neuron=neuron)
         if args.plot:
-            report.plot_sweep(sweep, args.plot)
+            report.plot_sweep(sweep, args.plot, args.preset if not args.param else "user's")
         print(json_text(sweep) if args.json else report.sweep_table(sweep))
         return 0
     stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None
+    if args.suggest_dt:
+        if stimulus is None and args.case not in ("mif-step", "mif-pwl", "mif-fi"):
+            raise MemspiceError(f"--suggest-dt runs the MIF neuron: choose --case mif-step, mif-pwl or mif-fi "
+                                f"(or --stimulus), not {args.case}")
+        stimuli = [stimulus] if stimulus is not None else mif_stimuli(args.case)
+
+        def show(row: dict) -> None:
+            if not args.json:
+                outcome = "met" if row["met"] else "not met"
+                print(f"  dt {row['dt']:.3g} s: targets {outcome}", file=sys.stderr, flush=True)
+
+        result = report.suggest_dt(stimuli, settings, args.workers, neuron, show)
+        print(json_text(result) if args.json else report.suggestion_table(result))
+        return 0 if result["suggested_dt"] is not None else 1
     if stimulus is not None:
         off_grid = [t for t in stimulus.times if abs(t / args.dt - round(t / args.dt)) > 1e-6]
         if off_grid:
@@ -467,7 +498,7 @@ def _validate(args: argparse.Namespace) -> int:
         raise MemspiceError(f"--stimulus drives the MIF neuron; it replaces mif-step's input, not {args.case}'s")
     if stimulus is not None:
         cases = ["mif-step"]
-    results = [run_case(c, settings, stimulus=stimulus, workers=args.workers) for c in cases]
+    results = [run_case(c, settings, stimulus=stimulus, workers=args.workers, neuron=neuron) for c in cases]
     saved, plotted = [], []
     for r in results:  # one file per case: NAME-CASE.EXT when several ran
         if args.save:
@@ -483,6 +514,24 @@ def _validate(args: argparse.Namespace) -> int:
         if paths:
             print(f"{what}: {', '.join(map(str, paths))}")
     return 0
+
+
+def _neuron_params(preset: str, params: list[tuple[str, float]] | None) -> dict[str, float]:
+    """The MIF parameters of ``--preset`` with ``--param NAME=VALUE`` overrides, checked against
+    the model (one clear error naming the parameter) before anything runs."""
+    from memspice.devices.mif import MIF, PRESETS
+
+    neuron = {**PRESETS[preset], **dict(params or [])}
+    MIF.resolve(neuron)
+    return neuron
+
+
+def _param(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` with a finite number."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. th1=0.42), got {text!r}")
+    return name.strip(), _finite(value)
 
 
 def _per_case(path: Path, case: str, cases: int) -> Path:
@@ -698,6 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same numerics, several times faster after compiling once, cached on disk)")
     p.add_argument("--checkpoint-every", type=_positive_int,
                    help="recompute the forward pass in chunks of this many steps in backward (less memory)")
+    p.add_argument("--strict", action="store_const", const=True,
+                   help="stop when the solver's local error estimate exceeds its tolerance (default: warn once)")
     p.add_argument("--out", type=_output_folder, required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -731,6 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--no-fused", action="store_true", help="do not compile the solver's Newton iterations")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when the solver's local error estimate exceeds its tolerance (default: warn)")
     p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_evaluate)
@@ -757,6 +810,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the full report with per-sample rows (.json); until it is written, finished samples "
                         "are kept in REPORT.json.partial and the same command run again resumes from there")
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
+    p.add_argument("--strict", action="store_true",
+                   help="fail, before ngspice runs, when the torch solver's local error estimate exceeds its "
+                        "tolerance (default: warn)")
     _sandbox_option(p)
     p.set_defaults(func=_verify)
 
@@ -820,9 +876,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="(default: %(default)s)")
     p.add_argument("--stimulus", type=Path, metavar="FILE.csv",
                    help="piecewise-linear input current t_s,i_A into the MIF neuron (replaces mif-step's step)")
+    p.add_argument("--preset", choices=["default", "kang2021"], default="default",
+                   help="MIF parameter set of every neuron: the re-timed default or the reference neuron of Kang "
+                        "et al. 2021 (default: %(default)s)")
+    p.add_argument("--param", type=_param, action="append", metavar="NAME=VALUE",
+                   help="override one MIF parameter (SI units; repeatable), e.g. --param th1=0.42")
+    p.add_argument("--strict", action="store_true",
+                   help="fail, before ngspice runs, when the solver's local error estimate exceeds its tolerance "
+                        "(default: warn)")
     p.add_argument("--sweep-dt", action="store_true",
-                   help="mif-step at dt/8, dt/4, dt/2, dt and 2dt for each method: error table and order of "
-                        "convergence")
+                   help="mif-step at dt/8, dt/4, dt/2, dt and 2dt for each method: error table, order of "
+                        "convergence and the solver's own error estimate")
+    p.add_argument("--suggest-dt", action="store_true",
+                   help="the largest dt (from --dt, halved or doubled, then bisected) at which the case's MIF "
+                        "neuron meets the targets against ngspice (one ngspice run)")
     p.add_argument("--save", type=_output_file(".npz"),
                    help="save t, v_ref, v_torch and the settings (.npz; with --case all, one per case: NAME-CASE.npz)")
     p.add_argument("--plot", type=_output_file(".png"),
@@ -857,6 +924,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # taken by another process does not stall every parallel region (measured in the README:
     # twice as slow training with two spinning threads, 1.1x with sleeping ones; 5 % when quiet).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    warnings.showwarning = _show_warning
     args = build_parser().parse_args(argv)
     interrupts.raise_on_sigterm()
     try:
@@ -870,6 +938,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MemspiceError, ValueError) as exc:
         print(f"memspice: error: {exc}", file=sys.stderr)
         return 2
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """memspice's own warnings as one line on stderr, the way its errors are; others as Python shows them."""
+    if issubclass(category, AccuracyWarning):
+        print(f"memspice: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _choose_sandbox(choice: str | None) -> None:

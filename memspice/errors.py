@@ -46,3 +46,12 @@ class NetlistError(MemspiceError, ValueError):
 
 class SolverError(MemspiceError, ArithmeticError):
     """The torch transient solver failed: Newton did not converge, or a state became NaN/Inf."""
+
+
+class AccuracyError(SolverError):
+    """The solver's local error estimate exceeded its tolerance in strict mode (the time grid is
+    too coarse for the circuit's dynamics)."""
+
+
+class AccuracyWarning(UserWarning):
+    """The solver's local error estimate exceeded its tolerance: results may differ from ngspice."""

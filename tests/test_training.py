@@ -393,6 +393,19 @@ def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
     assert again["acc"] >= 0.95 and again["decided_by_spikes"] >= 0.95
 
 
+def test_the_shipped_fashion_network_reports_belong_to_it():
+    """pretrained/fashion-mnist-10-epochs: its evaluation is of this checkpoint, on the whole test
+    set, decided by spikes, and within the solver's tolerance; ngspice agreed on its samples."""
+    from memspice.train.assess import file_sha256
+
+    path = PRETRAINED / "fashion-mnist-10-epochs" / "checkpoint.pt"
+    report = json.loads((path.parent / "results.json").read_text())
+    assert report["checkpoint_sha256"] == file_sha256(path) and report["samples"] == 10_000
+    assert report["decided_by_spikes"] >= 0.95 and report["error_ratio"] < 1
+    checked = json.loads((path.parent / "verify.json").read_text())
+    assert checked["agreement"] == 1.0 and checked["count_match"] == 1.0 and checked["samples"] >= 10
+
+
 def test_cli_train_rejects_bad_options(tmp_path):
     result = memspice("train", "--dataset", "cifar", "--out", str(tmp_path))
     assert result.returncode == 2 and "invalid choice: 'cifar'" in result.stderr

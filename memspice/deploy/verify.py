@@ -31,6 +31,7 @@ from memspice.fileio import atomic_write_text
 from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import DECIDERS, decide
 from memspice.signals import spike_times
+from memspice.solver.accuracy import check_accuracy
 from memspice.spice.pool import JobResult, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 
@@ -106,18 +107,36 @@ def _read_journal(path: Path, outputs: int) -> dict[int, dict]:
 
 def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: int | None = None,
            synapse: str = "resistor", timeout: float = 3600.0, progress: bool = True,
-           settings: dict | None = None, journal: str | os.PathLike | None = None) -> dict:
+           settings: dict | None = None, journal: str | os.PathLike | None = None, strict: bool = False) -> dict:
     """Classify the samples ``x[k]`` (labels ``y[k]``) for ``k`` in ``indices`` in ngspice (one
     process per sample, ``workers`` at a time) and with the torch solver (float64, one batch);
     returns the summary and per-sample rows. With ``journal`` (a file), finished samples are
     appended to it and the samples it already holds are not simulated again; ``resumed`` in the
-    report counts them, and ``spice_s`` is this call's ngspice time only."""
+    report counts them, and ``spice_s`` is this call's ngspice time only. ``local_error``: the
+    torch solver's largest local error estimate per layer (it warns when one exceeds its
+    tolerance; ``strict``: raises, before ngspice runs)."""
     config, model = trained.config, trained.model
     threshold = trained.readout.threshold
     t_end = config.n_steps * config.dt
     indices = np.asarray(indices, dtype=int)
     layers = len(model.sizes) - 1
     names = [f"v({membrane_node(layers, j)})" for j in range(model.sizes[-1])]
+
+    # the torch solver first: a grid too coarse for the dynamics fails (strict) before ngspice runs
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    original = next(model.parameters()).dtype
+    fused, model.fused = model.fused, False  # one float64 batch: compiling would cost more than it saves
+    model.to(torch.float64)
+    try:
+        with torch.no_grad():
+            pixels = torch.as_tensor(x[indices], dtype=torch.float64, device=device)
+            solution = model(trained.encode(pixels, torch.as_tensor(indices)))
+    finally:
+        model.to(original)
+        model.fused = fused
+    check_accuracy(solution.errors or [], strict, f"verify (torch, dt = {model.dt:g} s, {model.method})")
+    torch_s = time.perf_counter() - start
 
     start = time.perf_counter()
     journal = Path(journal) if journal is not None else None
@@ -152,19 +171,6 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     raise_first_error(run_many(jobs, workers=workers, timeout=timeout, progress=progress, on_result=finished))
     spice_s = time.perf_counter() - start
 
-    start = time.perf_counter()
-    device = next(model.parameters()).device
-    original = next(model.parameters()).dtype
-    fused, model.fused = model.fused, False  # one float64 batch: compiling would cost more than it saves
-    model.to(torch.float64)
-    try:
-        with torch.no_grad():
-            pixels = torch.as_tensor(x[indices], dtype=torch.float64, device=device)
-            solution = model(trained.encode(pixels, torch.as_tensor(indices)))
-    finally:
-        model.to(original)
-        model.fused = fused
-    torch_s = time.perf_counter() - start
     t = solution.t.cpu().numpy()
     v_out = solution.v[-1].cpu().numpy()
     torch_readings = [_readings([_read(t, v_out[b, :, j], threshold, t_end) for j in range(v_out.shape[-1])])
@@ -178,7 +184,8 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     order = list(trained.readout.decision_order)
     rows = judge(rows, order)
     return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s,
-            "torch_s": torch_s, "resumed": resumed, "synapse": synapse, "decision_order": order,
+            "torch_s": torch_s, "resumed": resumed, "local_error": [e.to_json() for e in solution.errors or []],
+            "synapse": synapse, "decision_order": order,
             "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})}, "per_sample": rows}
 
 
@@ -277,5 +284,10 @@ def merge(reports: list[dict]) -> dict:
     resumed = sum(r.get("resumed", 0) for r in reports)
     order = reports[0].get("decision_order", ["count"])  # reports saved before it was kept: count, then membrane
     rows = judge(rows, order)
+    worst = {}  # per layer, the largest local error estimate of any part
+    for error in (e for r in reports for e in r.get("local_error", [])):
+        if error["layer"] not in worst or error["ratio"] > worst[error["layer"]]["ratio"]:
+            worst[error["layer"]] = error
     return {**summarize(rows), **times, "resumed": resumed, "synapse": reports[0]["synapse"], "decision_order": order,
-            "ngspice_settings": reports[0]["ngspice_settings"], "parts": len(reports), "per_sample": rows}
+            "ngspice_settings": reports[0]["ngspice_settings"], "parts": len(reports),
+            "local_error": [worst[k] for k in sorted(worst)], "per_sample": rows}

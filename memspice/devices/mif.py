@@ -53,6 +53,8 @@ KANG2021 = {
     "gon1": 20e-6, "hold1": 0.20, "w1": 0.02, "ton1": 0.1e-6, "toff1": 0.3e-6,
     "gon2": 200e-6, "th2": 0.50, "hold2": 0.00, "w2": 0.02, "ton2": 0.1e-6, "toff2": 1.0e-6,
 }
+#: Named parameter sets (overrides of the defaults), as ``--preset`` offers them.
+PRESETS = {"default": {}, "kang2021": KANG2021}
 ROLE = {1: "depolarizing switch M1", 2: "repolarizing switch M2"}
 
 

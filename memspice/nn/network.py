@@ -10,6 +10,7 @@ from torch import nn
 from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.neurons import MIFLayer
+from memspice.solver.accuracy import Tolerance
 from memspice.solver.integrators import METHODS
 from memspice.solver.transient import Solution, simulate_network
 
@@ -30,7 +31,10 @@ class MemristiveSNN(nn.Module):
     later crossbar. Like ``fused`` they are not part of :meth:`config`: a checkpoint's weights
     replace the initial ones.
     ``parametrization``: every crossbar's map from parameters to conductances
-    (:mod:`memspice.nn.crossbar`); call :meth:`project_` after each optimizer step."""
+    (:mod:`memspice.nn.crossbar`); call :meth:`project_` after each optimizer step.
+    ``tolerance`` (an attribute too, not part of the config): the local error every step is
+    checked against (:mod:`memspice.solver.accuracy`; ``None``: no estimate); each solution
+    reports it in ``errors``."""
 
     def __init__(self, sizes: Sequence[int], neuron_params: Mapping[str, float] | None = None,
                  buffer_gain: float = 2.0, dt: float = 200e-9, method: str = "radau5",
@@ -38,7 +42,7 @@ class MemristiveSNN(nn.Module):
                  checkpoint_every: int | None = None, seed: int = 0, fused: bool = False,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
                  parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
-                 deep_init_neg: tuple[float, float] = INIT_NEG) -> None:
+                 deep_init_neg: tuple[float, float] = INIT_NEG, tolerance: Tolerance | None = Tolerance()) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
@@ -51,7 +55,7 @@ class MemristiveSNN(nn.Module):
         self.sizes, self.dt, self.method = sizes, float(dt), method
         self.buffer_gain, self.checkpoint_every, self.fused = float(buffer_gain), checkpoint_every, fused
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
-        self.parametrization = parametrization
+        self.parametrization, self.tolerance = parametrization, tolerance
         self.crossbars = nn.ModuleList(
             Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
                      init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
@@ -99,7 +103,7 @@ class MemristiveSNN(nn.Module):
                   for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
         return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
                                 record_states=record_states, checkpoint_every=self.checkpoint_every,
-                                fused=self.fused)
+                                fused=self.fused, tolerance=self.tolerance)
 
     def describe(self, synapse: str = "resistor") -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with

@@ -194,6 +194,44 @@ def _adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor
             _pack(lam) if explicit else None)
 
 
+def keep_worst(worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ratio: torch.Tensor, component: torch.Tensor,
+               time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each neuron's largest error ratio so far (NaN counts as infinite), with its time (s) and
+    component index: ``worst`` updated by one step's ``ratio`` and ``component`` (``(B, n)``)."""
+    ratio = torch.nan_to_num(ratio, nan=torch.inf)
+    worse = ratio > worst[0]
+    return (torch.where(worse, ratio, worst[0]), torch.where(worse, time, worst[1]),
+            torch.where(worse, component, worst[2]))
+
+
+def _local_error(device: TorchDevice, params: list, weights: tuple[float, ...], tolerance: tuple[float, float],
+                 start: torch.Tensor, z: torch.Tensor, a: torch.Tensor, b: torch.Tensor, gamma_dt: torch.Tensor,
+                 worst_ratio: torch.Tensor, worst_time: torch.Tensor, worst_component: torch.Tensor,
+                 time: torch.Tensor):
+    """The embedded error estimate of a Radau IIA step (the reference is
+    :meth:`~memspice.solver.integrators.Stepper._estimate`), elementwise: ``(M - γ₀·dt·J)⁻¹·
+    (γ₀·dt·g(y_n) + M·Σ e_i·(Z_i - y_n))`` per component against the tolerance, folded into
+    each neuron's worst so far (:func:`keep_worst`)."""
+    zs, y0 = _unpack(z), [component[0] for component in _unpack(start)]
+    stage = _Stage(device, params, y0[0], y0[1:])
+    g = [a + b * y0[0] - stage.current, *stage.derivatives]
+    mass = [stage.capacitance] + [1.0] * (len(zs) - 1)
+    rhs = [[gamma_dt * g_c + m_c * sum(w * (z_ci - y_c) for w, z_ci in zip(weights, z_c))]
+           for g_c, m_c, z_c, y_c in zip(g, mass, zs, y0)]
+    error = _Factors([[gamma_dt]], [stage], [b]).solve(rhs)
+    ratios = torch.stack([error[0][0].abs() * (1 / tolerance[0]),
+                          *(e_k[0].abs() * (1 / tolerance[1]) for e_k in error[1:])])
+    return keep_worst((worst_ratio, worst_time, worst_component), *ratios.max(0), time)
+
+
+@functools.cache
+def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...], tolerance: tuple[float, float]):
+    """``f(tensor_params, start, z, a, b, gamma_dt, *worst, time) -> worst``: :func:`_local_error`
+    compiled (as :func:`newton_kernel`)."""
+    return _compile(lambda tensors, *inputs: _local_error(device, _merge(floats, tensors), weights, tolerance,
+                                                          *inputs))
+
+
 def _compile(function):
     # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
     warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)

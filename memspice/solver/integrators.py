@@ -43,6 +43,7 @@ from memspice.codegen.torch_functions import TorchDevice, torch_device
 from memspice.devices.model import DeviceModel
 from memspice.errors import SolverError
 from memspice.solver import fused as fused_step
+from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.linear import arrow_factor, solve_arrow, solve_dense, solve_factored
 
 METHODS = ("euler", "trap", "radau3", "radau5")
@@ -166,24 +167,62 @@ _TABLEAUS = {
 }
 
 
-def step_nodes(method: str) -> tuple[float, ...]:
-    """The fractions of a step at which ``method`` needs the drive."""
+def _embedded(method: Method) -> tuple[float, torch.Tensor]:
+    """``γ₀`` and the weights ``e`` of the embedded error estimate of a Radau IIA method
+    (Hairer and Wanner, Solving ODEs II, IV.8): ``ŷ - y = γ₀·dt·f(y_n) + Σ e_i·M·(Y_i - y_n)``
+    is the difference to the order-``s`` method with the same stages and the weight ``γ₀`` on
+    ``f(y_n)``; ``e = (b̂ - b)ᵀ·A⁻¹``. ``γ₀`` is ``A``'s real eigenvalue (RADAU5's; its filter
+    ``(M - γ₀·dt·J)⁻¹`` then reuses the method's own spectrum), the real part of its pair
+    when it has none (two stages)."""
+    a = torch.tensor(method.matrix, dtype=torch.float64)
+    eigenvalues = torch.linalg.eigvals(a)
+    gamma = float(min(eigenvalues.tolist(), key=lambda z: (abs(z.imag), -z.real)).real)
+    c, s = torch.tensor(method.nodes, dtype=torch.float64), len(method.nodes)
+    # b̂ makes the method with nodes (0, c) exact for polynomials of degree < s
+    rhs = torch.tensor([1.0 / (k + 1) for k in range(s)], dtype=torch.float64)
+    rhs[0] -= gamma
+    b_hat = torch.linalg.solve(torch.stack([c**k for k in range(s)]), rhs)
+    return gamma, (b_hat - a[-1]) @ torch.linalg.inv(a)
+
+
+_EMBEDDED = {name: _embedded(method) for name, method in _TABLEAUS.items() if name.startswith("radau")}
+#: Predictor differences (Milne's device): the weights of the last grid points (oldest first)
+#: in the polynomial extrapolated to the step's end, and the factor that turns the difference
+#: into the corrector's error, ``C_corrector / (C_predictor - C_corrector)``.
+_PREDICTORS = {"euler": ((-1.0, 2.0), 1 / 3), "trap": ((1.0, -3.0, 3.0), 1 / 13)}
+#: The power of dt of each method's local error estimate.
+ESTIMATE_ORDER = {"euler": 2, "trap": 3, "radau3": 3, "radau5": 4}
+
+
+def step_nodes(method: str, estimate: bool = False) -> tuple[float, ...]:
+    """The fractions of a step at which ``method`` needs the drive (with ``estimate``, what its
+    error estimate needs too)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    # the trapezoidal rule also needs the drive at the start of the step
-    return {"euler": (1.0,), "trap": (0.0, 1.0)}.get(method) or _TABLEAUS[method].nodes
+    # the trapezoidal rule, and the Radau estimate, also need the drive at the start of the step
+    if method == "euler":
+        return (1.0,)
+    nodes = _TABLEAUS[method].nodes
+    return (0.0, *nodes) if method == "trap" or (estimate and method in _EMBEDDED) else nodes
 
 
 class Stepper:
     """Advances one layer by a step ``dt`` with ``method``.
 
     :attr:`nodes` are the fractions of the step at which :meth:`step` needs the layer's drive;
-    it returns the membrane voltages at the same instants, which drive the next layer."""
+    it returns the membrane voltages at the same instants, which drive the next layer.
+
+    With a ``tolerance`` every step estimates its local error (:mod:`memspice.solver.accuracy`)
+    and the stepper keeps each neuron's largest (:meth:`error`)."""
 
     def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None,
-                 fused: bool = False) -> None:
-        self.nodes = step_nodes(method)
-        self.layer, self.method, self.fused = layer, method, fused
+                 fused: bool = False, tolerance: Tolerance | None = None) -> None:
+        self.nodes = step_nodes(method, estimate=tolerance is not None)
+        self.layer, self.method, self.fused, self.tolerance = layer, method, fused, tolerance
+        #: per neuron ``(B, n)``: the largest estimate / tolerance so far, its time (s) and component
+        self._worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._points: list[torch.Tensor] = []  #: the last grid points (detached), for a predictor difference
+        self._spacing = 0.0  #: their spacing (s)
         self.newton = newton or NewtonOptions()
         self.iterations = 0  #: Newton iterations so far, every step and stage at once counting one
         self._floats, self._tensors = fused_step.split_params(layer.params)
@@ -197,6 +236,9 @@ class Stepper:
         ``drives[j] = (a, b)`` drive the neurons at ``t_n + nodes[j]·dt``. Raises
         :class:`NewtonFailure` when Newton's method does not converge."""
         y_c = y.movedim(-1, 0)  # components first: the layout of the linear algebra (a view)
+        start_drive = None
+        if self.nodes[0] == 0.0:
+            start_drive, drives = drives[0], drives[1:]
         if self.method == "euler":
             g, jac, mass = self.layer.system(y_c, *drives[0])
             a_tilde = torch.full((1, 1), dt, dtype=y.dtype, device=y.device)
@@ -205,15 +247,66 @@ class Stepper:
         else:
             explicit = 0.0
             if self.method == "trap":
-                g_now, _, _ = self.layer.system(y_c, *drives[0], jacobian=False)
-                explicit, drives = 0.5 * dt * g_now.unsqueeze(1), drives[1:]
+                g_now, _, _ = self.layer.system(y_c, *start_drive, jacobian=False)
+                explicit = 0.5 * dt * g_now.unsqueeze(1)
             y_next, membranes = self._newton(y_c, explicit, _TABLEAUS[self.method], drives, dt, where)
             stages = list(membranes.unbind(0))
-            if self.method == "trap":
-                stages = [y_c[0], *stages]
-        y_next = y_next.movedim(0, -1)
-        self._check_finite(y_next, where)
-        return y_next, stages
+        if start_drive is not None:
+            stages = [y_c[0], *stages]
+        self._check_finite(y_next.movedim(0, -1), where)
+        if self.tolerance is not None:
+            with torch.no_grad():
+                self._estimate(y_c.detach(), y_next.detach(), start_drive, dt, where)
+        return y_next.movedim(0, -1), stages
+
+    def _estimate(self, y: torch.Tensor, y_next: torch.Tensor, start_drive, dt: float, where: StepContext) -> None:
+        """The local error of the step ``y -> y_next`` (``(d, B, n)``) against the tolerance,
+        folded into each neuron's worst so far."""
+        tolerance = (self.tolerance.v, self.tolerance.x)
+        like = {"dtype": y.dtype, "device": y.device}
+        if self._worst is None:
+            self._worst = (torch.zeros(y.shape[1:], **like), torch.zeros(y.shape[1:], **like),
+                           torch.zeros(y.shape[1:], dtype=torch.long, device=y.device))
+        time = torch.tensor(where.time, **like)
+        if self.method in _EMBEDDED:
+            gamma, weights = _EMBEDDED[self.method]
+            _, start, z = self.last_step  # (d, 1, B, n), (d, s, B, n)
+            a, b = (torch.as_tensor(t, **like).detach().expand(y.shape[1:]) for t in start_drive)
+            if self._fusable():
+                kernel = fused_step.error_kernel(self.layer.device, self._floats, tuple(weights.tolist()), tolerance)
+                self._worst = kernel(self._tensors, start, z, a.contiguous(), b.contiguous(),
+                                     torch.tensor(dt * gamma, **like), *self._worst, time)
+                return
+            g, jac, mass = self.layer.system(y, a, b)
+            weights = weights.to(z).reshape(1, -1, *(1 for _ in z.shape[2:]))
+            rhs = dt * gamma * g + mass * (weights * (z - start)).sum(1)
+            a_tilde = torch.full((1, 1), dt * gamma, **like)
+            error = self.layer.solve(a_tilde, mass.unsqueeze(1), jac.unsqueeze(2), rhs.unsqueeze(1))[:, 0]
+        else:
+            if self._spacing != dt:  # a new run, or a split step: the points no longer fit
+                self._points, self._spacing = [y], dt
+            weights, factor = _PREDICTORS[self.method]
+            points, self._points = self._points, [*self._points, y_next][-len(weights):]
+            if len(points) < len(weights):
+                return
+            error = factor * (y_next - sum(w * p for w, p in zip(weights, points)))
+        scale = torch.tensor([tolerance[0]] + [tolerance[1]] * (y.shape[0] - 1), **like)
+        self._worst = fused_step.keep_worst(self._worst, *(error.abs() / scale.reshape(-1, 1, 1)).max(0), time)
+
+    def error(self, layer: int, dt: float) -> LayerError | None:
+        """The largest local error estimate so far (``None`` without estimates) as a
+        :class:`~memspice.solver.accuracy.LayerError` of layer number ``layer``; ``dt`` (s) is the
+        grid step (times are reported on it)."""
+        if self._worst is None:
+            return None
+        ratio, time, component = self._worst
+        index = int(torch.argmax(ratio.reshape(-1)).item())
+        batch_item, neuron = divmod(index, ratio.shape[-1])
+        c = int(component.reshape(-1)[index].item())
+        t = float(time.reshape(-1)[index].item())
+        states = [state.name for state in self.layer.model.states]
+        return LayerError(layer, float(ratio.reshape(-1)[index].item()), t, round(t / dt), batch_item, neuron,
+                          "v" if c == 0 else states[c - 1], dt, ESTIMATE_ORDER[self.method])
 
     def _check_finite(self, y: torch.Tensor, where: StepContext) -> None:
         """Raise :class:`SolverError` naming the first NaN or Inf of ``y`` (``(..., B, n, 1+m)``)."""
@@ -237,8 +330,7 @@ class Stepper:
         start = y.unsqueeze(1)
         explicit = explicit if isinstance(explicit, torch.Tensor) else None
         guess = self._guess(start, dt, method)
-        if self.fused and self.layer.solve is solve_arrow and not any(
-                isinstance(p, torch.Tensor) and p.requires_grad for p in self.layer.params):
+        if self._fusable():
             iterates = self._fused_newton(guess, start, a_stage, b_stage, explicit, a_tilde)
             if iterates is not None:
                 linearized_at, z = iterates
@@ -252,6 +344,12 @@ class Stepper:
         z = self._reference_newton(guess, start, a_stage, b_stage, explicit, a_tilde, where)
         self.last_step = (dt, start.detach(), z.detach())
         return z[:, -1].contiguous(), z[0]
+
+    def _fusable(self) -> bool:
+        """Whether the fused kernels can take this layer's steps: an arrow Jacobian and no
+        parameter that needs a gradient."""
+        return self.fused and self.layer.solve is solve_arrow and not any(
+            isinstance(p, torch.Tensor) and p.requires_grad for p in self.layer.params)
 
     def _guess(self, start: torch.Tensor, dt: float, method: Method) -> torch.Tensor:
         """The first Newton iterate ``(1+m, s, B, n)``: the previous step's collocation

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
+from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper, step_nodes
 
 Params = Mapping[str, "float | torch.Tensor"]
@@ -27,12 +28,17 @@ class Solution:
     """``t`` (s, ``(n_steps + 1,)``); per layer the membranes ``v`` (V, ``(batch, n_steps + 1,
     n_k)``) and, when recorded, the device states ``x`` (``(batch, n_steps + 1, n_k, m)``);
     ``newton_iterations``: per layer, the Newton iterations of the whole run (each solves every
-    stage of every neuron of the batch at once; 0 for ``euler``)."""
+    stage of every neuron of the batch at once; 0 for ``euler``); ``errors``: per layer, the
+    largest local error estimate against the tolerance (:mod:`memspice.solver.accuracy`; ``None``
+    when not estimated); ``split_steps``: grid steps that Newton's method only finished as
+    substeps."""
 
     t: torch.Tensor
     v: list[torch.Tensor]
     x: list[torch.Tensor] | None
     newton_iterations: list[int] | None = None
+    errors: list[LayerError] | None = None
+    split_steps: int = 0
 
 
 def simulate_neurons(
@@ -45,22 +51,25 @@ def simulate_neurons(
     checkpoint_every: int | None = None,
     newton: NewtonOptions | None = None,
     fused: bool = False,
+    tolerance: Tolerance | None = Tolerance(),
 ) -> Solution:
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
     membranes, from rest. ``fused`` runs each Newton iteration, and the gradient of each step,
     as one :func:`torch.compile` kernel (:mod:`memspice.solver.fused`; the same numerics; it
-    compiles once per device, dtype and method, cached on disk by torch)."""
+    compiles once per device, dtype and method, cached on disk by torch). Every step estimates
+    its local error against ``tolerance`` (``None``: no estimate), reported in
+    :attr:`Solution.errors`; :func:`memspice.solver.accuracy.check_accuracy` warns about it."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
-    between = _Between(current, step_nodes(method))
+    between = _Between(current, step_nodes(method, tolerance is not None))
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
         return [(between(n, node), no_load) for node in nodes]
 
     return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
-                      checkpoint_every, newton, fused)
+                      checkpoint_every, newton, fused, tolerance)
 
 
 def simulate_network(
@@ -75,11 +84,12 @@ def simulate_network(
     checkpoint_every: int | None = None,
     newton: NewtonOptions | None = None,
     fused: bool = False,
+    tolerance: Tolerance | None = Tolerance(),
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``) and neuron layers, driven by the row voltages ``inputs`` (V,
     ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions and
-    :func:`simulate_neurons` for ``fused``."""
+    :func:`simulate_neurons` for ``fused`` and ``tolerance``."""
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
@@ -96,7 +106,7 @@ def simulate_network(
     loads = [-(g_pos + g_neg).sum(0) for g_pos, g_neg in weights]
     # the input layer's column currents at every grid time in one matrix product: they are
     # linear in the rows, so interpolating them equals driving with the interpolated rows
-    input_currents = _Between(inputs @ differences[0], step_nodes(method))
+    input_currents = _Between(inputs @ differences[0], step_nodes(method, tolerance is not None))
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
         if k == 0:
@@ -104,7 +114,8 @@ def simulate_network(
         currents = (buffer_gain * torch.stack(upstream)) @ differences[k]  # every node in one product
         return [(a, loads[k]) for a in currents.unbind(0)]
 
-    return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused)
+    return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused,
+                      tolerance)
 
 
 def _check_input(tensor: torch.Tensor, name: str) -> None:
@@ -143,6 +154,7 @@ def _integrate(
     checkpoint_every: int | None,
     newton: NewtonOptions | None,
     fused: bool,
+    tolerance: Tolerance | None,
 ) -> Solution:
     if not dt > 0:
         raise ValueError(f"dt must be > 0 s; got {dt!r}")
@@ -151,7 +163,8 @@ def _integrate(
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     newton = newton or NewtonOptions()
-    steppers = [Stepper(layer, method, newton, fused) for layer in layers]
+    steppers = [Stepper(layer, method, newton, fused, tolerance) for layer in layers]
+    split_steps = set()
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
@@ -179,6 +192,7 @@ def _integrate(
                     states = substeps(n, states, 2**split)
                     break
                 except NewtonFailure as failure:
+                    split_steps.add(n)
                     if split == newton.max_splits:
                         raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
                                             f"try a smaller dt") from None
@@ -202,7 +216,9 @@ def _integrate(
     t = torch.arange(n_points, dtype=dtype, device=device) * dt
     v = [torch.stack(r, dim=1) for r in record_v]
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
-    return Solution(t, v, x, [stepper.iterations for stepper in steppers])
+    errors = [stepper.error(k + 1, dt) for k, stepper in enumerate(steppers)] if tolerance is not None else None
+    return Solution(t, v, x, [stepper.iterations for stepper in steppers],
+                    [e for e in errors if e is not None] if errors is not None else None, len(split_steps))
 
 
 def _checkpointed(advance, first, last, ys):

@@ -39,7 +39,10 @@ class TrainConfig:
     every layer's M1 threshold ``th1`` there and raises it linearly to the device's value over
     the first ``anneal_epochs`` epochs (the trained network, and its netlist, have the device's
     value); ``lr_restart_epochs`` restarts the cosine learning-rate decay every that many
-    epochs (SGDR) instead of decaying once over the run."""
+    epochs (SGDR) instead of decaying once over the run.
+
+    ``strict``: stop when the solver's local error estimate exceeds its tolerance (the grid is
+    too coarse for the dynamics; :mod:`memspice.solver.accuracy`) instead of warning once."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -78,6 +81,7 @@ class TrainConfig:
     anneal_threshold: float | None = None
     anneal_epochs: float = 1.0
     lr_restart_epochs: int | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         def bad(name, allowed):
@@ -128,8 +132,9 @@ class TrainConfig:
             bad("fire_weight", "a finite number >= 0")
         if self.readout not in READOUTS:
             bad("readout", ", ".join(READOUTS))
-        if not isinstance(self.fused, bool):
-            bad("fused", "True, False")
+        for name in ("fused", "strict"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "True, False")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "float32, float64")
         for name in ("train_samples", "eval_samples", "checkpoint_every", "threads", "lr_restart_epochs"):

@@ -31,13 +31,15 @@ from memspice.fileio import atomic_write_text
 from memspice.nn import MemristiveSNN, Readout, spike_counts
 from memspice.nn.readout import DECIDERS
 from memspice.nn.regularizers import rate_band_penalty
+from memspice.solver.accuracy import AccuracyMonitor
 from memspice.train import distributed
 from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from memspice.train.config import TrainConfig, input_encoder
 from memspice.train.schedules import annealed_threshold, learning_rate
 
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "eval_loss", "eval_acc", "eval_samples", "lr",
-           "epoch_s", "processes", "hidden_spikes", "output_spikes", "decided_by_spikes", "threshold")
+           "epoch_s", "processes", "hidden_spikes", "output_spikes", "decided_by_spikes", "threshold",
+           "error_ratio")
 
 
 class RunError(MemspiceError):
@@ -60,7 +62,7 @@ class Trained:
 
 
 #: Options a resumed run may change: they do not change the result.
-RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused")
+RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused", "strict")
 
 
 def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Readout, Callable]:
@@ -97,12 +99,17 @@ def _order(config: TrainConfig, epoch: int, n: int) -> torch.Tensor:
 
 def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.ndarray, y: np.ndarray,
              n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False,
-             ablate_hidden_spikes: bool = False) -> dict:
+             ablate_hidden_spikes: bool = False, monitor: AccuracyMonitor | None = None) -> dict:
     """Loss, accuracy and spike statistics on the samples ``x`` (``(N, n_in)``), labels ``y``:
     ``hidden_spikes`` and ``output_spikes`` per neuron and sample, ``decided_by`` the share of
     predictions each reading made (:data:`~memspice.nn.readout.DECIDERS`) and
     ``decided_by_spikes`` the share made without the membrane. ``ablate_hidden_spikes``: every
-    hidden neuron's M1 cannot turn on (:meth:`MemristiveSNN.hidden_spike_ablation`)."""
+    hidden neuron's M1 cannot turn on (:meth:`MemristiveSNN.hidden_spike_ablation`).
+    ``error_ratio``, ``local_error``: the solver's largest local error estimate over these
+    samples (in units of its tolerance) and where, per layer; ``monitor`` (a new one if None)
+    warns or raises when it exceeds the tolerance."""
+    monitor = monitor or AccuracyMonitor(context="evaluation")
+    mine = AccuracyMonitor(context=monitor.context)  # these samples' figures; the warning is the run's
     device = next(model.parameters()).device
     overrides = model.hidden_spike_ablation() if ablate_hidden_spikes else None
     loss_sum, correct, hidden, output = 0.0, 0, 0.0, 0.0
@@ -112,7 +119,10 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
             index = torch.arange(start, min(start + batch_size, len(x)))
             xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
             yb = torch.as_tensor(y[index.numpy()], device=device)
-            v = model(encoder(xb, n_steps, index), neuron_overrides=overrides).v
+            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides)
+            monitor.observe(solution.errors)
+            mine.observe(solution.errors)
+            v = solution.v
             loss_sum += readout.loss(v[-1], yb).item() * len(index)
             classes, decided_by = readout.decide(v[-1])
             correct += (classes == yb).sum().item()
@@ -122,7 +132,8 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
     n = max(len(x), 1)
     shares = {name: float(count / n) for name, count in zip(DECIDERS, decided)}
     return {"loss": loss_sum / n, "acc": correct / n, "hidden_spikes": hidden / n, "output_spikes": output / n,
-            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"]}
+            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"], "error_ratio": mine.worst_ratio,
+            "local_error": mine.to_json()}
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
@@ -181,6 +192,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
 
     n_batches = math.ceil(len(train_x) / config.batch_size)
     device_th1 = model.neurons[0].params()["th1"]
+    monitor = AccuracyMonitor(config.strict, context=f"training (dt = {config.dt:g} s, {config.method})")
 
     def snapshot(next_epoch: int, next_batch: int, running: dict) -> None:
         if not group.main:
@@ -192,7 +204,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
 
     while epoch < config.epochs:
         order = _order(config, epoch, len(train_x))
-        running = {"loss_sum": 0.0, "correct": 0, "seen": 0, "elapsed": 0.0, **partial}
+        running = {"loss_sum": 0.0, "correct": 0, "seen": 0, "elapsed": 0.0, "error_ratio": 0.0, **partial}
         partial = {}
         started = time.perf_counter() - running["elapsed"]
         bar = tqdm(range(first_batch, n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
@@ -213,7 +225,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
                 share = group.shard(index)
                 xb = torch.as_tensor(train_x[share.numpy()], dtype=dtype, device=group.device)
                 yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
-                v = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides).v
+                solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides)
+                monitor.observe(solution.errors)
+                running["error_ratio"] = max([running["error_ratio"], *(e.ratio for e in solution.errors or [])])
+                v = solution.v
                 v_out = v[-1]
                 loss = readout.loss(v_out, yb)
                 if config.hidden_rate is not None and len(v) > 1:
@@ -235,7 +250,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
                     on_batch(epoch, batch)
             bar.close()
             result = evaluate(model, readout, encoder, eval_x, eval_y, config.n_steps, max(config.batch_size, 64),
-                              dtype, progress) if group.main else {}
+                              dtype, progress, monitor=monitor) if group.main else {}
         except KeyboardInterrupt:  # keep every finished batch; an interrupted evaluation is redone
             running["elapsed"] = time.perf_counter() - started
             snapshot(epoch, next_batch, running)
@@ -252,7 +267,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
             "epoch_s": time.perf_counter() - started, "processes": group.world,
             "hidden_spikes": result["hidden_spikes"], "output_spikes": result["output_spikes"],
             "decided_by_spikes": result["decided_by_spikes"],
-            "threshold": device_th1 if threshold is None else threshold})
+            "threshold": device_th1 if threshold is None else threshold,
+            "error_ratio": max(running["error_ratio"], result["error_ratio"] or 0.0)})
         if progress:
             row = history[-1]
             tqdm.write(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
@@ -262,7 +278,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
         epoch, first_batch = epoch + 1, 0
         snapshot(epoch, 0, {})
         _write_metrics(out / "metrics.csv", history)
-    return finish(out, config, model, readout, encoder, data, history, dtype, progress) if group.main else None
+    return finish(out, config, model, readout, encoder, data, history, dtype, progress, monitor) if group.main else None
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
@@ -274,18 +290,21 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
 
 
 def finish(out: Path, config: TrainConfig, model: MemristiveSNN, readout: Readout, encoder: Callable,
-           data: Dataset, history: list[dict], dtype: torch.dtype, progress: bool) -> dict:
-    """Test accuracy on the whole test set, ``results.json`` and the plots."""
+           data: Dataset, history: list[dict], dtype: torch.dtype, progress: bool,
+           monitor: AccuracyMonitor | None = None) -> dict:
+    """Test accuracy on the whole test set, ``results.json`` and the plots (``monitor``: the
+    run's, so that a local error warning comes once per run)."""
     from memspice.plots import plot_output_membranes, plot_training
 
     test = evaluate(model, readout, encoder, data.test_x, data.test_y, config.n_steps, max(config.batch_size, 64),
-                    dtype, progress)
+                    dtype, progress, monitor=monitor)
     results = {"dataset": data.name, "sizes": list(model.sizes), "epochs": len(history),
                "test_samples": len(data.test_x), "test_acc": test["acc"], "test_loss": test["loss"],
                "train_s": sum(row["epoch_s"] for row in history),
                "epoch_s": history[-1]["epoch_s"] if history else None,
                "output_spikes": test["output_spikes"], "hidden_spikes": test["hidden_spikes"],
-               "decided_by_spikes": test["decided_by_spikes"], "decided_by": test["decided_by"]}
+               "decided_by_spikes": test["decided_by_spikes"], "decided_by": test["decided_by"],
+               "error_ratio": test["error_ratio"], "local_error": test["local_error"]}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     if history:
         plot_training(history, out / "training.png")

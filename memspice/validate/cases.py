@@ -9,6 +9,7 @@ writes it for ngspice with the ground-truth settings and integrates it in torch 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,8 @@ from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.examples import current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
-from memspice.solver import simulate_network, simulate_neurons
+from memspice.solver import Solution, simulate_network, simulate_neurons
+from memspice.solver.accuracy import LayerError, Tolerance, check_accuracy
 from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare, targets
@@ -40,15 +42,20 @@ XBAR_T_END = 30e-6
 
 @dataclass
 class TorchSettings:
-    """How the torch solver runs: step ``dt`` (s), method, device, dtype."""
+    """How the torch solver runs: step ``dt`` (s), method, device, dtype, the local error
+    ``tolerance`` it is checked against and whether exceeding it is an error (``strict``) or a
+    warning (:mod:`memspice.solver.accuracy`)."""
 
     dt: float = DEFAULT_DT
     method: str = DEFAULT_METHOD
     device: str = "cpu"
     dtype: str = "float64"
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    strict: bool = False
 
     def describe(self) -> dict:
-        return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype}
+        return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype,
+                "tolerance": {"v": self.tolerance.v, "x": self.tolerance.x}}
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -57,8 +64,8 @@ class TorchSettings:
 
 @dataclass
 class CaseResult:
-    """Metrics per probe, the main probe's waveforms on the common grid and both engines'
-    settings and wall times."""
+    """Metrics per probe, the main probe's waveforms on the common grid, both engines'
+    settings and wall times, and the torch solver's local error estimates per layer."""
 
     case: str
     probes: dict[str, dict]
@@ -70,11 +77,13 @@ class CaseResult:
     wall_ngspice_s: float
     wall_torch_s: float
     extra: dict = field(default_factory=dict)
+    errors: list[LayerError] = field(default_factory=list)
+    split_steps: int = 0
 
     def to_json(self) -> dict:
         return {"case": self.case, "targets": targets(self.probes), "probes": self.probes, "ngspice": self.ngspice,
                 "torch": self.torch, "wall_ngspice_s": self.wall_ngspice_s, "wall_torch_s": self.wall_torch_s,
-                **self.extra}
+                "local_error": [e.to_json() for e in self.errors], "split_steps": self.split_steps, **self.extra}
 
 
 MAX_STEPS = 10_000_000  #: the most torch steps a case may take (a dt this fine is a typo)
@@ -102,7 +111,9 @@ def _ngspice(jobs: list[tuple[str, str]], workers: int | None, timeout: float) -
     return [Waveforms.from_plot(r.plots[-1]) for r in results], time.perf_counter() - start
 
 
-def _timed_torch(fn):
+def _timed_torch(fn, settings: TorchSettings, case: str) -> tuple[Solution, float]:
+    """``fn()``'s solution and wall time; its local error checked (a warning, or an error with
+    ``settings.strict``: before ngspice runs)."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -110,15 +121,28 @@ def _timed_torch(fn):
         out = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return out, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    check_accuracy(out.errors or [], settings.strict, f"{case} (torch, dt = {settings.dt:g} s, {settings.method})")
+    return out, wall
+
+
+def _accuracy(solution: Solution) -> dict:
+    """:class:`CaseResult`'s fields from a solution's local error estimates."""
+    return {"errors": list(solution.errors or []), "split_steps": solution.split_steps}
 
 
 def mif_current(stimulus: PWL, settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
-                case: str = "mif-step") -> CaseResult:
-    """The default MIF neuron under the input current ``stimulus`` (A), simulated to its last time."""
-    t, refs, v_torch, spice, wall_ref, wall = mif_batch([stimulus], settings, workers, timeout)
+                case: str = "mif-step", neuron: Mapping[str, float] | None = None) -> CaseResult:
+    """The MIF neuron (parameters ``neuron``: overrides of the defaults) under the input
+    current ``stimulus`` (A), simulated to its last time."""
+    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout, neuron, case)
     return CaseResult(case, {"v(mem)": compare(*refs[0], t, v_torch[0])}, t, np.interp(t, *refs[0]), v_torch[0],
-                      spice.describe(), settings.describe(), wall_ref, wall)
+                      spice.describe(), settings.describe(), wall_ref, wall, _extra(neuron), **_accuracy(solution))
+
+
+def _extra(neuron: Mapping[str, float] | None) -> dict:
+    """A report's record of the neuron's parameters (overrides of the defaults)."""
+    return {"neuron": dict(neuron or {})}
 
 
 def random_pwl(seed: int = 0) -> list[PWL]:
@@ -134,47 +158,65 @@ def random_pwl(seed: int = 0) -> list[PWL]:
     return out
 
 
-def mif_references(stimuli: list[PWL], workers: int | None = None, timeout: float = 600.0):
-    """The default MIF neuron under each stimulus (A) in ngspice, in parallel: the waveforms
-    ``(t, v)`` on ngspice's time points, the settings and the wall time."""
+def mif_references(stimuli: list[PWL], workers: int | None = None, timeout: float = 600.0,
+                   neuron: Mapping[str, float] | None = None):
+    """The MIF neuron (``neuron``: overrides of the defaults) under each stimulus (A) in ngspice,
+    in parallel: the waveforms ``(t, v)`` on ngspice's time points, the settings and the wall time."""
     t_end = max(s.times[-1] for s in stimuli)
     spice = TranSettings(t_end=t_end)
-    refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, settings=spice)) for k, s in enumerate(stimuli)],
-                          workers, timeout)
+    refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, neuron, settings=spice))
+                           for k, s in enumerate(stimuli)], workers, timeout)
     return [(r.time, r.signals["v(mem)"]) for r in refs], spice, wall
 
 
-def mif_torch(stimuli: list[PWL], settings: TorchSettings) -> tuple[np.ndarray, np.ndarray, float]:
+def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, float] | None = None,
+              case: str = "mif") -> tuple[np.ndarray, np.ndarray, float, Solution]:
     """The same in the torch solver, one batch: the grid, the membranes ``(len(stimuli), n)`` on
-    it and the wall time."""
+    it, the wall time and the solution (its local error estimates checked, :func:`_timed_torch`)."""
     t = grid(max(s.times[-1] for s in stimuli), settings.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
-    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, method=settings.method))
-    return t, solution.v[0][..., 0].double().cpu().numpy(), wall
+    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, neuron, method=settings.method,
+                                                           tolerance=settings.tolerance), settings, case)
+    return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
 
-def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, timeout: float):
+def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, timeout: float,
+              neuron: Mapping[str, float] | None = None, case: str = "mif"):
     """:func:`mif_references` and :func:`mif_torch` together (torch first: a dt the solver
     refuses fails before ngspice runs)."""
-    t, v_torch, wall = mif_torch(stimuli, settings)
-    refs, spice, wall_ref = mif_references(stimuli, workers, timeout)
-    return t, refs, v_torch, spice, wall_ref, wall
+    t, v_torch, wall, solution = mif_torch(stimuli, settings, neuron, case)
+    refs, spice, wall_ref = mif_references(stimuli, workers, timeout, neuron)
+    return t, refs, v_torch, spice, wall_ref, wall, solution
 
 
-def mif_pwl(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
-    """The default MIF neuron under the random piecewise-linear currents of :func:`random_pwl`."""
-    t, refs, v_torch, spice, wall_ref, wall = mif_batch(random_pwl(), settings, workers, timeout)
+def mif_pwl(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+            neuron: Mapping[str, float] | None = None) -> CaseResult:
+    """The MIF neuron under the random piecewise-linear currents of :func:`random_pwl`."""
+    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-pwl"), settings, workers, timeout,
+                                                                  neuron, "mif-pwl")
     probes = {f"v(mem) stimulus {k}": compare(*ref, t, v) for k, (ref, v) in enumerate(zip(refs, v_torch))}
     return CaseResult("mif-pwl", probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, {"stimuli": {"count": PWL_COUNT, "period_s": PWL_PERIOD,
-                                                   "range_A": list(PWL_RANGE), "seed": 0}})
+                                                   "range_A": list(PWL_RANGE), "seed": 0}, **_extra(neuron)},
+                      **_accuracy(solution))
 
 
-def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
+def mif_stimuli(case: str) -> list[PWL]:
+    """The input currents (A) of a MIF case: mif-step's step, mif-pwl's random currents, mif-fi's steps."""
+    if case == "mif-step":
+        return [STEP]
+    if case == "mif-pwl":
+        return random_pwl()
+    if case == "mif-fi":
+        return [step_current(c, *FI_STEP) for c in FI_CURRENTS]
+    raise ValueError(f"{case!r} is not a MIF case; choose one of mif-step, mif-pwl, mif-fi")
+
+
+def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+           neuron: Mapping[str, float] | None = None) -> CaseResult:
     """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
-    on, off, t_end = FI_STEP
-    t, refs, v_torch, spice, wall_ref, wall = mif_batch([step_current(c, on, off, t_end) for c in FI_CURRENTS],
-                                                        settings, workers, timeout)
+    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-fi"), settings, workers, timeout,
+                                                                  neuron, "mif-fi")
     probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
     for k, c in enumerate(FI_CURRENTS):
         metrics = compare(*refs[k], t, v_torch[k])
@@ -183,7 +225,7 @@ def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float =
         counts["spikes_torch"].append(metrics["spikes_torch"])
     main = FI_CURRENTS.index(min(FI_CURRENTS, key=lambda c: abs(c - 2e-6)))
     return CaseResult("mif-fi", probes, t, np.interp(t, *refs[main]), v_torch[main], spice.describe(),
-                      settings.describe(), wall_ref, wall, {"fi": counts})
+                      settings.describe(), wall_ref, wall, {"fi": counts, **_extra(neuron)}, **_accuracy(solution))
 
 
 #: (G⁺ range, G⁻ range) in S per layer of the validation network. Small against the neuron's
@@ -192,28 +234,31 @@ def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float =
 XBAR_CONDUCTANCES = (((0.1e-6, 0.6e-6), (0.01e-6, 0.05e-6)), ((2e-6, 6e-6), (0.05e-6, 0.2e-6)))
 
 
-def random_network(seed: int = 0) -> tuple[Network, list[DC]]:
+def random_network(seed: int = 0, neuron: Mapping[str, float] | None = None) -> tuple[Network, list[DC]]:
     """The small validation network: 16-8-4, resistor synapses drawn from
-    :data:`XBAR_CONDUCTANCES`, DC row voltages in [0.5, 1] V."""
+    :data:`XBAR_CONDUCTANCES`, DC row voltages in [0.5, 1] V; MIF neurons with the overrides ``neuron``."""
     rng = np.random.default_rng(seed)
     layers = []
     for (n_in, n_out), (pos, neg) in zip(zip(XBAR_SIZES, XBAR_SIZES[1:]), XBAR_CONDUCTANCES):
         crossbar = Crossbar(rng.uniform(*pos, (n_in, n_out)), rng.uniform(*neg, (n_in, n_out)))
-        layers.append((crossbar, NeuronLayer(n_out)))
+        layers.append((crossbar, NeuronLayer(n_out, dict(neuron or {}))))
     return Network(layers), [DC(float(u)) for u in rng.uniform(0.5, 1.0, XBAR_SIZES[0])]
 
 
-def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0) -> CaseResult:
+def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+             neuron: Mapping[str, float] | None = None) -> CaseResult:
     """The small random network (:func:`random_network`) in both engines, loading term included."""
-    network, inputs = random_network()
+    network, inputs = random_network(neuron=neuron)
     spice = TranSettings(t_end=XBAR_T_END)
     netlist = network_netlist(network, inputs, spice, title="validation network 16-8-4")
     t = grid(XBAR_T_END, settings.dt)
-    (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     rows = _tensor(np.stack([u.sample(t) for u in inputs], -1), settings).unsqueeze(0)
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
-    solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, method=settings.method,
-                                                           buffer_gain=network.buffer_gain))
+    params = [dict(neurons.params) for _, neurons in network.layers]
+    solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, params, method=settings.method,
+                                                           buffer_gain=network.buffer_gain,
+                                                           tolerance=settings.tolerance), settings, "xbar-net")
+    (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     probes, main = {}, None
     for k, (_, neurons) in enumerate(network.layers, start=1):
         v_layer = solution.v[k - 1][0].double().cpu().numpy()
@@ -226,20 +271,23 @@ def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float
     counts = {"spikes_ref": [m["spikes_ref"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")],
               "spikes_torch": [m["spikes_torch"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")]}
     return CaseResult("xbar-net", probes, t, main[0], main[1], spice.describe(), settings.describe(),
-                      wall_ref, wall, {"sizes": list(network.sizes), "output_spikes": counts})
+                      wall_ref, wall, {"sizes": list(network.sizes), "output_spikes": counts, **_extra(neuron)},
+                      **_accuracy(solution))
 
 
 def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, workers: int | None = None,
-             timeout: float = 600.0) -> CaseResult:
-    """One case by name; ``stimulus`` replaces the MIF cases' input current."""
+             timeout: float = 600.0, neuron: Mapping[str, float] | None = None) -> CaseResult:
+    """One case by name; ``stimulus`` replaces the MIF cases' input current; ``neuron``: the
+    MIF parameters (overrides of the defaults) of every neuron."""
     if stimulus is not None:
-        return mif_current(stimulus, settings, workers=workers, timeout=timeout, case=f"{case}+stimulus")
+        return mif_current(stimulus, settings, workers=workers, timeout=timeout, case=f"{case}+stimulus",
+                           neuron=neuron)
     if case == "mif-step":
-        return mif_current(STEP, settings, workers=workers, timeout=timeout)
+        return mif_current(STEP, settings, workers=workers, timeout=timeout, neuron=neuron)
     if case == "mif-pwl":
-        return mif_pwl(settings, workers, timeout)
+        return mif_pwl(settings, workers, timeout, neuron)
     if case == "mif-fi":
-        return mif_fi(settings, workers, timeout)
+        return mif_fi(settings, workers, timeout, neuron)
     if case == "xbar-net":
-        return xbar_net(settings, workers, timeout)
+        return xbar_net(settings, workers, timeout, neuron)
     raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)} or all")

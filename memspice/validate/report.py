@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from memspice.errors import SolverError
+from memspice.errors import AccuracyWarning, SolverError
 from memspice.fileio import atomic_write_bytes
 from memspice.netlist.stimuli import PWL
+from memspice.solver.accuracy import worst
 from memspice.validate.cases import STEP, CaseResult, TorchSettings, mif_references, mif_torch
 from memspice.validate.metrics import compare, targets
 
@@ -75,22 +79,40 @@ def plot_overlay(result: CaseResult, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers: int | None = None) -> dict:
+def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
+               neuron: Mapping[str, float] | None) -> dict:
+    """One torch run of the MIF neuron under ``stimuli`` against ngspice's ``references``: the
+    worst figures over the stimuli (:func:`~memspice.validate.metrics.targets`), whether they
+    meet the targets, and the solver's own local error estimate (``estimate_ratio``, in units of
+    its tolerance; any warning is this row's, not the user's). A run the solver cannot finish
+    is reported with its error."""
+    row = {"method": settings.method, "dt": settings.dt}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AccuracyWarning)
+            t, v, wall, solution = mif_torch(stimuli, settings, neuron)
+    except SolverError as exc:
+        return {**row, "error": str(exc), "met": False}
+    probes = [compare(*reference, t, v_k) for reference, v_k in zip(references, v)]
+    found = worst(solution.errors or [])
+    met = targets(dict(enumerate(probes)))
+    return {**row, "wall_torch_s": wall, **(probes[0] if len(probes) == 1 else {}), "met": met["met"],
+            "spikes_ref_total": sum(p["spikes_ref"] for p in probes),
+            "spikes_torch_total": sum(p["spikes_torch"] for p in probes),
+            "worst_spike_time_error_over_isi": met["worst_spike_time_error_over_isi"],
+            "estimate_ratio": found.ratio if found else None,
+            "estimate_suggested_dt": found.suggested_dt if found else None, "split_steps": solution.split_steps}
+
+
+def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers: int | None = None,
+             neuron: Mapping[str, float] | None = None) -> dict:
     """Error against dt for each method on mif-step (one ngspice reference for all), with the
-    empirical order of convergence: between neighbouring dts (``local_order``) and the
-    least-squares slope of log spike-time error against log dt (``order``), over the runs whose
-    spike counts match. A run the solver cannot finish is reported with its error instead."""
-    (reference,), spice, _ = mif_references([STEP], workers)
-    rows = []
-    for method in methods:
-        for dt in dts:
-            settings = TorchSettings(dt=dt, method=method, device=base.device, dtype=base.dtype)
-            try:
-                t, v, wall = mif_torch([STEP], settings)
-            except SolverError as exc:
-                rows.append({"method": method, "dt": dt, "error": str(exc)})
-                continue
-            rows.append({"method": method, "dt": dt, "wall_torch_s": wall, **compare(*reference, t, v[0])})
+    solver's own error estimate and the empirical order of convergence: between neighbouring
+    dts (``local_order``) and the least-squares slope of log spike-time error against log dt
+    (``order``), over the runs whose spike counts match."""
+    (reference,), spice, _ = mif_references([STEP], workers, neuron=neuron)
+    rows = [_torch_row([STEP], [reference], replace(base, dt=dt, method=method), neuron)
+            for method in methods for dt in dts]
     # Below some error every method meets the floor of the comparison itself (ngspice's own error,
     # the grids); orders are fitted only above 5x the smallest error measured.
     good = [r for r in rows if "error" not in r and r["spikes_ref"] == r["spikes_torch"]
@@ -108,42 +130,124 @@ def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers:
             x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
             orders[method] = float(np.polyfit(x, y, 1)[0])
     return {"case": "mif-step", "ngspice": spice.describe(), "rows": rows, "order": orders,
-            "error_floor_s": floor}
+            "error_floor_s": floor, "neuron": dict(neuron or {})}
+
+
+#: How far :func:`suggest_dt` searches: down to dt / 2**MAX_HALVINGS, up to dt · 2**MAX_DOUBLINGS,
+#: then BISECTIONS geometric bisections between the largest dt that met the target and the next.
+MAX_HALVINGS, MAX_DOUBLINGS, BISECTIONS = 8, 3, 3
+
+
+def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: int | None = None,
+               neuron: Mapping[str, float] | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+    """The largest step of ``base.method`` at which the torch solver meets the agreement targets
+    (:func:`~memspice.validate.metrics.targets`: equal spike counts, spike-time error ≤ 1 % of
+    the ISI, NRMSE ≤ 5 %) against ngspice for the MIF neuron ``neuron`` under every stimulus:
+    ngspice runs once, the torch solver at ``base.dt`` halved until the targets are met (or
+    doubled while they are), then bisected. ``progress(row)`` sees each row. Returns the rows
+    and ``suggested_dt`` (s; ``None`` when no dt tried met the targets)."""
+    references, spice, _ = mif_references(stimuli, workers, neuron=neuron)
+    rows = []
+
+    def run(dt: float) -> bool:
+        rows.append(_torch_row(stimuli, references, replace(base, dt=dt), neuron))
+        if progress:
+            progress(rows[-1])
+        return rows[-1]["met"]
+
+    good, bad = None, None
+    if run(base.dt):
+        good = base.dt
+        for _ in range(MAX_DOUBLINGS):
+            if not run(good * 2):
+                bad = good * 2
+                break
+            good *= 2
+    else:
+        bad = base.dt
+        for _ in range(MAX_HALVINGS):
+            if run(bad / 2):
+                good = bad / 2
+                break
+            bad /= 2
+    if good is not None and bad is not None:
+        for _ in range(BISECTIONS):
+            middle = math.sqrt(good * bad)
+            if run(middle):
+                good = middle
+            else:
+                bad = middle
+    return {"ngspice": spice.describe(), "method": base.method, "neuron": dict(neuron or {}), "rows": rows,
+            "suggested_dt": good}
+
+
+def suggestion_table(result: dict) -> str:
+    """:func:`suggest_dt`'s rows and answer as text."""
+    lines = [f"  {'dt (ns)':>9} {'spikes ngspice/torch':>21} {'worst /ISI':>10} {'estimate':>9}  targets"]
+    for r in sorted(result["rows"], key=lambda r: -r["dt"]):
+        if "error" in r:
+            lines.append(f"  {r['dt'] * 1e9:9.3g}  failed: {r['error']}")
+            continue
+        ratio = r["worst_spike_time_error_over_isi"]
+        estimate = r["estimate_ratio"]
+        lines.append(f"  {r['dt'] * 1e9:9.3g} {r['spikes_ref_total']:>10d} / {r['spikes_torch_total']:<8d} "
+                     f"{(f'{ratio * 100:.2f}%' if not math.isnan(ratio) else '-'):>10} "
+                     f"{(f'{estimate:.3g}x' if estimate is not None else '-'):>9}  {'met' if r['met'] else 'NOT met'}")
+    dt = result["suggested_dt"]
+    lines.append(f"  largest dt that meets the targets ({result['method']}): "
+                 + (f"{dt:.3g} s" if dt is not None else "none of those tried"))
+    return "\n".join(lines)
 
 
 def sweep_table(sweep: dict) -> str:
     lines = [f"  {'method':<7} {'dt (ns)':>8} {'spikes':>8} {'spike-time err (ns)':>20} {'/ISI':>7} {'NRMSE':>7} "
-             f"{'order':>6} {'torch (s)':>9}"]
+             f"{'order':>6} {'estimate':>9} {'torch (s)':>9}"]
     for r in sweep["rows"]:
         if "error" in r:
             lines.append(f"  {r['method']:<7} {r['dt'] * 1e9:8.3g}  failed: {r['error']}")
             continue
+        estimate = f"{r['estimate_ratio']:.3g}x" if r["estimate_ratio"] is not None else "-"
         lines.append(f"  {r['method']:<7} {r['dt'] * 1e9:8.3g} {r['spikes_torch']:>3d}/{r['spikes_ref']:<4d} "
                      f"{r['spike_time_mean_abs_error_s'] * 1e9:20.2f} {r['spike_time_error_over_isi'] * 100:6.2f}% "
-                     f"{r['nrmse'] * 100:6.2f}% {r.get('local_order', float('nan')):6.2f} {r['wall_torch_s']:9.2f}")
+                     f"{r['nrmse'] * 100:6.2f}% {r.get('local_order', float('nan')):6.2f} {estimate:>9} "
+                     f"{r['wall_torch_s']:9.2f}")
     lines.append(f"  order: between a row and the one above it; error floor of the comparison "
-                 f"{sweep['error_floor_s'] * 1e9:.2f} ns")
+                 f"{sweep['error_floor_s'] * 1e9:.2f} ns; estimate: the solver's largest local error estimate "
+                 "in units of its tolerance (above 1x it warns)")
     for method, order in sweep["order"].items():
         lines.append(f"  empirical order of {method} (fit over errors above 5x the floor): {order:.2f}")
     return "\n".join(lines)
 
 
-def plot_sweep(sweep: dict, path: str | Path) -> Path:
+def plot_sweep(sweep: dict, path: str | Path, neuron: str = "default") -> Path:
+    """The measured spike-time error and the solver's own estimate against dt, per method;
+    ``neuron`` names the neuron in the titles."""
     from memspice.plots import plt, save_figure
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r["method"] for r in sweep["rows"]):
+    fig, (ax, ax_est) = plt.subplots(1, 2, figsize=(10, 4))
+    dts = sorted({r["dt"] * 1e9 for r in sweep["rows"]})
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in sweep["rows"])):
         rows = [r for r in sweep["rows"] if r["method"] == method and "error" not in r]
         order = sweep["order"].get(method)
-        ax.loglog([r["dt"] * 1e9 for r in rows], [r["spike_time_error_over_isi"] * 100 for r in rows], "o-",
-                  label=method + (f" (order {order:.2f})" if order is not None else ""))
+        counted = [r for r in rows if r["spikes_ref"] == r["spikes_torch"]]
+        missed = [r for r in rows if r["spikes_ref"] != r["spikes_torch"]]
+        ax.loglog([r["dt"] * 1e9 for r in counted], [r["spike_time_error_over_isi"] * 100 for r in counted], "o-",
+                  color=f"C{i}", label=method + (f" (order {order:.2f})" if order is not None else ""))
+        if missed:  # a wrong spike count: the timing error of the spikes paired in order, open markers
+            ax.loglog([r["dt"] * 1e9 for r in missed], [r["spike_time_error_over_isi"] * 100 for r in missed], "o",
+                      mfc="none", color=f"C{i}", label=f"{method}: spike count wrong")
+        estimated = [r for r in rows if r["estimate_ratio"] is not None]
+        ax_est.loglog([r["dt"] * 1e9 for r in estimated], [r["estimate_ratio"] for r in estimated], "s-",
+                      color=f"C{i}", label=method)
     ax.axhline(1.0, color="gray", ls=":", label="target: 1 % of the ISI")
-    dts = sorted({r["dt"] * 1e9 for r in sweep["rows"]})
-    ax.set_xticks(dts, [f"{d:g}" for d in dts])
-    ax.minorticks_off()
-    ax.set_xlabel("dt (ns)")
-    ax.set_ylabel("mean spike-time error (% of ISI)")
-    ax.set_title("mif-step: torch solver against ngspice")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax_est.axhline(1.0, color="C3", ls=":", label="tolerance (warns above)")
+    for a, ylabel, title in ((ax, "mean spike-time error (% of ISI)", "measured against ngspice"),
+                             (ax_est, "largest local error estimate / tolerance", "the solver's own estimate")):
+        a.set_xticks(dts, [f"{d:g}" for d in dts])
+        a.minorticks_off()
+        a.set_xlabel("dt (ns)")
+        a.set_ylabel(ylabel)
+        a.set_title(f"mif-step, {neuron} neuron: {title}", fontsize=9)
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=7)
     return save_figure(fig, path)
