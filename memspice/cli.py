@@ -622,6 +622,7 @@ def _sandbox_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from memspice import __version__
+    from memspice.devices.mif import PRESETS
 
     parser = argparse.ArgumentParser(
         prog="memspice",
@@ -845,7 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "step currents (f–I curve), and threshold, peak, width, undershoot and "
                                    "refractory time at a reference current. Jobs run in parallel.")
     p.add_argument("device", choices=["mif"], help="the device to characterize")
-    p.add_argument("--preset", choices=["default", "kang2021"], default="default",
+    p.add_argument("--preset", choices=list(PRESETS), default="default",
                    help="parameter set: the re-timed default or the reference neuron of Kang et al. 2021 "
                         "(default: %(default)s)")
     p.add_argument("--plot", type=_output_file(".png"), help="save the f–I curve and a trace (.png)")
@@ -876,7 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="(default: %(default)s)")
     p.add_argument("--stimulus", type=Path, metavar="FILE.csv",
                    help="piecewise-linear input current t_s,i_A into the MIF neuron (replaces mif-step's step)")
-    p.add_argument("--preset", choices=["default", "kang2021"], default="default",
+    p.add_argument("--preset", choices=list(PRESETS), default="default",
                    help="MIF parameter set of every neuron: the re-timed default or the reference neuron of Kang "
                         "et al. 2021 (default: %(default)s)")
     p.add_argument("--param", type=_param, action="append", metavar="NAME=VALUE",

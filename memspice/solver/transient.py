@@ -216,9 +216,9 @@ def _integrate(
     t = torch.arange(n_points, dtype=dtype, device=device) * dt
     v = [torch.stack(r, dim=1) for r in record_v]
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
-    errors = [stepper.error(k + 1, dt) for k, stepper in enumerate(steppers)] if tolerance is not None else None
-    return Solution(t, v, x, [stepper.iterations for stepper in steppers],
-                    [e for e in errors if e is not None] if errors is not None else None, len(split_steps))
+    errors = None if tolerance is None else [
+        e for e in (stepper.error(k + 1, dt) for k, stepper in enumerate(steppers)) if e is not None]
+    return Solution(t, v, x, [stepper.iterations for stepper in steppers], errors, len(split_steps))
 
 
 def _checkpointed(advance, first, last, ys):
