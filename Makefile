@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -c 'import torch' 2>/dev/null || \
 		$(VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
-	$(VENV)/bin/python -m pip install --quiet -e ".[test,bench]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,bench,cluster]"
 	touch $(STAMP)
 
 # Removes the environment and caches; runs/ (trainings, verifications) is left alone.

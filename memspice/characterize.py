@@ -12,7 +12,7 @@ from memspice.devices import MIF
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.examples import STEP_RISE, mif_step
 from memspice.signals import spike_shapes, spike_times
-from memspice.spice.pool import raise_first_error, run_many
+from memspice.spice.pool import Workers, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 
 #: The f–I grid: log-spaced input currents (A).
@@ -57,7 +57,7 @@ def characterize_mif(
     reference_current: float = 2e-6,
     params: Mapping[str, float] | None = None,
     spike_threshold: float = 0.45,
-    workers: int | None = None,
+    workers: Workers = None,
     timeout: float = 600.0,
     progress: bool = True,
 ) -> Characterization:
@@ -74,7 +74,7 @@ def characterize_mif(
     results = run_many(jobs, workers=workers, timeout=timeout, progress=progress)
     raise_first_error(results)
     wall = time.perf_counter() - start
-    traces = [Waveforms.from_plot(r.plots[-1]) for r in results]
+    traces = [Waveforms.from_plot(r.value[-1]) for r in results]
     counts = []
     for w in traces:
         spikes = spike_times(w.time, w.signals["v(mem)"], spike_threshold)

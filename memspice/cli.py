@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -141,8 +142,8 @@ def _load_test_set(trained, data_dir):
 
 def _evaluate(args: argparse.Namespace) -> int:
     from memspice.data import load_dataset
-    from memspice.fileio import atomic_write_text
-    from memspice.train.assess import assess, assessment_table, file_sha256
+    from memspice.fileio import atomic_write_text, file_sha256
+    from memspice.train.assess import assess, assessment_table
     from memspice.train.loop import load_trained
 
     if args.threads:
@@ -182,26 +183,26 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-
-
     from memspice.deploy import verify
     from memspice.train.loop import load_trained
 
     trained = load_trained(args.checkpoint)
     data = _load_test_set(trained, args.data_dir)
-    indices = _sample_indices(args, len(data.test_x), data.name)
+    requested = _sample_indices(args, len(data.test_x), data.name)
+    indices = requested if args.part is None else requested[args.part[0] - 1::args.part[1]]
     journal = verify_journal(args.save) if args.save else None
     if journal and journal.is_file() and not args.json:
         print(f"resuming from {journal}: samples it holds are not simulated again")
     try:
-        report = verify(trained, data.test_x, data.test_y, indices, workers=args.workers,
-                        synapse=args.synapse_model, timeout=args.timeout, progress=not args.json, journal=journal,
-                        strict=args.strict)
+        report = verify(trained, data.test_x, data.test_y, indices, workers=args.workers, synapse=args.synapse_model,
+                        timeout=args.timeout, progress=not args.json, journal=journal, strict=args.strict,
+                        requested=requested, part=args.part)
     except KeyboardInterrupt:
         if journal:
             print(f"memspice: the samples that finished are in {journal}; the same command resumes from it",
                   file=sys.stderr)
         raise
+    report = {"checkpoint": str(args.checkpoint), **report}
     status = _print_verify_report(report, args.save, args.json)
     if journal:
         journal.unlink(missing_ok=True)  # the report holds every sample now
@@ -244,7 +245,10 @@ def _verify_merge(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise MemspiceError(f"{path}: not a report saved by `memspice verify --save` ({exc})") from None
         reports.append(check_report(report, str(path)))
-    return _print_verify_report(merge(reports), args.save, args.json)
+    merged = merge(reports, [str(path) for path in args.reports])
+    checkpoints = {r.get("checkpoint") for r in reports}
+    return _print_verify_report({"checkpoint": checkpoints.pop() if len(checkpoints) == 1 else None, **merged},
+                                args.save, args.json)
 
 
 def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
@@ -255,7 +259,7 @@ def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
         atomic_write_text(save, json_text(report, indent=2) + "\n")
     if as_json:
         keys = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "decided_by_spikes",
-                "decided_by_spikes_torch", "near_ties", "wall_s")
+                "decided_by_spikes_torch", "near_ties", "elapsed_s", "compute_s", "missing")
         print(json_text({k: report[k] for k in keys}))
     else:
         print(verify_table(report))
@@ -264,7 +268,10 @@ def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
 
 def verify_table(report: dict) -> str:
     """The text summary of a verification report."""
-    settings = ", ".join(f"{k} {v:g}" for k, v in report["ngspice_settings"].items())
+    from memspice.deploy.verify import index_ranges
+
+    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in report["ngspice_settings"].items())
     return "\n".join([
         f"{report['samples']} test samples, {report['synapse']} synapses; ngspice ({settings}) vs torch solver",
         f"  accuracy   ngspice {100 * report['acc_spice']:6.2f} %   torch {100 * report['acc_torch']:6.2f} %",
@@ -275,8 +282,12 @@ def verify_table(report: dict) -> str:
         f"{report['near_ties']} near-ties (a margin within the engines' largest difference)",
         f"  waveforms  first-spike times differ by at most {1e9 * report['first_spike_error_s']:.3g} ns, "
         f"membrane time averages by {1e3 * report['mean_error_v']:.3g} mV",
-        f"  wall time  ngspice {report['spice_s']:.1f} s, torch {report['torch_s']:.1f} s"
-        + (f" ({report['resumed']} samples resumed from an earlier run)" if report.get("resumed") else ""),
+        f"  time       {report['elapsed_s']:.1f} s elapsed, {report['compute_s']:.1f} s of compute (ngspice "
+        f"{report['compute_s'] - report['torch_s']:.1f} s over {report['samples']} samples, torch "
+        f"{report['torch_s']:.1f} s)" + (f"; {report['resumed']} samples resumed from an earlier run"
+                                          if report.get("resumed") else ""),
+        *([f"  MISSING    {len(report['missing'])} requested samples are in no part: "
+           f"{index_ranges(report['missing'])}"] if report.get("missing") else []),
         *_local_error_lines(report.get("local_error")),
     ])
 
@@ -606,6 +617,34 @@ def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "non-negative")
 
 
+def _part(text: str) -> tuple[int, int]:
+    k, slash, n = text.partition("/")
+    if not slash or not (k.isdigit() and n.isdigit()) or not 1 <= int(k) <= int(n):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
+
+
+def _cluster_spec(text: str, local: bool) -> str:
+    """``--cluster`` (``local``) or ``--scheduler`` (an address): the text, checked."""
+    from memspice.spice.cluster import check_spec
+
+    if text.startswith("local") != local:
+        raise argparse.ArgumentTypeError(f"{text!r}: for a running scheduler use --scheduler {text}" if local
+                                         else f"{text!r}: for a local cluster use --cluster {text}")
+    try:
+        return check_spec(text)
+    except MemspiceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _local_cluster(text: str) -> str:
+    return _cluster_spec(text, local=True)
+
+
+def _scheduler(text: str) -> str:
+    return _cluster_spec(text, local=False)
+
+
 def _samples(text: str) -> int | str:
     """``--samples``: a positive whole number or ``all``."""
     return "all" if text == "all" else _positive_int(text)
@@ -618,6 +657,33 @@ def _sandbox_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox", choices=sandbox.MODES,
                    help="run ngspice in a bubblewrap sandbox: when it works here (auto), always (require: fail "
                         f"if it cannot) or never (off) (default: ${sandbox.ENV_VAR}, else auto)")
+
+
+@contextlib.contextmanager
+def _ngspice_workers(args: argparse.Namespace):
+    """While a command runs: ``args.workers`` becomes the Dask cluster of ``--cluster`` or
+    ``--scheduler`` (its workers run the ngspice jobs; a local cluster is shut down after)."""
+    spec = getattr(args, "cluster", None) or getattr(args, "scheduler", None)
+    if not spec:
+        yield
+        return
+    from memspice.spice.cluster import Cluster
+
+    with Cluster(spec) as cluster:
+        args.workers = cluster
+        yield
+
+
+def _where_ngspice_runs(p: argparse.ArgumentParser) -> None:
+    """``--workers`` here, or ``--cluster`` / ``--scheduler`` (Dask) instead."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    where.add_argument("--cluster", type=_local_cluster, metavar="local[:N]",
+                       help="run ngspice on a Dask LocalCluster of N worker processes (default N: one per core); "
+                            "needs memspice[cluster]")
+    where.add_argument("--scheduler", type=_scheduler, metavar="ADDRESS",
+                       help="run ngspice on the workers of a running Dask scheduler, e.g. tcp://HOST:8786 "
+                            "(started by `dask scheduler` and `dask worker`, dask-jobqueue, ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -805,7 +871,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=_non_negative_int, default=0, help="first test sample (default: %(default)s)")
     p.add_argument("--sample-seed", type=_non_negative_int,
                    help="verify --samples test samples drawn at random with this seed instead of the first ones")
-    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    p.add_argument("--part", type=_part, metavar="K/N",
+                   help="verify only the K-th of N interleaved shares of these samples (one machine of N); "
+                        "`memspice verify-merge` joins the N reports and names any sample no part holds")
+    _where_ngspice_runs(p)
     p.add_argument("--timeout", type=_positive, default=3600.0, help="timeout per sample in s (default: %(default)g)")
     p.add_argument("--save", type=_output_file(".json"),
                    help="save the full report with per-sample rows (.json); until it is written, finished samples "
@@ -818,8 +887,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("verify-merge", help="combine verify reports of disjoint sample ranges (several machines)",
-                       description="Combine the reports of `memspice verify --offset K --samples N --save PART.json` "
-                                   "run on several machines into one: figures over all samples, times summed.")
+                       description="Combine the reports of `memspice verify --part K/N --save PART.json` (or "
+                                   "--offset) run on several machines into one: figures over all samples, compute "
+                                   "time summed. Parts of another checkpoint or with other settings are refused; "
+                                   "requested samples that no part holds are listed.")
     p.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
     p.add_argument("--save", type=_output_file(".json"), help="save the combined report (.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
@@ -857,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-current", type=_positive, default=2e-6,
                    help="step in A at which the spike shape is measured (default: %(default)g)")
     p.add_argument("--threshold", type=_finite, default=0.45, help="spike detection level in V (default: %(default)g)")
-    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    _where_ngspice_runs(p)
     p.add_argument("--timeout", type=_positive, default=600.0,
                    help="timeout per ngspice run in s (default: %(default)g)")
     _sandbox_option(p)
@@ -896,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=_output_file(".png"),
                    help="overlay and difference plot (.png; with --case all, one per case: NAME-CASE.png)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    _where_ngspice_runs(p)
     _sandbox_option(p)
     p.set_defaults(func=_validate)
 
@@ -931,7 +1002,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "sandbox", False) is not False:  # a command that runs ngspice
             _choose_sandbox(args.sandbox)
-        return args.func(args)
+        with _ngspice_workers(args):
+            return args.func(args)
     except KeyboardInterrupt as interrupt:
         print(f"memspice: interrupted ({interrupts.signal_name(interrupt)}): stopped every ngspice process it had "
               "started; finished results are kept", file=sys.stderr)

@@ -12,8 +12,9 @@ from memspice.network import SYNAPSE_KINDS
 
 #: ngspice settings of exported networks: looser than the ground-truth settings of
 #: ``memspice validate`` (reltol 1e-6, 5 ns) because a 784-128-10 network is 200k elements, but
-#: with a maximum step of 20 ns, a tenth of the torch step and of the spike's rise.
-VERIFY_SETTINGS = {"reltol": 1e-4, "max_step": 20e-9, "step": 10e-9}
+#: with a maximum step of 20 ns, a tenth of the torch step and of the spike's rise; KLU where
+#: the ngspice has it (42 and later; :class:`~memspice.netlist.builder.TranSettings`).
+VERIFY_SETTINGS = {"reltol": 1e-4, "max_step": 20e-9, "step": 10e-9, "matrix": "klu"}
 
 
 def input_waveforms(samples: np.ndarray, dt: float) -> list[PWL]:
@@ -38,14 +39,15 @@ def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None,
     only the output membranes ``v(l{L}_m{j})`` are saved."""
     if synapse not in SYNAPSE_KINDS:
         raise ValueError(f"synapse must be one of {SYNAPSE_KINDS}; got {synapse!r}")
-    config = trained.config
+    trained.check_settings()  # dt and the circuit come from the network; a config that differs is refused
+    config, dt = trained.config, trained.model.dt
     pixels = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
     rows = trained.encode(pixels, torch.tensor([int(index)]))[0].numpy()
     network = trained.model.describe(synapse)
     layers = len(network.layers)
     options = {**VERIFY_SETTINGS, **(settings or {})}
-    tran = TranSettings(t_end=round(config.n_steps * config.dt, 15), **options)
+    tran = TranSettings(t_end=round(config.n_steps * dt, 15), **options)
     outputs = [f"v({membrane_node(layers, j)})" for j in range(network.sizes[-1])]
     heading = title or (f"memspice: {config.dataset} network {'-'.join(map(str, network.sizes))}, test sample {index}"
                         + (f" (label {label})" if label is not None else ""))
-    return network_netlist(network, input_waveforms(rows, config.dt), tran, title=heading, save=outputs)
+    return network_netlist(network, input_waveforms(rows, dt), tran, title=heading, save=outputs)

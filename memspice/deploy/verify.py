@@ -8,8 +8,11 @@ trapezoidal time average of the membrane, and the prediction is
 
 A long verification can keep a journal: each sample's ngspice reading is appended to it as the
 sample finishes, and a rerun takes the samples it already holds instead of simulating them again
-(a sample is taken only if its netlist is the same, byte for byte: same checkpoint, sample,
-synapse model and ngspice settings).
+(a sample is taken only if it was read from the same netlist: same network and weights, synapse
+model, ngspice settings and readout; :class:`SampleRun` ``.key``).
+
+The ngspice jobs run in parallel processes here or on a Dask cluster
+(:mod:`memspice.spice.cluster`); each builds its own sample's netlist where it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,8 +36,9 @@ from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import DECIDERS, decide
 from memspice.signals import spike_times
 from memspice.solver.accuracy import check_accuracy
-from memspice.spice.pool import JobResult, raise_first_error, run_many
+from memspice.spice.pool import JobResult, Workers, raise_first_error, run_tasks
 from memspice.spice.results import Waveforms
+from memspice.spice.runner import run_netlist
 
 
 def _read(t: np.ndarray, v: np.ndarray, threshold: float, t_end: float) -> tuple[int, float | None, float]:
@@ -64,6 +69,66 @@ class JournalError(MemspiceError):
     """A verify journal holds a line that is not a finished sample's reading."""
 
 
+def network_sha256(state: dict) -> str:
+    """A digest of a network's state (:meth:`~memspice.train.loop.Trained.state`: configuration,
+    module arguments and every weight, in a fixed order): equal for equal networks, wherever
+    they were saved."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([state["config"], state["model_config"]], sort_keys=True).encode())
+    for name in sorted(state["model"]):
+        tensor = state["model"][name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+class SampleRun:
+    """What simulating any test sample of one trained network in ngspice needs besides the
+    sample: the network, the synapse model, ngspice settings and the timeout per sample (s).
+
+    ``key`` names the netlists these make (network, synapse model, settings, readout): a journal
+    line with another key is not this run's. Picklable: a Dask worker receives the network's
+    state once and rebuilds the network there (:attr:`trained`), so that each sample's netlist
+    (9 MB for 784-128-10) is made where it is simulated."""
+
+    def __init__(self, trained, synapse: str, settings: dict | None, timeout: float):
+        trained.check_settings()
+        self.synapse, self.settings, self.timeout = synapse, {**VERIFY_SETTINGS, **(settings or {})}, timeout
+        self.state = trained.state()
+        self.network_sha256 = network_sha256(self.state)
+        identity = [self.network_sha256, synapse, self.settings, trained.readout.threshold]
+        self.key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        self._trained = trained
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_trained": None}
+
+    @property
+    def trained(self):
+        """The network (rebuilt from its state on first use in a worker process)."""
+        if self._trained is None:
+            from memspice.train.loop import trained_from_state
+
+            self._trained = trained_from_state(self.state, "the network sent to this worker")
+        return self._trained
+
+
+def spice_reading(run: SampleRun, index: int, pixels: np.ndarray, label: int,
+                  cancel: threading.Event | None = None) -> dict:
+    """Simulate test sample ``index`` (``pixels``, ``label``) in ngspice and read its output
+    neurons: the netlist is made here, simulated and dropped, so memory stays flat whatever the
+    number of samples. A job of :func:`memspice.spice.pool.run_tasks` (threads or Dask workers)."""
+    trained = run.trained
+    layers = len(trained.model.sizes) - 1
+    netlist = export_netlist(trained, pixels, index, label, run.synapse, run.settings)
+    plots = run_netlist(netlist, timeout=run.timeout, name=f"sample{index}", cancel=cancel)
+    waves = Waveforms.from_plot(plots[-1])
+    t_end = trained.config.n_steps * trained.model.dt
+    read = [_read(waves.time, waves.signals[f"v({membrane_node(layers, j)})"], trained.readout.threshold, t_end)
+            for j in range(trained.model.sizes[-1])]
+    return {"index": int(index), "run": run.key, **_readings(read)}
+
+
 def _reading_is_valid(entry: object, outputs: int) -> bool:
     """Whether a journal line holds one sample's reading of ``outputs`` output neurons."""
     if not isinstance(entry, dict):
@@ -74,7 +139,7 @@ def _reading_is_valid(entry: object, outputs: int) -> bool:
         return isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m)
 
     return (isinstance(entry.get("index"), int) and entry["index"] >= 0
-            and isinstance(entry.get("netlist_sha256"), str)
+            and isinstance(entry.get("run"), str) and number(entry.get("spice_s"))
             and isinstance(counts, list) and len(counts) == outputs
             and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
             and isinstance(means, list) and len(means) == outputs and all(number(m) for m in means)
@@ -105,25 +170,11 @@ def _read_journal(path: Path, outputs: int) -> dict[int, dict]:
     return readings
 
 
-def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: int | None = None,
-           synapse: str = "resistor", timeout: float = 3600.0, progress: bool = True,
-           settings: dict | None = None, journal: str | os.PathLike | None = None, strict: bool = False) -> dict:
-    """Classify the samples ``x[k]`` (labels ``y[k]``) for ``k`` in ``indices`` in ngspice (one
-    process per sample, ``workers`` at a time) and with the torch solver (float64, one batch);
-    returns the summary and per-sample rows. With ``journal`` (a file), finished samples are
-    appended to it and the samples it already holds are not simulated again; ``resumed`` in the
-    report counts them, and ``spice_s`` is this call's ngspice time only. ``local_error``: the
-    torch solver's largest local error estimate per layer (it warns when one exceeds its
-    tolerance; ``strict``: raises, before ngspice runs)."""
-    config, model = trained.config, trained.model
-    threshold = trained.readout.threshold
-    t_end = config.n_steps * config.dt
-    indices = np.asarray(indices, dtype=int)
-    layers = len(model.sizes) - 1
-    names = [f"v({membrane_node(layers, j)})" for j in range(model.sizes[-1])]
-
-    # the torch solver first: a grid too coarse for the dynamics fails (strict) before ngspice runs
-    start = time.perf_counter()
+def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, strict: bool) -> tuple[list[dict], list]:
+    """The torch solver's readings of the samples ``x[indices]`` (float64, one batch) and its
+    local error estimates; a grid too coarse for the dynamics fails here (``strict``) before
+    ngspice runs."""
+    model = trained.model
     device = next(model.parameters()).device
     original = next(model.parameters()).dtype
     fused, model.fused = model.fused, False  # one float64 batch: compiling would cost more than it saves
@@ -135,58 +186,85 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     finally:
         model.to(original)
         model.fused = fused
-    check_accuracy(solution.errors or [], strict, f"verify (torch, dt = {model.dt:g} s, {model.method})")
-    torch_s = time.perf_counter() - start
+    errors = solution.errors or []
+    check_accuracy(errors, strict, f"verify (torch, dt = {model.dt:g} s, {model.method})")
+    t = solution.t.cpu().numpy()
+    v_out = solution.v[-1].cpu().numpy()
+    t_end = trained.config.n_steps * model.dt
+    threshold = trained.readout.threshold
+    return [_readings([_read(t, v_out[b, :, j], threshold, t_end) for j in range(v_out.shape[-1])])
+            for b in range(len(indices))], errors
+
+
+def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: Workers = None,
+           synapse: str = "resistor", timeout: float = 3600.0, progress: bool = True,
+           settings: dict | None = None, journal: str | os.PathLike | None = None, strict: bool = False,
+           requested: Sequence[int] | None = None, part: tuple[int, int] | None = None) -> dict:
+    """Classify the samples ``x[k]`` (labels ``y[k]``) for ``k`` in ``indices`` in ngspice and
+    with the torch solver (float64, one batch); returns the summary and per-sample rows.
+
+    ngspice runs ``workers`` processes at a time here, or on the Dask workers of ``workers`` when
+    it is a :class:`memspice.spice.cluster.Cluster`; each sample's netlist is made by the job
+    that simulates it. dt, the window and every circuit setting come from the network itself (a
+    training configuration that disagrees is refused). With ``journal`` (a file), finished
+    samples are appended to it and the samples it already holds are not simulated again
+    (``resumed`` counts them). ``requested``: every index of the verification this call is a
+    ``part`` ``(K, N)`` of (default: ``indices``), kept in the report so that a merge can say
+    which are missing. Times: ``elapsed_s`` (this call), ``compute_s`` (torch plus every
+    sample's ngspice run, resumed ones included). ``local_error``: the torch solver's largest
+    local error estimate per layer (it warns when one exceeds its tolerance; ``strict``: raises,
+    before ngspice runs)."""
+    started = time.perf_counter()
+    indices = np.asarray(indices, dtype=int)
+    run = SampleRun(trained, synapse, settings, timeout)
+    model = trained.model
 
     start = time.perf_counter()
+    torch_readings, errors = _torch_readings(trained, x, indices, strict)
+    torch_s = time.perf_counter() - start
+
     journal = Path(journal) if journal is not None else None
     saved = _read_journal(journal, model.sizes[-1]) if journal else {}
     if journal:
         journal.parent.mkdir(parents=True, exist_ok=True)
-    readings: dict[int, dict] = {}
-    jobs, digests = [], {}
-    for k in indices:
-        netlist = export_netlist(trained, x[k], int(k), int(y[k]), synapse, settings)
-        digest = hashlib.sha256(netlist.encode()).hexdigest()
-        if saved.get(int(k), {}).get("netlist_sha256") == digest:
-            readings[int(k)] = saved[int(k)]
-        else:
-            jobs.append((f"sample{k}", netlist))
-            digests[f"sample{k}"] = (int(k), digest)
+    readings = {int(k): saved[int(k)] for k in indices if saved.get(int(k), {}).get("run") == run.key}
     resumed = len(readings)
+    jobs = [(f"sample{k}", (int(k), np.asarray(x[k]), int(y[k]))) for k in indices if int(k) not in readings]
 
     def finished(result: JobResult) -> None:
         if not result.ok:
             return
-        k, digest = digests[result.name]
-        waves = Waveforms.from_plot(result.plots[-1])
-        read = [_read(waves.time, waves.signals[n], threshold, t_end) for n in names]
-        readings[k] = {"index": k, "netlist_sha256": digest, **_readings(read)}
+        reading = {**result.value, "spice_s": result.wall_s}
+        readings[reading["index"]] = reading
         if journal:
             with open(journal, "a") as fh:  # one line per sample, on disk before the next is read
-                fh.write(json.dumps(readings[k]) + "\n")
+                fh.write(json.dumps(reading) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
 
-    raise_first_error(run_many(jobs, workers=workers, timeout=timeout, progress=progress, on_result=finished))
-    spice_s = time.perf_counter() - start
+    raise_first_error(run_tasks(spice_reading, jobs, workers, progress, finished, shared=run, desc="ngspice samples"))
 
-    t = solution.t.cpu().numpy()
-    v_out = solution.v[-1].cpu().numpy()
-    torch_readings = [_readings([_read(t, v_out[b, :, j], threshold, t_end) for j in range(v_out.shape[-1])])
-                      for b in range(len(indices))]
     rows = []
     for k, seen in zip(indices, torch_readings):
-        row = {"index": int(k), "label": int(y[k])}
+        row = {"index": int(k), "label": int(y[k]), "spice_s": readings[int(k)]["spice_s"]}
         for engine, reading in (("spice", readings[int(k)]), ("torch", seen)):
             row.update({f"{name}_{engine}": reading[name] for name in ("counts", "firsts", "means")})
         rows.append(row)
     order = list(trained.readout.decision_order)
     rows = judge(rows, order)
-    return {**summarize(rows), "wall_s": spice_s + torch_s, "spice_s": spice_s,
-            "torch_s": torch_s, "resumed": resumed, "local_error": [e.to_json() for e in solution.errors or []],
-            "synapse": synapse, "decision_order": order,
-            "ngspice_settings": {**VERIFY_SETTINGS, **(settings or {})}, "per_sample": rows}
+    return {**summarize(rows), "checkpoint_sha256": trained.sha256, "network_sha256": run.network_sha256,
+            "requested": sorted(int(k) for k in (indices if requested is None else requested)),
+            "part": list(part) if part else None, "missing": [],
+            "elapsed_s": time.perf_counter() - started, "compute_s": torch_s + sum(r["spice_s"] for r in rows),
+            "torch_s": torch_s, "resumed": resumed, "local_error": [e.to_json() for e in errors],
+            **_settings(trained, run), "per_sample": rows}
+
+
+def _settings(trained, run: SampleRun) -> dict:
+    """The settings two parts of one verification share (a merge refuses parts that differ)."""
+    return {"synapse": run.synapse, "decision_order": list(trained.readout.decision_order),
+            "ngspice_settings": run.settings, "dt": trained.model.dt, "n_steps": trained.config.n_steps,
+            "method": trained.model.method, "threshold": trained.readout.threshold}
 
 
 def _largest_time_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -239,8 +317,12 @@ def summarize(rows: list[dict]) -> dict:
 
 
 _ROW_KEYS = ("index", "label", "counts_spice", "counts_torch", "means_spice", "means_torch")
-_REPORT_KEYS = {"synapse": str, "ngspice_settings": dict, "per_sample": list, "wall_s": (int, float),
-                "spice_s": (int, float), "torch_s": (int, float)}
+_REPORT_KEYS = {"synapse": str, "ngspice_settings": dict, "per_sample": list, "elapsed_s": (int, float),
+                "compute_s": (int, float), "torch_s": (int, float), "network_sha256": str, "requested": list,
+                "dt": float, "n_steps": int, "method": str}
+#: What every part of one verification shares: a merge refuses parts that differ in any.
+_SHARED = ("network_sha256", "checkpoint_sha256", "synapse", "ngspice_settings", "decision_order", "dt", "n_steps",
+           "method", "threshold")
 
 
 def check_report(report: object, where: str) -> dict:
@@ -250,15 +332,17 @@ def check_report(report: object, where: str) -> dict:
         raise MemspiceError(f"{where}: not a report saved by `memspice verify --save` (not a JSON object)")
     for key, kind in _REPORT_KEYS.items():
         if not isinstance(report.get(key), kind):
-            raise MemspiceError(f"{where}: not a report saved by `memspice verify --save` ({key!r} missing or "
-                                "of the wrong type)")
+            raise MemspiceError(f"{where}: not a report saved by `memspice verify --save` of this version ({key!r} "
+                                "missing or of the wrong type); verify that part again")
     for k, row in enumerate(report["per_sample"]):
         if not isinstance(row, dict) or any(key not in row for key in _ROW_KEYS):
             raise MemspiceError(f"{where}: per_sample[{k}] lacks one of {', '.join(_ROW_KEYS)}")
         if not all(isinstance(row[key], int) for key in _ROW_KEYS[:2]) or \
                 not all(isinstance(row[key], list) for key in _ROW_KEYS[2:]):
             raise MemspiceError(f"{where}: per_sample[{k}] holds values of the wrong type")
-    order = report.get("decision_order", ["count"])
+    if not all(isinstance(k, int) and k >= 0 for k in report["requested"]):
+        raise MemspiceError(f"{where}: 'requested' must list sample indices")
+    order = report.get("decision_order")
     if not isinstance(order, list) or not order or not set(order) <= {"count", "first-spike"}:
         raise MemspiceError(f"{where}: 'decision_order' must list 'count' and/or 'first-spike'")
     widths = {len(row[key]) for row in report["per_sample"] for key in _ROW_KEYS[2:]}
@@ -267,27 +351,45 @@ def check_report(report: object, where: str) -> dict:
     return report
 
 
-def merge(reports: list[dict]) -> dict:
-    """One report from reports of disjoint sample ranges of the same checkpoint (``memspice
-    verify --offset K --save`` run on several machines): figures recomputed over all samples,
-    times summed (the compute spent, not the elapsed time)."""
+def merge(reports: list[dict], names: Sequence[str] | None = None) -> dict:
+    """One report from reports of disjoint samples of one verification (``memspice verify
+    --part K/N --save`` or ``--offset``, run on several machines): figures recomputed over all
+    samples. Parts of another network or with other settings are refused (naming both values);
+    ``missing`` lists the requested samples no part holds. Times: ``compute_s`` summed,
+    ``elapsed_s`` the longest part's (parts run side by side)."""
     if not reports:
         raise ValueError("nothing to merge")
-    for key in ("synapse", "ngspice_settings", "decision_order"):
-        if any(r.get(key) != reports[0].get(key) for r in reports):
-            raise ValueError(f"the reports differ in {key}: they are not parts of one verification")
+    names = list(names) if names is not None else [f"part {k + 1}" for k in range(len(reports))]
+    for key in _SHARED:
+        for name, report in zip(names[1:], reports[1:]):
+            if report.get(key) != reports[0].get(key):
+                raise MemspiceError(f"{names[0]} and {name} differ in {key} ({reports[0].get(key)!r} vs "
+                                    f"{report.get(key)!r}): they are not parts of one verification")
     rows = sorted((row for r in reports for row in r["per_sample"]), key=lambda row: row["index"])
     indices = [row["index"] for row in rows]
     if len(set(indices)) != len(indices):
-        raise ValueError("the reports overlap: a test sample appears twice")
-    times = {k: sum(r[k] for r in reports) for k in ("wall_s", "spice_s", "torch_s")}
-    resumed = sum(r.get("resumed", 0) for r in reports)
-    order = reports[0].get("decision_order", ["count"])  # reports saved before it was kept: count, then membrane
-    rows = judge(rows, order)
+        twice = sorted({k for k in indices if indices.count(k) > 1})
+        raise MemspiceError(f"the reports overlap: test samples {index_ranges(twice)} appear in more than one")
+    requested = sorted({k for r in reports for k in r["requested"]})
+    missing = sorted(set(requested) - set(indices))
+    rows = judge(rows, reports[0]["decision_order"])
     worst = {}  # per layer, the largest local error estimate of any part
     for error in (e for r in reports for e in r.get("local_error", [])):
         if error["layer"] not in worst or error["ratio"] > worst[error["layer"]]["ratio"]:
             worst[error["layer"]] = error
-    return {**summarize(rows), **times, "resumed": resumed, "synapse": reports[0]["synapse"], "decision_order": order,
-            "ngspice_settings": reports[0]["ngspice_settings"], "parts": len(reports),
+    return {**summarize(rows), **{key: reports[0].get(key) for key in _SHARED}, "requested": requested,
+            "part": None, "missing": missing, "elapsed_s": max(r["elapsed_s"] for r in reports),
+            "compute_s": sum(r["compute_s"] for r in reports), "torch_s": sum(r["torch_s"] for r in reports),
+            "resumed": sum(r.get("resumed", 0) for r in reports), "parts": len(reports),
             "local_error": [worst[k] for k in sorted(worst)], "per_sample": rows}
+
+
+def index_ranges(indices: Sequence[int]) -> str:
+    """Sorted indices as ranges: ``0-3, 7, 9-10``."""
+    out, start = [], None
+    for k, index in enumerate(indices):
+        start = index if start is None else start
+        if k + 1 == len(indices) or indices[k + 1] != index + 1:
+            out.append(f"{start}" if start == index else f"{start}-{index}")
+            start = None
+    return ", ".join(out)

@@ -4,9 +4,7 @@ neuron kept from spiking)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
 from memspice.data import Dataset
 from memspice.errors import MemspiceError
@@ -15,15 +13,6 @@ from memspice.train.loop import Trained, evaluate
 
 #: Ablations :func:`assess` knows.
 ABLATIONS = ("hidden-spikes",)
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (a checkpoint's identity in reports)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: str | None = None,

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from memspice.data import Dataset, load_dataset
 from memspice.errors import MemspiceError
-from memspice.fileio import atomic_write_text
+from memspice.fileio import atomic_write_text, file_sha256
 from memspice.nn import MemristiveSNN, Readout, spike_counts
 from memspice.nn.readout import DECIDERS
 from memspice.nn.regularizers import rate_band_penalty
@@ -48,17 +48,43 @@ class RunError(MemspiceError):
 
 @dataclass
 class Trained:
-    """A network rebuilt from a checkpoint with what it needs to classify a dataset sample."""
+    """A network rebuilt from a checkpoint with what it needs to classify a dataset sample;
+    ``sha256``: the checkpoint file's digest (None for a network that was never saved)."""
 
     config: TrainConfig
     model: MemristiveSNN
     readout: Readout
     encoder: Callable
     history: list[dict]
+    sha256: str | None = None
 
     def encode(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Row voltages (V, ``(batch, n_steps + 1, n_in)``) of pixels ``x`` (dataset rows ``index``)."""
         return self.encoder(x, self.config.n_steps, index)
+
+    def check_settings(self) -> None:
+        """Refuse a training configuration that restates the network's own settings differently
+        (both values named): the network's are the ones its weights were trained with."""
+        _refuse_differences(self.model.config(), {k: getattr(self.config, k) for k in _RESTATED}, "the network has",
+                            "its training configuration says")
+
+    def state(self) -> dict:
+        """What rebuilds this network (:func:`trained_from_state`): configuration, module
+        arguments, weights and history; plain containers and tensors."""
+        return {"config": self.config.to_dict(), "model_config": self.model.config(),
+                "model": self.model.state_dict(), "history": self.history}
+
+
+#: The network's settings that a training configuration restates (under the same names).
+_RESTATED = ("dt", "method", "buffer_gain", "column_conductance", "on_off_ratio", "parametrization")
+
+
+def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str) -> None:
+    """A CheckpointError naming the first setting of ``said`` whose value differs in ``have``."""
+    for key in have:
+        if key in said and have[key] != said[key]:
+            raise CheckpointError(f"{key}: {have_name} {have[key]!r}, {said_name} {said[key]!r}; "
+                                  "they must agree (verify and export take every setting from the network)")
 
 
 #: Options a resumed run may change: they do not change the result.
@@ -80,16 +106,30 @@ def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Re
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     """The trained network of the checkpoint at ``path``."""
     state = load_checkpoint(path, map_location=device)
+    trained = trained_from_state(state, str(path), device)
+    trained.sha256 = file_sha256(path)
+    return trained
+
+
+def trained_from_state(state: dict, where: str = "checkpoint", device: str = "cpu") -> Trained:
+    """The network that ``state`` (a checkpoint's content, or :meth:`Trained.state`) describes;
+    :class:`CheckpointError` names ``where`` when it does not rebuild, or when its training
+    configuration and its module arguments disagree (e.g. on dt)."""
     try:
         config = TrainConfig.from_dict(dict(state["config"]))
         sizes = [int(n) for n in state["model_config"]["sizes"]]
         model, readout, encoder = build(config, sizes[0], sizes[-1])
         model.load_state_dict(state["model"])
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
-        raise CheckpointError(f"{path}: the checkpoint's network does not rebuild: {exc}") from None
+        raise CheckpointError(f"{where}: the checkpoint's network does not rebuild: {exc}") from None
     if list(model.sizes) != sizes:
-        raise CheckpointError(f"{path}: the checkpoint's layer sizes {sizes} disagree with its weights and "
+        raise CheckpointError(f"{where}: the checkpoint's layer sizes {sizes} disagree with its weights and "
                               f"configuration ({list(model.sizes)})")
+    try:
+        _refuse_differences(dict(state["model_config"]), model.config(), "the network was saved with",
+                            "its training configuration says")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
     return Trained(config, model.to(device), readout, encoder, list(state["history"]))
 
 

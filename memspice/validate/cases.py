@@ -22,7 +22,7 @@ from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import Solution, simulate_network, simulate_neurons
 from memspice.solver.accuracy import LayerError, Tolerance, check_accuracy
-from memspice.spice.pool import raise_first_error, run_many
+from memspice.spice.pool import Workers, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare, targets
 
@@ -104,11 +104,11 @@ def _tensor(values: np.ndarray, settings: TorchSettings) -> torch.Tensor:
     return torch.as_tensor(values, dtype=settings.torch_dtype, device=settings.device)
 
 
-def _ngspice(jobs: list[tuple[str, str]], workers: int | None, timeout: float) -> tuple[list[Waveforms], float]:
+def _ngspice(jobs: list[tuple[str, str]], workers: Workers, timeout: float) -> tuple[list[Waveforms], float]:
     start = time.perf_counter()
     results = run_many(jobs, workers=workers, timeout=timeout, progress=False)
     raise_first_error(results)
-    return [Waveforms.from_plot(r.plots[-1]) for r in results], time.perf_counter() - start
+    return [Waveforms.from_plot(r.value[-1]) for r in results], time.perf_counter() - start
 
 
 def _timed_torch(fn, settings: TorchSettings, case: str) -> tuple[Solution, float]:
@@ -131,7 +131,7 @@ def _accuracy(solution: Solution) -> dict:
     return {"errors": list(solution.errors or []), "split_steps": solution.split_steps}
 
 
-def mif_current(stimulus: PWL, settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
                 case: str = "mif-step", neuron: Mapping[str, float] | None = None) -> CaseResult:
     """The MIF neuron (parameters ``neuron``: overrides of the defaults) under the input
     current ``stimulus`` (A), simulated to its last time."""
@@ -158,7 +158,7 @@ def random_pwl(seed: int = 0) -> list[PWL]:
     return out
 
 
-def mif_references(stimuli: list[PWL], workers: int | None = None, timeout: float = 600.0,
+def mif_references(stimuli: list[PWL], workers: Workers = None, timeout: float = 600.0,
                    neuron: Mapping[str, float] | None = None):
     """The MIF neuron (``neuron``: overrides of the defaults) under each stimulus (A) in ngspice,
     in parallel: the waveforms ``(t, v)`` on ngspice's time points, the settings and the wall time."""
@@ -180,7 +180,7 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, 
     return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
 
-def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, timeout: float,
+def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: Workers, timeout: float,
               neuron: Mapping[str, float] | None = None, case: str = "mif"):
     """:func:`mif_references` and :func:`mif_torch` together (torch first: a dt the solver
     refuses fails before ngspice runs)."""
@@ -189,7 +189,7 @@ def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: int | None, 
     return t, refs, v_torch, spice, wall_ref, wall, solution
 
 
-def mif_pwl(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+def mif_pwl(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
             neuron: Mapping[str, float] | None = None) -> CaseResult:
     """The MIF neuron under the random piecewise-linear currents of :func:`random_pwl`."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-pwl"), settings, workers, timeout,
@@ -212,7 +212,7 @@ def mif_stimuli(case: str) -> list[PWL]:
     raise ValueError(f"{case!r} is not a MIF case; choose one of mif-step, mif-pwl, mif-fi")
 
 
-def mif_fi(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
            neuron: Mapping[str, float] | None = None) -> CaseResult:
     """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-fi"), settings, workers, timeout,
@@ -245,7 +245,7 @@ def random_network(seed: int = 0, neuron: Mapping[str, float] | None = None) -> 
     return Network(layers), [DC(float(u)) for u in rng.uniform(0.5, 1.0, XBAR_SIZES[0])]
 
 
-def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float = 600.0,
+def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
              neuron: Mapping[str, float] | None = None) -> CaseResult:
     """The small random network (:func:`random_network`) in both engines, loading term included."""
     network, inputs = random_network(neuron=neuron)
@@ -275,7 +275,7 @@ def xbar_net(settings: TorchSettings, workers: int | None = None, timeout: float
                       **_accuracy(solution))
 
 
-def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, workers: int | None = None,
+def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, workers: Workers = None,
              timeout: float = 600.0, neuron: Mapping[str, float] | None = None) -> CaseResult:
     """One case by name; ``stimulus`` replaces the MIF cases' input current; ``neuron``: the
     MIF parameters (overrides of the defaults) of every neuron."""

@@ -16,6 +16,7 @@ from memspice.errors import AccuracyWarning, SolverError
 from memspice.fileio import atomic_write_bytes
 from memspice.netlist.stimuli import PWL
 from memspice.solver.accuracy import worst
+from memspice.spice.pool import Workers
 from memspice.validate.cases import STEP, CaseResult, TorchSettings, mif_references, mif_torch
 from memspice.validate.metrics import compare, targets
 
@@ -104,7 +105,7 @@ def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
             "estimate_suggested_dt": found.suggested_dt if found else None, "split_steps": solution.split_steps}
 
 
-def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers: int | None = None,
+def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers: Workers = None,
              neuron: Mapping[str, float] | None = None) -> dict:
     """Error against dt for each method on mif-step (one ngspice reference for all), with the
     solver's own error estimate and the empirical order of convergence: between neighbouring
@@ -138,7 +139,7 @@ def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers:
 MAX_HALVINGS, MAX_DOUBLINGS, BISECTIONS = 8, 3, 3
 
 
-def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: int | None = None,
+def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
                neuron: Mapping[str, float] | None = None, progress: Callable[[dict], None] | None = None) -> dict:
     """The largest step of ``base.method`` at which the torch solver meets the agreement targets
     (:func:`~memspice.validate.metrics.targets`: equal spike counts, spike-time error ≤ 1 % of
