@@ -864,8 +864,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("verify", help="classify test samples in ngspice and compare with the torch solver",
-                       description="Run N test samples of a trained network in ngspice (parallel processes) and "
-                                   "with the torch solver; compare predicted classes and output spike counts.")
+                       description="Run N test samples of a trained network in ngspice (parallel processes here, "
+                                   "or on a Dask cluster) and with the torch solver; compare predicted classes and "
+                                   "output spike counts. dt and every setting come from the checkpoint.")
     trained_network_args(p)
     p.add_argument("--samples", type=_positive_int, default=10, help="number of test samples (default: %(default)s)")
     p.add_argument("--offset", type=_non_negative_int, default=0, help="first test sample (default: %(default)s)")

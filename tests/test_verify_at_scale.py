@@ -90,10 +90,10 @@ def test_reports_carry_what_they_verified_and_merges_refuse_foreign_parts(digits
     trained = tiny()
     path = saved(trained, tmp_path / "a.pt")
     parts = []
-    for k in (1, 2, 3):
+    for k, where in ((1, ["--workers", "1"]), (2, ["--cluster", "local:2"]), (3, ["--workers", "2"])):
         out = tmp_path / f"part{k}.json"
-        result = memspice("verify", path, "--samples", "6", "--sample-seed", "1", "--part", f"{k}/3", "--workers",
-                          "1", "--save", str(out), "--json")
+        result = memspice("verify", path, "--samples", "6", "--sample-seed", "1", "--part", f"{k}/3", *where,
+                          "--save", str(out), "--json")
         assert result.returncode == 0, result.stderr
         parts.append(json.loads(out.read_text()))
     plan = sorted(np.random.default_rng(1).choice(len(digits.test_x), 6, replace=False).tolist())
