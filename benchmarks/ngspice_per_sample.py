@@ -74,7 +74,7 @@ def main() -> None:
 
     result = {
         "network": "-".join(map(str, trained.model.sizes)), "sample": args.sample,
-        "window_s": trained.config.n_steps * trained.model.dt, "export_s": export_s, "seconds": best,
+        "window_s": trained.t_end, "export_s": export_s, "seconds": best,
         "speedup": best["rows, Sparse (before)"] / best["columns, KLU (today)"],
         "time_points": {form: len(w["time"]) for form, w in waves.items()},
         "difference_from_before": {form: difference(w) for form, w in waves.items()},

@@ -40,14 +40,14 @@ def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None,
     if synapse not in SYNAPSE_KINDS:
         raise ValueError(f"synapse must be one of {SYNAPSE_KINDS}; got {synapse!r}")
     trained.check_settings()  # dt and the circuit come from the network; a config that differs is refused
-    config, dt = trained.config, trained.model.dt
+    config = trained.config
     pixels = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
     rows = trained.encode(pixels, torch.tensor([int(index)]))[0].numpy()
     network = trained.model.describe(synapse)
     layers = len(network.layers)
     options = {**VERIFY_SETTINGS, **(settings or {})}
-    tran = TranSettings(t_end=round(config.n_steps * dt, 15), **options)
+    tran = TranSettings(t_end=round(trained.t_end, 15), **options)
     outputs = [f"v({membrane_node(layers, j)})" for j in range(network.sizes[-1])]
     heading = title or (f"memspice: {config.dataset} network {'-'.join(map(str, network.sizes))}, test sample {index}"
                         + (f" (label {label})" if label is not None else ""))
-    return network_netlist(network, input_waveforms(rows, dt), tran, title=heading, save=outputs)
+    return network_netlist(network, input_waveforms(rows, trained.model.dt), tran, title=heading, save=outputs)

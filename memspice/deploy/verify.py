@@ -123,8 +123,8 @@ def spice_reading(run: SampleRun, index: int, pixels: np.ndarray, label: int,
     netlist = export_netlist(trained, pixels, index, label, run.synapse, run.settings)
     plots = run_netlist(netlist, timeout=run.timeout, name=f"sample{index}", cancel=cancel)
     waves = Waveforms.from_plot(plots[-1])
-    t_end = trained.config.n_steps * trained.model.dt
-    read = [_read(waves.time, waves.signals[f"v({membrane_node(layers, j)})"], trained.readout.threshold, t_end)
+    read = [_read(waves.time, waves.signals[f"v({membrane_node(layers, j)})"], trained.readout.threshold,
+                  trained.t_end)
             for j in range(trained.model.sizes[-1])]
     return {"index": int(index), "run": run.key, **_readings(read)}
 
@@ -190,9 +190,8 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, strict: bool) -
     check_accuracy(errors, strict, f"verify (torch, dt = {model.dt:g} s, {model.method})")
     t = solution.t.cpu().numpy()
     v_out = solution.v[-1].cpu().numpy()
-    t_end = trained.config.n_steps * model.dt
     threshold = trained.readout.threshold
-    return [_readings([_read(t, v_out[b, :, j], threshold, t_end) for j in range(v_out.shape[-1])])
+    return [_readings([_read(t, v_out[b, :, j], threshold, trained.t_end) for j in range(v_out.shape[-1])])
             for b in range(len(indices))], errors
 
 

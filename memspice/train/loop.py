@@ -62,6 +62,11 @@ class Trained:
         """Row voltages (V, ``(batch, n_steps + 1, n_in)``) of pixels ``x`` (dataset rows ``index``)."""
         return self.encoder(x, self.config.n_steps, index)
 
+    @property
+    def t_end(self) -> float:
+        """The simulated window (s): ``n_steps`` steps of the network's dt."""
+        return self.config.n_steps * self.model.dt
+
     def check_settings(self) -> None:
         """Refuse a training configuration that restates the network's own settings differently
         (both values named): the network's are the ones its weights were trained with."""
