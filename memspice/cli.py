@@ -323,7 +323,7 @@ def _demo(args: argparse.Namespace) -> int:
           + (f" (from {out / 'results.json'})" if finished else ""))
     trained = load_trained(out / "checkpoint.pt")
     data = _load_test_set(trained, None)
-    journal = out / "verify-journal.jsonl"  # kept: a rerun reuses every sample whose netlist is unchanged
+    journal = out / "verify-journal.jsonl"  # kept: a rerun reuses every sample of the same network
     print(f"2/2 verifying {args.samples} test samples in ngspice"
           + (f" (samples in {journal} are reused)" if journal.is_file() else "") + " ...")
     report = verify(trained, data.test_x, data.test_y, np.arange(args.samples), workers=args.workers, journal=journal)
