@@ -11,20 +11,20 @@ import time
 import numpy as np
 import torch
 
+from memspice.defaults import DT, METHOD
 from memspice.netlist.stimuli import PWL
 from memspice.solver import simulate_neurons
-from memspice.validate.cases import DEFAULT_DT, DEFAULT_METHOD
 
 
-def run(device: str, batch: int, steps: int, method: str = DEFAULT_METHOD) -> tuple[torch.Tensor, float]:
-    t = np.arange(steps + 1) * DEFAULT_DT
+def run(device: str, batch: int, steps: int, method: str = METHOD) -> tuple[torch.Tensor, float]:
+    t = np.arange(steps + 1) * DT
     current = torch.tensor(PWL([0, 1e-6, 2e-6], [0, 0, 3e-6]).sample(t)).reshape(1, -1, 1)
     current = current.expand(batch, -1, 1).contiguous().to(device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.no_grad():
-        v = simulate_neurons(current, DEFAULT_DT, method=method).v[0]
+        v = simulate_neurons(current, DT, method=method).v[0]
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return v.cpu(), time.perf_counter() - start
@@ -41,7 +41,7 @@ def main() -> None:
     for device in devices:
         for batch in (1, 4096):
             _, seconds = run(device, batch, 300)
-            print(f"{device:5s} batch {batch:5d}: {seconds / 300 * 1e3:.2f} ms per {DEFAULT_METHOD} step "
+            print(f"{device:5s} batch {batch:5d}: {seconds / 300 * 1e3:.2f} ms per {METHOD} step "
                   f"({batch * 300 / seconds:.3g} neuron-steps/s)")
 
 

@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF
+from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.examples import STEP_RISE, mif_step
 from memspice.signals import spike_shapes, spike_times
@@ -56,7 +58,7 @@ def characterize_mif(
     currents: Sequence[float] = DEFAULT_CURRENTS,
     reference_current: float = 2e-6,
     params: Mapping[str, float] | None = None,
-    spike_threshold: float = 0.45,
+    spike_threshold: float = SPIKE_THRESHOLD,
     workers: Workers = None,
     timeout: float = 600.0,
     progress: bool = True,
@@ -65,7 +67,7 @@ def characterize_mif(
     ngspice, in parallel, and measure it."""
     currents = [float(c) for c in currents]
     if not currents or min(currents) <= 0 or not np.all(np.isfinite(currents)):
-        raise ValueError(f"currents must be positive finite values in A; got {currents}")
+        raise ConfigError(f"currents must be positive finite values in A; got {currents}")
     settings = TranSettings(t_end=T_END)
     amplitudes = [*currents, float(reference_current)]
     jobs = [(f"fi{k}", mif_step(amplitude=a, start=START, stop=STOP, t_end=T_END, params=params, settings=settings))

@@ -8,11 +8,13 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from memspice.errors import AccuracyWarning, MemspiceError
+from memspice.defaults import DT, METHOD, SPIKE_THRESHOLD
+from memspice.errors import ConfigError, MemspiceError, MemspiceWarning
 from memspice.fileio import json_text
 
 DEMO_THREADS = 1  # the demo's torch threads: see `memspice demo --help` and the README
@@ -70,21 +72,20 @@ def _train_config(args: argparse.Namespace):
 
     from memspice.train.config import INIT_FIELDS, TrainConfig, recipe
 
-    given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k, None) is not None}
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     for name in ("hidden", *INIT_FIELDS, "hidden_rate"):
         if name in given:
             given[name] = tuple(given[name])
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
-        return replace(TrainConfig.from_dict(json.loads(saved.read_text())), **given)
+        try:
+            values = json.loads(saved.read_text())
+        except ValueError as exc:
+            raise ConfigError(f"{saved}: not a run's configuration ({exc})") from None
+        return replace(TrainConfig.from_dict(values), **given)
     return recipe(given.pop("dataset", "digits"), **given)
 
 
-_TRAIN_OPTIONS = ("dataset", "data_dir", "hidden", "epochs", "batch_size", "lr", "dt", "window", "method", "encoder",
-                  "readout", "readout_scale", "v_low", "v_high", "seed", "train_samples", "eval_samples", "device",
-                  "dtype", "threads", "checkpoint_every", "fused", "init_pos", "init_neg", "deep_init_pos",
-                  "deep_init_neg", "parametrization", "readout_width", "hidden_rate", "rate_weight", "anneal_threshold",
-                  "anneal_epochs", "lr_restart_epochs", "fire_weight", "strict")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -110,9 +111,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(results))
     else:
+        from memspice.solver.monitor import summary_lines
+
         print(f"test accuracy {100 * results['test_acc']:.2f} % on {results['test_samples']} samples "
               f"({results['train_s']:.0f} s of training, {results['epoch_s']:.0f} s for the last epoch)")
-        for line in _local_error_lines(results.get("local_error")):
+        for line in summary_lines(results):
             print(line.strip())
         print(f"run folder: {out} (checkpoint.pt, metrics.csv, results.json, training.png, membranes.png)")
     return 0
@@ -155,7 +158,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     trained.model.fused = not args.no_fused
     data = load_dataset(args.dataset or trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = None if args.samples == "all" else args.samples
-    report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json, strict=args.strict)
+    report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json, strict=args.strict,
+                    allow_cell_writes=args.allow_cell_writes)
     report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
     if args.save:
         atomic_write_text(args.save, json_text(report, indent=2) + "\n")
@@ -196,7 +200,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         report = verify(trained, data.test_x, data.test_y, indices, workers=args.workers, synapse=args.synapse_model,
                         timeout=args.timeout, progress=not args.json, journal=journal, strict=args.strict,
-                        requested=requested, part=args.part)
+                        requested=requested, part=args.part, allow_cell_writes=args.allow_cell_writes)
     except KeyboardInterrupt:
         if journal:
             print(f"memspice: the samples that finished are in {journal}; the same command resumes from it",
@@ -269,6 +273,7 @@ def _print_verify_report(report: dict, save: Path | None, as_json: bool) -> int:
 def verify_table(report: dict) -> str:
     """The text summary of a verification report."""
     from memspice.deploy.verify import index_ranges
+    from memspice.solver.monitor import summary_lines
 
     settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                          for k, v in report["ngspice_settings"].items())
@@ -288,18 +293,8 @@ def verify_table(report: dict) -> str:
                                           if report.get("resumed") else ""),
         *([f"  MISSING    {len(report['missing'])} requested samples are in no part: "
            f"{index_ranges(report['missing'])}"] if report.get("missing") else []),
-        *_local_error_lines(report.get("local_error")),
+        *summary_lines(report),
     ])
-
-
-def _local_error_lines(errors: list[dict] | None) -> list[str]:
-    """A report's worst local error estimate of the torch solver, as one line (none for older reports)."""
-    if not errors:
-        return []
-    worst = max(errors, key=lambda e: e["ratio"])
-    verdict = "within it" if worst["ratio"] <= 1 else f"EXCEEDED: try dt = {worst['suggested_dt']:.3g} s"
-    return [f"  solver     largest local error estimate {worst['ratio']:.3g}x the tolerance (layer {worst['layer']}, "
-            f"t = {worst['time']:.3g} s; {verdict})"]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -469,10 +464,10 @@ def _characterize(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from memspice.solver import METHODS
     from memspice.validate import report
-    from memspice.validate.cases import CASES, DEFAULT_METHOD, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
+    from memspice.validate.cases import CASES, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
 
     _check_device(args.device)
-    method = args.method or DEFAULT_METHOD
+    method = args.method or METHOD
     neuron = _neuron_params(args.preset, args.param)
     settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict)
     if args.sweep_dt:
@@ -731,91 +726,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The MIF neuron under a current step in ngspice: spike times and a plot.")
     p.add_argument("--out", type=_output_folder, default=Path("runs/step"), help="output folder (default: %(default)s)")
     p.add_argument("--amplitude", type=_positive, default=2e-6, help="input step in A (default: %(default)g)")
-    p.add_argument("--threshold", type=_finite, default=0.45, help="spike threshold in V (default: %(default)g)")
+    _threshold_option(p)
     p.add_argument("--timeout", type=_positive, default=300.0, help="ngspice timeout in s (default: %(default)g)")
     _sandbox_option(p)
     p.set_defaults(func=_step)
 
-    from memspice.data import DATASETS, ENCODERS
-    from memspice.nn.crossbar import PARAMETRIZATIONS
-    from memspice.nn.readout import READOUTS
-    from memspice.solver import METHODS as SOLVER_METHODS
-    from memspice.train.config import TrainConfig, recipe
-
-    d = TrainConfig()
-
-    def by_dataset(name: str) -> str:
-        return "default: " + ", ".join(f"{getattr(recipe(ds), name)} ({ds})" for ds in ("digits", "fashion-mnist"))
+    from memspice.data import DATASETS
 
     p = sub.add_parser("train", help="train a fully memristive SNN through its circuit (MEMprop, BPTT)",
                        description="Train by backpropagation through time through the torch circuit solver. Options "
                                    "not given come from the dataset's recipe (see the README); --resume continues "
                                    "a run exactly where it stopped. Writes checkpoint.pt (every epoch and on "
                                    "Ctrl-C), metrics.csv, results.json and plots into --out.")
-    p.add_argument("--dataset", choices=DATASETS, help="default: digits")
-    p.add_argument("--data-dir", help="folder of the IDX files (fashion-mnist: the Debian package's; mnist: required)")
-    p.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N", help=f"hidden layer sizes (default: "
-                   f"{' '.join(map(str, d.hidden))})")
-    p.add_argument("--epochs", type=_positive_int, help=by_dataset("epochs"))
-    p.add_argument("--batch-size", type=_positive_int, help=by_dataset("batch_size"))
-    p.add_argument("--lr", type=_positive, help="Adam learning rate on the crossbar parameters (logits or "
-                                               "fractions, see --parametrization), cosine decay to 5 %% ("
-                                               + by_dataset("lr") + ")")
-    p.add_argument("--parametrization", choices=PARAMETRIZATIONS,
-                   help="conductance = Gmin + (Gmax - Gmin) * sigmoid(logit), or * clamp(fraction, 0, 1) projected "
-                        "after every step (" + by_dataset("parametrization") + ")")
-    p.add_argument("--dt", type=_positive, help=f"solver step in s (default: {d.dt:g})")
-    p.add_argument("--window", type=_positive, help="simulated time per sample in s (" + by_dataset("window") + ")")
-    p.add_argument("--method", choices=SOLVER_METHODS, help=f"integration method (default: {d.method})")
-    p.add_argument("--encoder", choices=ENCODERS, help=f"input encoding (default: {d.encoder})")
-    p.add_argument("--readout", choices=READOUTS, help=f"what the loss is taken on (default: {d.readout})")
-    p.add_argument("--readout-scale", type=_positive,
-                   help="logits per spike (count), per window (first-spike) or per V (membrane readouts) ("
-                        + by_dataset("readout_scale") + ")")
-    p.add_argument("--readout-width", type=_positive,
-                   help="V: the soft spike count's sigmoid width, and how far below threshold a silent neuron's "
-                        "peak counts as one window of first-spike latency (" + by_dataset("readout_width") + ")")
-    p.add_argument("--fire-weight", type=_non_negative,
-                   help="count and first-spike readouts: weight of exp(latency) - 1 of each sample's class neuron, "
-                        "the term that makes it fire rather than decide by a silent membrane (default: "
-                        f"{d.fire_weight:g})")
-    p.add_argument("--hidden-rate", type=_non_negative, nargs=2, metavar=("LOW", "HIGH"),
-                   help="keep every hidden neuron's spikes per sample (batch mean) in this band: a squared penalty "
-                        "outside it (default: none)")
-    p.add_argument("--rate-weight", type=_positive,
-                   help=f"weight of the --hidden-rate penalty (default: {d.rate_weight:g})")
-    p.add_argument("--anneal-threshold", type=_positive,
-                   help="V: start every layer's M1 threshold th1 here and raise it linearly to the device's value "
-                        "over --anneal-epochs (default: no annealing)")
-    p.add_argument("--anneal-epochs", type=_positive,
-                   help=f"epochs of threshold annealing (default: {d.anneal_epochs:g})")
-    p.add_argument("--lr-restart-epochs", type=_positive_int,
-                   help="restart the cosine learning-rate decay every N epochs (SGDR; default: one decay over the run)")
-    p.add_argument("--v-low", type=_finite, help="direct encoder: row voltage of a black pixel, V ("
-                                               + by_dataset("v_low") + ")")
-    p.add_argument("--v-high", type=_finite, help="direct encoder: row voltage of a white pixel; rate encoder: pulse "
-                                                "height, V; |v| < 2 V, the synapses' write threshold ("
-                                                + by_dataset("v_high") + ")")
-    for side in ("pos", "neg"):
-        p.add_argument(f"--init-{side}", type=_finite, nargs=2, metavar=("LOW", "HIGH"),
-                       help=f"the input crossbar's G{'+' if side == 'pos' else '-'} start uniform in these fractions "
-                            f"of the conductance range ({by_dataset('init_' + side)})")
-        p.add_argument(f"--deep-init-{side}", type=_finite, nargs=2, metavar=("LOW", "HIGH"),
-                       help=f"the same for every later crossbar ({by_dataset('deep_init_' + side)})")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--train-samples", type=_positive_int, help="use only the first N training samples")
-    p.add_argument("--eval-samples", type=_positive_int, help="test samples evaluated after each epoch (the whole test "
-                                                              "set at the end); " + by_dataset("eval_samples"))
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--dtype", choices=["float32", "float64"])
-    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
-    p.add_argument("--no-fused", dest="fused", action="store_const", const=False,
-                   help="do not compile the solver's Newton iterations with torch.compile (they are by default: "
-                        "the same numerics, several times faster after compiling once, cached on disk)")
-    p.add_argument("--checkpoint-every", type=_positive_int,
-                   help="recompute the forward pass in chunks of this many steps in backward (less memory)")
-    p.add_argument("--strict", action="store_const", const=True,
-                   help="stop when the solver's local error estimate exceeds its tolerance (default: warn once)")
+    _train_options(p)
     p.add_argument("--out", type=_output_folder, required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -851,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fused", action="store_true", help="do not compile the solver's Newton iterations")
     p.add_argument("--strict", action="store_true",
                    help="fail when the solver's local error estimate exceeds its tolerance (default: warn)")
+    _allow_cell_writes_option(p)
     p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_evaluate)
@@ -884,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="fail, before ngspice runs, when the torch solver's local error estimate exceeds its "
                         "tolerance (default: warn)")
+    _allow_cell_writes_option(p)
     _sandbox_option(p)
     p.set_defaults(func=_verify)
 
@@ -905,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", nargs="+", metavar="NAME",
                    help="signals to keep, e.g. mem or 'v(mem)' or 'i(vin)' (default: all; spikes are then reported "
                         "for the top circuit's nodes, not for nodes inside subcircuits such as a neuron's states)")
-    p.add_argument("--threshold", type=_finite, default=0.45, help="spike threshold in V (default: %(default)g)")
+    _threshold_option(p)
     p.add_argument("--timeout", type=_positive, default=600.0, help="ngspice timeout in s (default: %(default)g)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--allow-control", action="store_true",
@@ -928,7 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=_positive_int, default=15, help="currents in the grid (default: %(default)s)")
     p.add_argument("--reference-current", type=_positive, default=2e-6,
                    help="step in A at which the spike shape is measured (default: %(default)g)")
-    p.add_argument("--threshold", type=_finite, default=0.45, help="spike detection level in V (default: %(default)g)")
+    _threshold_option(p)
     _where_ngspice_runs(p)
     p.add_argument("--timeout", type=_positive, default=600.0,
                    help="timeout per ngspice run in s (default: %(default)g)")
@@ -936,15 +861,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_characterize)
 
     from memspice.solver import METHODS
-    from memspice.validate.cases import CASES, DEFAULT_DT, DEFAULT_METHOD
+    from memspice.validate.cases import CASES
 
     p = sub.add_parser("validate", help="run a circuit in ngspice and in the torch solver and compare them",
                        description="Cross-validate the torch solver against ngspice (gear, reltol 1e-6): per probe "
                                    "NRMSE, max error, spike counts and spike-time errors, wall times.")
     p.add_argument("--case", choices=[*CASES, "all"], default="mif-step",
                    help="what to simulate (default: %(default)s)")
-    p.add_argument("--dt", type=_positive, default=DEFAULT_DT, help="torch time step in s (default: %(default)g)")
-    p.add_argument("--method", choices=METHODS, help=f"integration method (default: {DEFAULT_METHOD})")
+    p.add_argument("--dt", type=_positive, default=DT, help="torch time step in s (default: %(default)g)")
+    p.add_argument("--method", choices=METHODS, help=f"integration method (default: {METHOD})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="(default: %(default)s)")
     p.add_argument("--stimulus", type=Path, metavar="FILE.csv",
@@ -1009,7 +934,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"memspice: interrupted ({interrupts.signal_name(interrupt)}): stopped every ngspice process it had "
               "started; finished results are kept", file=sys.stderr)
         return interrupts.exit_status(interrupt)
-    except (MemspiceError, ValueError) as exc:
+    except MemspiceError as exc:  # a bug elsewhere shows its traceback
         print(f"memspice: error: {exc}", file=sys.stderr)
         return 2
 
@@ -1019,10 +944,57 @@ _python_showwarning = warnings.showwarning
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """memspice's own warnings as one line on stderr, the way its errors are; others as Python shows them."""
-    if issubclass(category, AccuracyWarning):
+    if issubclass(category, MemspiceWarning):
         print(f"memspice: warning: {message}", file=sys.stderr)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
+
+
+def _threshold_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=_finite, default=SPIKE_THRESHOLD,
+                   help="spikes are upward crossings of this membrane voltage, V (default: %(default)g)")
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`~memspice.train.config.TrainConfig`, with its help and the default
+    of each dataset's recipe. Options left out are None: the recipe (or, with --resume, the saved
+    run) gives them. A bool field is a switch away from its default (--strict, --no-fused)."""
+    from memspice.train.config import RECIPES, TrainConfig, recipe
+
+    kinds = {"positive": _positive, "positive_int": _positive_int, "finite": _finite, "non_negative": _non_negative,
+             "int": int}  # how a value of each ``kind`` is checked
+    for option in fields(TrainConfig):
+        meta, name = option.metadata, option.name.replace("_", "-")
+        if option.type in (bool, "bool"):
+            flag, text = (f"--no-{name}", "do not " + meta["help"]) if option.default else (f"--{name}", meta["help"])
+            p.add_argument(flag, dest=option.name, action="store_const", const=not option.default,
+                           help=text.replace("%", "%%"))
+            continue
+        by_recipe: dict[str, list[str]] = {}  # each default and the datasets whose recipe has it
+        for dataset in RECIPES:
+            by_recipe.setdefault(_shown(getattr(recipe(dataset), option.name)), []).append(dataset)
+        if any(option.name in values for values in RECIPES.values()) and len(by_recipe) > 1:
+            said = ", ".join(f"{value} ({', '.join(datasets)})" for value, datasets in by_recipe.items())
+        else:
+            said = _shown(option.default)
+        text = (meta["help"] + f" (default: {said})").replace("%", "%%")
+        extra = {key: meta[key] for key in ("choices", "nargs", "metavar") if key in meta}
+        p.add_argument(f"--{name}", type=kinds.get(meta["kind"]), help=text, **extra)
+
+
+def _shown(value) -> str:
+    """A default as the help shows it."""
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(_shown, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _allow_cell_writes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-cell-writes", action="store_true",
+                   help="warn instead of failing when the voltage across a synapse cell reaches its write "
+                        "threshold (the torch solver holds conductances fixed; a chip would rewrite them)")
 
 
 def _choose_sandbox(choice: str | None) -> None:

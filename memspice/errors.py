@@ -7,6 +7,11 @@ class MemspiceError(Exception):
     """Base class of every error memspice raises on purpose."""
 
 
+class ConfigError(MemspiceError, ValueError):
+    """An option or argument is out of range, of the wrong kind, or inconsistent with another (the
+    message names it, the value and what is allowed)."""
+
+
 class ParameterError(MemspiceError, ValueError):
     """A device parameter is unknown, not a number, out of range or violates a constraint."""
 
@@ -53,5 +58,43 @@ class AccuracyError(SolverError):
     too coarse for the circuit's dynamics)."""
 
 
-class AccuracyWarning(UserWarning):
+class WriteThresholdError(SolverError):
+    """A synapse cell's voltage reached its write threshold, where the torch solver's fixed
+    conductances no longer describe the circuit (:mod:`memspice.solver.cells`)."""
+
+
+class MemspiceWarning(UserWarning):
+    """Base class of memspice's warnings (the command line shows them as one line, like its errors)."""
+
+
+class CellWriteWarning(MemspiceWarning):
+    """Synapse cells reached their write thresholds and the user allowed it: a chip would rewrite them."""
+
+
+class AccuracyWarning(MemspiceWarning):
     """The solver's local error estimate exceeded its tolerance: results may differ from ngspice."""
+
+
+class JournalError(MemspiceError):
+    """A verify journal holds a line that is not a finished sample's reading."""
+
+
+class UnsafeNetlistError(MemspiceError):
+    """A netlist, or a file it includes, holds ngspice control language, or includes a file that
+    cannot be checked."""
+
+
+class RunError(MemspiceError):
+    """A run folder cannot be used as asked (it holds another run, or nothing to resume)."""
+
+
+class CheckpointError(MemspiceError):
+    """A checkpoint is missing, corrupt, or not a memspice checkpoint."""
+
+
+class DatasetError(MemspiceError):
+    """A dataset is missing, unreadable or not what it claims to be."""
+
+
+class NewtonFailure(SolverError):
+    """Newton's method did not converge within a step (the caller may split the step)."""

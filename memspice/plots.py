@@ -1,4 +1,6 @@
-"""Plots people would rather look at than read. matplotlib with the file-only Agg backend."""
+"""Plots people would rather look at than read, as PNG files. The figures are
+:class:`matplotlib.figure.Figure` objects, not pyplot's: they render to files with no backend
+chosen or switched, so importing memspice leaves a notebook's plots alone."""
 
 from __future__ import annotations
 
@@ -6,22 +8,24 @@ import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from memspice.fileio import atomic_write_bytes
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
+    """Save a figure as PNG atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def subplots(rows: int, cols: int, figsize: tuple[float, float], **options):
+    """A new figure and its axes, as ``pyplot.subplots`` gives them (without pyplot)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, **options)
 
 
 def legend_outside(ax) -> None:
@@ -39,7 +43,7 @@ def plot_neuron(
     path: str | Path,
 ) -> Path:
     """Membrane voltage with spike markers above, internal states below (t in s, shown in µs)."""
-    fig, (ax_v, ax_x) = plt.subplots(2, 1, figsize=(9, 5), sharex=True, height_ratios=(2, 1))
+    fig, (ax_v, ax_x) = subplots(2, 1, figsize=(9, 5), sharex=True, height_ratios=(2, 1))
     us = 1e6
     ax_v.plot(t * us, membrane, lw=1, label="membrane V(mem)")
     ax_v.axhline(threshold, color="gray", ls=":", lw=1, label=f"spike threshold {threshold:g} V")
@@ -60,7 +64,7 @@ def plot_signals(t: np.ndarray, signals: Mapping[str, np.ndarray], title: str, p
     volts = {k: v for k, v in signals.items() if k.startswith("v(")}
     amps = {k: v for k, v in signals.items() if not k.startswith("v(")}
     groups = [(g, unit) for g, unit in ((volts, "V"), (amps, "A")) if g]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3 + 2 * len(groups)), sharex=True, squeeze=False)
+    fig, axes = subplots(len(groups), 1, figsize=(9, 3 + 2 * len(groups)), sharex=True, squeeze=False)
     for ax, (group, unit) in zip(axes[:, 0], groups):
         for name, y in group.items():
             ax.plot(t * 1e6, y, lw=1, label=name)
@@ -73,7 +77,7 @@ def plot_signals(t: np.ndarray, signals: Mapping[str, np.ndarray], title: str, p
 
 def plot_characterization(result, path: str | Path) -> Path:
     """f–I curve (log current axis) beside the reference run's membrane trace."""
-    fig, (ax_f, ax_v) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax_f, ax_v) = subplots(1, 2, figsize=(12, 4))
     ax_f.semilogx(np.asarray(result.currents) * 1e6, np.asarray(result.rates) / 1e3, "o-")
     ax_f.set_xlabel("input current (µA)")
     ax_f.set_ylabel("firing rate (kHz)")
@@ -95,7 +99,7 @@ def plot_characterization(result, path: str | Path) -> Path:
 def plot_training(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
     """Loss and accuracy per epoch (training and evaluation) of a training run's history."""
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 3.8))
     for split, style in (("train", "-o"), ("eval", "--s")):
         ax_loss.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
         ax_acc.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
@@ -112,7 +116,7 @@ def plot_output_membranes(t: np.ndarray, v: np.ndarray, labels: Sequence[int], c
                           threshold: float, path: str | Path) -> Path:
     """Output-neuron membranes ``v`` (V, ``(samples, n_steps + 1, n_out)``) over ``t`` (s), one
     panel per sample; the neuron of the true class is drawn bold."""
-    fig, axes = plt.subplots(len(v), 1, figsize=(9, 2.2 * len(v)), sharex=True, squeeze=False)
+    fig, axes = subplots(len(v), 1, figsize=(9, 2.2 * len(v)), sharex=True, squeeze=False)
     for ax, trace, label in zip(axes[:, 0], v, labels):
         for j in range(trace.shape[-1]):
             bold = j == label

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from memspice.defaults import SPIKE_THRESHOLD
+from memspice.errors import ConfigError
 
-def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = 0.45) -> np.ndarray:
+
+def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = SPIKE_THRESHOLD) -> np.ndarray:
     """Times (s) of upward crossings of ``threshold`` (V), linearly interpolated between samples.
 
     ``t`` and ``v`` are 1-D arrays of equal length (s, V).
@@ -13,7 +16,7 @@ def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = 0.45) -> np.nda
     t = np.asarray(t, dtype=float)
     v = np.asarray(v, dtype=float)
     if t.shape != v.shape or t.ndim != 1:
-        raise ValueError(f"t and v must be 1-D arrays of equal length, got shapes {t.shape} and {v.shape}")
+        raise ConfigError(f"t and v must be 1-D arrays of equal length, got shapes {t.shape} and {v.shape}")
     below = v[:-1] < threshold
     above = v[1:] >= threshold
     k = np.nonzero(below & above)[0]
@@ -21,7 +24,8 @@ def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = 0.45) -> np.nda
     return t[k] + frac * (t[k + 1] - t[k])
 
 
-def spike_shapes(t: np.ndarray, v: np.ndarray, threshold: float = 0.45, rest: float = 0.0) -> dict[str, np.ndarray]:
+def spike_shapes(t: np.ndarray, v: np.ndarray, threshold: float = SPIKE_THRESHOLD,
+                 rest: float = 0.0) -> dict[str, np.ndarray]:
     """Per-spike shape measures of a membrane trace (t in s, v in V); one value per spike
     (upward crossing of ``threshold``, V), NaN where the trace ends before it can be measured:
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from memspice.devices import MODELS, DeviceModel
 from memspice.errors import ParameterError
+
+#: The repository: its generated models/ and netlists/ (the commands write into the current folder).
+REPO = Path(__file__).resolve().parent.parent
+MODELS_DIR, NETLISTS_DIR = REPO / "models", REPO / "netlists"
 
 # Port-voltage ranges (V) that cover each model's interesting regions: both switching branches
 # of the threshold switch, reads and writes of the synapse, the whole spike of the neuron.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import memspice
+from conftest import NETLISTS_DIR, memspice
 
 from memspice.devices import SYNAPSE
 from memspice.netlist import examples
@@ -15,7 +15,7 @@ from memspice.spice.runner import run_file
 
 
 def simulate(name: str) -> Waveforms:
-    return Waveforms.from_plot(run_file(examples.DEFAULT_DIR / name)[-1])
+    return Waveforms.from_plot(run_file(NETLISTS_DIR / name)[-1])
 
 
 def test_committed_netlists_are_in_sync():

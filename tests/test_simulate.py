@@ -7,15 +7,13 @@ import os
 
 import numpy as np
 import pytest
-from conftest import memspice
-
-from memspice.netlist import examples
+from conftest import NETLISTS_DIR, memspice
 
 
 @pytest.fixture(scope="module")
 def mif_netlist():
     """The committed example (it includes ../models/mif.lib)."""
-    return examples.DEFAULT_DIR / "mif_step.cir"
+    return NETLISTS_DIR / "mif_step.cir"
 
 
 def test_json_reports_the_spikes(mif_netlist):

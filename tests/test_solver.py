@@ -10,12 +10,13 @@ import pytest
 import torch
 from conftest import memspice
 
+from memspice.defaults import DT, METHOD
 from memspice.devices.mif import KANG2021
 from memspice.errors import SolverError
 from memspice.netlist.stimuli import PWL
 from memspice.solver import METHODS, simulate_network, simulate_neurons
 from memspice.solver.integrators import NewtonOptions
-from memspice.validate.cases import DEFAULT_DT, DEFAULT_METHOD, TorchSettings, mif_current, xbar_net
+from memspice.validate.cases import TorchSettings, mif_current, xbar_net
 from memspice.validate.metrics import compare, targets
 
 STEP_2UA = PWL([0, 1e-6, 2e-6], [0, 0, 2e-6])
@@ -23,7 +24,7 @@ SHORT_STEP = PWL([0, 1e-6, 2e-6, 30e-6], [0, 0, 2e-6, 2e-6])  # 2 µA from 1 µs
 
 
 def test_mif_step_matches_ngspice_at_the_default_dt():
-    result = mif_current(SHORT_STEP, TorchSettings(dt=DEFAULT_DT, method=DEFAULT_METHOD), case="short-step")
+    result = mif_current(SHORT_STEP, TorchSettings(dt=DT, method=METHOD), case="short-step")
     m = result.probes["v(mem)"]
     assert m["spikes_ref"] == m["spikes_torch"] >= 5
     assert m["spike_time_error_over_isi"] <= 0.01
@@ -31,7 +32,7 @@ def test_mif_step_matches_ngspice_at_the_default_dt():
 
 
 def test_small_network_matches_ngspice_at_the_default_dt():
-    result = xbar_net(TorchSettings(dt=DEFAULT_DT, method=DEFAULT_METHOD))
+    result = xbar_net(TorchSettings(dt=DT, method=METHOD))
     counts = result.extra["output_spikes"]
     assert counts["spikes_ref"] == counts["spikes_torch"] and min(counts["spikes_ref"]) >= 3
     for name, m in result.probes.items():

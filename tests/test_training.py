@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from memspice.nn import (
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
 from memspice.train.checkpoint import CheckpointError, load_checkpoint
-from memspice.train.config import input_encoder, recipe
+from memspice.train.config import TrainConfig, input_encoder, recipe
 from memspice.train.loop import RunError, evaluate, load_trained, train
 
 # A small, quick network: 64-16-10 on 128 digits, 8 µs windows (40 steps).
@@ -127,6 +128,23 @@ def test_resume_refuses_changed_options(tiny_run, digits):
     out, _ = tiny_run
     with pytest.raises(RunError, match="lr = 0.1 there, 0.5 now"):
         train(recipe("digits", **{**TINY, "lr": 0.5}), out, resume=True, progress=False, dataset=digits)
+
+
+def test_a_run_can_start_from_a_trained_network(tiny_run, digits, tmp_path):
+    """--init-from: the new run's weights start as the checkpoint's (at a learning rate too small to
+    move them, they end there), with its own options; a network of other sizes is refused."""
+    out, _ = tiny_run
+    start = load_checkpoint(out / "checkpoint.pt")["model"]
+    config = recipe("digits", **{**TINY, "epochs": 1, "lr": 1e-9, "v_high": 0.9,
+                                 "init_from": str(out / "checkpoint.pt")})
+    train(config, tmp_path / "tuned", progress=False, dataset=digits)
+    tuned = load_trained(tmp_path / "tuned" / "checkpoint.pt")
+    assert tuned.config.v_high == 0.9
+    for name, tensor in tuned.model.state_dict().items():
+        torch.testing.assert_close(tensor, start[name], rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="sizes"):
+        train(config.__class__(**{**config.to_dict(), "hidden": (8,)}), tmp_path / "other", progress=False,
+              dataset=digits)
 
 
 def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path):
@@ -439,6 +457,32 @@ def test_cli_options_override_the_recipe(tmp_path):
     assert config.window == recipe("fashion-mnist").window  # what is not given comes from the recipe
     encoder = input_encoder(config)
     assert encoder(torch.tensor([[0.0, 1.0]]), 2)[0, -1].tolist() == pytest.approx([0.1, 1.2])
+
+
+def test_every_training_option_is_on_the_command_line(tmp_path):
+    """The options are generated from TrainConfig's fields: each one, given, reaches the
+    configuration; the help names each recipe's default where they differ."""
+    values = {"hidden": ["32", "16"], "data_dir": ["/data"], "dataset": ["fashion-mnist"], "method": ["trap"],
+              "encoder": ["rate"], "readout": ["count"], "parametrization": ["clamp"], "dtype": ["float64"],
+              "device": ["cpu"], "init_from": ["c.pt"], "seed": ["3"], "dt": ["1e-7"], "window": ["1e-6"],
+              "v_low": ["0.1"], "anneal_threshold": ["0.3"], "epochs": ["2"], "threads": ["2"]}
+    pairs = {"init_pos", "init_neg", "deep_init_pos", "deep_init_neg", "hidden_rate"}
+    argv, expected = ["train", "--out", str(tmp_path / "run")], {}
+    for option in fields(TrainConfig):
+        flag = "--" + option.name.replace("_", "-")
+        if option.type in (bool, "bool"):
+            argv.append(flag.replace("--", "--no-") if option.default else flag)
+            expected[option.name] = not option.default
+            continue
+        given = values.get(option.name, ["0.1", "0.6"] if option.name in pairs else ["1"])
+        argv += [flag, *given]
+        kind = {"positive_int": int, "int": int, None: str}.get(option.metadata["kind"], float)
+        parsed = [kind(v) for v in given]
+        expected[option.name] = tuple(parsed) if option.metadata.get("nargs") else parsed[0]
+    config = _train_config(build_parser().parse_args(argv))
+    assert config.to_dict() == TrainConfig(**expected).to_dict()
+    help_text = " ".join(memspice("train", "--help").stdout.split())
+    assert "--no-fused" in help_text and "(default: 10 (digits), 12 (fashion-mnist, mnist))" in help_text
 
 
 def test_crossbars_start_in_the_configured_fractions(tmp_path):

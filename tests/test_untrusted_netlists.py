@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import memspice
+from conftest import NETLISTS_DIR, memspice
 
 from memspice.errors import SpiceError
 from memspice.spice import sandbox
@@ -186,9 +186,7 @@ def test_the_sandbox_shows_ngspice_only_the_netlists_folder(tmp_path, monkeypatc
     with pytest.raises(UnsafeNetlistError, match="/etc/passwd, outside the folders the sandbox shows ngspice"):
         run_file(main)
     # the example netlists include ../models/*.lib, which the sandbox shows
-    from memspice.netlist import examples
-
-    plot = run_file(examples.DEFAULT_DIR / "crossbar_2x2.cir")[-1]
+    plot = run_file(NETLISTS_DIR / "crossbar_2x2.cir")[-1]
     assert "time" in plot.variables
 
 

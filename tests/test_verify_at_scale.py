@@ -176,10 +176,13 @@ def test_cluster_options_are_checked_before_anything_runs(capsys):
     assert (args.cluster, args.scheduler, args.part) == ("local:3", None, (2, 5))
 
 
-def test_the_network_digest_follows_the_weights():
+def test_the_network_digest_follows_the_weights_and_the_encoding_not_the_training():
     a, b = tiny(), tiny()
     digest = verify_module.network_sha256
     assert digest(a.state()) == digest(b.state())
+    trained_otherwise = {**a.state(), "config": {**a.state()["config"], "lr": 0.5, "threads": 2, "strict": True}}
+    assert digest(trained_otherwise) == digest(a.state())
+    assert digest({**a.state(), "config": {**a.state()["config"], "v_high": 0.9}}) != digest(a.state())
     with torch.no_grad():
         next(b.model.parameters())[0, 0] += 1e-6
     assert digest(a.state()) != digest(b.state())

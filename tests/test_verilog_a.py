@@ -19,9 +19,8 @@ else:
                              f"{platform.machine()} {sys.platform} (only 3.11 and 3.12 on x86-64 Linux), so the "
                              "Verilog-A checks run there (CI runs them)")
 
-from conftest import assert_close, random_points, torch_reference  # noqa: E402
+from conftest import MODELS_DIR, assert_close, random_points, torch_reference  # noqa: E402
 
-from memspice.codegen.files import DEFAULT_DIR  # noqa: E402
 from memspice.devices import MODELS  # noqa: E402
 
 
@@ -32,7 +31,7 @@ def compile_module(path: Path):
 
 
 def test_every_va_file_in_models_compiles():
-    paths = sorted(DEFAULT_DIR.glob("*.va"))
+    paths = sorted(MODELS_DIR.glob("*.va"))
     assert {p.stem for p in paths} == set(MODELS)
     for path in paths:
         module = compile_module(path)
@@ -43,7 +42,7 @@ def test_every_va_file_in_models_compiles():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_residuals_match_torch(name):
     model = MODELS[name]
-    module = compile_module(DEFAULT_DIR / f"{name}.va")
+    module = compile_module(MODELS_DIR / f"{name}.va")
     dae = module.get_dae_system()
     node_order = [n["name"] for n in dae["nodes"]]
     assert node_order == [*model.ports, *model.state_nodes]

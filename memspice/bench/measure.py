@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from memspice.defaults import DT
 from memspice.deploy.export import VERIFY_SETTINGS, input_waveforms
 from memspice.errors import MemspiceError
 from memspice.netlist.builder import TranSettings
@@ -61,7 +62,7 @@ class BenchSettings:
     dtype: str = "float32"
     fused: bool = True
     repeats: int = 3
-    dt: float = 200e-9
+    dt: float = DT
     neuron_batches: tuple[int, ...] = (1, 4096)
     network_batch: int = 256
     network_window: float = 6e-6

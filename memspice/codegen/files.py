@@ -8,8 +8,8 @@ from memspice.codegen import spice, verilog_a
 from memspice.devices import MODELS
 from memspice.fileio import stale_files, write_files
 
-#: The repository's models/ folder.
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "models"
+#: Where ``memspice models`` writes: ``models/`` in the current folder (the repository's, run from its root).
+DEFAULT_DIR = Path("models")
 
 
 def generated() -> dict[str, str]:

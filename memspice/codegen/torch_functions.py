@@ -18,6 +18,7 @@ import sympy as sp
 import torch
 
 from memspice.devices.model import DeviceModel
+from memspice.errors import ConfigError
 
 ParamValues = Mapping[str, "float | torch.Tensor"]
 
@@ -122,7 +123,7 @@ class TorchDevice:
     def evaluate(self, v: torch.Tensor, x: torch.Tensor, params: ParamValues | None = None) -> DeviceEvaluation:
         """Port currents, port charges and state derivatives at ``(v, x)``."""
         if v.shape[-1] != self._n_ports or x.shape[-1] != self._n_states:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.model.name}: expected v (..., {self._n_ports}) and x (..., {self._n_states}), "
                 f"got {tuple(v.shape)} and {tuple(x.shape)}"
             )
@@ -153,7 +154,7 @@ class TorchDevice:
         no transposes on its hot path)."""
         model, n, m = self.model, self._n_ports, self._n_states
         if len(ports) != n or len(states) != m:
-            raise ValueError(f"{model.name}: expected {n} port voltages and {m} states, got {len(ports)} and "
+            raise ConfigError(f"{model.name}: expected {n} port voltages and {m} states, got {len(ports)} and "
                              f"{len(states)}")
         batch, full = _broadcast(self.linear_function, ports, states, ordered)
         shapes = [(n,), (m,), (n, n), (n, n), (n, m), (m, n), (m, m)]  # DeviceLinearization's fields in order

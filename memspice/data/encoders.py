@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
+from memspice.errors import ConfigError
+
 ENCODERS = ("direct", "rate")
 
 
 def _check(x: torch.Tensor, n_steps: int) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
-        raise ValueError(f"x must be a (batch, n_in) float tensor; got "
+        raise ConfigError(f"x must be a (batch, n_in) float tensor; got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
+        raise ConfigError(f"n_steps must be a positive integer; got {n_steps!r}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class DirectEncoder:
 
     def __post_init__(self) -> None:
         if not -2.0 < self.v_low < self.v_high < 2.0:
-            raise ValueError(f"need -2 V < v_low < v_high < 2 V (below the synapse write thresholds); "
+            raise ConfigError(f"need -2 V < v_low < v_high < 2 V (below the synapse write thresholds); "
                              f"got v_low={self.v_low!r}, v_high={self.v_high!r}")
 
     def __call__(self, x: torch.Tensor, n_steps: int, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,15 +61,15 @@ class RateEncoder:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.amplitude < 2.0:
-            raise ValueError(f"amplitude must be in (0, 2) V (below the synapse write thresholds); "
+            raise ConfigError(f"amplitude must be in (0, 2) V (below the synapse write thresholds); "
                              f"got {self.amplitude!r}")
         if not 0.0 < self.max_probability <= 1.0:
-            raise ValueError(f"max_probability must be in (0, 1]; got {self.max_probability!r}")
+            raise ConfigError(f"max_probability must be in (0, 1]; got {self.max_probability!r}")
 
     def __call__(self, x: torch.Tensor, n_steps: int, index: torch.Tensor | None = None) -> torch.Tensor:
         _check(x, n_steps)
         if index is None:
-            raise ValueError("the rate encoder needs the dataset index of every sample (for reproducible pulses)")
+            raise ConfigError("the rate encoder needs the dataset index of every sample (for reproducible pulses)")
         draws = torch.empty(x.shape[0], n_steps, x.shape[1], dtype=x.dtype)
         for row, i in enumerate(index.tolist()):
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
@@ -82,4 +84,4 @@ def make_encoder(name: str, **options) -> DirectEncoder | RateEncoder:
         return DirectEncoder(**options)
     if name == "rate":
         return RateEncoder(**options)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    raise ConfigError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")

@@ -12,13 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from memspice.errors import MemspiceError
+from memspice.errors import DatasetError
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DatasetError(MemspiceError):
-    """A dataset is missing, unreadable or not what it claims to be."""
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

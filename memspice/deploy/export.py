@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
@@ -38,7 +39,7 @@ def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None,
     encoded sample ``x`` (pixels ``(n_in,)``, dataset row ``index``) over the training window;
     only the output membranes ``v(l{L}_m{j})`` are saved."""
     if synapse not in SYNAPSE_KINDS:
-        raise ValueError(f"synapse must be one of {SYNAPSE_KINDS}; got {synapse!r}")
+        raise ConfigError(f"synapse must be one of {SYNAPSE_KINDS}; got {synapse!r}")
     trained.check_settings()  # dt and the circuit come from the network; a config that differs is refused
     config = trained.config
     pixels = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
-from memspice.errors import MemspiceError
+from memspice.errors import ConfigError, JournalError, MemspiceError
 from memspice.fileio import atomic_write_text
 from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import DECIDERS, decide
 from memspice.signals import spike_times
-from memspice.solver.accuracy import check_accuracy
+from memspice.solver.cells import CellMonitor, CellVoltage
+from memspice.solver.monitor import SolutionMonitor
 from memspice.spice.pool import JobResult, Workers, raise_first_error, run_tasks
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
@@ -65,16 +66,19 @@ def _engine_readings(rows: list[dict], engine: str) -> tuple[np.ndarray, np.ndar
     return counts, firsts, np.array([r[f"means_{engine}"] for r in rows], dtype=float)
 
 
-class JournalError(MemspiceError):
-    """A verify journal holds a line that is not a finished sample's reading."""
+#: The training options that shape what a network computes from a test sample (input encoding,
+#: window, readout); the others (learning rate, epochs, threads, ...) shaped only its training.
+_DEFINING_OPTIONS = ("dataset", "encoder", "v_low", "v_high", "seed", "dt", "window", "readout", "readout_scale",
+                     "readout_width")
 
 
 def network_sha256(state: dict) -> str:
-    """A digest of a network's state (:meth:`~memspice.train.loop.Trained.state`: configuration,
-    module arguments and every weight, in a fixed order): equal for equal networks, wherever
-    they were saved."""
+    """A digest of a network (:meth:`~memspice.train.loop.Trained.state`): the options that shape
+    what it computes from a sample, its module arguments and every weight, in a fixed order; equal
+    for equal networks, wherever they were saved and however they were trained."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([state["config"], state["model_config"]], sort_keys=True).encode())
+    defining = {k: state["config"].get(k) for k in _DEFINING_OPTIONS}
+    digest.update(json.dumps([defining, state["model_config"]], sort_keys=True).encode())
     for name in sorted(state["model"]):
         tensor = state["model"][name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -170,10 +174,10 @@ def _read_journal(path: Path, outputs: int) -> dict[int, dict]:
     return readings
 
 
-def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, strict: bool) -> tuple[list[dict], list]:
-    """The torch solver's readings of the samples ``x[indices]`` (float64, one batch) and its
-    local error estimates; a grid too coarse for the dynamics fails here (``strict``) before
-    ngspice runs."""
+def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: SolutionMonitor) -> list[dict]:
+    """The torch solver's readings of the samples ``x[indices]`` (float64, one batch), its solution
+    shown to ``monitor``: a grid too coarse for the dynamics (strictly) or cells beyond their write
+    thresholds fail here, before ngspice runs."""
     model = trained.model
     device = next(model.parameters()).device
     original = next(model.parameters()).dtype
@@ -186,19 +190,19 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, strict: bool) -
     finally:
         model.to(original)
         model.fused = fused
-    errors = solution.errors or []
-    check_accuracy(errors, strict, f"verify (torch, dt = {model.dt:g} s, {model.method})")
+    monitor.observe(solution)
     t = solution.t.cpu().numpy()
     v_out = solution.v[-1].cpu().numpy()
     threshold = trained.readout.threshold
     return [_readings([_read(t, v_out[b, :, j], threshold, trained.t_end) for j in range(v_out.shape[-1])])
-            for b in range(len(indices))], errors
+            for b in range(len(indices))]
 
 
 def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: Workers = None,
            synapse: str = "resistor", timeout: float = 3600.0, progress: bool = True,
            settings: dict | None = None, journal: str | os.PathLike | None = None, strict: bool = False,
-           requested: Sequence[int] | None = None, part: tuple[int, int] | None = None) -> dict:
+           requested: Sequence[int] | None = None, part: tuple[int, int] | None = None,
+           allow_cell_writes: bool = False) -> dict:
     """Classify the samples ``x[k]`` (labels ``y[k]``) for ``k`` in ``indices`` in ngspice and
     with the torch solver (float64, one batch); returns the summary and per-sample rows.
 
@@ -212,14 +216,17 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     which are missing. Times: ``elapsed_s`` (this call), ``compute_s`` (torch plus every
     sample's ngspice run, resumed ones included). ``local_error``: the torch solver's largest
     local error estimate per layer (it warns when one exceeds its tolerance; ``strict``: raises,
-    before ngspice runs)."""
+    before ngspice runs); ``cell_voltages``, ``cell_margin``: the extreme voltages across the torch
+    solution's synapse cells (a write threshold crossed raises before ngspice runs, unless
+    ``allow_cell_writes``; :mod:`memspice.solver.cells`)."""
     started = time.perf_counter()
     indices = np.asarray(indices, dtype=int)
     run = SampleRun(trained, synapse, settings, timeout)
     model = trained.model
 
     start = time.perf_counter()
-    torch_readings, errors = _torch_readings(trained, x, indices, strict)
+    monitor = SolutionMonitor(strict, allow_cell_writes, f"verify (torch, dt = {model.dt:g} s, {model.method})")
+    torch_readings = _torch_readings(trained, x, indices, monitor)
     torch_s = time.perf_counter() - start
 
     journal = Path(journal) if journal is not None else None
@@ -255,7 +262,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
             "requested": sorted(int(k) for k in (indices if requested is None else requested)),
             "part": list(part) if part else None, "missing": [],
             "elapsed_s": time.perf_counter() - started, "compute_s": torch_s + sum(r["spice_s"] for r in rows),
-            "torch_s": torch_s, "resumed": resumed, "local_error": [e.to_json() for e in errors],
+            "torch_s": torch_s, "resumed": resumed, **monitor.to_json(),
             **_settings(trained, run), "per_sample": rows}
 
 
@@ -282,7 +289,7 @@ def judge(rows: list[dict], order: Sequence[str]) -> list[dict]:
     largest ngspice/torch difference of that reading over all rows, so that the two engines
     could decide differently."""
     if not rows:
-        raise ValueError("a verification report needs at least one sample")
+        raise ConfigError("a verification report needs at least one sample")
     readings = {engine: _engine_readings(rows, engine) for engine in ("spice", "torch")}
     decisions = {engine: decide(*readings[engine], order) for engine in readings}
     largest = {"count": np.abs(readings["spice"][0] - readings["torch"][0]).max(),
@@ -357,7 +364,7 @@ def merge(reports: list[dict], names: Sequence[str] | None = None) -> dict:
     ``missing`` lists the requested samples no part holds. Times: ``compute_s`` summed,
     ``elapsed_s`` the longest part's (parts run side by side)."""
     if not reports:
-        raise ValueError("nothing to merge")
+        raise ConfigError("nothing to merge")
     names = list(names) if names is not None else [f"part {k + 1}" for k in range(len(reports))]
     for key in _SHARED:
         for name, report in zip(names[1:], reports[1:]):
@@ -376,11 +383,15 @@ def merge(reports: list[dict], names: Sequence[str] | None = None) -> dict:
     for error in (e for r in reports for e in r.get("local_error", [])):
         if error["layer"] not in worst or error["ratio"] > worst[error["layer"]]["ratio"]:
             worst[error["layer"]] = error
+    cells = CellMonitor()  # per layer, the extreme cell voltages of all parts
+    cells.record([CellVoltage(**c) for r in reports for c in r.get("cell_voltages", [])])
     return {**summarize(rows), **{key: reports[0].get(key) for key in _SHARED}, "requested": requested,
             "part": None, "missing": missing, "elapsed_s": max(r["elapsed_s"] for r in reports),
             "compute_s": sum(r["compute_s"] for r in reports), "torch_s": sum(r["torch_s"] for r in reports),
             "resumed": sum(r.get("resumed", 0) for r in reports), "parts": len(reports),
-            "local_error": [worst[k] for k in sorted(worst)], "per_sample": rows}
+            "error_ratio": max((e["ratio"] for e in worst.values()), default=None),
+            "local_error": [worst[k] for k in sorted(worst)], "cell_voltages": cells.to_json(),
+            "cell_margin": cells.margin, "per_sample": rows}
 
 
 def index_ranges(indices: Sequence[int]) -> str:

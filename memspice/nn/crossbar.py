@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from memspice.errors import ConfigError
 from memspice.network import Crossbar as CrossbarDescription
 
 #: The total conductance (S) one column may hold on one side at g_max: it sets g_max = this / n_in.
@@ -49,9 +50,9 @@ def conductance_range(n_in: int, column_conductance: float = COLUMN_CONDUCTANCE,
     spike. Scaling ``g_max`` as ``column_conductance / n_in`` keeps that load the same for a
     64-row and a 784-row crossbar (the row voltages set the drive, not the fan-in)."""
     if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in < 1:
-        raise ValueError(f"n_in must be a positive integer; got {n_in!r}")
+        raise ConfigError(f"n_in must be a positive integer; got {n_in!r}")
     if not column_conductance > 0 or not on_off_ratio > 1:
-        raise ValueError(f"need column_conductance > 0 S and on_off_ratio > 1; got {column_conductance!r}, "
+        raise ConfigError(f"need column_conductance > 0 S and on_off_ratio > 1; got {column_conductance!r}, "
                          f"{on_off_ratio!r}")
     g_max = column_conductance / n_in
     return g_max / on_off_ratio, g_max
@@ -74,13 +75,13 @@ class Crossbar(nn.Module):
                  parametrization: str = "sigmoid", generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0 < g_min < g_max or not math.isfinite(g_max):
-            raise ValueError(f"need 0 < g_min < g_max (S); got g_min={g_min!r}, g_max={g_max!r}")
+            raise ConfigError(f"need 0 < g_min < g_max (S); got g_min={g_min!r}, g_max={g_max!r}")
         if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"unknown parametrization {parametrization!r}; "
+            raise ConfigError(f"unknown parametrization {parametrization!r}; "
                              f"choose one of {', '.join(PARAMETRIZATIONS)}")
         for name, (lo, hi) in (("init_pos", init_pos), ("init_neg", init_neg)):
             if not 0 <= lo < hi <= 1:
-                raise ValueError(f"{name} must be fractions 0 <= low < high <= 1 of the range; got {(lo, hi)!r}")
+                raise ConfigError(f"{name} must be fractions 0 <= low < high <= 1 of the range; got {(lo, hi)!r}")
         self.n_in, self.n_out = n_in, n_out
         self.g_min, self.g_max = float(g_min), float(g_max)
         self.parametrization = parametrization

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from memspice.defaults import DT, METHOD
+from memspice.errors import ConfigError
 from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.neurons import MIFLayer
@@ -37,7 +39,7 @@ class MemristiveSNN(nn.Module):
     reports it in ``errors``."""
 
     def __init__(self, sizes: Sequence[int], neuron_params: Mapping[str, float] | None = None,
-                 buffer_gain: float = 2.0, dt: float = 200e-9, method: str = "radau5",
+                 buffer_gain: float = 2.0, dt: float = DT, method: str = METHOD,
                  column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO,
                  checkpoint_every: int | None = None, seed: int = 0, fused: bool = False,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
@@ -46,11 +48,11 @@ class MemristiveSNN(nn.Module):
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-            raise ValueError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
+            raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if not dt > 0:
-            raise ValueError(f"dt must be > 0 s; got {dt!r}")
+            raise ConfigError(f"dt must be > 0 s; got {dt!r}")
         generator = torch.Generator().manual_seed(seed)
         self.sizes, self.dt, self.method = sizes, float(dt), method
         self.buffer_gain, self.checkpoint_every, self.fused = float(buffer_gain), checkpoint_every, fused
@@ -94,10 +96,10 @@ class MemristiveSNN(nn.Module):
         the fused kernels), e.g. an annealed threshold or an ablation; the circuit the module
         describes and netlists keeps its own."""
         if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
-            raise ValueError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
+            raise ConfigError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
         if neuron_overrides is not None and len(neuron_overrides) != len(self.neurons):
-            raise ValueError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
+            raise ConfigError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
                              f"got {len(neuron_overrides)}")
         params = [{**layer.overrides, **(extra or {})}
                   for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
+from memspice.errors import ConfigError
 from memspice.solver.transient import Solution, simulate_neurons
 
 
@@ -19,11 +21,11 @@ class MIFLayer(nn.Module):
     :meth:`forward` integrates the neurons alone, driven by an input current; inside a
     :class:`~memspice.nn.MemristiveSNN` the network integrates all layers step by step."""
 
-    def __init__(self, size: int, params: Mapping[str, float] | None = None, dt: float = 200e-9,
-                 method: str = "radau5") -> None:
+    def __init__(self, size: int, params: Mapping[str, float] | None = None, dt: float = DT,
+                 method: str = METHOD) -> None:
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer; got {size!r}")
+            raise ConfigError(f"size must be a positive integer; got {size!r}")
         MIF.resolve(params or {})  # validates: one clear error here, not inside the solver
         self.size = size
         self.overrides = dict(params or {})
@@ -41,7 +43,7 @@ class MIFLayer(nn.Module):
     def simulate(self, current: torch.Tensor, record_states: bool = True) -> Solution:
         """The full solution (membranes and switch states)."""
         if current.shape[-1] != self.size:
-            raise ValueError(f"current has {current.shape[-1]} neurons; the layer has {self.size}")
+            raise ConfigError(f"current has {current.shape[-1]} neurons; the layer has {self.size}")
         return simulate_neurons(current, self.dt, self.overrides, self.method, record_states=record_states)
 
     def extra_repr(self) -> str:

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: Spikes are upward crossings of this membrane voltage (V): the MIF neuron's M1 threshold is
-#: 0.40 V and its spikes peak near 0.55 V, so only spikes cross it (as in memspice validate).
-SPIKE_THRESHOLD = 0.45
+from memspice.defaults import SPIKE_THRESHOLD
+from memspice.errors import ConfigError
+
 READOUTS = ("count", "first-spike", "membrane-mean", "membrane-max")
 #: The readouts trained on spike latencies (and given the class-neuron firing term).
 SPIKE_READOUTS = ("count", "first-spike")
@@ -103,7 +103,7 @@ def decide(counts: np.ndarray, first: np.ndarray, means: np.ndarray, order: Sequ
     breaks what they leave tied; a prediction is decided by the first reading that leaves one
     candidate, so a sample in which no candidate spikes ends at the membrane."""
     if not order or len(set(order)) != len(order) or not set(order) <= {"count", "first-spike"}:
-        raise ValueError(f"order must name 'count' and/or 'first-spike' once each; got {tuple(order)!r}")
+        raise ConfigError(f"order must name 'count' and/or 'first-spike' once each; got {tuple(order)!r}")
     counts, first, means = (np.asarray(a, dtype=float) for a in (counts, first, means))
     keys = {"count": counts, "first-spike": -first, "membrane": means}  # higher is better
     candidates = np.ones(counts.shape, dtype=bool)
@@ -146,9 +146,9 @@ class Readout:
 
     def __post_init__(self) -> None:
         if self.kind not in READOUTS:
-            raise ValueError(f"unknown readout {self.kind!r}; choose one of {', '.join(READOUTS)}")
+            raise ConfigError(f"unknown readout {self.kind!r}; choose one of {', '.join(READOUTS)}")
         if not self.scale > 0 or not self.width > 0 or not self.fire_weight >= 0:
-            raise ValueError(f"scale and width must be > 0 and fire_weight >= 0; got scale={self.scale!r}, "
+            raise ConfigError(f"scale and width must be > 0 and fire_weight >= 0; got scale={self.scale!r}, "
                              f"width={self.width!r}, fire_weight={self.fire_weight!r}")
 
     @property

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
-from memspice.nn.readout import SPIKE_THRESHOLD, soft_spike_counts
+from memspice.defaults import SPIKE_THRESHOLD
+from memspice.nn.readout import soft_spike_counts
 
 
 def rate_band_penalty(hidden: Sequence[torch.Tensor], band: tuple[float, float], threshold: float = SPIKE_THRESHOLD,

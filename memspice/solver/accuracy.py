@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 
-from memspice.errors import AccuracyError, AccuracyWarning
+from memspice.errors import AccuracyError, AccuracyWarning, ConfigError
 
 #: suggested dt = dt · max(SMALLEST_FACTOR, SAFETY · ratio^(-1/order)): the margin and the
 #: largest cut of one step-size change in RADAU5 (far outside the asymptotic range the power law
@@ -44,7 +44,7 @@ class Tolerance:
         for name in ("v", "x"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"tolerance {name} must be a number > 0; got {value!r}")
+                raise ConfigError(f"tolerance {name} must be a number > 0; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,15 @@ class AccuracyMonitor:
         self.layers: dict[int, LayerError] = {}
         self.warned = False
 
-    def observe(self, errors: list[LayerError] | None) -> None:
+    def record(self, errors: list[LayerError] | None) -> None:
+        """Keep the worst estimate per layer, without judging it."""
         for error in errors or []:
             if error.layer not in self.layers or error.ratio > self.layers[error.layer].ratio:
                 self.layers[error.layer] = error
+
+    def observe(self, errors: list[LayerError] | None) -> None:
+        """Record ``errors`` and warn (or raise) the first time one exceeds its tolerance."""
+        self.record(errors)
         if not self.warned and any(e.ratio > 1 for e in errors or []):
             self.warned = check_accuracy(errors, self.strict, self.context)
 

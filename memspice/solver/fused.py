@@ -32,6 +32,7 @@ import warnings
 import torch
 
 from memspice.codegen.torch_functions import TorchDevice
+from memspice.errors import ConfigError
 
 Matrix = list[list[torch.Tensor]]
 Vector = list[torch.Tensor]
@@ -68,7 +69,7 @@ def _inverse(m: Matrix) -> Matrix:
         adjugate = [[c0, c * h - b * i, b * f - c * e], [c1, a * i - c * g, c * d - a * f],
                     [c2, b * g - a * h, a * e - b * d]]
         return [[entry * r for entry in row] for row in adjugate]
-    raise ValueError(f"closed-form inverses are for 1 to 3 stages; got {s}")
+    raise ConfigError(f"closed-form inverses are for 1 to 3 stages; got {s}")
 
 
 def _matvec(m: Matrix, x: Vector) -> Vector:

@@ -41,7 +41,7 @@ import torch
 
 from memspice.codegen.torch_functions import TorchDevice, torch_device
 from memspice.devices.model import DeviceModel
-from memspice.errors import SolverError
+from memspice.errors import ConfigError, NewtonFailure, SolverError
 from memspice.solver import fused as fused_step
 from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.linear import arrow_factor, solve_arrow, solve_dense, solve_factored
@@ -64,7 +64,7 @@ class NeuronLayer:
 
     def __init__(self, model: DeviceModel, params: Mapping[str, float | torch.Tensor] | None = None) -> None:
         if len(model.ports) != 1:
-            raise ValueError(f"the solver integrates one-port neuron devices; {model.name} has ports {model.ports}")
+            raise ConfigError(f"the solver integrates one-port neuron devices; {model.name} has ports {model.ports}")
         self.model = model
         self.device = torch_device(model)
         self.params = self.device.ordered(params)
@@ -140,10 +140,6 @@ class NewtonOptions:
     max_splits: int = 4
 
 
-class NewtonFailure(SolverError):
-    """Newton's method did not converge within a step (the caller may split the step)."""
-
-
 @dataclass(frozen=True)
 class Method:
     """An implicit method written as ``s`` stages at the fractions ``nodes`` of the step:
@@ -198,7 +194,7 @@ def step_nodes(method: str, estimate: bool = False) -> tuple[float, ...]:
     """The fractions of a step at which ``method`` needs the drive (with ``estimate``, what its
     error estimate needs too)."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     # the trapezoidal rule, and the Radau estimate, also need the drive at the start of the step
     if method == "euler":
         return (1.0,)

@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import torch
 
+from memspice.errors import ConfigError
+
 
 def solve_dense(a_tilde: torch.Tensor, mass: torch.Tensor, jac: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """The Newton update ``(d, s, ...)`` for the residual ``r`` (``(d, s, ...)``), ``mass``
@@ -154,4 +156,4 @@ def _inverse(m: torch.Tensor) -> torch.Tensor:
             torch.stack([cofactors[1], a * i - c * g, c * d - a * f], -2),
             torch.stack([cofactors[2], b * g - a * h, a * e - b * d], -2)], -3)
         return adjugate / (a * cofactors[0] + b * cofactors[1] + c * cofactors[2]).unsqueeze(-2).unsqueeze(-2)
-    raise ValueError(f"closed-form inverses are for 1 to 3 stages; got {s}")
+    raise ConfigError(f"closed-form inverses are for 1 to 3 stages; got {s}")

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from memspice.defaults import METHOD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
+from memspice.errors import ConfigError
 from memspice.solver.accuracy import LayerError, Tolerance
+from memspice.solver.cells import CellVoltage, cell_voltages
 from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper, step_nodes
 
 Params = Mapping[str, "float | torch.Tensor"]
@@ -31,7 +34,8 @@ class Solution:
     stage of every neuron of the batch at once; 0 for ``euler``); ``errors``: per layer, the
     largest local error estimate against the tolerance (:mod:`memspice.solver.accuracy`; ``None``
     when not estimated); ``split_steps``: grid steps that Newton's method only finished as
-    substeps."""
+    substeps; ``cells``: per crossbar, the extreme voltages across its synapse cells
+    (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars)."""
 
     t: torch.Tensor
     v: list[torch.Tensor]
@@ -39,13 +43,14 @@ class Solution:
     newton_iterations: list[int] | None = None
     errors: list[LayerError] | None = None
     split_steps: int = 0
+    cells: list[CellVoltage] | None = None
 
 
 def simulate_neurons(
     current: torch.Tensor,
     dt: float,
     params: Params | None = None,
-    method: str = "radau5",
+    method: str = METHOD,
     model: DeviceModel = MIF,
     record_states: bool = True,
     checkpoint_every: int | None = None,
@@ -77,7 +82,7 @@ def simulate_network(
     inputs: torch.Tensor,
     dt: float,
     params: Sequence[Params | None] | None = None,
-    method: str = "radau5",
+    method: str = METHOD,
     buffer_gain: float = 2.0,
     model: DeviceModel = MIF,
     record_states: bool = False,
@@ -93,12 +98,12 @@ def simulate_network(
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
-        raise ValueError(f"{len(weights)} crossbars but {len(params)} neuron parameter sets")
+        raise ConfigError(f"{len(weights)} crossbars but {len(params)} neuron parameter sets")
     sizes = []
     for k, (g_pos, g_neg) in enumerate(weights):
         n_in = inputs.shape[-1] if k == 0 else sizes[-1]
         if g_pos.shape != g_neg.shape or g_pos.ndim != 2 or g_pos.shape[0] != n_in:
-            raise ValueError(f"layer {k + 1}: g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)} must both "
+            raise ConfigError(f"layer {k + 1}: g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)} must both "
                              f"be ({n_in}, n_out)")
         sizes.append(g_pos.shape[1])
     layers = [NeuronLayer(model, p) for p in params]
@@ -114,16 +119,18 @@ def simulate_network(
         currents = (buffer_gain * torch.stack(upstream)) @ differences[k]  # every node in one product
         return [(a, loads[k]) for a in currents.unbind(0)]
 
-    return _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused,
-                      tolerance)
+    solution = _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused,
+                          tolerance)
+    solution.cells = cell_voltages([inputs, *(buffer_gain * v for v in solution.v[:-1])], solution.v)
+    return solution
 
 
 def _check_input(tensor: torch.Tensor, name: str) -> None:
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3 or tensor.shape[1] < 2:
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise ValueError(f"{name} must be a (batch, n_steps + 1, n) tensor with n_steps >= 1; got {shape}")
+        raise ConfigError(f"{name} must be a (batch, n_steps + 1, n) tensor with n_steps >= 1; got {shape}")
     if not tensor.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor; got {tensor.dtype}")
+        raise ConfigError(f"{name} must be a float tensor; got {tensor.dtype}")
 
 
 class _Between:
@@ -157,9 +164,9 @@ def _integrate(
     tolerance: Tolerance | None,
 ) -> Solution:
     if not dt > 0:
-        raise ValueError(f"dt must be > 0 s; got {dt!r}")
+        raise ConfigError(f"dt must be > 0 s; got {dt!r}")
     if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
+        raise ConfigError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     newton = newton or NewtonOptions()

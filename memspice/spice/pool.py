@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from tqdm import tqdm
 
-from memspice.errors import MemspiceError, SpiceError
+from memspice.errors import ConfigError, MemspiceError, SpiceError
 from memspice.netlist import text
 from memspice.spice.rawfile import RawPlot
 from memspice.spice.runner import run_netlist
@@ -82,12 +82,12 @@ def run_tasks(
     picklable)."""
     names = [text.name(name, "job name") for name, _ in jobs]
     if len(set(names)) != len(names):
-        raise ValueError("job names must be unique")
+        raise ConfigError("job names must be unique")
     if hasattr(workers, "run"):  # a Cluster
         return workers.run(task, jobs, shared, on_result=on_result, progress=progress, desc=desc)
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+        raise ConfigError(f"workers must be a positive integer; got {workers!r}")
 
     cancel = threading.Event()
     results: dict[str, JobResult] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memspice.errors import ConfigError
 from memspice.fileio import atomic_write_bytes, atomic_write_text
 from memspice.signals import spike_times
 from memspice.spice.rawfile import RawPlot
@@ -25,7 +26,7 @@ class Waveforms:
     @classmethod
     def from_plot(cls, plot: RawPlot) -> Waveforms:
         if "time" not in plot.variables:
-            raise ValueError(f"plot {plot.plotname!r} is not a transient analysis (no time vector)")
+            raise ConfigError(f"plot {plot.plotname!r} is not a transient analysis (no time vector)")
         signals = {k: np.real(v) for k, v in plot.variables.items() if k != "time"}
         return cls(np.real(plot.variables["time"]), signals)
 
@@ -73,4 +74,4 @@ class Waveforms:
             buf = io.StringIO()
             np.savetxt(buf, table, delimiter=",", header=",".join(["time", *self.signals]), comments="", fmt="%.17g")
             return atomic_write_text(path, buf.getvalue())
-        raise ValueError(f"cannot save waveforms as {path.name!r}: use a .npz or .csv file name")
+        raise ConfigError(f"cannot save waveforms as {path.name!r}: use a .npz or .csv file name")

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memspice.errors import MemspiceError
+from memspice.errors import UnsafeNetlistError
 
 ALLOW_HINT = "simulate it only if you trust it, with --allow-control (allow_control=True)"
 _CONTROL_PREFIXES = {
@@ -37,11 +37,6 @@ _CONTROL_PREFIXES = {
 _FIRST_LINE_BYTES = 4999  # XSPICE's fgets(big_buff, 5000, fp) on the top file's first line
 _SKIPPED = re.compile(r"[\x00-\x20\x7f-\xff]*")  # blanks, control characters, non-ASCII bytes (latin-1)
 _ENV_PATH = re.compile(r"\$([^/\\]+)")
-
-
-class UnsafeNetlistError(MemspiceError):
-    """A netlist, or a file it includes, holds ngspice control language, or includes a file that
-    cannot be checked."""
 
 
 @dataclass

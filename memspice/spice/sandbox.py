@@ -98,13 +98,14 @@ def describe() -> str:
 
 
 def readable_folders(netlist: Path, ngspice: Path) -> list[Path]:
-    """The folders the sandbox shows ngspice read-only for ``netlist``: its own, memspice's
-    models, and the installation of an ngspice that lives outside ``/usr``."""
+    """The folders the sandbox shows ngspice read-only for ``netlist``: its own, the generated
+    models (``memspice models``' folder, ``models/`` of the current folder, which netlists written
+    by ``memspice netlists`` include), and the installation of an ngspice that lives outside ``/usr``."""
     from memspice.codegen.files import DEFAULT_DIR as MODELS_DIR
 
     folders = [netlist.resolve().parent]
     if MODELS_DIR.is_dir():
-        folders.append(MODELS_DIR)
+        folders.append(MODELS_DIR.resolve())
     ngspice = ngspice.resolve()
     if not ngspice.is_relative_to("/usr"):
         folders.append(ngspice.parent.parent)

@@ -8,7 +8,7 @@ import time
 
 from memspice.data import Dataset
 from memspice.errors import MemspiceError
-from memspice.solver.accuracy import AccuracyMonitor
+from memspice.solver.monitor import SolutionMonitor, summary_lines
 from memspice.train.loop import Trained, evaluate
 
 #: Ablations :func:`assess` knows.
@@ -16,14 +16,17 @@ ABLATIONS = ("hidden-spikes",)
 
 
 def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: str | None = None,
-           batch_size: int = 256, progress: bool = True, strict: bool = False) -> dict:
+           batch_size: int = 256, progress: bool = True, strict: bool = False,
+           allow_cell_writes: bool = False) -> dict:
     """Evaluate ``trained`` on the first ``samples`` test samples of ``data`` (all if None).
 
     Returns ``samples``, ``accuracy``, ``decided_by_spikes`` (the share of predictions a spike
     reading made), ``decided_by`` (per reading), ``hidden_spikes_per_neuron`` and
     ``output_spikes_per_neuron`` (per sample), ``loss``, ``wall_s``, the solver's largest local
     error estimate (``error_ratio``, in units of its tolerance; ``local_error`` per layer: it
-    warns above 1, or raises with ``strict``), and with ``ablate = "hidden-spikes"`` the same
+    warns above 1, or raises with ``strict``), the extreme voltages across synapse cells
+    (``cell_voltages`` per crossbar, ``cell_margin`` to the nearest write threshold: reaching one
+    raises unless ``allow_cell_writes``), and with ``ablate = "hidden-spikes"`` the same
     figures of the ablated network as ``ablated_*`` (else None)."""
     if ablate is not None and ablate not in ABLATIONS:
         raise MemspiceError(f"unknown ablation {ablate!r}; known: {', '.join(ABLATIONS)}")
@@ -41,7 +44,8 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
     dtype = next(trained.model.parameters()).dtype
     started = time.perf_counter()
     runs = {"": False, "ablated_": True} if ablate else {"": False}
-    monitor = AccuracyMonitor(strict, context=f"evaluation (dt = {trained.model.dt:g} s, {trained.model.method})")
+    monitor = SolutionMonitor(strict, allow_cell_writes,
+                              context=f"evaluation (dt = {trained.model.dt:g} s, {trained.model.method})")
     out = {"dataset": data.name, "samples": n, "sizes": list(sizes), "readout": trained.readout.kind}
     for prefix, ablated in runs.items():
         result = evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, batch_size,
@@ -51,7 +55,8 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
                     f"{prefix}decided_by": result["decided_by"],
                     f"{prefix}hidden_spikes_per_neuron": result["hidden_spikes"],
                     f"{prefix}output_spikes_per_neuron": result["output_spikes"],
-                    f"{prefix}error_ratio": result["error_ratio"], f"{prefix}local_error": result["local_error"]})
+                    **{f"{prefix}{key}": result[key] for key in ("error_ratio", "local_error", "cell_voltages",
+                                                                  "cell_margin")}})
     if not ablate:
         out["ablated_accuracy"] = None
     out["wall_s"] = time.perf_counter() - started
@@ -68,10 +73,7 @@ def assessment_table(report: dict) -> str:
 
     lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
              f"{report['readout']} readout (torch solver, {report['wall_s']:.0f} s)", line("", "network")]
-    ratio = report.get("error_ratio")
-    if ratio is not None:
-        lines.append(f"  solver's largest local error estimate {ratio:.3g}x its tolerance "
-                     f"({'within it' if ratio <= 1 else 'EXCEEDED: the grid is too coarse for these dynamics'})")
+    lines += summary_lines(report)
     if report["ablated_accuracy"] is not None:
         lines.append(line("ablated_", "hidden spikes ablated"))
         lines.append(f"  the hidden spikes are worth {100 * (report['accuracy'] - report['ablated_accuracy']):.2f} "

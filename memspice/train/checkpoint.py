@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from memspice.errors import MemspiceError
+from memspice.errors import CheckpointError, ConfigError
 from memspice.fileio import atomic_write_bytes
 
 FORMAT = "memspice-checkpoint"
@@ -20,15 +20,11 @@ VERSION = 1
 _KEYS = ("config", "model_config", "model", "optimizer", "epoch", "batch", "history")
 
 
-class CheckpointError(MemspiceError):
-    """A checkpoint is missing, corrupt, or not a memspice checkpoint."""
-
-
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` (the keys of a memspice checkpoint) to ``path`` atomically."""
     missing = [k for k in _KEYS if k not in state]
     if missing:
-        raise ValueError(f"a checkpoint needs {missing}")
+        raise ConfigError(f"a checkpoint needs {missing}")
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -26,12 +26,12 @@ import torch
 from tqdm import tqdm
 
 from memspice.data import Dataset, load_dataset
-from memspice.errors import MemspiceError
+from memspice.errors import RunError
 from memspice.fileio import atomic_write_text, file_sha256
 from memspice.nn import MemristiveSNN, Readout, spike_counts
 from memspice.nn.readout import DECIDERS
 from memspice.nn.regularizers import rate_band_penalty
-from memspice.solver.accuracy import AccuracyMonitor
+from memspice.solver.monitor import SolutionMonitor
 from memspice.train import distributed
 from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from memspice.train.config import TrainConfig, input_encoder
@@ -40,10 +40,6 @@ from memspice.train.schedules import annealed_threshold, learning_rate
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "eval_loss", "eval_acc", "eval_samples", "lr",
            "epoch_s", "processes", "hidden_spikes", "output_spikes", "decided_by_spikes", "threshold",
            "error_ratio")
-
-
-class RunError(MemspiceError):
-    """A run folder cannot be used as asked (it holds another run, or nothing to resume)."""
 
 
 @dataclass
@@ -93,7 +89,7 @@ def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str) 
 
 
 #: Options a resumed run may change: they do not change the result.
-RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused", "strict")
+RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused", "strict", "allow_cell_writes")
 
 
 def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Readout, Callable]:
@@ -144,17 +140,18 @@ def _order(config: TrainConfig, epoch: int, n: int) -> torch.Tensor:
 
 def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.ndarray, y: np.ndarray,
              n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False,
-             ablate_hidden_spikes: bool = False, monitor: AccuracyMonitor | None = None) -> dict:
+             ablate_hidden_spikes: bool = False, monitor: SolutionMonitor | None = None) -> dict:
     """Loss, accuracy and spike statistics on the samples ``x`` (``(N, n_in)``), labels ``y``:
     ``hidden_spikes`` and ``output_spikes`` per neuron and sample, ``decided_by`` the share of
     predictions each reading made (:data:`~memspice.nn.readout.DECIDERS`) and
     ``decided_by_spikes`` the share made without the membrane. ``ablate_hidden_spikes``: every
     hidden neuron's M1 cannot turn on (:meth:`MemristiveSNN.hidden_spike_ablation`).
     ``error_ratio``, ``local_error``: the solver's largest local error estimate over these
-    samples (in units of its tolerance) and where, per layer; ``monitor`` (a new one if None)
-    warns or raises when it exceeds the tolerance."""
-    monitor = monitor or AccuracyMonitor(context="evaluation")
-    mine = AccuracyMonitor(context=monitor.context)  # these samples' figures; the warning is the run's
+    samples (in units of its tolerance) and where, per layer; ``cell_voltages``, ``cell_margin``:
+    the extreme voltages across synapse cells (:meth:`SolutionMonitor.to_json`); ``monitor`` (a new
+    one if None) warns or raises when the tolerance or a write threshold is exceeded."""
+    monitor = monitor or SolutionMonitor(context="evaluation")
+    mine = SolutionMonitor()  # these samples' figures; the run's monitor judges
     device = next(model.parameters()).device
     overrides = model.hidden_spike_ablation() if ablate_hidden_spikes else None
     loss_sum, correct, hidden, output = 0.0, 0, 0.0, 0.0
@@ -165,8 +162,8 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
             xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
             yb = torch.as_tensor(y[index.numpy()], device=device)
             solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides)
-            monitor.observe(solution.errors)
-            mine.observe(solution.errors)
+            monitor.observe(solution)
+            mine.record(solution)
             v = solution.v
             loss_sum += readout.loss(v[-1], yb).item() * len(index)
             classes, decided_by = readout.decide(v[-1])
@@ -177,8 +174,7 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
     n = max(len(x), 1)
     shares = {name: float(count / n) for name, count in zip(DECIDERS, decided)}
     return {"loss": loss_sum / n, "acc": correct / n, "hidden_spikes": hidden / n, "output_spikes": output / n,
-            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"], "error_ratio": mine.worst_ratio,
-            "local_error": mine.to_json()}
+            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"], **mine.to_json()}
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
@@ -232,12 +228,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
         optimizer.load_state_dict(state["optimizer"])
         epoch, first_batch, history = state["epoch"], state["batch"], list(state["history"])
         partial = dict(state.get("partial", {}))
+    elif config.init_from:
+        model.load_state_dict(_starting_weights(config, model))
     if group.main:
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     n_batches = math.ceil(len(train_x) / config.batch_size)
     device_th1 = model.neurons[0].params()["th1"]
-    monitor = AccuracyMonitor(config.strict, context=f"training (dt = {config.dt:g} s, {config.method})")
+    monitor = SolutionMonitor(config.strict, config.allow_cell_writes,
+                              context=f"training (dt = {config.dt:g} s, {config.method})")
 
     def snapshot(next_epoch: int, next_batch: int, running: dict) -> None:
         if not group.main:
@@ -271,7 +270,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
                 xb = torch.as_tensor(train_x[share.numpy()], dtype=dtype, device=group.device)
                 yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
                 solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides)
-                monitor.observe(solution.errors)
+                monitor.observe(solution)
                 running["error_ratio"] = max([running["error_ratio"], *(e.ratio for e in solution.errors or [])])
                 v = solution.v
                 v_out = v[-1]
@@ -326,6 +325,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
     return finish(out, config, model, readout, encoder, data, history, dtype, progress, monitor) if group.main else None
 
 
+def _starting_weights(config: TrainConfig, model: MemristiveSNN) -> dict:
+    """The weights of ``config.init_from`` for ``model``; :class:`CheckpointError` when that network's
+    layer sizes or settings (dt, method, ...) are not the new run's."""
+    start = load_trained(config.init_from)
+    theirs = {k: v for k, v in start.model.config().items() if k != "checkpoint_every"}  # memory, not the network
+    _refuse_differences(theirs, model.config(), f"the network of {config.init_from}", "this run")
+    return start.model.state_dict()
+
+
 def _write_metrics(path: Path, history: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRICS, lineterminator="\n")
@@ -336,7 +344,7 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
 
 def finish(out: Path, config: TrainConfig, model: MemristiveSNN, readout: Readout, encoder: Callable,
            data: Dataset, history: list[dict], dtype: torch.dtype, progress: bool,
-           monitor: AccuracyMonitor | None = None) -> dict:
+           monitor: SolutionMonitor | None = None) -> dict:
     """Test accuracy on the whole test set, ``results.json`` and the plots (``monitor``: the
     run's, so that a local error warning comes once per run)."""
     from memspice.plots import plot_output_membranes, plot_training
@@ -349,7 +357,7 @@ def finish(out: Path, config: TrainConfig, model: MemristiveSNN, readout: Readou
                "epoch_s": history[-1]["epoch_s"] if history else None,
                "output_spikes": test["output_spikes"], "hidden_spikes": test["hidden_spikes"],
                "decided_by_spikes": test["decided_by_spikes"], "decided_by": test["decided_by"],
-               "error_ratio": test["error_ratio"], "local_error": test["local_error"]}
+               **{k: test[k] for k in ("error_ratio", "local_error", "cell_voltages", "cell_margin")}}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     if history:
         plot_training(history, out / "training.png")

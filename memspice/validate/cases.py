@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from memspice.defaults import DT, METHOD
+from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.examples import current_clamp, step_current
@@ -27,10 +29,6 @@ from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare, targets
 
 CASES = ("mif-step", "mif-pwl", "mif-fi", "xbar-net")
-#: The default training step and method: 25 steps per inter-spike interval of the default
-#: neuron at 2 µA (docs/solver.md has the measurements behind the choice).
-DEFAULT_DT = 200e-9
-DEFAULT_METHOD = "radau5"
 STEP = step_current(2e-6, 10e-6, 110e-6, 120e-6)  # the reference step, with 1 µs edges
 SWEEP_FACTORS = (1 / 8, 1 / 4, 1 / 2, 1, 2)  #: the dts of ``validate --sweep-dt``, in units of --dt
 PWL_COUNT, PWL_PERIOD, PWL_RANGE, PWL_T_END = 4, 2e-6, (0.3e-6, 8e-6), 60e-6
@@ -46,8 +44,8 @@ class TorchSettings:
     ``tolerance`` it is checked against and whether exceeding it is an error (``strict``) or a
     warning (:mod:`memspice.solver.accuracy`)."""
 
-    dt: float = DEFAULT_DT
-    method: str = DEFAULT_METHOD
+    dt: float = DT
+    method: str = METHOD
     device: str = "cpu"
     dtype: str = "float64"
     tolerance: Tolerance = field(default_factory=Tolerance)
@@ -93,9 +91,9 @@ def grid(t_end: float, dt: float) -> np.ndarray:
     """``t_n = n·dt`` for every whole step up to ``t_end`` (s); at most :data:`MAX_STEPS` steps."""
     n = np.floor(t_end / dt * (1 + 1e-9))
     if n < 1:
-        raise ValueError(f"the simulated time {t_end:g} s is shorter than one step dt = {dt:g} s")
+        raise ConfigError(f"the simulated time {t_end:g} s is shorter than one step dt = {dt:g} s")
     if n > MAX_STEPS:
-        raise ValueError(f"dt = {dt:g} s would take {n:.3g} steps to simulate {t_end:g} s; at most {MAX_STEPS:g} "
+        raise ConfigError(f"dt = {dt:g} s would take {n:.3g} steps to simulate {t_end:g} s; at most {MAX_STEPS:g} "
                          "are allowed (give a larger dt)")
     return np.arange(int(n) + 1) * dt
 
@@ -209,7 +207,7 @@ def mif_stimuli(case: str) -> list[PWL]:
         return random_pwl()
     if case == "mif-fi":
         return [step_current(c, *FI_STEP) for c in FI_CURRENTS]
-    raise ValueError(f"{case!r} is not a MIF case; choose one of mif-step, mif-pwl, mif-fi")
+    raise ConfigError(f"{case!r} is not a MIF case; choose one of mif-step, mif-pwl, mif-fi")
 
 
 def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
@@ -290,4 +288,4 @@ def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, wo
         return mif_fi(settings, workers, timeout, neuron)
     if case == "xbar-net":
         return xbar_net(settings, workers, timeout, neuron)
-    raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)} or all")
+    raise ConfigError(f"unknown case {case!r}; choose one of {', '.join(CASES)} or all")

@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 
+from memspice.defaults import SPIKE_THRESHOLD
 from memspice.signals import spike_times
 
 
 def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.ndarray,
-            threshold: float = 0.45) -> dict:
+            threshold: float = SPIKE_THRESHOLD) -> dict:
     """Metrics of ``candidate`` (V, sampled on the grid ``t``, s) against the reference waveform
     ``v_ref`` (V) on its own time points ``t_ref`` (s):
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memspice.errors import AccuracyWarning, SolverError
+from memspice.errors import AccuracyWarning, ConfigError, SolverError
 from memspice.fileio import atomic_write_bytes
 from memspice.netlist.stimuli import PWL
 from memspice.solver.accuracy import worst
@@ -30,9 +30,9 @@ def load_stimulus(path: str | Path) -> PWL:
         rows = np.loadtxt(io.StringIO(text), delimiter=",", comments="#", ndmin=2,
                           skiprows=1 if text[:1].isalpha() else 0)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the stimulus {path}: {exc}; expected two columns t_s,i_A") from None
+        raise ConfigError(f"cannot read the stimulus {path}: {exc}; expected two columns t_s,i_A") from None
     if rows.shape[1] != 2 or len(rows) < 2:
-        raise ValueError(f"the stimulus {path} needs two columns t_s,i_A and at least two rows; got {rows.shape}")
+        raise ConfigError(f"the stimulus {path} needs two columns t_s,i_A and at least two rows; got {rows.shape}")
     return PWL(rows[:, 0], rows[:, 1])
 
 
@@ -64,9 +64,9 @@ def save_arrays(result: CaseResult, path: str | Path) -> Path:
 
 
 def plot_overlay(result: CaseResult, path: str | Path) -> Path:
-    from memspice.plots import legend_outside, plt, save_figure
+    from memspice.plots import legend_outside, save_figure, subplots
 
-    fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=(2, 1))
+    fig, (ax, ax_err) = subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=(2, 1))
     us = result.t * 1e6
     ax.plot(us, result.v_ref, lw=1.2, label="ngspice")
     label = f"torch ({result.torch['method']}, dt {result.torch['dt'] * 1e9:g} ns)"
@@ -223,9 +223,9 @@ def sweep_table(sweep: dict) -> str:
 def plot_sweep(sweep: dict, path: str | Path, neuron: str = "default") -> Path:
     """The measured spike-time error and the solver's own estimate against dt, per method;
     ``neuron`` names the neuron in the titles."""
-    from memspice.plots import plt, save_figure
+    from memspice.plots import save_figure, subplots
 
-    fig, (ax, ax_est) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax, ax_est) = subplots(1, 2, figsize=(10, 4))
     dts = sorted({r["dt"] * 1e9 for r in sweep["rows"]})
     for i, method in enumerate(dict.fromkeys(r["method"] for r in sweep["rows"])):
         rows = [r for r in sweep["rows"] if r["method"] == method and "error" not in r]

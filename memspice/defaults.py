@@ -1,0 +1,13 @@
+"""Defaults that several parts of memspice share, each defined once here.
+
+* ``DT`` (s) and ``METHOD``: the torch solver's fixed step and method. The default MIF neuron was
+  re-timed for them: 25 steps per inter-spike interval at 2 µA, where the solver follows
+  ngspice's spike times within 1 % of the interval (docs/solver.md has the measurements).
+* ``SPIKE_THRESHOLD`` (V): spikes are upward crossings of this membrane voltage. The MIF
+  neuron's M1 threshold is 0.40 V and its spikes peak near 0.55 V, so only spikes cross it; both
+  engines read spikes with it (``memspice validate``, ``verify``, the readouts).
+"""
+
+DT = 200e-9
+METHOD = "radau5"
+SPIKE_THRESHOLD = 0.45
