@@ -3,7 +3,7 @@
 #   make test   set up, then run the test suite
 # Variables: PYTHON (the interpreter the venv is made from), VENV, TORCH_SPEC (which torch), and
 # TORCH_INDEX (the index torch comes from: PyTorch's CPU index gives the CPU-only build, see the
-# README). A torch already importable in the venv is kept as it is.
+# docs/install.md). A torch already importable in the venv is kept as it is.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -c 'import torch' 2>/dev/null || \
 		$(VENV)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
-	$(VENV)/bin/python -m pip install --quiet -e ".[test,bench,cluster]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,bench,cluster,docs]"
 	touch $(STAMP)
 
 # Removes the environment and caches; runs/ (trainings, verifications) is left alone.

@@ -17,7 +17,7 @@ from memspice.defaults import DT, METHOD, SPIKE_THRESHOLD
 from memspice.errors import ConfigError, MemspiceError, MemspiceWarning
 from memspice.fileio import json_text
 
-DEMO_THREADS = 1  # the demo's torch threads: see `memspice demo --help` and the README
+DEMO_THREADS = 1  # the demo's torch threads: see `memspice demo --help` and docs/speed.md
 
 
 def _generated_files(module, what: str):
@@ -735,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a fully memristive SNN through its circuit (MEMprop, BPTT)",
                        description="Train by backpropagation through time through the torch circuit solver. Options "
-                                   "not given come from the dataset's recipe (see the README); --resume continues "
+                                   "not given come from the dataset's recipe (docs/training.md); --resume continues "
                                    "a run exactly where it stopped. Writes checkpoint.pt (every epoch and on "
                                    "Ctrl-C), metrics.csv, results.json and plots into --out.")
     _train_options(p)
@@ -919,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from memspice import interrupts
 
     # Before torch loads its OpenMP runtime: threads that wait sleep instead of spinning, so one core
-    # taken by another process does not stall every parallel region (measured in the README:
+    # taken by another process does not stall every parallel region (measured in docs/speed.md:
     # twice as slow training with two spinning threads, 1.1x with sleeping ones; 5 % when quiet).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.showwarning = _show_warning

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's digits result and pretrained/digits: 64-128-10 decided by its first output spike (first-spike
+# The digits result (README, docs/results.md) and pretrained/digits: 64-128-10 decided by its first output spike (first-spike
 # readout, 20 epochs, about 12 min on one core), evaluated on the whole test set with the hidden-spike
 # ablation, then 50 random test samples verified in ngspice.
 #   bash training/digits.sh [RUN_DIR]        (default runs/digits; a rerun resumes or reuses the run)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's Fashion-MNIST result: 784-128-10 with the fashion-mnist recipe (12 epochs, about 56 min on two
+# The Fashion-MNIST result of docs/results.md: 784-128-10 with the fashion-mnist recipe (12 epochs, about 56 min on two
 # cores), trained data-parallel by torchrun in NPROC single-threaded processes (default 2: on two cores that is
 # faster than one process with two threads), then 100 test samples verified in ngspice (about 55 min). Needs: apt-get install -y dataset-fashion-mnist.
 #   bash training/fashion_mnist.sh [RUN_DIR]   (default runs/fashion; a rerun resumes the run)

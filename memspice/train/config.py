@@ -1,6 +1,6 @@
 """Training configurations: every option of ``memspice train`` with its unit, and the per-dataset
 recipes that fill in what the user does not give (``memspice train --dataset digits --out DIR``
-runs the digits recipe as documented in the README)."""
+runs the digits recipe as documented in docs/training.md)."""
 
 from __future__ import annotations
 
@@ -198,12 +198,12 @@ def input_encoder(config: TrainConfig) -> DirectEncoder | RateEncoder:
     return make_encoder("rate", amplitude=config.v_high, seed=config.seed)
 
 
-# 28 x 28 images (README, Fashion-MNIST results): the output membranes of such a network differ by small
+# 28 x 28 images (docs/results.md, Fashion-MNIST): the output membranes of such a network differ by small
 # fractions of a volt, and at 100 logits per V the softmax stayed unsure and the network underfit. The
 # input crossbar starts with a positive mean so that hidden neurons spike on part of the images (their
 # threshold is the network's only nonlinearity: benchmarks/mif_transfer.py), the output crossbar centred so
 # that output neurons start below threshold (the loss is on their mean membrane); at lr 0.1 training
-# moved the hidden neurons back below threshold; 12 epochs beat 6 (both runs are in the README). White
+# moved the hidden neurons back below threshold; 12 epochs beat 6 (both runs are in docs/results.md). White
 # pixels at 1.35 V, not 1.5 V: a G⁻ cell sees -u - V, and with spikes peaking at 0.57 V 1.5 V took it to
 # -2.07 V, beyond the synapses' -2 V write threshold (memspice.solver.cells)
 _IMAGES_28 = {"epochs": 12, "batch_size": 64, "window": 6e-6, "eval_samples": 1000, "lr": 0.05,

@@ -1,0 +1,55 @@
+"""The solver against exact solutions, no ngspice: with both switches held off the MIF neuron is a
+linear RC circuit, whose response to a constant current is known in closed form; every method
+converges to it at its order."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from memspice.devices import MIF
+from memspice.solver import simulate_neurons
+
+#: Both switches conduct as OFF whatever their state: the membrane sees Cm, gL and two goff's.
+SWITCHES_OFF = {"gon1": MIF.resolve()["goff1"], "gon2": MIF.resolve()["goff2"]}
+CURRENT = 0.3e-6  # A: keeps the membrane below both thresholds (their states stay near 0 too)
+T_END = 20e-6
+
+#: The order at the grid points for this linear problem: Radau IIA with s stages has 2s - 1.
+ORDERS = {"euler": 1, "trap": 2, "radau3": 3, "radau5": 5}
+
+
+def exact(t: np.ndarray) -> np.ndarray:
+    """V(t) (V) of Cm dV/dt = I - goff1 (V - e1) - goff2 (V - e2) - gL V from V(0) = 0."""
+    p = MIF.resolve(SWITCHES_OFF)
+    g = p["goff1"] + p["goff2"] + p["gl"]
+    v_inf = (CURRENT + p["goff1"] * p["e1"] + p["goff2"] * p["e2"]) / g
+    return v_inf * (1.0 - np.exp(-t * g / p["cm"]))
+
+
+def final_error(method: str, dt: float) -> float:
+    n = int(round(T_END / dt))
+    current = torch.full((1, n + 1, 1), CURRENT, dtype=torch.float64)
+    solution = simulate_neurons(current, dt, params=SWITCHES_OFF, method=method, tolerance=None)
+    return abs(float(solution.v[0][0, -1, 0]) - float(exact(np.array([n * dt]))[0]))
+
+
+@pytest.mark.parametrize("method", ORDERS)
+def test_every_method_converges_to_the_rc_solution_at_its_order(method):
+    dts = (2e-6, 1e-6, 0.5e-6)
+    errors = [final_error(method, dt) for dt in dts]
+    assert errors[0] > errors[1] > errors[2] > 0
+    observed = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert observed[-1] == pytest.approx(ORDERS[method], abs=0.35), (errors, observed)
+
+
+def test_the_membrane_follows_the_exact_waveform():
+    dt = 200e-9
+    n = int(round(T_END / dt))
+    current = torch.full((1, n + 1, 1), CURRENT, dtype=torch.float64)
+    v = simulate_neurons(current, dt, params=SWITCHES_OFF, tolerance=None).v[0][0, :, 0].numpy()
+    reference = exact(np.arange(n + 1) * dt)
+    assert np.abs(v - reference).max() < 1e-9 * reference.max()
