@@ -14,7 +14,7 @@ of the saved output membranes (V) and time points (s) from the first deck. The n
 runs (put another first on PATH to measure it; with ``MEMSPICE_SANDBOX=off`` if it lives outside
 the folders the sandbox shows). Run:
 
-    .venv/bin/python benchmarks/ngspice_per_sample.py [--checkpoint pretrained/fashion-mnist-10-epochs/checkpoint.pt]
+    .venv/bin/python benchmarks/ngspice_per_sample.py [--checkpoint pretrained/fashion-mnist-intermediate/checkpoint.pt]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def simulate(netlist: str, name: str) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="pretrained/fashion-mnist-10-epochs/checkpoint.pt")
+    parser.add_argument("--checkpoint", default="pretrained/fashion-mnist-intermediate/checkpoint.pt")
     parser.add_argument("--sample", type=int, default=0, help="test sample index (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--acct", action="store_true", help="also print ngspice's own split (.options acct)")

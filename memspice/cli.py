@@ -159,7 +159,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset or trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = None if args.samples == "all" else args.samples
     report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json, strict=args.strict,
-                    allow_cell_writes=args.allow_cell_writes)
+                    allow_cell_writes=args.allow_cell_writes, adaptive=args.adaptive)
     report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
     if args.save:
         atomic_write_text(args.save, json_text(report, indent=2) + "\n")
@@ -463,13 +463,18 @@ def _characterize(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from memspice.solver import METHODS
+    from memspice.solver.transient import ADAPTIVE_METHODS
     from memspice.validate import report
     from memspice.validate.cases import CASES, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
 
     _check_device(args.device)
     method = args.method or METHOD
     neuron = _neuron_params(args.preset, args.param)
-    settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict)
+    if args.adaptive and method not in ADAPTIVE_METHODS:
+        raise ConfigError(f"--adaptive needs a method with an embedded error estimate: {', '.join(ADAPTIVE_METHODS)} "
+                          f"(not {method})")
+    settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict,
+                             adaptive=args.adaptive)
     if args.sweep_dt:
         dts = [args.dt * f for f in SWEEP_FACTORS]
         sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers,
@@ -775,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="fail when the solver's local error estimate exceeds its tolerance (default: warn)")
     _allow_cell_writes_option(p)
+    p.add_argument("--adaptive", action="store_true",
+                   help="error-controlled substeps within each step of the network's dt (radau methods): the same "
+                        "network without the training grid's error; the readouts read the grid")
     p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_evaluate)
@@ -882,6 +890,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="fail, before ngspice runs, when the solver's local error estimate exceeds its tolerance "
                         "(default: warn)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="error-controlled steps: each step of --dt split into as many equal substeps as keep the "
+                        "local error estimate within its tolerance (radau3, radau5); --dt is then the output grid, "
+                        "and spikes are read from every substep")
     p.add_argument("--sweep-dt", action="store_true",
                    help="mif-step at dt/8, dt/4, dt/2, dt and 2dt for each method: error table, order of "
                         "convergence and the solver's own error estimate")

@@ -86,7 +86,8 @@ class MemristiveSNN(nn.Module):
                 "checkpoint_every": self.checkpoint_every, "parametrization": self.parametrization}
 
     def forward(self, inputs: torch.Tensor, record_states: bool = False,
-                neuron_overrides: Sequence[Mapping[str, float | torch.Tensor] | None] | None = None) -> Solution:
+                neuron_overrides: Sequence[Mapping[str, float | torch.Tensor] | None] | None = None,
+                adaptive: bool = False) -> Solution:
         """Integrate the network driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1,
         n_in)``, linear between samples) from rest; the solution's ``v[k]`` are layer ``k+1``'s
         membranes (V, ``(batch, n_steps + 1, n_k)``).
@@ -94,7 +95,9 @@ class MemristiveSNN(nn.Module):
         ``neuron_overrides[k]``: device parameters that replace layer ``k+1``'s for this call only
         (floats, or tensors that broadcast to ``(n_k,)``: a tensor changes without recompiling
         the fused kernels), e.g. an annealed threshold or an ablation; the circuit the module
-        describes and netlists keeps its own."""
+        describes and netlists keeps its own. ``adaptive``: error-controlled substeps within each
+        step of dt (:func:`~memspice.solver.simulate_network`), for evaluation: the grid stays
+        the output."""
         if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
             raise ConfigError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
@@ -105,7 +108,7 @@ class MemristiveSNN(nn.Module):
                   for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
         return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
                                 record_states=record_states, checkpoint_every=self.checkpoint_every,
-                                fused=self.fused, tolerance=self.tolerance)
+                                fused=self.fused, tolerance=self.tolerance, adaptive=adaptive)
 
     def describe(self, synapse: str = "resistor") -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with

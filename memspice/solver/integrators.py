@@ -217,6 +217,7 @@ class Stepper:
         self.layer, self.method, self.fused, self.tolerance = layer, method, fused, tolerance
         #: per neuron ``(B, n)``: the largest estimate / tolerance so far, its time (s) and component
         self._worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._kept = self._worst  #: the run's worst while an adaptive step is tried (:meth:`open_attempt`)
         self._points: list[torch.Tensor] = []  #: the last grid points (detached), for a predictor difference
         self._spacing = 0.0  #: their spacing (s)
         self.newton = newton or NewtonOptions()
@@ -288,6 +289,24 @@ class Stepper:
             error = factor * (y_next - sum(w * p for w, p in zip(weights, points)))
         scale = torch.tensor([tolerance[0]] + [tolerance[1]] * (y.shape[0] - 1), **like)
         self._worst = fused_step.keep_worst(self._worst, *(error.abs() / scale.reshape(-1, 1, 1)).max(0), time)
+
+    def open_attempt(self) -> None:
+        """Estimate the steps from here on apart from the run's worst (an adaptive step's try)."""
+        self._kept, self._worst = self._worst, None
+
+    @property
+    def attempt_ratio(self) -> float:
+        """The largest estimate / tolerance since :meth:`open_attempt` (0 without one; NaN counts
+        as infinite)."""
+        return 0.0 if self._worst is None else float(self._worst[0].max())
+
+    def close_attempt(self, keep: bool) -> None:
+        """With ``keep`` the estimates since :meth:`open_attempt` join the run's worst; otherwise
+        they are forgotten."""
+        attempt, self._worst = self._worst, self._kept
+        if keep and attempt is not None:
+            self._worst = attempt if self._worst is None else fused_step.keep_worst(self._worst, *attempt[::2],
+                                                                                     attempt[1])
 
     def error(self, layer: int, dt: float) -> LayerError | None:
         """The largest local error estimate so far (``None`` without estimates) as a

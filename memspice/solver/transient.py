@@ -19,11 +19,23 @@ from memspice.defaults import METHOD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
 from memspice.errors import ConfigError
-from memspice.solver.accuracy import LayerError, Tolerance
+from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, LayerError, Tolerance
 from memspice.solver.cells import CellVoltage, cell_voltages
-from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper, step_nodes
+from memspice.solver.integrators import (
+    ESTIMATE_ORDER,
+    NeuronLayer,
+    NewtonFailure,
+    NewtonOptions,
+    StepContext,
+    Stepper,
+    step_nodes,
+)
 
 Params = Mapping[str, "float | torch.Tensor"]
+#: The methods that can adapt their steps (an embedded error estimate, :mod:`memspice.solver.accuracy`).
+ADAPTIVE_METHODS = ("radau3", "radau5")
+#: The most substeps an adaptive step splits a grid step into (dt / 64).
+MAX_SUBSTEPS = 64
 
 
 @dataclass
@@ -35,7 +47,12 @@ class Solution:
     largest local error estimate against the tolerance (:mod:`memspice.solver.accuracy`; ``None``
     when not estimated); ``split_steps``: grid steps that Newton's method only finished as
     substeps; ``cells``: per crossbar, the extreme voltages across its synapse cells
-    (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars)."""
+    (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars).
+
+    With adaptive steps: ``substeps``, the steps taken (each grid step in ``2^k`` equal
+    substeps), and the dense output, every substep's end time ``t_dense`` (s, ``(K,)``) and
+    membranes ``v_dense`` (V, per layer ``(batch, K, n_k)``): spikes narrower than the grid are
+    read from it."""
 
     t: torch.Tensor
     v: list[torch.Tensor]
@@ -44,6 +61,9 @@ class Solution:
     errors: list[LayerError] | None = None
     split_steps: int = 0
     cells: list[CellVoltage] | None = None
+    substeps: int | None = None
+    t_dense: torch.Tensor | None = None
+    v_dense: list[torch.Tensor] | None = None
 
 
 def simulate_neurons(
@@ -57,13 +77,18 @@ def simulate_neurons(
     newton: NewtonOptions | None = None,
     fused: bool = False,
     tolerance: Tolerance | None = Tolerance(),
+    adaptive: bool | Tolerance = False,
 ) -> Solution:
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
     membranes, from rest. ``fused`` runs each Newton iteration, and the gradient of each step,
     as one :func:`torch.compile` kernel (:mod:`memspice.solver.fused`; the same numerics; it
     compiles once per device, dtype and method, cached on disk by torch). Every step estimates
     its local error against ``tolerance`` (``None``: no estimate), reported in
-    :attr:`Solution.errors`; :func:`memspice.solver.accuracy.check_accuracy` warns about it."""
+    :attr:`Solution.errors`; :func:`memspice.solver.accuracy.check_accuracy` warns about it.
+    ``adaptive`` (radau3, radau5) splits each grid step into as many equal substeps as keep the
+    estimate within :data:`~memspice.solver.accuracy.ADAPTIVE_TOLERANCE` (or the
+    :class:`~memspice.solver.accuracy.Tolerance` it is; it replaces ``tolerance``), up to
+    :data:`MAX_SUBSTEPS`: the solution stays on the grid, with every substep in its dense output."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
@@ -74,7 +99,7 @@ def simulate_neurons(
         return [(between(n, node), no_load) for node in nodes]
 
     return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
-                      checkpoint_every, newton, fused, tolerance)
+                      checkpoint_every, newton, fused, tolerance, adaptive)
 
 
 def simulate_network(
@@ -90,11 +115,12 @@ def simulate_network(
     newton: NewtonOptions | None = None,
     fused: bool = False,
     tolerance: Tolerance | None = Tolerance(),
+    adaptive: bool | Tolerance = False,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``) and neuron layers, driven by the row voltages ``inputs`` (V,
     ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions and
-    :func:`simulate_neurons` for ``fused`` and ``tolerance``."""
+    :func:`simulate_neurons` for ``fused``, ``tolerance`` and ``adaptive``."""
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
@@ -120,7 +146,7 @@ def simulate_network(
         return [(a, loads[k]) for a in currents.unbind(0)]
 
     solution = _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused,
-                          tolerance)
+                          tolerance, adaptive)
     solution.cells = cell_voltages([inputs, *(buffer_gain * v for v in solution.v[:-1])], solution.v)
     return solution
 
@@ -162,9 +188,18 @@ def _integrate(
     newton: NewtonOptions | None,
     fused: bool,
     tolerance: Tolerance | None,
+    adaptive: bool | Tolerance = False,
 ) -> Solution:
     if not dt > 0:
         raise ConfigError(f"dt must be > 0 s; got {dt!r}")
+    if adaptive is not False:
+        if method not in ADAPTIVE_METHODS:
+            raise ConfigError(f"adaptive steps need a method with an embedded error estimate "
+                              f"({', '.join(ADAPTIVE_METHODS)}); got {method!r}")
+        if checkpoint_every:
+            raise ConfigError("adaptive steps do not combine with checkpoint_every (a recomputed chunk would choose "
+                              "its substeps again)")
+        tolerance = ADAPTIVE_TOLERANCE if adaptive is True else adaptive
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
     batch, n_points = reference.shape[0], reference.shape[1]
@@ -175,9 +210,12 @@ def _integrate(
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
+    dense_t, dense_v = [0.0], [[y[..., 0].detach()] for y in ys]  # adaptive: every accepted substep
+    parts_now = [1]  # adaptive: the substeps per grid step, carried from one step to the next
 
-    def substeps(n: int, states: list[torch.Tensor], parts: int) -> list[torch.Tensor]:
-        """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps."""
+    def substeps(n: int, states: list[torch.Tensor], parts: int, visited: list | None = None) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps (each one's end time and
+        membranes appended to ``visited``, when given)."""
         for part in range(parts):
             upstream: list[torch.Tensor | None] = [None] * len(steppers[0].nodes)
             new_states = []
@@ -187,13 +225,56 @@ def _integrate(
                 y, upstream = stepper.step(states[k], drives, dt / parts, where)
                 new_states.append(y)
             states = new_states
+            if visited is not None:
+                visited.append(((n + (part + 1) / parts) * dt, [y[..., 0].detach() for y in states]))
         return states
 
+    def adaptive_step(n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` in equal substeps, their number doubled until every layer's local
+        error estimate is within the tolerance (or :data:`MAX_SUBSTEPS` are reached: the estimate
+        then says so), and halved for the next step when it would still be well within."""
+        parts = parts_now[0]
+        while True:
+            for stepper in steppers:
+                stepper.open_attempt()
+            visited: list = []
+            try:
+                new_states = substeps(n, states, parts, visited)
+                ratio = max(stepper.attempt_ratio for stepper in steppers)
+            except NewtonFailure:
+                if parts >= MAX_SUBSTEPS:
+                    raise
+                split_steps.add(n)
+                ratio = float("inf")
+            accept = ratio <= 1.0 or parts >= MAX_SUBSTEPS
+            for stepper in steppers:
+                stepper.close_attempt(keep=accept)
+            if accept:
+                break
+            parts *= 2
+        for time, membranes in visited:
+            dense_t.append(time)
+            for k, v in enumerate(membranes):
+                dense_v[k].append(v)
+        substeps_taken[0] += parts
+        if parts > 1 and ratio * 2.0 ** ESTIMATE_ORDER[method] < 0.5:
+            parts //= 2
+        parts_now[0] = parts
+        return new_states
+
+    substeps_taken = [0]
     def advance(first: int, last: int, states: list[torch.Tensor], last_steps: list):
         for stepper, last_step in zip(steppers, last_steps):  # a recomputed chunk starts from the same guesses
             stepper.last_step = last_step
         out_v, out_x = [[] for _ in states], [[] for _ in states]
         for n in range(first, last):
+            if adaptive:
+                states = adaptive_step(n, states)
+                for k, y in enumerate(states):
+                    out_v[k].append(y[..., 0])
+                    if record_states:
+                        out_x[k].append(y[..., 1:])
+                continue
             for split in range(newton.max_splits + 1):
                 try:
                     states = substeps(n, states, 2**split)
@@ -225,7 +306,12 @@ def _integrate(
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
     errors = None if tolerance is None else [
         e for e in (stepper.error(k + 1, dt) for k, stepper in enumerate(steppers)) if e is not None]
-    return Solution(t, v, x, [stepper.iterations for stepper in steppers], errors, len(split_steps))
+    solution = Solution(t, v, x, [stepper.iterations for stepper in steppers], errors, len(split_steps))
+    if adaptive:
+        solution.substeps = substeps_taken[0]
+        solution.t_dense = torch.tensor(dense_t, dtype=dtype, device=device)
+        solution.v_dense = [torch.stack(r, dim=1) for r in dense_v]
+    return solution
 
 
 def _checkpointed(advance, first, last, ys):

@@ -17,7 +17,7 @@ ABLATIONS = ("hidden-spikes",)
 
 def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: str | None = None,
            batch_size: int = 256, progress: bool = True, strict: bool = False,
-           allow_cell_writes: bool = False) -> dict:
+           allow_cell_writes: bool = False, adaptive: bool = False) -> dict:
     """Evaluate ``trained`` on the first ``samples`` test samples of ``data`` (all if None).
 
     Returns ``samples``, ``accuracy``, ``decided_by_spikes`` (the share of predictions a spike
@@ -26,7 +26,8 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
     error estimate (``error_ratio``, in units of its tolerance; ``local_error`` per layer: it
     warns above 1, or raises with ``strict``), the extreme voltages across synapse cells
     (``cell_voltages`` per crossbar, ``cell_margin`` to the nearest write threshold: reaching one
-    raises unless ``allow_cell_writes``), and with ``ablate = "hidden-spikes"`` the same
+    raises unless ``allow_cell_writes``), ``substeps_per_step`` with ``adaptive`` (error-controlled
+    substeps within the training grid; the readouts still read the grid), and with ``ablate = "hidden-spikes"`` the same
     figures of the ablated network as ``ablated_*`` (else None)."""
     if ablate is not None and ablate not in ABLATIONS:
         raise MemspiceError(f"unknown ablation {ablate!r}; known: {', '.join(ABLATIONS)}")
@@ -46,17 +47,18 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
     runs = {"": False, "ablated_": True} if ablate else {"": False}
     monitor = SolutionMonitor(strict, allow_cell_writes,
                               context=f"evaluation (dt = {trained.model.dt:g} s, {trained.model.method})")
-    out = {"dataset": data.name, "samples": n, "sizes": list(sizes), "readout": trained.readout.kind}
+    out = {"dataset": data.name, "samples": n, "sizes": list(sizes), "readout": trained.readout.kind,
+           "adaptive": adaptive}
     for prefix, ablated in runs.items():
         result = evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, batch_size,
-                          dtype, progress, ablate_hidden_spikes=ablated, monitor=monitor)
+                          dtype, progress, ablate_hidden_spikes=ablated, monitor=monitor, adaptive=adaptive)
         out.update({f"{prefix}accuracy": result["acc"], f"{prefix}loss": result["loss"],
                     f"{prefix}decided_by_spikes": result["decided_by_spikes"],
                     f"{prefix}decided_by": result["decided_by"],
                     f"{prefix}hidden_spikes_per_neuron": result["hidden_spikes"],
                     f"{prefix}output_spikes_per_neuron": result["output_spikes"],
                     **{f"{prefix}{key}": result[key] for key in ("error_ratio", "local_error", "cell_voltages",
-                                                                  "cell_margin")}})
+                                                                  "cell_margin", "substeps_per_step")}})
     if not ablate:
         out["ablated_accuracy"] = None
     out["wall_s"] = time.perf_counter() - started
@@ -74,6 +76,9 @@ def assessment_table(report: dict) -> str:
     lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
              f"{report['readout']} readout (torch solver, {report['wall_s']:.0f} s)", line("", "network")]
     lines += summary_lines(report)
+    if report.get("substeps_per_step"):
+        lines.append(f"  adaptive   {report['substeps_per_step']:.2f} substeps per grid step on average (every batch "
+                     "held to the adaptive tolerance)")
     if report["ablated_accuracy"] is not None:
         lines.append(line("ablated_", "hidden spikes ablated"))
         lines.append(f"  the hidden spikes are worth {100 * (report['accuracy'] - report['ablated_accuracy']):.2f} "

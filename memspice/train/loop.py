@@ -140,7 +140,8 @@ def _order(config: TrainConfig, epoch: int, n: int) -> torch.Tensor:
 
 def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.ndarray, y: np.ndarray,
              n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False,
-             ablate_hidden_spikes: bool = False, monitor: SolutionMonitor | None = None) -> dict:
+             ablate_hidden_spikes: bool = False, monitor: SolutionMonitor | None = None,
+             adaptive: bool = False) -> dict:
     """Loss, accuracy and spike statistics on the samples ``x`` (``(N, n_in)``), labels ``y``:
     ``hidden_spikes`` and ``output_spikes`` per neuron and sample, ``decided_by`` the share of
     predictions each reading made (:data:`~memspice.nn.readout.DECIDERS`) and
@@ -149,19 +150,22 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
     ``error_ratio``, ``local_error``: the solver's largest local error estimate over these
     samples (in units of its tolerance) and where, per layer; ``cell_voltages``, ``cell_margin``:
     the extreme voltages across synapse cells (:meth:`SolutionMonitor.to_json`); ``monitor`` (a new
-    one if None) warns or raises when the tolerance or a write threshold is exceeded."""
+    one if None) warns or raises when the tolerance or a write threshold is exceeded.
+    ``adaptive``: error-controlled substeps within the grid (``substeps_per_step``: how many each
+    batch took per grid step, on average)."""
     monitor = monitor or SolutionMonitor(context="evaluation")
     mine = SolutionMonitor()  # these samples' figures; the run's monitor judges
     device = next(model.parameters()).device
     overrides = model.hidden_spike_ablation() if ablate_hidden_spikes else None
-    loss_sum, correct, hidden, output = 0.0, 0, 0.0, 0.0
+    loss_sum, correct, hidden, output, substeps, batches = 0.0, 0, 0.0, 0.0, 0, 0
     decided = np.zeros(len(DECIDERS))
     with torch.no_grad():
         for start in tqdm(range(0, len(x), batch_size), desc="eval", leave=False, disable=not progress):
             index = torch.arange(start, min(start + batch_size, len(x)))
             xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
             yb = torch.as_tensor(y[index.numpy()], device=device)
-            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides)
+            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides, adaptive=adaptive)
+            substeps, batches = substeps + (solution.substeps or 0), batches + 1
             monitor.observe(solution)
             mine.record(solution)
             v = solution.v
@@ -174,7 +178,8 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
     n = max(len(x), 1)
     shares = {name: float(count / n) for name, count in zip(DECIDERS, decided)}
     return {"loss": loss_sum / n, "acc": correct / n, "hidden_spikes": hidden / n, "output_spikes": output / n,
-            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"], **mine.to_json()}
+            "decided_by": shares, "decided_by_spikes": 1.0 - shares["membrane"], **mine.to_json(),
+            "substeps_per_step": substeps / max(batches * n_steps, 1) if adaptive else None}
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,

@@ -23,7 +23,7 @@ from memspice.netlist.examples import current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import Solution, simulate_network, simulate_neurons
-from memspice.solver.accuracy import LayerError, Tolerance, check_accuracy
+from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, LayerError, Tolerance, check_accuracy
 from memspice.spice.pool import Workers, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare, targets
@@ -42,7 +42,10 @@ XBAR_T_END = 30e-6
 class TorchSettings:
     """How the torch solver runs: step ``dt`` (s), method, device, dtype, the local error
     ``tolerance`` it is checked against and whether exceeding it is an error (``strict``) or a
-    warning (:mod:`memspice.solver.accuracy`)."""
+    warning (:mod:`memspice.solver.accuracy`). ``adaptive``: error-controlled substeps within each
+    step of dt, held to :data:`~memspice.solver.accuracy.ADAPTIVE_TOLERANCE` instead
+    (:func:`memspice.solver.simulate_neurons`); dt is then the output grid, and spikes are read
+    from every substep."""
 
     dt: float = DT
     method: str = METHOD
@@ -50,10 +53,12 @@ class TorchSettings:
     dtype: str = "float64"
     tolerance: Tolerance = field(default_factory=Tolerance)
     strict: bool = False
+    adaptive: bool = False
 
     def describe(self) -> dict:
+        tolerance = ADAPTIVE_TOLERANCE if self.adaptive else self.tolerance
         return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype,
-                "tolerance": {"v": self.tolerance.v, "x": self.tolerance.x}}
+                "tolerance": {"v": tolerance.v, "x": tolerance.x}, "adaptive": self.adaptive}
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -77,11 +82,13 @@ class CaseResult:
     extra: dict = field(default_factory=dict)
     errors: list[LayerError] = field(default_factory=list)
     split_steps: int = 0
+    substeps: int | None = None
 
     def to_json(self) -> dict:
         return {"case": self.case, "targets": targets(self.probes), "probes": self.probes, "ngspice": self.ngspice,
                 "torch": self.torch, "wall_ngspice_s": self.wall_ngspice_s, "wall_torch_s": self.wall_torch_s,
-                "local_error": [e.to_json() for e in self.errors], "split_steps": self.split_steps, **self.extra}
+                "local_error": [e.to_json() for e in self.errors], "split_steps": self.split_steps,
+                "substeps": self.substeps, **self.extra}
 
 
 MAX_STEPS = 10_000_000  #: the most torch steps a case may take (a dt this fine is a typo)
@@ -125,8 +132,17 @@ def _timed_torch(fn, settings: TorchSettings, case: str) -> tuple[Solution, floa
 
 
 def _accuracy(solution: Solution) -> dict:
-    """:class:`CaseResult`'s fields from a solution's local error estimates."""
-    return {"errors": list(solution.errors or []), "split_steps": solution.split_steps}
+    """:class:`CaseResult`'s fields from a solution's local error estimates (and its substeps)."""
+    return {"errors": list(solution.errors or []), "split_steps": solution.split_steps,
+            "substeps": solution.substeps}
+
+
+def _dense(solution: Solution, layer: int, item: int, neuron: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """An adaptive solution's every substep ``(t, v)`` of one neuron, where spikes are read
+    (``None`` on a fixed grid)."""
+    if solution.t_dense is None:
+        return None
+    return solution.t_dense.cpu().numpy(), solution.v_dense[layer][item, :, neuron].double().cpu().numpy()
 
 
 def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
@@ -134,8 +150,9 @@ def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None,
     """The MIF neuron (parameters ``neuron``: overrides of the defaults) under the input
     current ``stimulus`` (A), simulated to its last time."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout, neuron, case)
-    return CaseResult(case, {"v(mem)": compare(*refs[0], t, v_torch[0])}, t, np.interp(t, *refs[0]), v_torch[0],
-                      spice.describe(), settings.describe(), wall_ref, wall, _extra(neuron), **_accuracy(solution))
+    probes = {"v(mem)": compare(*refs[0], t, v_torch[0], spikes_from=_dense(solution, 0, 0))}
+    return CaseResult(case, probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
+                      wall_ref, wall, _extra(neuron), **_accuracy(solution))
 
 
 def _extra(neuron: Mapping[str, float] | None) -> dict:
@@ -174,7 +191,8 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, 
     t = grid(max(s.times[-1] for s in stimuli), settings.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
     solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, neuron, method=settings.method,
-                                                           tolerance=settings.tolerance), settings, case)
+                                                           tolerance=settings.tolerance, adaptive=settings.adaptive),
+                                  settings, case)
     return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
 
@@ -192,7 +210,8 @@ def mif_pwl(settings: TorchSettings, workers: Workers = None, timeout: float = 6
     """The MIF neuron under the random piecewise-linear currents of :func:`random_pwl`."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-pwl"), settings, workers, timeout,
                                                                   neuron, "mif-pwl")
-    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v) for k, (ref, v) in enumerate(zip(refs, v_torch))}
+    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v, spikes_from=_dense(solution, 0, k))
+              for k, (ref, v) in enumerate(zip(refs, v_torch))}
     return CaseResult("mif-pwl", probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, {"stimuli": {"count": PWL_COUNT, "period_s": PWL_PERIOD,
                                                    "range_A": list(PWL_RANGE), "seed": 0}, **_extra(neuron)},
@@ -217,7 +236,7 @@ def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 60
                                                                   neuron, "mif-fi")
     probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
     for k, c in enumerate(FI_CURRENTS):
-        metrics = compare(*refs[k], t, v_torch[k])
+        metrics = compare(*refs[k], t, v_torch[k], spikes_from=_dense(solution, 0, k))
         probes[f"v(mem) at {c * 1e6:.3g} uA"] = metrics
         counts["spikes_ref"].append(metrics["spikes_ref"])
         counts["spikes_torch"].append(metrics["spikes_torch"])
@@ -255,14 +274,16 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     params = [dict(neurons.params) for _, neurons in network.layers]
     solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, params, method=settings.method,
                                                            buffer_gain=network.buffer_gain,
-                                                           tolerance=settings.tolerance), settings, "xbar-net")
+                                                           tolerance=settings.tolerance, adaptive=settings.adaptive),
+                                  settings, "xbar-net")
     (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     probes, main = {}, None
     for k, (_, neurons) in enumerate(network.layers, start=1):
         v_layer = solution.v[k - 1][0].double().cpu().numpy()
         for j in range(neurons.size):
             name = f"v({membrane_node(k, j)})"
-            probes[name] = compare(ref.time, ref.signals[name], t, v_layer[:, j])
+            probes[name] = compare(ref.time, ref.signals[name], t, v_layer[:, j],
+                                   spikes_from=_dense(solution, k - 1, 0, j))
             if k == len(network.layers) and j == 0:
                 main = (np.interp(t, ref.time, ref.signals[name]), v_layer[:, j])
     out_layer = len(network.layers)

@@ -40,7 +40,9 @@ def summary_table(result: CaseResult) -> str:
     """One line per probe: spike counts, spike-time error, NRMSE."""
     lines = [f"{result.case}: ngspice {result.wall_ngspice_s:.2f} s, torch {result.wall_torch_s:.2f} s "
              f"(dt {result.torch['dt'] * 1e9:g} ns, {result.torch['method']}, {result.torch['device']}, "
-             f"{result.torch['dtype']})",
+             f"{result.torch['dtype']}"
+             + (f"; adaptive: {result.substeps} substeps for {len(result.t) - 1} steps" if result.substeps else "")
+             + ")",
              f"  {'probe':<24} {'spikes ngspice/torch':>20} {'spike-time err':>15} {'/ISI':>7} {'NRMSE':>7}"]
     for name, m in result.probes.items():
         err = m["spike_time_mean_abs_error_s"]
