@@ -463,16 +463,12 @@ def _characterize(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from memspice.solver import METHODS
-    from memspice.solver.transient import ADAPTIVE_METHODS
     from memspice.validate import report
     from memspice.validate.cases import CASES, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
 
     _check_device(args.device)
     method = args.method or METHOD
     neuron = _neuron_params(args.preset, args.param)
-    if args.adaptive and method not in ADAPTIVE_METHODS:
-        raise ConfigError(f"--adaptive needs a method with an embedded error estimate: {', '.join(ADAPTIVE_METHODS)} "
-                          f"(not {method})")
     settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict,
                              adaptive=args.adaptive)
     if args.sweep_dt:

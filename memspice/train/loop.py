@@ -80,12 +80,13 @@ class Trained:
 _RESTATED = ("dt", "method", "buffer_gain", "column_conductance", "on_off_ratio", "parametrization")
 
 
-def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str) -> None:
+def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str,
+                        why: str = "verify and export take every setting from the network") -> None:
     """A CheckpointError naming the first setting of ``said`` whose value differs in ``have``."""
     for key in have:
         if key in said and have[key] != said[key]:
             raise CheckpointError(f"{key}: {have_name} {have[key]!r}, {said_name} {said[key]!r}; "
-                                  "they must agree (verify and export take every setting from the network)")
+                                  f"they must agree ({why})")
 
 
 #: Options a resumed run may change: they do not change the result.
@@ -335,7 +336,8 @@ def _starting_weights(config: TrainConfig, model: MemristiveSNN) -> dict:
     layer sizes or settings (dt, method, ...) are not the new run's."""
     start = load_trained(config.init_from)
     theirs = {k: v for k, v in start.model.config().items() if k != "checkpoint_every"}  # memory, not the network
-    _refuse_differences(theirs, model.config(), f"the network of {config.init_from}", "this run")
+    _refuse_differences(theirs, model.config(), f"the network of {config.init_from}", "this run",
+                        "a run starts from the weights of a network like its own")
     return start.model.state_dict()
 
 
