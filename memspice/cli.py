@@ -971,6 +971,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
     kinds = {"positive": _positive, "positive_int": _positive_int, "finite": _finite, "non_negative": _non_negative,
              "int": int}  # how a value of each ``kind`` is checked
+    recipes = {dataset: recipe(dataset) for dataset in RECIPES}
     for option in fields(TrainConfig):
         meta, name = option.metadata, option.name.replace("_", "-")
         if option.type in (bool, "bool"):
@@ -979,8 +980,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                            help=text.replace("%", "%%"))
             continue
         by_recipe: dict[str, list[str]] = {}  # each default and the datasets whose recipe has it
-        for dataset in RECIPES:
-            by_recipe.setdefault(_shown(getattr(recipe(dataset), option.name)), []).append(dataset)
+        for dataset, config in recipes.items():
+            by_recipe.setdefault(_shown(getattr(config, option.name)), []).append(dataset)
         if any(option.name in values for values in RECIPES.values()) and len(by_recipe) > 1:
             said = ", ".join(f"{value} ({', '.join(datasets)})" for value, datasets in by_recipe.items())
         else:

@@ -56,9 +56,9 @@ def cell_voltages(rows: Sequence[torch.Tensor], membranes: Sequence[torch.Tensor
     return out
 
 
-def write_thresholds(synapse_params: dict[str, float] | None = None) -> tuple[float, float]:
-    """``(vreset, vset)`` (V) of the synapse memristor with ``synapse_params`` (defaults: ±2 V)."""
-    params = SYNAPSE.resolve(synapse_params or {})
+def write_thresholds() -> tuple[float, float]:
+    """``(vreset, vset)`` (V) of the synapse memristor (±2 V)."""
+    params = SYNAPSE.resolve()
     return params["vreset"], params["vset"]
 
 
@@ -67,10 +67,9 @@ class CellMonitor:
     :meth:`observe` raises :class:`~memspice.errors.WriteThresholdError` the first time a cell
     crosses a write threshold, or, with ``allow_writes``, warns once and goes on."""
 
-    def __init__(self, allow_writes: bool = False, context: str = "the torch solver",
-                 thresholds: tuple[float, float] | None = None) -> None:
+    def __init__(self, allow_writes: bool = False, context: str = "the torch solver") -> None:
         self.allow_writes, self.context = allow_writes, context
-        self.vreset, self.vset = thresholds or write_thresholds()
+        self.vreset, self.vset = write_thresholds()
         self.layers: dict[int, CellVoltage] = {}
         self.warned = False
 

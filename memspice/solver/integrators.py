@@ -305,8 +305,9 @@ class Stepper:
         they are forgotten."""
         attempt, self._worst = self._worst, self._kept
         if keep and attempt is not None:
-            self._worst = attempt if self._worst is None else fused_step.keep_worst(self._worst, *attempt[::2],
-                                                                                     attempt[1])
+            ratio, time, component = attempt
+            self._worst = attempt if self._worst is None else fused_step.keep_worst(self._worst, ratio, component,
+                                                                                     time)
 
     def error(self, layer: int, dt: float) -> LayerError | None:
         """The largest local error estimate so far (``None`` without estimates) as a

@@ -151,6 +151,11 @@ def simulate_network(
     return solution
 
 
+def adaptive_tolerance(adaptive: bool | Tolerance) -> Tolerance:
+    """The tolerance adaptive steps hold each step to: :data:`ADAPTIVE_TOLERANCE` for ``True``."""
+    return ADAPTIVE_TOLERANCE if adaptive is True else adaptive
+
+
 def _check_input(tensor: torch.Tensor, name: str) -> None:
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3 or tensor.shape[1] < 2:
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
@@ -199,7 +204,7 @@ def _integrate(
         if checkpoint_every:
             raise ConfigError("adaptive steps do not combine with checkpoint_every (a recomputed chunk would choose "
                               "its substeps again)")
-        tolerance = ADAPTIVE_TOLERANCE if adaptive is True else adaptive
+        tolerance = adaptive_tolerance(adaptive)
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
     batch, n_points = reference.shape[0], reference.shape[1]
@@ -212,6 +217,7 @@ def _integrate(
     record_x = [[y[..., 1:]] for y in ys]
     dense_t, dense_v = [0.0], [[y[..., 0].detach()] for y in ys]  # adaptive: every accepted substep
     parts_now = [1]  # adaptive: the substeps per grid step, carried from one step to the next
+    substeps_taken = [0]  # adaptive: the substeps of the whole run
 
     def substeps(n: int, states: list[torch.Tensor], parts: int, visited: list | None = None) -> list[torch.Tensor]:
         """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps (each one's end time and
@@ -262,28 +268,22 @@ def _integrate(
         parts_now[0] = parts
         return new_states
 
-    substeps_taken = [0]
+    def split_step(n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` whole, or, where Newton's method fails, in 2, 4, ... substeps."""
+        for split in range(newton.max_splits + 1):
+            try:
+                return substeps(n, states, 2**split)
+            except NewtonFailure as failure:
+                split_steps.add(n)
+                if split == newton.max_splits:
+                    raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
+                                        f"try a smaller dt") from None
     def advance(first: int, last: int, states: list[torch.Tensor], last_steps: list):
         for stepper, last_step in zip(steppers, last_steps):  # a recomputed chunk starts from the same guesses
             stepper.last_step = last_step
         out_v, out_x = [[] for _ in states], [[] for _ in states]
         for n in range(first, last):
-            if adaptive:
-                states = adaptive_step(n, states)
-                for k, y in enumerate(states):
-                    out_v[k].append(y[..., 0])
-                    if record_states:
-                        out_x[k].append(y[..., 1:])
-                continue
-            for split in range(newton.max_splits + 1):
-                try:
-                    states = substeps(n, states, 2**split)
-                    break
-                except NewtonFailure as failure:
-                    split_steps.add(n)
-                    if split == newton.max_splits:
-                        raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
-                                            f"try a smaller dt") from None
+            states = adaptive_step(n, states) if adaptive else split_step(n, states)
             for k, y in enumerate(states):
                 out_v[k].append(y[..., 0])
                 if record_states:

@@ -23,7 +23,8 @@ from memspice.netlist.examples import current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import Solution, simulate_network, simulate_neurons
-from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, LayerError, Tolerance, check_accuracy
+from memspice.solver.accuracy import LayerError, Tolerance, check_accuracy
+from memspice.solver.transient import adaptive_tolerance
 from memspice.spice.pool import Workers, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare, targets
@@ -56,7 +57,7 @@ class TorchSettings:
     adaptive: bool = False
 
     def describe(self) -> dict:
-        tolerance = ADAPTIVE_TOLERANCE if self.adaptive else self.tolerance
+        tolerance = adaptive_tolerance(True) if self.adaptive else self.tolerance
         return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype,
                 "tolerance": {"v": tolerance.v, "x": tolerance.x}, "adaptive": self.adaptive}
 
