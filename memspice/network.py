@@ -75,22 +75,37 @@ class Crossbar:
         return u @ (self.g_pos - self.g_neg) - v * (self.g_pos + self.g_neg).sum(axis=0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NeuronLayer:
-    """``size`` MIF neurons sharing the parameters ``params`` (overrides of the defaults)."""
+    """``size`` MIF neurons sharing the parameters ``params`` (overrides of the defaults), except
+    those in ``per_neuron``: one value per neuron (arrays of shape ``(size,)``), for chips whose
+    neurons differ (:mod:`memspice.hardware`)."""
 
     size: int
     params: Mapping[str, float] = field(default_factory=dict)
+    per_neuron: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise NetlistError(f"a neuron layer needs a positive integer size; got {self.size!r}")
         MIF.resolve(self.params)
+        per_neuron = {name: np.array(values, dtype=float) for name, values in self.per_neuron.items()}
+        for name, values in per_neuron.items():
+            if values.shape != (self.size,):
+                raise NetlistError(f"per-neuron {name} must hold one value per neuron ({self.size}); "
+                                   f"got shape {values.shape}")
+        object.__setattr__(self, "per_neuron", per_neuron)
+        for j in range(self.size if per_neuron else 0):
+            MIF.resolve(self.neuron(j))
 
     @property
     def resolved(self) -> dict[str, float]:
-        """Every MIF parameter's value (SI units)."""
+        """Every MIF parameter's value (SI units) shared by the layer (``per_neuron`` aside)."""
         return MIF.resolve(self.params)
+
+    def neuron(self, j: int) -> dict[str, float]:
+        """Neuron ``j``'s parameter overrides: the layer's with its own values."""
+        return {**self.params, **{name: float(values[j]) for name, values in self.per_neuron.items()}}
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def network_netlist(
         net.extend(_crossbar_cards(k, crossbar, rows_p, rows_n, columns, network))
         net.comment(f"layer {k}: {neurons.size} MIF neurons")
         for j, node in enumerate(membranes):
-            net.instance(f"l{k}_neuron{j}", (node,), MIF, neurons.params)
+            net.instance(f"l{k}_neuron{j}", (node,), MIF, neurons.neuron(j))
     if save:
         net.save(save)
     net.analysis(settings)

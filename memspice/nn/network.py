@@ -9,6 +9,7 @@ from torch import nn
 
 from memspice.defaults import DT, METHOD
 from memspice.errors import ConfigError
+from memspice.hardware import Chip
 from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.neurons import MIFLayer
@@ -87,7 +88,7 @@ class MemristiveSNN(nn.Module):
 
     def forward(self, inputs: torch.Tensor, record_states: bool = False,
                 neuron_overrides: Sequence[Mapping[str, float | torch.Tensor] | None] | None = None,
-                adaptive: bool = False) -> Solution:
+                adaptive: bool = False, chip: Chip | None = None) -> Solution:
         """Integrate the network driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1,
         n_in)``, linear between samples) from rest; the solution's ``v[k]`` are layer ``k+1``'s
         membranes (V, ``(batch, n_steps + 1, n_k)``).
@@ -97,24 +98,36 @@ class MemristiveSNN(nn.Module):
         the fused kernels), e.g. an annealed threshold or an ablation; the circuit the module
         describes and netlists keeps its own. ``adaptive``: error-controlled substeps within each
         step of dt (:func:`~memspice.solver.simulate_network`), for evaluation: the grid stays
-        the output."""
+        the output. ``chip``: the network as that chip holds it (:mod:`memspice.hardware`: its
+        programmed conductances and its neurons' own parameters; differentiable in the weights)."""
         if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
             raise ConfigError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
+        if chip is not None and chip.sizes != self.sizes:
+            raise ConfigError(f"the chip was sampled for a {'-'.join(map(str, chip.sizes))} network; this one is "
+                              f"{'-'.join(map(str, self.sizes))}")
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
         if neuron_overrides is not None and len(neuron_overrides) != len(self.neurons):
             raise ConfigError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
                              f"got {len(neuron_overrides)}")
         params = [{**layer.overrides, **(extra or {})}
                   for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
+        if chip is not None:
+            ranges = [(c.g_min, c.g_max) for c in self.crossbars]
+            weights = [(chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
+                       for k, (g_pos, g_neg) in enumerate(weights)]
+            params = [chip.neuron_params(k, {**layer.params(), **p}, inputs)
+                      for k, (layer, p) in enumerate(zip(self.neurons, params))]
         return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
                                 record_states=record_states, checkpoint_every=self.checkpoint_every,
                                 fused=self.fused, tolerance=self.tolerance, adaptive=adaptive)
 
-    def describe(self, synapse: str = "resistor") -> Network:
+    def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with
-        ideal resistors or memristors (programmed states) as synapses."""
+        ideal resistors or memristors (programmed states) as synapses; as ``chip`` holds it when
+        given (:meth:`memspice.hardware.Chip.apply`)."""
         layers = tuple((c.describe(), NeuronLayer(n.size, n.overrides)) for c, n in zip(self.crossbars, self.neurons))
-        return Network(layers, synapse=synapse, buffer_gain=self.buffer_gain)
+        network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain)
+        return network if chip is None else chip.apply(network)
 
     def extra_repr(self) -> str:
         return f"sizes={'-'.join(map(str, self.sizes))}, dt={self.dt:g} s, method={self.method}"

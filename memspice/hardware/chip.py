@@ -1,0 +1,254 @@
+"""Chips: what a real memristive chip does to a trained network, applied identically by both engines.
+
+A :class:`HardwareSpec` describes a family of chips (how strong each non-ideality is); a
+:class:`Chip` is one sample of it for one network's sizes, drawn once from a seed. The chip holds
+every random number it needs (per cell and per neuron), so the torch solver
+(:meth:`Chip.program` inside :class:`~memspice.nn.MemristiveSNN`) and the netlister
+(:meth:`Chip.apply`) compute the same conductances and neuron parameters from the same draws:
+"the same chip" means the same numbers in both engines. Normal draws are truncated at ±3σ.
+
+How a trained conductance ``G`` in ``[g_min, g_max]`` becomes the conductance a cell holds:
+
+1. its fraction of the range ``f = (G - g_min) / (g_max - g_min)`` is rounded to one of
+   ``levels`` equally spaced states (when ``levels`` is set; the gradient passes straight
+   through the rounding, as in quantization-aware training);
+2. the cell's own range (device-to-device spread): ``lo = g_min·exp(σ_r ε₁)``,
+   ``hi = g_max·exp(σ_r ε₂)``, and the target ``lo + f (hi - lo)``;
+3. programming error: Gaussian, σ = ``sqrt((program_noise·(hi - lo))² + (program_noise_relative·G)²)``
+   (absolute in units of the range, and proportional to the target), the result kept in ``[lo, hi]``;
+4. stuck cells: a ``stuck_off`` fraction of cells sits at its ``lo`` and a ``stuck_on`` fraction
+   at its ``hi`` whatever was programmed (no gradient reaches them).
+
+Neurons: each MIF neuron's thresholds (``th``/``hold`` of each switch, scaled together so that
+the hysteresis keeps its shape), switch on-conductances and membrane capacitance are its nominal
+value times ``1 + neuron_spread·ε``, one ε per neuron and group (:data:`NEURON_GROUPS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memspice.errors import ConfigError
+from memspice.network import Crossbar, Network, NeuronLayer
+
+#: MIF parameters that vary from neuron to neuron, in groups that share one factor.
+NEURON_GROUPS = {"th1": ("th1", "hold1"), "th2": ("th2", "hold2"), "gon1": ("gon1",), "gon2": ("gon2",),
+                 "cm": ("cm",)}
+#: Normal draws are truncated at this many σ (keeps every factor positive for spreads up to 0.3).
+TRUNCATE = 3.0
+#: The largest relative spread a spec accepts: with TRUNCATE, every factor stays >= 0.1.
+MAX_SPREAD = 0.3
+#: Cell states: 0 programmable, 1 stuck at its lowest conductance, 2 stuck at its highest.
+FREE, STUCK_OFF, STUCK_ON = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """How strong each non-ideality of a family of chips is (relative σ and fractions are plain
+    numbers: 0.1 is 10 %). ``name`` labels reports. See the module docstring for the model.
+
+    * ``levels``: programmable conductance states per cell (``None``: continuous);
+    * ``program_noise``: σ of the programmed conductance as a fraction of the cell's range;
+    * ``program_noise_relative``: σ as a fraction of the target conductance;
+    * ``range_spread``: device-to-device σ of ln g_min and ln g_max of each cell;
+    * ``stuck_off``, ``stuck_on``: fractions of cells stuck at g_min, at g_max;
+    * ``neuron_spread``: device-to-device σ of each neuron's parameters (:data:`NEURON_GROUPS`)."""
+
+    name: str = "custom"
+    levels: int | None = None
+    program_noise: float = 0.0
+    program_noise_relative: float = 0.0
+    range_spread: float = 0.0
+    stuck_off: float = 0.0
+    stuck_on: float = 0.0
+    neuron_spread: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isprintable() or not self.name:
+            raise ConfigError(f"hardware name must be printable text; got {self.name!r}")
+        if self.levels is not None and (isinstance(self.levels, bool) or not isinstance(self.levels, int)
+                                        or self.levels < 2):
+            raise ConfigError(f"hardware levels must be an integer >= 2 (or None: continuous); got {self.levels!r}")
+        for name in ("program_noise", "program_noise_relative", "range_spread", "neuron_spread",
+                     "stuck_off", "stuck_on"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise ConfigError(f"hardware {name} must be a finite number >= 0; got {value!r}")
+        for name in ("range_spread", "neuron_spread"):
+            if getattr(self, name) > MAX_SPREAD:
+                raise ConfigError(f"hardware {name} = {getattr(self, name)!r}: at most {MAX_SPREAD} (a relative σ; "
+                                  "larger spreads would make parameters non-positive)")
+        if self.stuck_off + self.stuck_on > 1:
+            raise ConfigError(f"hardware stuck_off + stuck_on = {self.stuck_off + self.stuck_on!r}: fractions of "
+                              "cells, at most 1 together")
+
+    @property
+    def ideal(self) -> bool:
+        """Whether chips of this spec are the ideal circuit."""
+        return self.levels is None and not any(getattr(self, f.name) for f in fields(self)
+                                               if f.name not in ("name", "levels"))
+
+    def to_dict(self) -> dict:
+        """JSON-serializable; :meth:`from_dict` inverts it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "hardware description") -> HardwareSpec:
+        """A spec from :meth:`to_dict`'s form; unknown keys are one clear error naming ``where``."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a JSON object of hardware settings; got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown hardware settings {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def scaled(self, strength: float, name: str | None = None) -> HardwareSpec:
+        """This spec with every σ and fraction times ``strength`` (levels unchanged): for sweeps."""
+        values = {f.name: getattr(self, f.name) * strength for f in fields(self) if f.name not in ("name", "levels")}
+        return replace(self, name=name or f"{self.name} x{strength:g}", **values)
+
+    def sample(self, sizes: Sequence[int], seed: int) -> Chip:
+        """One chip of this spec for a network of layer sizes ``(n_in, n_1, ..., n_L)``, drawn
+        from ``seed`` (the same seed gives the same chip)."""
+        sizes = tuple(int(n) for n in sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ConfigError(f"a chip needs network sizes (n_in, ..., n_out); got {sizes!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"chip seed must be an integer >= 0; got {seed!r}")
+        return Chip(self, sizes, seed)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return np.clip(rng.standard_normal(shape), -TRUNCATE, TRUNCATE)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """One crossbar side's draws, ``(n_in, n_out)`` each: range factors, programming ε, stuck codes."""
+
+    low: np.ndarray
+    high: np.ndarray
+    noise: np.ndarray
+    stuck: np.ndarray
+
+
+class Chip:
+    """One sampled chip (:meth:`HardwareSpec.sample`): every cell's and every neuron's draws."""
+
+    def __init__(self, spec: HardwareSpec, sizes: tuple[int, ...], seed: int) -> None:
+        self.spec, self.sizes, self.seed = spec, sizes, seed
+        self.cells: list[tuple[_Cells, _Cells]] = []
+        self.neuron_factors: list[dict[str, np.ndarray]] = []
+        for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            rng = np.random.default_rng([seed, k])  # one stream per layer: a layer's draws do not depend on others
+            self.cells.append(tuple(self._cells(rng, (n_in, n_out)) for _ in ("pos", "neg")))
+            self.neuron_factors.append({group: 1.0 + spec.neuron_spread * _normal(rng, (n_out,))
+                                        for group in NEURON_GROUPS})
+
+    def _cells(self, rng: np.random.Generator, shape: tuple[int, int]) -> _Cells:
+        spec = self.spec
+        low, high = (np.exp(spec.range_spread * _normal(rng, shape)) for _ in range(2))
+        noise = _normal(rng, shape)
+        u = rng.random(shape)
+        stuck = np.where(u < spec.stuck_off, STUCK_OFF, np.where(u < spec.stuck_off + spec.stuck_on, STUCK_ON, FREE))
+        return _Cells(low, high, noise, stuck.astype(np.int8))
+
+    def describe(self) -> dict:
+        """What identifies this chip in reports and checkpoints (it is rebuilt from these)."""
+        return {"hardware": self.spec.to_dict(), "chip_seed": self.seed, "sizes": list(self.sizes)}
+
+    def program(self, layer: int, g: torch.Tensor, g_range: tuple[float, float], side: str) -> torch.Tensor:
+        """The conductances (S, like ``g``, ``(n_in, n_out)``) the cells of crossbar ``layer``
+        (from 0), ``side`` ``"pos"`` or ``"neg"``, hold after being programmed to ``g`` (S)
+        within the nominal range ``g_range``; differentiable in ``g`` (module docstring)."""
+        spec = self.spec
+        cells = self.cells[layer][0 if side == "pos" else 1]
+        if tuple(g.shape) != cells.low.shape:
+            raise ConfigError(f"crossbar {layer + 1} is {tuple(g.shape)}; this chip's is {cells.low.shape}")
+        g_min, g_max = g_range
+        like = {"dtype": g.dtype, "device": g.device}
+        f = (g - g_min) / (g_max - g_min)
+        if spec.levels is not None:
+            steps = spec.levels - 1
+            f = f + (torch.round(f.clamp(0.0, 1.0) * steps) / steps - f).detach()  # straight through
+        lo = g_min * torch.as_tensor(cells.low, **like)
+        hi = g_max * torch.as_tensor(cells.high, **like)
+        if bool((hi <= lo).any()):
+            raise ConfigError(f"crossbar {layer + 1}: range_spread {spec.range_spread} swaps some cells' g_min and "
+                              f"g_max for the range {g_range} S; use a smaller spread or a wider range")
+        target = lo + f * (hi - lo)
+        if spec.program_noise or spec.program_noise_relative:
+            sigma = torch.sqrt((spec.program_noise * (hi - lo)) ** 2 + (spec.program_noise_relative * target) ** 2)
+            target = torch.minimum(torch.maximum(target + sigma * torch.as_tensor(cells.noise, **like), lo), hi)
+        stuck = torch.as_tensor(cells.stuck, device=g.device)
+        return torch.where(stuck == STUCK_OFF, lo, torch.where(stuck == STUCK_ON, hi, target))
+
+    def neuron_params(self, layer: int, params: Mapping[str, float | torch.Tensor],
+                      like: torch.Tensor) -> dict[str, float | torch.Tensor]:
+        """``params`` (every MIF parameter of layer ``layer``'s neurons, from 0) with the varied
+        ones replaced by per-neuron tensors ``(n,)`` (dtype and device of ``like``)."""
+        if not self.spec.neuron_spread:
+            return dict(params)
+        out = dict(params)
+        for group, names in NEURON_GROUPS.items():
+            factor = torch.as_tensor(self.neuron_factors[layer][group], dtype=like.dtype, device=like.device)
+            for name in names:
+                out[name] = params[name] * factor
+        return out
+
+    def apply(self, network: Network) -> Network:
+        """``network`` (an ideal circuit description) as this chip holds it, for the netlister:
+        every cell a resistor of its programmed conductance, every neuron its own parameters.
+        The numbers are :meth:`program`'s and :meth:`neuron_params`' in float64."""
+        if tuple(network.sizes) != self.sizes:
+            raise ConfigError(f"this chip was sampled for a {'-'.join(map(str, self.sizes))} network; "
+                              f"got {'-'.join(map(str, network.sizes))}")
+        if network.synapse != "resistor" and not self.spec.ideal:
+            raise ConfigError("a non-ideal chip's cells are written as resistors of their programmed conductances; "
+                              f"got synapse={network.synapse!r}")
+        layers = []
+        for k, (crossbar, neurons) in enumerate(network.layers):
+            g_range = crossbar.g_range
+            if g_range is None or neurons.per_neuron:
+                raise ConfigError(f"layer {k + 1}: a chip programs an ideal network whose crossbars know their "
+                                  "conductance range")
+            g = {side: self.program(k, torch.as_tensor(getattr(crossbar, f"g_{side}")), g_range, side).numpy()
+                 for side in ("pos", "neg")}
+            like = torch.zeros((), dtype=torch.float64)
+            varied = {name: np.asarray(value) for name, value in
+                      self.neuron_params(k, neurons.resolved, like).items() if isinstance(value, torch.Tensor)}
+            layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
+                           NeuronLayer(neurons.size, neurons.params, per_neuron=varied)))
+        return Network(tuple(layers), synapse=network.synapse, synapse_params=network.synapse_params,
+                       buffer_gain=network.buffer_gain)
+
+
+def load_spec(text: str) -> HardwareSpec:
+    """A spec from a preset name (:data:`~memspice.hardware.presets.PRESETS`) or a JSON file of
+    :meth:`HardwareSpec.to_dict`'s form."""
+    from memspice.hardware.presets import PRESETS
+
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        raise ConfigError(f"--hardware {text!r}: neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ConfigError(f"{path}: not JSON ({error})") from None
+    return HardwareSpec.from_dict(data, str(path))

@@ -1,0 +1,26 @@
+"""Named chips (:class:`~memspice.hardware.chip.HardwareSpec`), each number with where it comes from.
+
+* ``ideal``: the circuit as trained; every chip of it equals the ideal network.
+* ``wan2022``: programming error of the HfOx 1T1R RRAM of the NeuRRAM chip, W. Wan et al., "A
+  compute-in-memory chip based on resistive random-access memory", Nature 608, 504-512 (2022),
+  one second after write-verify programming: σ between 0.35 and 2.3 µS over a 0-40 µS range,
+  1.73 µS on average (the 4th-order fit of its Extended Data that aihwkit ships as
+  ``ReRamWan2022NoiseModel``); memspice takes the average, 1.73 / 40 = 4.3 % of the range, as
+  a σ that does not depend on the state. The paper's other effects (relaxation over days, read
+  noise) are not in this preset.
+* ``stress``: not a measured chip but a demanding one, the scenario issue 22 sets as the target
+  of hardware-aware training: 16 conductance levels (4 bits), 2 % programming error, 10 %
+  device-to-device spread of every cell's g_min and g_max and of every neuron's thresholds,
+  on-conductances and capacitance, 1 % stuck cells (half at g_min, half at g_max).
+"""
+
+from __future__ import annotations
+
+from memspice.hardware.chip import HardwareSpec
+
+PRESETS = {
+    "ideal": HardwareSpec(name="ideal"),
+    "wan2022": HardwareSpec(name="wan2022", program_noise=1.73 / 40),
+    "stress": HardwareSpec(name="stress", levels=16, program_noise=0.02, range_spread=0.1, stuck_off=0.005,
+                           stuck_on=0.005, neuron_spread=0.1),
+}

@@ -1,0 +1,143 @@
+"""Chips (memspice.hardware): each non-ideality alone, the same chip in torch and in ngspice."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from memspice.deploy.export import input_waveforms
+from memspice.errors import ConfigError
+from memspice.hardware import PRESETS, HardwareSpec, load_spec
+from memspice.netlist.builder import TranSettings
+from memspice.netlist.circuits import membrane_node, network_netlist
+from memspice.nn import MemristiveSNN
+from memspice.signals import spike_times
+from memspice.spice.results import Waveforms
+from memspice.spice.runner import run_netlist
+
+SIZES = (4, 3, 2)
+DT, N_STEPS = 50e-9, 400  # 20 µs: several spikes per neuron
+
+#: Each effect alone, strong enough to change every layer.
+EFFECTS = {
+    "levels": HardwareSpec(levels=3),
+    "program_noise": HardwareSpec(program_noise=0.1, program_noise_relative=0.05),
+    "range_spread": HardwareSpec(range_spread=0.3),
+    "stuck": HardwareSpec(stuck_off=0.3, stuck_on=0.1),
+    "neuron_spread": HardwareSpec(neuron_spread=0.1),
+}
+
+
+def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
+    model = MemristiveSNN(SIZES, dt=DT, seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3),
+                          deep_init_pos=(0.5, 1.0), deep_init_neg=(0.0, 0.3)).double()
+    t = torch.arange(N_STEPS + 1, dtype=torch.float64) * DT
+    rows = torch.stack([0.9 * torch.ones_like(t), 0.6 + 0.3 * torch.sin(t / 3e-6), 0.8 * (t > 5e-6),
+                        0.4 * torch.ones_like(t)], dim=-1)
+    return model, rows.unsqueeze(0)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"program_noise": -0.1}, "program_noise must be a finite number >= 0"),
+    ({"stuck_off": 0.7, "stuck_on": 0.5}, "at most 1 together"),
+    ({"stuck_on": 1.5}, "at most 1 together"),
+    ({"levels": 1}, "levels must be an integer >= 2"),
+    ({"levels": 2.5}, "levels must be an integer >= 2"),
+    ({"neuron_spread": 0.5}, "at most 0.3"),
+    ({"range_spread": float("nan")}, "finite number"),
+])
+def test_bad_chip_descriptions_give_one_clear_error(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        HardwareSpec(**bad)
+
+
+def test_chip_files_and_presets_load_and_unknown_settings_are_named(tmp_path):
+    spec = HardwareSpec(name="mine", levels=8, stuck_off=0.01)
+    path = tmp_path / "chip.json"
+    path.write_text(json.dumps(spec.to_dict()))
+    assert load_spec(str(path)) == spec
+    assert load_spec("stress") is PRESETS["stress"]
+    path.write_text(json.dumps({"levles": 8}))
+    with pytest.raises(ConfigError, match="unknown hardware settings 'levles'"):
+        load_spec(str(path))
+    with pytest.raises(ConfigError, match="neither a preset"):
+        load_spec("no-such-chip")
+
+
+def test_the_chip_seed_reproduces_the_chip_exactly():
+    model, _ = small_network()
+    spec = PRESETS["stress"]
+    a, b, c = (model.describe(chip=spec.sample(SIZES, seed)) for seed in (7, 7, 8))
+    for (xa, na), (xb, nb), (xc, _) in zip(a.layers, b.layers, c.layers):
+        assert np.array_equal(xa.g_pos, xb.g_pos) and np.array_equal(xa.g_neg, xb.g_neg)
+        assert all(np.array_equal(na.per_neuron[k], nb.per_neuron[k]) for k in na.per_neuron)
+        assert not np.array_equal(xa.g_pos, xc.g_pos)
+
+
+def test_the_ideal_chip_is_the_trained_network():
+    model, rows = small_network()
+    chip = PRESETS["ideal"].sample(SIZES, 0)
+    with torch.no_grad():
+        plain, on_chip = model(rows), model(rows, chip=chip)
+    for a, b in zip(plain.v, on_chip.v):
+        assert torch.equal(a, b)
+
+
+def test_levels_round_each_cell_to_a_state_and_pass_the_gradient_through():
+    model, _ = small_network()
+    crossbar = model.crossbars[0]
+    chip = HardwareSpec(levels=5).sample(SIZES, 0)
+    g = chip.program(0, crossbar.g_pos, (crossbar.g_min, crossbar.g_max), "pos")
+    fractions = ((g - crossbar.g_min) / (crossbar.g_max - crossbar.g_min)).detach().numpy()
+    np.testing.assert_allclose(fractions * 4, np.round(fractions * 4), atol=1e-9)
+    g.sum().backward()
+    assert crossbar.theta_pos.grad is not None and crossbar.theta_pos.grad.abs().min() > 0
+
+
+def test_stuck_cells_sit_at_their_bounds_and_learn_nothing():
+    model, _ = small_network()
+    crossbar = model.crossbars[0]
+    chip = HardwareSpec(stuck_off=0.3, stuck_on=0.3).sample(SIZES, 1)
+    g = chip.program(0, crossbar.g_pos, (crossbar.g_min, crossbar.g_max), "pos")
+    stuck = chip.cells[0][0].stuck
+    assert (stuck == 1).any() and (stuck == 2).any() and (stuck == 0).any()
+    assert np.allclose(g.detach().numpy()[stuck == 1], crossbar.g_min)
+    assert np.allclose(g.detach().numpy()[stuck == 2], crossbar.g_max)
+    g.sum().backward()
+    assert (crossbar.theta_pos.grad.numpy()[stuck != 0] == 0).all()
+
+
+@pytest.mark.parametrize("effect", list(EFFECTS))
+def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect):
+    """The netlist of a chip holds the conductances the solver uses (column currents measured
+    in ngspice equal the crossbar equation with them to 1e-6) and the same neurons (every spike
+    of every neuron where torch puts it)."""
+    model, rows = small_network()
+    chip = EFFECTS[effect].sample(SIZES, 0)
+    network = model.describe(chip=chip)
+    ideal = model.describe()
+    assert all(not np.array_equal(a.g_pos, b.g_pos) or bool(neurons.per_neuron)
+               for (a, neurons), (b, _) in zip(network.layers, ideal.layers))
+    with torch.no_grad():
+        solution = model(rows, chip=chip)
+    text = network_netlist(network, input_waveforms(rows[0].numpy(), DT),
+                           TranSettings(t_end=N_STEPS * DT, max_step=5e-9), sense=True)
+    waves = Waveforms.from_plot(run_netlist(text)[-1])
+    s = waves.signals
+    for k, (crossbar, neurons) in enumerate(network.layers, start=1):
+        rows_k = [f"in{i}p" for i in range(crossbar.n_in)] if k == 1 else [f"l{k}_r{i}p" for i in range(crossbar.n_in)]
+        u = np.stack([s[f"v({r})"] for r in rows_k], axis=-1)
+        v = np.stack([s[f"v({membrane_node(k, j)})"] for j in range(neurons.size)], axis=-1)
+        measured = np.stack([s[f"i(vl{k}_sense{j})"] for j in range(neurons.size)], axis=-1)
+        np.testing.assert_allclose(measured, crossbar.column_currents(u, v), rtol=1e-6, atol=1e-12)
+        spikes = 0
+        for j in range(neurons.size):
+            in_spice = spike_times(waves.time, s[f"v({membrane_node(k, j)})"])
+            in_torch = spike_times(solution.t.numpy(), solution.v[k - 1][0, :, j].numpy())
+            assert len(in_spice) == len(in_torch), (k, j, in_spice, in_torch)
+            np.testing.assert_allclose(in_torch, in_spice, atol=0.1e-6)
+            spikes += len(in_spice)
+        assert spikes >= 3  # the comparison saw spikes in every layer
