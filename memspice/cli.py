@@ -167,6 +167,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _robustness(args: argparse.Namespace) -> int:
+    from memspice.data import load_dataset
+    from memspice.fileio import atomic_write_text, file_sha256
+    from memspice.hardware import load_spec
+    from memspice.train.loop import load_trained
+    from memspice.train.robustness import robustness, robustness_table
+
+    spec = load_spec(args.hardware)  # a bad description fails before the network and data load
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    trained = load_trained(args.checkpoint)
+    trained.model.fused = not args.no_fused
+    data = load_dataset(trained.config.dataset, args.data_dir or trained.config.data_dir)
+    report = robustness(trained, data, spec, args.chips, None if args.samples == "all" else args.samples, args.spice,
+                        args.seed, args.batch_size, args.workers, progress=not args.json,
+                        allow_cell_writes=args.allow_cell_writes)
+    report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
+    if args.save:
+        atomic_write_text(args.save, json_text(report, indent=2) + "\n")
+    print(json_text(report) if args.json else robustness_table(report))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from memspice.deploy import export_netlist
     from memspice.fileio import atomic_write_text
@@ -782,6 +807,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_evaluate)
+
+    from memspice.hardware import PRESETS as CHIPS
+
+    p = sub.add_parser("robustness", help="a trained network's accuracy on sampled non-ideal chips, torch and ngspice",
+                       description="Evaluate a checkpoint on N chips sampled from a hardware description (conductance "
+                                   "levels, programming error, device-to-device spread of cells and neurons, stuck "
+                                   "cells) in the torch solver, beside the ideal circuit; with --spice K, run the "
+                                   "first K test samples on the first chip in ngspice from that chip's netlist and "
+                                   "compare with torch on the same chip.")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--hardware", required=True, metavar="PRESET|FILE.json",
+                   help=f"a preset ({', '.join(CHIPS)}) or a JSON chip description (docs/hardware.md)")
+    p.add_argument("--chips", type=_positive_int, default=20, help="chips sampled (default: %(default)s)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="the first chip's seed; chip k has seed + k (default: %(default)s)")
+    p.add_argument("--samples", type=_samples, default=1000,
+                   help="the first N test samples, or all (default: %(default)s)")
+    p.add_argument("--spice", type=_non_negative_int, default=0, metavar="K",
+                   help="also run the first K test samples on the first chip in ngspice (default: %(default)s)")
+    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per solver batch (default: 256)")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--no-fused", action="store_true", help="do not compile the solver's Newton iterations")
+    p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")
+    _allow_cell_writes_option(p)
+    p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    _sandbox_option(p)
+    p.set_defaults(func=_robustness)
 
     p = sub.add_parser("export", help="write a trained network with one test sample as an ngspice netlist",
                        description="Write the complete ngspice netlist of a trained network driven by test sample "

@@ -28,6 +28,7 @@ EFFECTS = {
     "range_spread": HardwareSpec(range_spread=0.3),
     "stuck": HardwareSpec(stuck_off=0.3, stuck_on=0.1),
     "neuron_spread": HardwareSpec(neuron_spread=0.1),
+    "threshold_spread": HardwareSpec(threshold_spread=0.05),
 }
 
 
@@ -47,6 +48,7 @@ def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
     ({"levels": 1}, "levels must be an integer >= 2"),
     ({"levels": 2.5}, "levels must be an integer >= 2"),
     ({"neuron_spread": 0.5}, "at most 0.3"),
+    ({"threshold_spread": -0.01}, "threshold_spread must be a finite number >= 0"),
     ({"range_spread": float("nan")}, "finite number"),
 ])
 def test_bad_chip_descriptions_give_one_clear_error(bad, message):

@@ -23,6 +23,8 @@ from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
 from memspice.data.idx import DatasetError
 from memspice.deploy import export_netlist, verify
 from memspice.deploy.verify import JournalError, network_sha256
+from memspice.errors import ConfigError
+from memspice.hardware import PRESETS, HardwareSpec
 from memspice.nn import (
     DECIDERS,
     Crossbar,
@@ -346,6 +348,50 @@ def test_cli_evaluate_reports_decisions_and_the_ablation(tiny_run, tmp_path):
     assert result.returncode == 2 and "the digits test set has 359 samples" in result.stderr
     result = memspice("evaluate", str(out / "checkpoint.pt"), "--samples", "few")
     assert result.returncode == 2 and "expected a whole number, got 'few'" in result.stderr
+
+
+def test_cli_robustness_runs_sampled_chips_in_torch_and_one_in_ngspice(tiny_run, tmp_path):
+    out, _ = tiny_run
+    result = memspice("robustness", str(out / "checkpoint.pt"), "--hardware", "stress", "--chips", "2", "--seed", "4",
+                      "--samples", "40", "--spice", "2", "--workers", "1", "--no-fused", "--threads", "1",
+                      "--allow-cell-writes", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["hardware"] == PRESETS["stress"].to_dict() and report["samples"] == 40
+    assert [c["chip_seed"] for c in report["per_chip"]] == [4, 5]
+    # each chip's figure is the evaluation of the network on that chip, the ideal one on none
+    trained, digits = load_trained(out / "checkpoint.pt"), load_dataset("digits")
+    for chip, expected in ((None, report["ideal_accuracy"]),
+                           (PRESETS["stress"].sample(trained.model.sizes, 5), report["per_chip"][1]["accuracy"])):
+        direct = evaluate(trained.model, trained.readout, trained.encoder, digits.test_x[:40], digits.test_y[:40],
+                          trained.config.n_steps, 256, torch.float32, chip=chip)
+        assert direct["acc"] == expected
+    assert report["accuracy_worst"] <= report["accuracy_mean"] <= report["accuracy_best"]
+    spice = report["spice"]
+    assert spice["chip_seed"] == 4 and spice["samples"] == 2 and spice["agreement"] == 1.0
+    assert spice["count_match"] >= 0.9
+    bad = tmp_path / "chip.json"
+    bad.write_text(json.dumps({"program_noise": -0.1}))
+    for hardware, message in (("nope", "neither a preset"), (str(bad), "program_noise must be a finite number >= 0")):
+        result = memspice("robustness", str(out / "checkpoint.pt"), "--hardware", hardware)
+        assert result.returncode == 2 and message in result.stderr
+
+
+def test_hardware_aware_training_runs_every_batch_on_a_fresh_chip(tmp_path, digits, monkeypatch):
+    seeds = []
+    sample = HardwareSpec.sample
+
+    def recorded(spec, sizes, seed):
+        seeds.append(seed)
+        return sample(spec, sizes, seed)
+
+    monkeypatch.setattr(HardwareSpec, "sample", recorded)
+    config = recipe("digits", **{**TINY, "epochs": 1, "train_samples": 48, "hardware": "stress"})
+    results = train(config, tmp_path / "run", progress=False, dataset=digits)
+    assert len(seeds) == len(set(seeds)) == 3  # 48 samples in batches of 16
+    assert 0 <= results["test_acc"] <= 1
+    with pytest.raises(ConfigError, match="neither a preset"):
+        recipe("digits", hardware="no-such-chip")
 
 
 def test_verify_draws_a_random_sample_of_the_test_set(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from memspice.errors import ConfigError
+from memspice.hardware import Chip
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
@@ -34,17 +35,18 @@ def input_waveforms(samples: np.ndarray, dt: float) -> list[PWL]:
 
 
 def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None, synapse: str = "resistor",
-                   settings: dict | None = None, title: str | None = None) -> str:
+                   settings: dict | None = None, title: str | None = None, chip: Chip | None = None) -> str:
     """The ngspice netlist of ``trained`` (:class:`memspice.train.loop.Trained`) driven by the
     encoded sample ``x`` (pixels ``(n_in,)``, dataset row ``index``) over the training window;
-    only the output membranes ``v(l{L}_m{j})`` are saved."""
+    only the output membranes ``v(l{L}_m{j})`` are saved. ``chip``: the network as that chip
+    holds it (:meth:`memspice.hardware.Chip.apply`)."""
     if synapse not in SYNAPSE_KINDS:
         raise ConfigError(f"synapse must be one of {SYNAPSE_KINDS}; got {synapse!r}")
     trained.check_settings()  # dt and the circuit come from the network; a config that differs is refused
     config = trained.config
     pixels = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
     rows = trained.encode(pixels, torch.tensor([int(index)]))[0].numpy()
-    network = trained.model.describe(synapse)
+    network = trained.model.describe(synapse, chip=chip)
     layers = len(network.layers)
     options = {**VERIFY_SETTINGS, **(settings or {})}
     tran = TranSettings(t_end=round(trained.t_end, 15), **options)

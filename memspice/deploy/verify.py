@@ -32,6 +32,7 @@ import torch
 from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
 from memspice.errors import ConfigError, JournalError, MemspiceError
 from memspice.fileio import atomic_write_text
+from memspice.hardware import Chip, HardwareSpec
 from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import DECIDERS, decide
 from memspice.signals import spike_times
@@ -95,17 +96,28 @@ class SampleRun:
     state once and rebuilds the network there (:attr:`trained`), so that each sample's netlist
     (9 MB for 784-128-10) is made where it is simulated."""
 
-    def __init__(self, trained, synapse: str, settings: dict | None, timeout: float):
+    def __init__(self, trained, synapse: str, settings: dict | None, timeout: float, chip: Chip | None = None):
         trained.check_settings()
         self.synapse, self.settings, self.timeout = synapse, {**VERIFY_SETTINGS, **(settings or {})}, timeout
         self.state = trained.state()
         self.network_sha256 = network_sha256(self.state)
+        self.hardware = chip.describe() if chip is not None else None
         identity = [self.network_sha256, synapse, self.settings, trained.readout.threshold]
+        if chip is not None:
+            identity.append(self.hardware)
         self.key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        self._trained = trained
+        self._trained, self._chip = trained, chip
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_trained": None}
+        return {**self.__dict__, "_trained": None, "_chip": None}
+
+    @property
+    def chip(self) -> Chip | None:
+        """The chip the samples run on (rebuilt from its seed on first use in a worker process)."""
+        if self._chip is None and self.hardware is not None:
+            self._chip = HardwareSpec.from_dict(self.hardware["hardware"]).sample(self.hardware["sizes"],
+                                                                                 self.hardware["chip_seed"])
+        return self._chip
 
     @property
     def trained(self):
@@ -124,7 +136,7 @@ def spice_reading(run: SampleRun, index: int, pixels: np.ndarray, label: int,
     number of samples. A job of :func:`memspice.spice.pool.run_tasks` (threads or Dask workers)."""
     trained = run.trained
     layers = len(trained.model.sizes) - 1
-    netlist = export_netlist(trained, pixels, index, label, run.synapse, run.settings)
+    netlist = export_netlist(trained, pixels, index, label, run.synapse, run.settings, chip=run.chip)
     plots = run_netlist(netlist, timeout=run.timeout, name=f"sample{index}", cancel=cancel)
     waves = Waveforms.from_plot(plots[-1])
     read = [_read(waves.time, waves.signals[f"v({membrane_node(layers, j)})"], trained.readout.threshold,
@@ -174,7 +186,8 @@ def _read_journal(path: Path, outputs: int) -> dict[int, dict]:
     return readings
 
 
-def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: SolutionMonitor) -> list[dict]:
+def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: SolutionMonitor,
+                    chip: Chip | None = None) -> list[dict]:
     """The torch solver's readings of the samples ``x[indices]`` (float64, one batch), its solution
     shown to ``monitor``: a grid too coarse for the dynamics (strictly) or cells beyond their write
     thresholds fail here, before ngspice runs."""
@@ -186,7 +199,7 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: Soluti
     try:
         with torch.no_grad():
             pixels = torch.as_tensor(x[indices], dtype=torch.float64, device=device)
-            solution = model(trained.encode(pixels, torch.as_tensor(indices)))
+            solution = model(trained.encode(pixels, torch.as_tensor(indices)), chip=chip)
     finally:
         model.to(original)
         model.fused = fused
@@ -202,7 +215,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
            synapse: str = "resistor", timeout: float = 3600.0, progress: bool = True,
            settings: dict | None = None, journal: str | os.PathLike | None = None, strict: bool = False,
            requested: Sequence[int] | None = None, part: tuple[int, int] | None = None,
-           allow_cell_writes: bool = False) -> dict:
+           allow_cell_writes: bool = False, chip: Chip | None = None) -> dict:
     """Classify the samples ``x[k]`` (labels ``y[k]``) for ``k`` in ``indices`` in ngspice and
     with the torch solver (float64, one batch); returns the summary and per-sample rows.
 
@@ -218,15 +231,16 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
     local error estimate per layer (it warns when one exceeds its tolerance; ``strict``: raises,
     before ngspice runs); ``cell_voltages``, ``cell_margin``: the extreme voltages across the torch
     solution's synapse cells (a write threshold crossed raises before ngspice runs, unless
-    ``allow_cell_writes``; :mod:`memspice.solver.cells`)."""
+    ``allow_cell_writes``; :mod:`memspice.solver.cells`). ``chip``: both engines run the network
+    as that chip holds it (:mod:`memspice.hardware`; ``hardware`` in the report)."""
     started = time.perf_counter()
     indices = np.asarray(indices, dtype=int)
-    run = SampleRun(trained, synapse, settings, timeout)
+    run = SampleRun(trained, synapse, settings, timeout, chip)
     model = trained.model
 
     start = time.perf_counter()
     monitor = SolutionMonitor(strict, allow_cell_writes, f"verify (torch, dt = {model.dt:g} s, {model.method})")
-    torch_readings = _torch_readings(trained, x, indices, monitor)
+    torch_readings = _torch_readings(trained, x, indices, monitor, chip)
     torch_s = time.perf_counter() - start
 
     journal = Path(journal) if journal is not None else None
@@ -268,7 +282,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
 
 def _settings(trained, run: SampleRun) -> dict:
     """The settings two parts of one verification share (a merge refuses parts that differ)."""
-    return {"synapse": run.synapse, "decision_order": list(trained.readout.decision_order),
+    return {"synapse": run.synapse, "hardware": run.hardware, "decision_order": list(trained.readout.decision_order),
             "ngspice_settings": run.settings, "dt": trained.model.dt, "n_steps": trained.config.n_steps,
             "method": trained.model.method, "threshold": trained.readout.threshold}
 
@@ -327,8 +341,8 @@ _REPORT_KEYS = {"synapse": str, "ngspice_settings": dict, "per_sample": list, "e
                 "compute_s": (int, float), "torch_s": (int, float), "network_sha256": str, "requested": list,
                 "dt": float, "n_steps": int, "method": str}
 #: What every part of one verification shares: a merge refuses parts that differ in any.
-_SHARED = ("network_sha256", "checkpoint_sha256", "synapse", "ngspice_settings", "decision_order", "dt", "n_steps",
-           "method", "threshold")
+_SHARED = ("network_sha256", "checkpoint_sha256", "synapse", "hardware", "ngspice_settings", "decision_order", "dt",
+           "n_steps", "method", "threshold")
 
 
 def check_report(report: object, where: str) -> dict:

@@ -19,9 +19,11 @@ How a trained conductance ``G`` in ``[g_min, g_max]`` becomes the conductance a 
 4. stuck cells: a ``stuck_off`` fraction of cells sits at its ``lo`` and a ``stuck_on`` fraction
    at its ``hi`` whatever was programmed (no gradient reaches them).
 
-Neurons: each MIF neuron's thresholds (``th``/``hold`` of each switch, scaled together so that
-the hysteresis keeps its shape), switch on-conductances and membrane capacitance are its nominal
-value times ``1 + neuron_spread·ε``, one ε per neuron and group (:data:`NEURON_GROUPS`).
+Neurons: each MIF neuron's switch on-conductances and membrane capacitance are their nominal
+values times ``1 + neuron_spread·ε``, and its switching voltages (``th``/``hold`` of each switch,
+scaled together so that the hysteresis keeps its shape) times ``1 + threshold_spread·ε``, one ε
+per neuron and group (:data:`NEURON_GROUPS`). The thresholds have a spread of their own because
+they matter most: a network whose neurons work near their threshold feels a few percent of it.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ import torch
 from memspice.errors import ConfigError
 from memspice.network import Crossbar, Network, NeuronLayer
 
-#: MIF parameters that vary from neuron to neuron, in groups that share one factor.
+#: MIF parameters that vary from neuron to neuron, in groups that share one factor, and the spec's
+#: field that sets each group's relative σ.
 NEURON_GROUPS = {"th1": ("th1", "hold1"), "th2": ("th2", "hold2"), "gon1": ("gon1",), "gon2": ("gon2",),
                  "cm": ("cm",)}
+GROUP_SPREAD = {"th1": "threshold_spread", "th2": "threshold_spread", "gon1": "neuron_spread",
+                "gon2": "neuron_spread", "cm": "neuron_spread"}
 #: Normal draws are truncated at this many σ (keeps every factor positive for spreads up to 0.3).
 TRUNCATE = 3.0
 #: The largest relative spread a spec accepts: with TRUNCATE, every factor stays >= 0.1.
@@ -60,7 +65,8 @@ class HardwareSpec:
     * ``program_noise_relative``: σ as a fraction of the target conductance;
     * ``range_spread``: device-to-device σ of ln g_min and ln g_max of each cell;
     * ``stuck_off``, ``stuck_on``: fractions of cells stuck at g_min, at g_max;
-    * ``neuron_spread``: device-to-device σ of each neuron's parameters (:data:`NEURON_GROUPS`)."""
+    * ``neuron_spread``: device-to-device σ of each neuron's switch on-conductances and capacitance;
+    * ``threshold_spread``: device-to-device σ of each neuron's switching voltages."""
 
     name: str = "custom"
     levels: int | None = None
@@ -70,6 +76,7 @@ class HardwareSpec:
     stuck_off: float = 0.0
     stuck_on: float = 0.0
     neuron_spread: float = 0.0
+    threshold_spread: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isprintable() or not self.name:
@@ -77,13 +84,13 @@ class HardwareSpec:
         if self.levels is not None and (isinstance(self.levels, bool) or not isinstance(self.levels, int)
                                         or self.levels < 2):
             raise ConfigError(f"hardware levels must be an integer >= 2 (or None: continuous); got {self.levels!r}")
-        for name in ("program_noise", "program_noise_relative", "range_spread", "neuron_spread",
+        for name in ("program_noise", "program_noise_relative", "range_spread", "neuron_spread", "threshold_spread",
                      "stuck_off", "stuck_on"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0:
                 raise ConfigError(f"hardware {name} must be a finite number >= 0; got {value!r}")
-        for name in ("range_spread", "neuron_spread"):
+        for name in ("range_spread", "neuron_spread", "threshold_spread"):
             if getattr(self, name) > MAX_SPREAD:
                 raise ConfigError(f"hardware {name} = {getattr(self, name)!r}: at most {MAX_SPREAD} (a relative σ; "
                                   "larger spreads would make parameters non-positive)")
@@ -156,7 +163,7 @@ class Chip:
         for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             rng = np.random.default_rng([seed, k])  # one stream per layer: a layer's draws do not depend on others
             self.cells.append(tuple(self._cells(rng, (n_in, n_out)) for _ in ("pos", "neg")))
-            self.neuron_factors.append({group: 1.0 + spec.neuron_spread * _normal(rng, (n_out,))
+            self.neuron_factors.append({group: 1.0 + getattr(spec, GROUP_SPREAD[group]) * _normal(rng, (n_out,))
                                         for group in NEURON_GROUPS})
 
     def _cells(self, rng: np.random.Generator, shape: tuple[int, int]) -> _Cells:
@@ -201,7 +208,7 @@ class Chip:
                       like: torch.Tensor) -> dict[str, float | torch.Tensor]:
         """``params`` (every MIF parameter of layer ``layer``'s neurons, from 0) with the varied
         ones replaced by per-neuron tensors ``(n,)`` (dtype and device of ``like``)."""
-        if not self.spec.neuron_spread:
+        if not (self.spec.neuron_spread or self.spec.threshold_spread):
             return dict(params)
         out = dict(params)
         for group, names in NEURON_GROUPS.items():

@@ -22,5 +22,5 @@ PRESETS = {
     "ideal": HardwareSpec(name="ideal"),
     "wan2022": HardwareSpec(name="wan2022", program_noise=1.73 / 40),
     "stress": HardwareSpec(name="stress", levels=16, program_noise=0.02, range_spread=0.1, stuck_off=0.005,
-                           stuck_on=0.005, neuron_spread=0.1),
+                           stuck_on=0.005, neuron_spread=0.1, threshold_spread=0.1),
 }

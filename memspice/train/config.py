@@ -11,6 +11,7 @@ from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_e
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
 from memspice.errors import ConfigError
+from memspice.hardware import load_spec
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver.integrators import METHODS
@@ -104,6 +105,9 @@ class TrainConfig:
     init_from: str | None = _option(None, "start from this trained network's weights instead of random ones "
                                           "(fine-tuning with other options; same layer sizes and network "
                                           "settings)", metavar="CHECKPOINT")
+    hardware: str | None = _option(None, "hardware-aware training: every batch runs on a fresh chip of this preset "
+                                         "(ideal, wan2022, stress) or JSON chip description (memspice.hardware)",
+                                   metavar="PRESET|FILE.json")
 
     def __post_init__(self) -> None:
         def bad(name, allowed):
@@ -159,6 +163,10 @@ class TrainConfig:
                 bad(name, "True, False")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             bad("init_from", "None or the path of a checkpoint")
+        if self.hardware is not None:
+            if not isinstance(self.hardware, str):
+                bad("hardware", "None, a preset name or the path of a JSON chip description")
+            load_spec(self.hardware)  # one clear error now, not after the data have loaded
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "float32, float64")
         for name in ("train_samples", "eval_samples", "checkpoint_every", "threads", "lr_restart_epochs"):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from memspice.data import Dataset, load_dataset
 from memspice.errors import RunError
 from memspice.fileio import atomic_write_text, file_sha256
+from memspice.hardware import Chip, load_spec
 from memspice.nn import MemristiveSNN, Readout, spike_counts
 from memspice.nn.readout import DECIDERS
 from memspice.nn.regularizers import rate_band_penalty
@@ -139,10 +140,16 @@ def _order(config: TrainConfig, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
 
 
+def training_chip_seed(config: TrainConfig, step: int) -> int:
+    """The seed of the chip that hardware-aware training runs optimizer step ``step`` on (a fresh
+    chip per batch; the same ones when a run resumes)."""
+    return config.seed * 1_000_003 + step
+
+
 def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.ndarray, y: np.ndarray,
              n_steps: int, batch_size: int, dtype: torch.dtype, progress: bool = False,
              ablate_hidden_spikes: bool = False, monitor: SolutionMonitor | None = None,
-             adaptive: bool = False) -> dict:
+             adaptive: bool = False, chip: Chip | None = None) -> dict:
     """Loss, accuracy and spike statistics on the samples ``x`` (``(N, n_in)``), labels ``y``:
     ``hidden_spikes`` and ``output_spikes`` per neuron and sample, ``decided_by`` the share of
     predictions each reading made (:data:`~memspice.nn.readout.DECIDERS`) and
@@ -153,7 +160,8 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
     the extreme voltages across synapse cells (:meth:`SolutionMonitor.to_json`); ``monitor`` (a new
     one if None) warns or raises when the tolerance or a write threshold is exceeded.
     ``adaptive``: error-controlled substeps within the grid (``substeps_per_step``: how many each
-    batch took per grid step, on average)."""
+    batch took per grid step, on average). ``chip``: the network as that chip holds it
+    (:mod:`memspice.hardware`)."""
     monitor = monitor or SolutionMonitor(context="evaluation")
     mine = SolutionMonitor()  # these samples' figures; the run's monitor judges
     device = next(model.parameters()).device
@@ -165,7 +173,7 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
             index = torch.arange(start, min(start + batch_size, len(x)))
             xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
             yb = torch.as_tensor(y[index.numpy()], device=device)
-            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides, adaptive=adaptive)
+            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides, adaptive=adaptive, chip=chip)
             substeps, batches = substeps + (solution.substeps or 0), batches + 1
             monitor.observe(solution)
             mine.record(solution)
@@ -241,6 +249,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
 
     n_batches = math.ceil(len(train_x) / config.batch_size)
     device_th1 = model.neurons[0].params()["th1"]
+    hardware = load_spec(config.hardware) if config.hardware else None
     monitor = SolutionMonitor(config.strict, config.allow_cell_writes,
                               context=f"training (dt = {config.dt:g} s, {config.method})")
 
@@ -275,7 +284,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
                 share = group.shard(index)
                 xb = torch.as_tensor(train_x[share.numpy()], dtype=dtype, device=group.device)
                 yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
-                solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides)
+                chip = None if hardware is None else \
+                    hardware.sample(model.sizes, training_chip_seed(config, epoch * n_batches + batch))
+                solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides, chip=chip)
                 monitor.observe(solution)
                 running["error_ratio"] = max([running["error_ratio"], *(e.ratio for e in solution.errors or [])])
                 v = solution.v
