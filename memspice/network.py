@@ -113,12 +113,17 @@ class Network:
     """A feed-forward network: ``layers`` of (crossbar, neuron layer); ``synapse`` is how a
     crossbar cell is built in SPICE: an ideal ``"resistor"`` or the ``"memristor"`` device model
     programmed to the same conductance (``synapse_params`` override its defaults).
-    ``buffer_gain`` is the gain of the row buffers between layers (V/V)."""
+    ``buffer_gain`` is the gain of the row buffers between layers (V/V). ``wire_resistance`` (Ω,
+    0: ideal wires) is each row and column wire segment between two cells, in tiles of
+    ``tile_size`` rows and columns (``None``: one tile per layer; :mod:`memspice.hardware.wires`
+    describes the layout)."""
 
     layers: tuple[tuple[Crossbar, NeuronLayer], ...]
     synapse: str = "resistor"
     synapse_params: Mapping[str, float] = field(default_factory=dict)
     buffer_gain: float = 2.0
+    wire_resistance: float = 0.0
+    tile_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -134,6 +139,12 @@ class Network:
         if isinstance(self.buffer_gain, bool) or not isinstance(self.buffer_gain, (int, float)) \
                 or not 0 < self.buffer_gain <= 10:
             raise NetlistError(f"buffer_gain must be a number in (0, 10] V/V; got {self.buffer_gain!r}")
+        if isinstance(self.wire_resistance, bool) or not isinstance(self.wire_resistance, (int, float)) \
+                or not 0 <= self.wire_resistance < float("inf"):
+            raise NetlistError(f"wire_resistance must be a finite number >= 0 Ω; got {self.wire_resistance!r}")
+        if self.tile_size is not None and (isinstance(self.tile_size, bool)
+                                           or not isinstance(self.tile_size, (int, np.integer)) or self.tile_size < 1):
+            raise NetlistError(f"tile_size must be a positive integer or None; got {self.tile_size!r}")
         if self.synapse not in SYNAPSE_KINDS:
             raise NetlistError(f"synapse must be one of {SYNAPSE_KINDS}; got {self.synapse!r}")
         params = SYNAPSE.resolve(self.synapse_params)

@@ -19,6 +19,12 @@ How a trained conductance ``G`` in ``[g_min, g_max]`` becomes the conductance a 
 4. stuck cells: a ``stuck_off`` fraction of cells sits at its ``lo`` and a ``stuck_on`` fraction
    at its ``hi`` whatever was programmed (no gradient reaches them).
 
+Wires: with ``wire_resistance`` (Ω per segment) every crossbar side is a grid of resistive row and
+column wires in tiles of ``tile_size`` cells (:mod:`memspice.hardware.wires`), an exact linear
+multiport computed from the programmed conductances; its gradient is taken as the ideal
+crossbar's (the wires' correction enters as a constant: it depends on the conductances, but
+weakly).
+
 Neurons: each MIF neuron's switch on-conductances and membrane capacitance are their nominal
 values times ``1 + neuron_spread·ε``, and its switching voltages (``th``/``hold`` of each switch,
 scaled together so that the hysteresis keeps its shape) times ``1 + threshold_spread·ε``, one ε
@@ -39,7 +45,9 @@ import numpy as np
 import torch
 
 from memspice.errors import ConfigError
+from memspice.hardware.wires import side_ports
 from memspice.network import Crossbar, Network, NeuronLayer
+from memspice.solver.transient import CrossbarPorts
 
 #: MIF parameters that vary from neuron to neuron, in groups that share one factor, and the spec's
 #: field that sets each group's relative σ.
@@ -66,7 +74,10 @@ class HardwareSpec:
     * ``range_spread``: device-to-device σ of ln g_min and ln g_max of each cell;
     * ``stuck_off``, ``stuck_on``: fractions of cells stuck at g_min, at g_max;
     * ``neuron_spread``: device-to-device σ of each neuron's switch on-conductances and capacitance;
-    * ``threshold_spread``: device-to-device σ of each neuron's switching voltages."""
+    * ``threshold_spread``: device-to-device σ of each neuron's switching voltages;
+    * ``wire_resistance``: Ω of each row and column wire segment between two cells (0: ideal wires);
+    * ``tile_size``: a layer is split into tiles of at most this many rows and columns, each with
+      its own wires, whose column currents meet at the neurons (``None``: one tile per layer)."""
 
     name: str = "custom"
     levels: int | None = None
@@ -77,6 +88,8 @@ class HardwareSpec:
     stuck_on: float = 0.0
     neuron_spread: float = 0.0
     threshold_spread: float = 0.0
+    wire_resistance: float = 0.0
+    tile_size: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isprintable() or not self.name:
@@ -84,8 +97,12 @@ class HardwareSpec:
         if self.levels is not None and (isinstance(self.levels, bool) or not isinstance(self.levels, int)
                                         or self.levels < 2):
             raise ConfigError(f"hardware levels must be an integer >= 2 (or None: continuous); got {self.levels!r}")
+        if self.tile_size is not None and (isinstance(self.tile_size, bool) or not isinstance(self.tile_size, int)
+                                           or self.tile_size < 1):
+            raise ConfigError(f"hardware tile_size must be a positive integer (or None: one tile per layer); "
+                              f"got {self.tile_size!r}")
         for name in ("program_noise", "program_noise_relative", "range_spread", "neuron_spread", "threshold_spread",
-                     "stuck_off", "stuck_on"):
+                     "stuck_off", "stuck_on", "wire_resistance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0:
@@ -101,8 +118,7 @@ class HardwareSpec:
     @property
     def ideal(self) -> bool:
         """Whether chips of this spec are the ideal circuit."""
-        return self.levels is None and not any(getattr(self, f.name) for f in fields(self)
-                                               if f.name not in ("name", "levels"))
+        return self.levels is None and not any(getattr(self, name) for name in _STRENGTHS)
 
     def to_dict(self) -> dict:
         """JSON-serializable; :meth:`from_dict` inverts it."""
@@ -122,7 +138,7 @@ class HardwareSpec:
 
     def scaled(self, strength: float, name: str | None = None) -> HardwareSpec:
         """This spec with every σ and fraction times ``strength`` (levels unchanged): for sweeps."""
-        values = {f.name: getattr(self, f.name) * strength for f in fields(self) if f.name not in ("name", "levels")}
+        values = {name: getattr(self, name) * strength for name in _STRENGTHS}
         return replace(self, name=name or f"{self.name} x{strength:g}", **values)
 
     def sample(self, sizes: Sequence[int], seed: int) -> Chip:
@@ -137,6 +153,11 @@ class HardwareSpec:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: The settings that say how strong an effect is (0: absent), as opposed to levels and tiles.
+_STRENGTHS = ("program_noise", "program_noise_relative", "range_spread", "stuck_off", "stuck_on", "neuron_spread",
+              "threshold_spread", "wire_resistance")
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -158,6 +179,7 @@ class Chip:
 
     def __init__(self, spec: HardwareSpec, sizes: tuple[int, ...], seed: int) -> None:
         self.spec, self.sizes, self.seed = spec, sizes, seed
+        self._ports: dict[int, tuple[str, tuple[np.ndarray, np.ndarray]]] = {}  # per layer: its latest state
         self.cells: list[tuple[_Cells, _Cells]] = []
         self.neuron_factors: list[dict[str, np.ndarray]] = []
         for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -204,6 +226,31 @@ class Chip:
         stuck = torch.as_tensor(cells.stuck, device=g.device)
         return torch.where(stuck == STUCK_OFF, lo, torch.where(stuck == STUCK_ON, hi, target))
 
+    def ports(self, layer: int, g_pos: torch.Tensor, g_neg: torch.Tensor) -> CrossbarPorts:
+        """Crossbar ``layer`` (from 0) of programmed conductances ``g_pos``, ``g_neg`` (S, :meth:`program`)
+        as the solver drives it: the ideal crossbar without wires, else the multiport of its wires
+        (computed once per programmed state: several seconds for 784x128), its gradient the ideal one's."""
+        ideal = CrossbarPorts.ideal(g_pos, g_neg)
+        if not self.spec.wire_resistance:
+            return ideal
+        transfer, load = (torch.as_tensor(a, dtype=g_pos.dtype, device=g_pos.device)
+                          for a in self.multiport(layer, g_pos, g_neg))
+        diagonal = torch.diagonal(load)
+        return CrossbarPorts(ideal.transfer + (transfer - ideal.transfer).detach(),
+                             ideal.self_load + (diagonal - ideal.self_load).detach(),
+                             load - torch.diag_embed(diagonal))
+
+    def multiport(self, layer: int, g_pos: torch.Tensor, g_neg: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(transfer, load)`` (S, float64) of crossbar ``layer`` with this chip's wires: column
+        currents ``rows @ transfer - v @ load.T`` (:mod:`memspice.hardware.wires`)."""
+        sides = [np.asarray(g.detach().double().cpu()) for g in (g_pos, g_neg)]
+        digest = hashlib.sha256(b"".join(side.tobytes() for side in sides)).hexdigest()
+        if self._ports.get(layer, ("",))[0] != digest:  # weights change in training: keep the latest only
+            (p_pos, q_pos), (p_neg, q_neg) = (side_ports(side, self.spec.wire_resistance, self.spec.tile_size)
+                                              for side in sides)
+            self._ports[layer] = (digest, (p_pos - p_neg, q_pos + q_neg))
+        return self._ports[layer][1]
+
     def neuron_params(self, layer: int, params: Mapping[str, float | torch.Tensor],
                       like: torch.Tensor) -> dict[str, float | torch.Tensor]:
         """``params`` (every MIF parameter of layer ``layer``'s neurons, from 0) with the varied
@@ -241,7 +288,8 @@ class Chip:
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
                            NeuronLayer(neurons.size, neurons.params, per_neuron=varied)))
         return Network(tuple(layers), synapse=network.synapse, synapse_params=network.synapse_params,
-                       buffer_gain=network.buffer_gain)
+                       buffer_gain=network.buffer_gain, wire_resistance=self.spec.wire_resistance,
+                       tile_size=self.spec.tile_size)
 
 
 def load_spec(text: str) -> HardwareSpec:

@@ -89,7 +89,8 @@ def network_netlist(
 
 
 def _crossbar_cards(k, crossbar: Crossbar, rows_p, rows_n, columns, network: Network) -> list[str]:
-    """One card per cell, built in bulk: 200k cells of a 784x128 layer take a fraction of a second.
+    """One card per cell (and per wire segment), built in bulk: 200k cells of a 784x128 layer take
+    a fraction of a second.
 
     Cards go column by column (G+ then G- of each column): ngspice's sparse matrix (Sparse 1.3)
     links its elements and picks its pivots in the order the cards create them, and a column's
@@ -97,6 +98,8 @@ def _crossbar_cards(k, crossbar: Crossbar, rows_p, rows_n, columns, network: Net
     cheaper than the row order (:func:`in_row_order`): a 784-128-10 sample 1.6x faster in ngspice
     39, with the same waveforms (``benchmarks/ngspice_per_sample.py``)."""
     signs = (("gp", rows_p, crossbar.g_pos), ("gn", rows_n, crossbar.g_neg))
+    if network.wire_resistance:
+        return _wired_crossbar_cards(k, crossbar, signs, columns, network)
     if network.synapse == "resistor":
         ohms = {sign: text.numbers(1.0 / g, f"layer {k} resistances") for sign, _, g in signs}
         return [f"Rl{k}_{sign}{i}_{j} {rows[i]} {columns[j]} {ohms[sign][i, j]}"
@@ -110,6 +113,33 @@ def _crossbar_cards(k, crossbar: Crossbar, rows_p, rows_n, columns, network: Net
               for sign, _, g in signs}
     return [f"Xl{k}_{sign}{i}_{j} {rows[i]} {columns[j]} synapse x0={states[sign][i, j]} {fixed}".rstrip()
             for j in range(crossbar.n_out) for sign, rows, _ in signs for i in range(crossbar.n_in)]
+
+
+def _wired_crossbar_cards(k, crossbar: Crossbar, signs, columns, network: Network) -> list[str]:
+    """Resistor cells on resistive wires, tile by tile (:mod:`memspice.hardware.wires`): cell
+    ``(i, j)`` of side ``gp``/``gn`` joins node ``l{k}_{side}a{i}_{j}`` on its row wire to node
+    ``l{k}_{side}b{i}_{j}`` on its column wire; ``Rl{k}_{side}wr{i}_{j}`` is the row segment
+    before the cell (from the row's source at a tile's first column), ``Rl{k}_{side}wc{i}_{j}``
+    the column segment after it (into the membrane at a tile's last row)."""
+    from memspice.hardware.wires import tiles
+
+    if network.synapse != "resistor":
+        raise NetlistError("resistive wires are written with resistor synapses")
+    wire = text.number(network.wire_resistance, "wire resistance")
+    cards = []
+    for r0, r1 in tiles(crossbar.n_in, network.tile_size):
+        for c0, c1 in tiles(crossbar.n_out, network.tile_size):
+            for sign, rows, g in signs:
+                ohms = text.numbers(1.0 / g[r0:r1, c0:c1], f"layer {k} resistances")
+                for j in range(c0, c1):
+                    for i in range(r0, r1):
+                        a, b = f"l{k}_{sign}a{i}_{j}", f"l{k}_{sign}b{i}_{j}"
+                        before = rows[i] if j == c0 else f"l{k}_{sign}a{i}_{j - 1}"
+                        after = columns[j] if i == r1 - 1 else f"l{k}_{sign}b{i + 1}_{j}"
+                        cards += [f"Rl{k}_{sign}{i}_{j} {a} {b} {ohms[i - r0, j - c0]}",
+                                  f"Rl{k}_{sign}wr{i}_{j} {before} {a} {wire}",
+                                  f"Rl{k}_{sign}wc{i}_{j} {b} {after} {wire}"]
+    return cards
 
 
 _CELL = re.compile(r"^[RX]l(\d+)_g([pn])(\d+)_(\d+) ")

@@ -113,7 +113,7 @@ class MemristiveSNN(nn.Module):
                   for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
         if chip is not None:
             ranges = [(c.g_min, c.g_max) for c in self.crossbars]
-            weights = [(chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
+            weights = [chip.ports(k, chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
                        for k, (g_pos, g_neg) in enumerate(weights)]
             params = [chip.neuron_params(k, {**layer.params(), **p}, inputs)
                       for k, (layer, p) in enumerate(zip(self.neurons, params))]

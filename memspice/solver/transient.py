@@ -66,6 +66,40 @@ class Solution:
     v_dense: list[torch.Tensor] | None = None
 
 
+@dataclass(frozen=True)
+class CrossbarPorts:
+    """A crossbar as the linear multiport its columns present to the membranes: column currents
+    ``I = rows @ transfer - v @ load.T`` (A) for row voltages ``rows`` (V, ``(..., n_in)``, the
+    G⁻ side's negation included in ``transfer``) and membranes ``v`` (V, ``(..., n_out)``);
+    ``transfer`` ``(n_in, n_out)``, ``load`` ``(n_out, n_out)`` (S). The ideal crossbar's
+    (:meth:`ideal`) has ``transfer = G⁺ - G⁻`` and a diagonal ``load``; resistive wires
+    (:mod:`memspice.hardware.wires`) couple the columns. The solver treats the diagonal
+    implicitly and the coupling between columns (``coupled``, ``load``'s off-diagonal part) with
+    the membranes at each step's start: an error of the order of the coupling (1e-5 of the
+    diagonal for 10 Ω wire segments in a 784x128 layer) times the change of a membrane in one step."""
+
+    transfer: torch.Tensor
+    self_load: torch.Tensor
+    coupled: torch.Tensor | None = None
+
+    @classmethod
+    def ideal(cls, g_pos: torch.Tensor, g_neg: torch.Tensor) -> CrossbarPorts:
+        """The ideal crossbar of conductances ``g_pos``, ``g_neg`` (S, ``(n_in, n_out)``)."""
+        if g_pos.shape != g_neg.shape or g_pos.ndim != 2:
+            raise ConfigError(f"g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)} must both be (n_in, n_out)")
+        return cls(g_pos - g_neg, (g_pos + g_neg).sum(0))
+
+    @classmethod
+    def from_load(cls, transfer: torch.Tensor, load: torch.Tensor) -> CrossbarPorts:
+        """The multiport of ``transfer`` and a full ``load`` matrix (S)."""
+        diagonal = torch.diagonal(load)
+        return cls(transfer, diagonal, load - torch.diag_embed(diagonal))
+
+    def coupling(self, v: torch.Tensor) -> torch.Tensor | None:
+        """The current (A, like ``v``) the other columns' membranes ``v`` draw from each column."""
+        return None if self.coupled is None else v @ self.coupled.T
+
+
 def simulate_neurons(
     current: torch.Tensor,
     dt: float,
@@ -95,7 +129,7 @@ def simulate_neurons(
     between = _Between(current, step_nodes(method, tolerance is not None))
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
-    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
+    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
         return [(between(n, node), no_load) for node in nodes]
 
     return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
@@ -118,32 +152,34 @@ def simulate_network(
     adaptive: bool | Tolerance = False,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
-    ``(n_in, n_out)``) and neuron layers, driven by the row voltages ``inputs`` (V,
+    ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and neuron layers, driven by the row voltages ``inputs`` (V,
     ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions and
     :func:`simulate_neurons` for ``fused``, ``tolerance`` and ``adaptive``."""
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
         raise ConfigError(f"{len(weights)} crossbars but {len(params)} neuron parameter sets")
+    ports = [w if isinstance(w, CrossbarPorts) else CrossbarPorts.ideal(*w) for w in weights]
     sizes = []
-    for k, (g_pos, g_neg) in enumerate(weights):
+    for k, port in enumerate(ports):
         n_in = inputs.shape[-1] if k == 0 else sizes[-1]
-        if g_pos.shape != g_neg.shape or g_pos.ndim != 2 or g_pos.shape[0] != n_in:
-            raise ConfigError(f"layer {k + 1}: g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)} must both "
-                             f"be ({n_in}, n_out)")
-        sizes.append(g_pos.shape[1])
+        if port.transfer.ndim != 2 or port.transfer.shape[0] != n_in:
+            raise ConfigError(f"layer {k + 1}: the crossbar has {tuple(port.transfer.shape)} cells per side; it must "
+                              f"be ({n_in}, n_out)")
+        sizes.append(port.transfer.shape[1])
     layers = [NeuronLayer(model, p) for p in params]
-    differences = [g_pos - g_neg for g_pos, g_neg in weights]
-    loads = [-(g_pos + g_neg).sum(0) for g_pos, g_neg in weights]
+    loads = [-port.self_load for port in ports]
     # the input layer's column currents at every grid time in one matrix product: they are
     # linear in the rows, so interpolating them equals driving with the interpolated rows
-    input_currents = _Between(inputs @ differences[0], step_nodes(method, tolerance is not None))
+    input_currents = _Between(inputs @ ports[0].transfer, step_nodes(method, tolerance is not None))
 
-    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None]):
+    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
         if k == 0:
-            return [(input_currents(n, node), loads[0]) for node in nodes]
-        currents = (buffer_gain * torch.stack(upstream)) @ differences[k]  # every node in one product
-        return [(a, loads[k]) for a in currents.unbind(0)]
+            currents = [input_currents(n, node) for node in nodes]
+        else:
+            currents = ((buffer_gain * torch.stack(upstream)) @ ports[k].transfer).unbind(0)  # every node at once
+        coupling = ports[k].coupling(start)
+        return [(a if coupling is None else a - coupling, loads[k]) for a in currents]
 
     solution = _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused,
                           tolerance, adaptive)
@@ -226,7 +262,7 @@ def _integrate(
             upstream: list[torch.Tensor | None] = [None] * len(steppers[0].nodes)
             new_states = []
             for k, stepper in enumerate(steppers):
-                drives = drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream)
+                drives = drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream, states[k][..., 0])
                 where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
                 y, upstream = stepper.step(states[k], drives, dt / parts, where)
                 new_states.append(y)

@@ -1,0 +1,96 @@
+"""Accuracy against the strength of each chip non-ideality, one effect at a time, for one or more
+trained networks side by side (e.g. the ideal-trained and the hardware-aware one): each point is
+the mean over ``--chips`` chips (seeds 0, 1, ...) of the accuracy on the first ``--samples`` test
+samples in the torch solver; the strength 0 point is the ideal circuit. Writes a JSON table and a
+plot (one panel per effect). Run:
+
+    .venv/bin/python benchmarks/robustness_sweep.py CKPT [CKPT ...] --labels ideal hardware-aware \\
+        --out docs/img/robustness.png [--samples 256] [--chips 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memspice.data import load_dataset
+from memspice.fileio import atomic_write_text
+from memspice.hardware import HardwareSpec
+from memspice.plots import save_figure, subplots
+from memspice.solver.monitor import SolutionMonitor
+from memspice.train.loop import evaluate, load_trained
+
+#: Each effect: its axis label, the strengths swept and the spec of one strength.
+EFFECTS = {
+    "conductance levels (bits)": ((0, 5, 4, 3, 2), lambda bits: HardwareSpec(levels=2**bits) if bits else None),
+    "programming error σ (of range)": ((0, 0.02, 0.05, 0.1), lambda s: HardwareSpec(program_noise=s)),
+    "cell range spread σ": ((0, 0.05, 0.1, 0.2), lambda s: HardwareSpec(range_spread=s)),
+    "stuck cells (fraction)": ((0, 0.01, 0.02, 0.05), lambda f: HardwareSpec(stuck_off=f / 2, stuck_on=f / 2)),
+    "neuron gon, Cm spread σ": ((0, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s)),
+    "switching-voltage spread σ": ((0, 0.01, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s)),
+    "wire segment resistance (Ω), tiles of 128": ((0, 10, 100, 1000),
+                                                  lambda r: HardwareSpec(wire_resistance=r, tile_size=128)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--labels", nargs="+", help="one label per checkpoint (default: their folders)")
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--chips", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/robustness_sweep.png"))
+    args = parser.parse_args()
+    labels = args.labels or [path.parent.name for path in args.checkpoints]
+    if len(labels) != len(args.checkpoints):
+        parser.error("give one label per checkpoint")
+    torch.set_num_threads(args.threads)
+    table = {}
+    for label, path in zip(labels, args.checkpoints):
+        trained = load_trained(path)
+        trained.model.fused = True
+        data = load_dataset(trained.config.dataset, trained.config.data_dir)
+        x, y = data.test_x[: args.samples], data.test_y[: args.samples]
+
+        def accuracy(chip) -> float:
+            return evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, 256,
+                            torch.float32, monitor=SolutionMonitor(allow_cell_writes=True), chip=chip)["acc"]
+
+        ideal = accuracy(None)
+        table[label] = {}
+        for effect, (strengths, spec_of) in EFFECTS.items():
+            row = []
+            for strength in strengths:
+                spec = spec_of(strength)
+                mean = ideal if spec is None or spec.ideal else float(np.mean(
+                    [accuracy(spec.sample(trained.model.sizes, seed)) for seed in range(args.chips)]))
+                row.append(mean)
+                print(f"{label:<16} {effect:<32} {strength:>6g}  {100 * mean:6.2f} %", flush=True)
+            table[label][effect] = row
+    fig, axes = subplots(2, 4, (17, 7))
+    for ax in axes.flat[len(EFFECTS):]:
+        ax.set_visible(False)
+    for ax, (effect, (strengths, _)) in zip(axes.flat, EFFECTS.items()):
+        for label in labels:
+            ax.plot(strengths, [100 * a for a in table[label][effect]], "o-", label=label)
+        ax.set_xlabel(effect)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend()
+    fig.suptitle(f"accuracy on chips with one non-ideality ({args.samples} test samples, mean of {args.chips} chips)")
+    fig.tight_layout()
+    save_figure(fig, args.out)
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(
+        {"samples": args.samples, "chips": args.chips, "checkpoints": [str(p) for p in args.checkpoints],
+         "labels": labels, "strengths": {e: list(s) for e, (s, _) in EFFECTS.items()}, "accuracy": table},
+        indent=2) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
