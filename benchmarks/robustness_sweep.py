@@ -1,7 +1,7 @@
 """Accuracy against the strength of each chip non-ideality, one effect at a time, for one or more
 trained networks side by side (e.g. the ideal-trained and the hardware-aware one): each point is
 the mean over ``--chips`` chips (seeds 0, 1, ...) of the accuracy on the first ``--samples`` test
-samples in the torch solver; the strength 0 point is the ideal circuit. Writes a JSON table and a
+samples in the torch solver; a dashed line is each network on the ideal circuit. Writes a JSON table and a
 plot (one panel per effect). Run:
 
     .venv/bin/python benchmarks/robustness_sweep.py CKPT [CKPT ...] --labels ideal hardware-aware \\
@@ -26,13 +26,13 @@ from memspice.train.loop import evaluate, load_trained
 
 #: Each effect: its axis label, the strengths swept and the spec of one strength.
 EFFECTS = {
-    "conductance levels (bits)": ((0, 5, 4, 3, 2), lambda bits: HardwareSpec(levels=2**bits) if bits else None),
-    "programming error σ (of range)": ((0, 0.02, 0.05, 0.1), lambda s: HardwareSpec(program_noise=s)),
-    "cell range spread σ": ((0, 0.05, 0.1, 0.2), lambda s: HardwareSpec(range_spread=s)),
-    "stuck cells (fraction)": ((0, 0.01, 0.02, 0.05), lambda f: HardwareSpec(stuck_off=f / 2, stuck_on=f / 2)),
-    "neuron gon, Cm spread σ": ((0, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s)),
-    "switching-voltage spread σ": ((0, 0.01, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s)),
-    "wire segment resistance (Ω), tiles of 128": ((0, 10, 100, 1000),
+    "conductance levels (bits)": ((5, 4, 3, 2), lambda bits: HardwareSpec(levels=2**bits)),
+    "programming error σ (of range)": ((0.02, 0.05, 0.1), lambda s: HardwareSpec(program_noise=s)),
+    "cell range spread σ": ((0.05, 0.1, 0.2), lambda s: HardwareSpec(range_spread=s)),
+    "stuck cells (fraction)": ((0.01, 0.02, 0.05), lambda f: HardwareSpec(stuck_off=f / 2, stuck_on=f / 2)),
+    "neuron gon, Cm spread σ": ((0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s)),
+    "switching-voltage spread σ": ((0.01, 0.02, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s)),
+    "wire segment resistance (Ω), tiles of 128": ((10, 100, 1000),
                                                   lambda r: HardwareSpec(wire_resistance=r, tile_size=128)),
 }
 
@@ -61,27 +61,33 @@ def main() -> None:
             return evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, 256,
                             torch.float32, monitor=SolutionMonitor(allow_cell_writes=True), chip=chip)["acc"]
 
-        ideal = accuracy(None)
-        table[label] = {}
+        table[label] = {"ideal": accuracy(None)}
+        print(f"{label:<16} {'ideal circuit':<42} {100 * table[label]['ideal']:6.2f} %", flush=True)
         for effect, (strengths, spec_of) in EFFECTS.items():
             row = []
             for strength in strengths:
                 spec = spec_of(strength)
-                mean = ideal if spec is None or spec.ideal else float(np.mean(
-                    [accuracy(spec.sample(trained.model.sizes, seed)) for seed in range(args.chips)]))
-                row.append(mean)
-                print(f"{label:<16} {effect:<32} {strength:>6g}  {100 * mean:6.2f} %", flush=True)
+                row.append(float(np.mean([accuracy(spec.sample(trained.model.sizes, seed))
+                                          for seed in range(args.chips)])))
+                print(f"{label:<16} {effect:<42} {strength:>6g}  {100 * row[-1]:6.2f} %", flush=True)
             table[label][effect] = row
-    fig, axes = subplots(2, 4, (17, 7))
+    fig, axes = subplots(2, 4, (17, 7), sharey=True)
     for ax in axes.flat[len(EFFECTS):]:
         ax.set_visible(False)
     for ax, (effect, (strengths, _)) in zip(axes.flat, EFFECTS.items()):
-        for label in labels:
-            ax.plot(strengths, [100 * a for a in table[label][effect]], "o-", label=label)
+        for k, label in enumerate(labels):
+            color = f"C{k}"
+            ax.plot(strengths, [100 * a for a in table[label][effect]], "o-", color=color, label=label)
+            ax.axhline(100 * table[label]["ideal"], color=color, linestyle="--", linewidth=1)
+        if effect.startswith("wire"):
+            ax.set_xscale("log")
+        if effect.startswith("conductance levels"):
+            ax.invert_xaxis()
         ax.set_xlabel(effect)
-        ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
+    axes.flat[0].legend(title="dashed: ideal circuit")
     fig.suptitle(f"accuracy on chips with one non-ideality ({args.samples} test samples, mean of {args.chips} chips)")
     fig.tight_layout()
     save_figure(fig, args.out)

@@ -52,6 +52,8 @@ def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
     ({"neuron_spread": 0.5}, "at most 0.3"),
     ({"threshold_spread": -0.01}, "threshold_spread must be a finite number >= 0"),
     ({"range_spread": float("nan")}, "finite number"),
+    ({"wire_resistance": -1.0}, "wire_resistance must be a finite number >= 0"),
+    ({"tile_size": 0}, "tile_size must be a positive integer"),
 ])
 def test_bad_chip_descriptions_give_one_clear_error(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -69,6 +71,23 @@ def test_chip_files_and_presets_load_and_unknown_settings_are_named(tmp_path):
         load_spec(str(path))
     with pytest.raises(ConfigError, match="neither a preset"):
         load_spec("no-such-chip")
+
+
+def test_wires_in_series_with_one_cell_and_the_ideal_limit():
+    """One cell between two wire segments is three resistors in series; tiny segments leave the
+    ideal crossbar (P = G, Q the diagonal of column sums), and tiles split a layer exactly."""
+    g, r = np.array([[2e-6]]), 1e4
+    transfer, load = side_ports(g, r, None)
+    np.testing.assert_allclose([transfer[0, 0], load[0, 0]], 1 / (1 / g[0, 0] + 2 * r), rtol=1e-12)
+    cells = np.random.default_rng(0).uniform(1e-7, 1e-6, (6, 5))
+    transfer, load = side_ports(cells, 1e-6, 4)
+    np.testing.assert_allclose(transfer, cells, rtol=1e-9)
+    np.testing.assert_allclose(load, np.diag(cells.sum(0)), rtol=1e-9, atol=1e-15)
+    whole, _ = side_ports(cells, 100.0, None)
+    tiled, tiled_load = side_ports(cells, 100.0, 3)
+    assert np.abs(whole - tiled).max() > 1e-6 * cells.max()  # shorter wires, another circuit
+    np.testing.assert_array_equal(tiled_load[:3, 3:], 0.0)  # column tiles meet only at their own neurons
+    np.testing.assert_allclose(tiled[:3, :3], side_ports(cells[:3, :3], 100.0, None)[0], rtol=1e-12)
 
 
 def test_the_chip_seed_reproduces_the_chip_exactly():

@@ -96,6 +96,15 @@ def test_network_description_is_checked():
         Network([(Crossbar(g * 100, g), NeuronLayer(2))], synapse="memristor")
     with pytest.raises(ParameterError, match="th1"):
         NeuronLayer(2, {"th1": "high"})
+    with pytest.raises(NetlistError, match=r"per-neuron cm must hold one value per neuron \(2\)"):
+        NeuronLayer(2, per_neuron={"cm": [1e-11, 1e-11, 1e-11]})
+    with pytest.raises(ParameterError, match="th1"):
+        NeuronLayer(2, per_neuron={"th1": [0.4, -5.0]})
+    with pytest.raises(NetlistError, match="wire_resistance must be a finite number >= 0"):
+        Network([(Crossbar(g, g), NeuronLayer(2))], wire_resistance=-1.0)
+    with pytest.raises(NetlistError, match="resistive wires are written with resistor synapses"):
+        network_netlist(Network([(Crossbar(g, g), NeuronLayer(2))], synapse="memristor", wire_resistance=10.0),
+                        [DC(0.5)] * 3, TranSettings(t_end=1e-6))
     net = Network([(Crossbar(g, g), NeuronLayer(2))])
     with pytest.raises(NetlistError, match="3 inputs but 2 stimuli"):
         network_netlist(net, [DC(0.5), DC(0.5)], TranSettings(t_end=1e-6))

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 
+
 def tiles(n: int, tile: int | None) -> list[tuple[int, int]]:
     """``[start, stop)`` of each tile along an axis of ``n`` cells (one tile when ``tile`` is None)."""
     step = tile or n

@@ -152,9 +152,10 @@ def simulate_network(
     adaptive: bool | Tolerance = False,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
-    ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and neuron layers, driven by the row voltages ``inputs`` (V,
-    ``(batch, n_steps + 1, n_in)``); see :mod:`memspice.network` for the conventions and
-    :func:`simulate_neurons` for ``fused``, ``tolerance`` and ``adaptive``."""
+    ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
+    neuron layers, driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1, n_in)``); see
+    :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``fused``,
+    ``tolerance`` and ``adaptive``."""
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
