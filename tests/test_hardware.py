@@ -31,6 +31,7 @@ EFFECTS = {
     "neuron_spread": HardwareSpec(neuron_spread=0.1),
     "threshold_spread": HardwareSpec(threshold_spread=0.05),
     "wires": HardwareSpec(wire_resistance=3000.0, tile_size=2),
+    "read_noise": HardwareSpec(read_noise=0.3),
 }
 
 
@@ -54,6 +55,7 @@ def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
     ({"range_spread": float("nan")}, "finite number"),
     ({"wire_resistance": -1.0}, "wire_resistance must be a finite number >= 0"),
     ({"tile_size": 0}, "tile_size must be a positive integer"),
+    ({"read_noise": -0.01}, "read_noise must be a finite number >= 0"),
 ])
 def test_bad_chip_descriptions_give_one_clear_error(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -88,6 +90,18 @@ def test_wires_in_series_with_one_cell_and_the_ideal_limit():
     assert np.abs(whole - tiled).max() > 1e-6 * cells.max()  # shorter wires, another circuit
     np.testing.assert_array_equal(tiled_load[:3, 3:], 0.0)  # column tiles meet only at their own neurons
     np.testing.assert_allclose(tiled[:3, :3], side_ports(cells[:3, :3], 100.0, None)[0], rtol=1e-12)
+
+
+def test_read_noise_belongs_to_the_sample_not_to_its_batch():
+    model, rows = small_network()
+    chip = HardwareSpec(read_noise=0.3).sample(SIZES, 2)
+    with torch.no_grad():
+        alone = model(rows, chip=chip, samples=torch.tensor([7]))
+        batch = model(torch.cat([rows, rows]), chip=chip, samples=torch.tensor([3, 7]))
+    torch.testing.assert_close(alone.v[-1][0], batch.v[-1][1], rtol=0, atol=1e-9)  # batching rounds alike
+    assert (batch.v[-1][0] - batch.v[-1][1]).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="needs the dataset index of every sample"):
+        model(rows, chip=chip)
 
 
 def test_the_chip_seed_reproduces_the_chip_exactly():
@@ -141,13 +155,16 @@ def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect):
     model, rows = small_network()
     chip = EFFECTS[effect].sample(SIZES, 0)
     network = model.describe(chip=chip)
-    ideal = model.describe()
-    assert all(not np.array_equal(a.g_pos, b.g_pos) or bool(neurons.per_neuron) or network.wire_resistance
-               for (a, neurons), (b, _) in zip(network.layers, ideal.layers))
+    sample = 7  # the dataset index that seeds the read noise
     with torch.no_grad():
-        solution = model(rows, chip=chip)
+        solution = model(rows, chip=chip, samples=torch.tensor([sample]))
+        ideal = model(rows)
+    assert all(not torch.equal(a, b) for a, b in zip(solution.v, ideal.v))  # the effect reaches every layer
+    noise = [chip.read_noise(k, crossbar.g_pos, crossbar.g_neg, [sample], N_STEPS + 1)
+             for k, (crossbar, _) in enumerate(network.layers)]
+    currents = None if noise[0] is None else [input_waveforms(n[0], DT) for n in noise]
     text = network_netlist(network, input_waveforms(rows[0].numpy(), DT),
-                           TranSettings(t_end=N_STEPS * DT, max_step=5e-9), sense=True)
+                           TranSettings(t_end=N_STEPS * DT, max_step=5e-9), sense=True, currents=currents)
     waves = Waveforms.from_plot(run_netlist(text)[-1])
     s = waves.signals
     for k, (crossbar, neurons) in enumerate(network.layers, start=1):

@@ -20,8 +20,9 @@ VERIFY_SETTINGS = {"reltol": 1e-4, "max_step": 20e-9, "step": 10e-9, "matrix": "
 
 
 def input_waveforms(samples: np.ndarray, dt: float) -> list[PWL]:
-    """One PWL source per input row from its voltages on the grid ``t_n = n·dt`` (V,
-    ``(n_steps + 1, n_in)``): only the corners are kept, so a constant row is three points."""
+    """One PWL source per input row from its values on the grid ``t_n = n·dt`` (V, or A for
+    current sources; ``(n_steps + 1, n_in)``): only the corners are kept, so a constant row is
+    three points."""
     samples = np.asarray(samples, dtype=float)
     n = samples.shape[0]
     t = np.round(np.arange(n) * dt, 15)  # femtosecond resolution: 1e-05, not 9.999999999999999e-06
@@ -47,10 +48,16 @@ def export_netlist(trained, x: np.ndarray, index: int, label: int | None = None,
     pixels = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
     rows = trained.encode(pixels, torch.tensor([int(index)]))[0].numpy()
     network = trained.model.describe(synapse, chip=chip)
+    currents = None
+    if chip is not None and chip.spec.read_noise:
+        currents = [input_waveforms(chip.read_noise(k, crossbar.g_pos, crossbar.g_neg, [index], len(rows))[0],
+                                    trained.model.dt)
+                    for k, (crossbar, _) in enumerate(network.layers)]
     layers = len(network.layers)
     options = {**VERIFY_SETTINGS, **(settings or {})}
     tran = TranSettings(t_end=round(trained.t_end, 15), **options)
     outputs = [f"v({membrane_node(layers, j)})" for j in range(network.sizes[-1])]
     heading = title or (f"memspice: {config.dataset} network {'-'.join(map(str, network.sizes))}, test sample {index}"
                         + (f" (label {label})" if label is not None else ""))
-    return network_netlist(network, input_waveforms(rows, trained.model.dt), tran, title=heading, save=outputs)
+    return network_netlist(network, input_waveforms(rows, trained.model.dt), tran, title=heading, save=outputs,
+                           currents=currents)

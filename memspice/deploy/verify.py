@@ -199,7 +199,8 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: Soluti
     try:
         with torch.no_grad():
             pixels = torch.as_tensor(x[indices], dtype=torch.float64, device=device)
-            solution = model(trained.encode(pixels, torch.as_tensor(indices)), chip=chip)
+            samples = torch.as_tensor(indices)
+            solution = model(trained.encode(pixels, samples), chip=chip, samples=samples)
     finally:
         model.to(original)
         model.fused = fused

@@ -19,6 +19,13 @@ How a trained conductance ``G`` in ``[g_min, g_max]`` becomes the conductance a 
 4. stuck cells: a ``stuck_off`` fraction of cells sits at its ``lo`` and a ``stuck_on`` fraction
    at its ``hi`` whatever was programmed (no gradient reaches them).
 
+Read noise: every read of a cell fluctuates by ``read_noise`` of its conductance, independently
+from cell to cell and from read to read; summed over a column at the read voltage
+:data:`READ_VOLTAGE` that is a current of σ = ``read_noise·READ_VOLTAGE·sqrt(Σ_i G⁺_ij² + G⁻_ij²)``
+into each membrane, drawn afresh at every grid step (one read per step, linear in between) from the
+chip's seed and the test sample's index, so both engines see the same sequence for the same sample
+(ngspice as a PWL current source per neuron). Its σ is taken as a constant in training.
+
 Wires: with ``wire_resistance`` (Ω per segment) every crossbar side is a grid of resistive row and
 column wires in tiles of ``tile_size`` cells (:mod:`memspice.hardware.wires`), an exact linear
 multiport computed from the programmed conductances; its gradient is taken as the ideal
@@ -59,6 +66,8 @@ GROUP_SPREAD = {"th1": "threshold_spread", "th2": "threshold_spread", "gon1": "n
 TRUNCATE = 3.0
 #: The largest relative spread a spec accepts: with TRUNCATE, every factor stays >= 0.1.
 MAX_SPREAD = 0.3
+#: The read voltage (V) at which read noise is specified: the largest row drive of memspice's encoders.
+READ_VOLTAGE = 1.0
 #: Cell states: 0 programmable, 1 stuck at its lowest conductance, 2 stuck at its highest.
 FREE, STUCK_OFF, STUCK_ON = 0, 1, 2
 
@@ -75,6 +84,7 @@ class HardwareSpec:
     * ``stuck_off``, ``stuck_on``: fractions of cells stuck at g_min, at g_max;
     * ``neuron_spread``: device-to-device σ of each neuron's switch on-conductances and capacitance;
     * ``threshold_spread``: device-to-device σ of each neuron's switching voltages;
+    * ``read_noise``: σ of each cell's conductance at every read (cycle to cycle), relative;
     * ``wire_resistance``: Ω of each row and column wire segment between two cells (0: ideal wires);
     * ``tile_size``: a layer is split into tiles of at most this many rows and columns, each with
       its own wires, whose column currents meet at the neurons (``None``: one tile per layer)."""
@@ -88,6 +98,7 @@ class HardwareSpec:
     stuck_on: float = 0.0
     neuron_spread: float = 0.0
     threshold_spread: float = 0.0
+    read_noise: float = 0.0
     wire_resistance: float = 0.0
     tile_size: int | None = None
 
@@ -102,7 +113,7 @@ class HardwareSpec:
             raise ConfigError(f"hardware tile_size must be a positive integer (or None: one tile per layer); "
                               f"got {self.tile_size!r}")
         for name in ("program_noise", "program_noise_relative", "range_spread", "neuron_spread", "threshold_spread",
-                     "stuck_off", "stuck_on", "wire_resistance"):
+                     "stuck_off", "stuck_on", "read_noise", "wire_resistance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0:
@@ -157,7 +168,7 @@ class HardwareSpec:
 
 #: The settings that say how strong an effect is (0: absent), as opposed to levels and tiles.
 _STRENGTHS = ("program_noise", "program_noise_relative", "range_spread", "stuck_off", "stuck_on", "neuron_spread",
-              "threshold_spread", "wire_resistance")
+              "threshold_spread", "read_noise", "wire_resistance")
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -250,6 +261,19 @@ class Chip:
                                               for side in sides)
             self._ports[layer] = (digest, (p_pos - p_neg, q_pos + q_neg))
         return self._ports[layer][1]
+
+    def read_noise(self, layer: int, g_pos: np.ndarray, g_neg: np.ndarray, samples, n_points: int) -> np.ndarray | None:
+        """The read-noise currents (A, ``(len(samples), n_points, n_out)``) into the membranes of
+        layer ``layer`` (from 0) with programmed conductances ``g_pos``, ``g_neg`` (S, ``(n_in,
+        n_out)``), on the grid, for the dataset samples ``samples`` (indices: the sequence is the
+        sample's, whatever batch it is in); None without read noise."""
+        if not self.spec.read_noise:
+            return None
+        g_pos, g_neg = (np.asarray(g, dtype=float) for g in (g_pos, g_neg))
+        sigma = self.spec.read_noise * READ_VOLTAGE * np.sqrt((g_pos**2 + g_neg**2).sum(0))
+        draws = [_normal(np.random.default_rng([self.seed, layer, 1, int(sample)]), (n_points, g_pos.shape[1]))
+                 for sample in samples]
+        return sigma * np.stack(draws)
 
     def neuron_params(self, layer: int, params: Mapping[str, float | torch.Tensor],
                       like: torch.Tensor) -> dict[str, float | torch.Tensor]:

@@ -40,12 +40,17 @@ def network_netlist(
     sense: bool = False,
     save: Sequence[str] | None = None,
     include_dir: str | Path | None = None,
+    currents: Sequence[Sequence[Waveform] | None] | None = None,
 ) -> str:
     """The complete ngspice netlist of ``network`` with input row ``i`` driven by the voltage
     waveform ``inputs[i]`` (V). ``save`` lists vectors to keep (default: all);
-    ``include_dir`` includes the model libraries instead of writing them inline."""
+    ``include_dir`` includes the model libraries instead of writing them inline; ``currents[k][j]``
+    (A) is injected into neuron ``j`` of layer ``k+1`` by the source ``Il{k+1}_noise{j}`` (a
+    chip's read noise)."""
     if len(inputs) != network.sizes[0]:
         raise NetlistError(f"the network has {network.sizes[0]} inputs but {len(inputs)} stimuli were given")
+    if currents is not None and len(currents) != len(network.layers):
+        raise NetlistError(f"currents needs one entry per layer ({len(network.layers)}); got {len(currents)}")
     net = Netlist(title)
     net.comment(f"layers {'-'.join(map(str, network.sizes))}, {network.synapse} synapses, differential pairs")
     net.model(MIF, include_dir)
@@ -79,6 +84,13 @@ def network_netlist(
             net.extend(f"Vl{k}_sense{j} {columns[j]} {membranes[j]} DC 0" for j in range(neurons.size))
         net.comment(f"layer {k}: crossbar {crossbar.n_in}x{crossbar.n_out}x2")
         net.extend(_crossbar_cards(k, crossbar, rows_p, rows_n, columns, network))
+        injected = currents[k - 1] if currents is not None else None
+        if injected is not None:
+            if len(injected) != neurons.size:
+                raise NetlistError(f"layer {k}: {len(injected)} injected currents for {neurons.size} neurons")
+            net.comment(f"layer {k}: read-noise currents into the membranes")
+            for j, wave in enumerate(injected):
+                net.element(f"Il{k}_noise{j}", ("0", membranes[j]), wave)
         net.comment(f"layer {k}: {neurons.size} MIF neurons")
         for j, node in enumerate(membranes):
             net.instance(f"l{k}_neuron{j}", (node,), MIF, neurons.neuron(j))

@@ -88,7 +88,7 @@ class MemristiveSNN(nn.Module):
 
     def forward(self, inputs: torch.Tensor, record_states: bool = False,
                 neuron_overrides: Sequence[Mapping[str, float | torch.Tensor] | None] | None = None,
-                adaptive: bool = False, chip: Chip | None = None) -> Solution:
+                adaptive: bool = False, chip: Chip | None = None, samples: torch.Tensor | None = None) -> Solution:
         """Integrate the network driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1,
         n_in)``, linear between samples) from rest; the solution's ``v[k]`` are layer ``k+1``'s
         membranes (V, ``(batch, n_steps + 1, n_k)``).
@@ -99,7 +99,8 @@ class MemristiveSNN(nn.Module):
         describes and netlists keeps its own. ``adaptive``: error-controlled substeps within each
         step of dt (:func:`~memspice.solver.simulate_network`), for evaluation: the grid stays
         the output. ``chip``: the network as that chip holds it (:mod:`memspice.hardware`: its
-        programmed conductances and its neurons' own parameters; differentiable in the weights)."""
+        programmed conductances, wires and its neurons' own parameters; differentiable in the
+        weights); ``samples``: the dataset indices of the batch, which seed a chip's read noise."""
         if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
             raise ConfigError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
         if chip is not None and chip.sizes != self.sizes:
@@ -111,15 +112,23 @@ class MemristiveSNN(nn.Module):
                              f"got {len(neuron_overrides)}")
         params = [{**layer.overrides, **(extra or {})}
                   for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
+        noise = None
         if chip is not None:
             ranges = [(c.g_min, c.g_max) for c in self.crossbars]
-            weights = [chip.ports(k, chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
-                       for k, (g_pos, g_neg) in enumerate(weights)]
+            programmed = [(chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
+                          for k, (g_pos, g_neg) in enumerate(weights)]
+            weights = [chip.ports(k, *sides) for k, sides in enumerate(programmed)]
             params = [chip.neuron_params(k, {**layer.params(), **p}, inputs)
                       for k, (layer, p) in enumerate(zip(self.neurons, params))]
+            if chip.spec.read_noise:
+                if samples is None or len(samples) != inputs.shape[0]:
+                    raise ConfigError("a chip with read noise needs the dataset index of every sample (samples=...)")
+                noise = [torch.as_tensor(chip.read_noise(k, *(g.detach().cpu() for g in sides), samples.tolist(),
+                                                         inputs.shape[1]), dtype=inputs.dtype, device=inputs.device)
+                         for k, sides in enumerate(programmed)]
         return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
                                 record_states=record_states, checkpoint_every=self.checkpoint_every,
-                                fused=self.fused, tolerance=self.tolerance, adaptive=adaptive)
+                                fused=self.fused, tolerance=self.tolerance, adaptive=adaptive, column_noise=noise)
 
     def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with

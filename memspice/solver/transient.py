@@ -150,12 +150,14 @@ def simulate_network(
     fused: bool = False,
     tolerance: Tolerance | None = Tolerance(),
     adaptive: bool | Tolerance = False,
+    column_noise: Sequence[torch.Tensor | None] | None = None,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
     neuron layers, driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1, n_in)``); see
     :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``fused``,
-    ``tolerance`` and ``adaptive``."""
+    ``tolerance`` and ``adaptive``. ``column_noise[k]``: currents (A, ``(batch, n_steps + 1,
+    n_k)``, linear between samples) added to layer ``k+1``'s column currents (a chip's read noise)."""
     _check_input(inputs, "inputs")
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
@@ -170,15 +172,23 @@ def simulate_network(
         sizes.append(port.transfer.shape[1])
     layers = [NeuronLayer(model, p) for p in params]
     loads = [-port.self_load for port in ports]
+    grid_nodes = step_nodes(method, tolerance is not None)
+    noise = list(column_noise) if column_noise is not None else [None] * len(ports)
+    if len(noise) != len(ports) or any(c is not None and c.shape != (*inputs.shape[:2], n)
+                                       for c, n in zip(noise, sizes)):
+        raise ConfigError(f"column_noise needs one (batch, n_steps + 1, n_k) tensor or None per layer {sizes}")
     # the input layer's column currents at every grid time in one matrix product: they are
     # linear in the rows, so interpolating them equals driving with the interpolated rows
-    input_currents = _Between(inputs @ ports[0].transfer, step_nodes(method, tolerance is not None))
+    input_currents = _Between(inputs @ ports[0].transfer + (0.0 if noise[0] is None else noise[0]), grid_nodes)
+    later_noise = [None] + [None if c is None else _Between(c, grid_nodes) for c in noise[1:]]
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
         if k == 0:
             currents = [input_currents(n, node) for node in nodes]
         else:
             currents = ((buffer_gain * torch.stack(upstream)) @ ports[k].transfer).unbind(0)  # every node at once
+            if later_noise[k] is not None:
+                currents = [a + later_noise[k](n, node) for a, node in zip(currents, nodes)]
         coupling = ports[k].coupling(start)
         return [(a if coupling is None else a - coupling, loads[k]) for a in currents]
 

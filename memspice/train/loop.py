@@ -173,7 +173,8 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
             index = torch.arange(start, min(start + batch_size, len(x)))
             xb = torch.as_tensor(x[index.numpy()], dtype=dtype, device=device)
             yb = torch.as_tensor(y[index.numpy()], device=device)
-            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides, adaptive=adaptive, chip=chip)
+            solution = model(encoder(xb, n_steps, index), neuron_overrides=overrides, adaptive=adaptive, chip=chip,
+                             samples=index)
             substeps, batches = substeps + (solution.substeps or 0), batches + 1
             monitor.observe(solution)
             mine.record(solution)
@@ -286,7 +287,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
                 yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
                 chip = None if hardware is None else \
                     hardware.sample(model.sizes, training_chip_seed(config, epoch * n_batches + batch))
-                solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides, chip=chip)
+                solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides, chip=chip, samples=share)
                 monitor.observe(solution)
                 running["error_ratio"] = max([running["error_ratio"], *(e.ratio for e in solution.errors or [])])
                 v = solution.v
