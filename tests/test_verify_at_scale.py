@@ -69,9 +69,9 @@ def test_each_netlist_is_made_by_the_job_that_simulates_it(digits, monkeypatch):
     events = []
     build_netlist, simulate = verify_module.export_netlist, verify_module.run_netlist
 
-    def spy_build(trained, x, index, *args):
+    def spy_build(trained, x, index, *args, **kwargs):
         events.append(("built", index))
-        return build_netlist(trained, x, index, *args)
+        return build_netlist(trained, x, index, *args, **kwargs)
 
     def spy_simulate(netlist, **kwargs):
         plots = simulate(netlist, **kwargs)

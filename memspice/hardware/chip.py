@@ -45,7 +45,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +147,6 @@ class HardwareSpec:
                               f"known: {', '.join(sorted(known))}")
         return cls(**data)
 
-    def scaled(self, strength: float, name: str | None = None) -> HardwareSpec:
-        """This spec with every σ and fraction times ``strength`` (levels unchanged): for sweeps."""
-        values = {name: getattr(self, name) * strength for name in _STRENGTHS}
-        return replace(self, name=name or f"{self.name} x{strength:g}", **values)
-
     def sample(self, sizes: Sequence[int], seed: int) -> Chip:
         """One chip of this spec for a network of layer sizes ``(n_in, n_1, ..., n_L)``, drawn
         from ``seed`` (the same seed gives the same chip)."""
@@ -161,9 +156,6 @@ class HardwareSpec:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"chip seed must be an integer >= 0; got {seed!r}")
         return Chip(self, sizes, seed)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 #: The settings that say how strong an effect is (0: absent), as opposed to levels and tiles.
@@ -262,7 +254,8 @@ class Chip:
             self._ports[layer] = (digest, (p_pos - p_neg, q_pos + q_neg))
         return self._ports[layer][1]
 
-    def read_noise(self, layer: int, g_pos: np.ndarray, g_neg: np.ndarray, samples, n_points: int) -> np.ndarray | None:
+    def read_noise(self, layer: int, g_pos: np.ndarray, g_neg: np.ndarray, samples: Sequence[int],
+                   n_points: int) -> np.ndarray | None:
         """The read-noise currents (A, ``(len(samples), n_points, n_out)``) into the membranes of
         layer ``layer`` (from 0) with programmed conductances ``g_pos``, ``g_neg`` (S, ``(n_in,
         n_out)``), on the grid, for the dataset samples ``samples`` (indices: the sequence is the
