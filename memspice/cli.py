@@ -813,7 +813,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("robustness", help="a trained network's accuracy on sampled non-ideal chips, torch and ngspice",
                        description="Evaluate a checkpoint on N chips sampled from a hardware description (conductance "
                                    "levels, programming error, device-to-device spread of cells and neurons, stuck "
-                                   "cells) in the torch solver, beside the ideal circuit; with --spice K, run the "
+                                   "cells, read noise, resistive wires in tiles) in the torch solver, beside the ideal "
+                                   "circuit; with --spice K, run the "
                                    "first K test samples on the first chip in ngspice from that chip's netlist and "
                                    "compare with torch on the same chip.")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")

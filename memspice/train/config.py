@@ -11,7 +11,7 @@ from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_e
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
 from memspice.errors import ConfigError
-from memspice.hardware import load_spec
+from memspice.hardware import PRESETS, load_spec
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver.integrators import METHODS
@@ -106,7 +106,7 @@ class TrainConfig:
                                           "(fine-tuning with other options; same layer sizes and network "
                                           "settings)", metavar="CHECKPOINT")
     hardware: str | None = _option(None, "hardware-aware training: every batch runs on a fresh chip of this preset "
-                                         "(ideal, wan2022, stress) or JSON chip description (memspice.hardware)",
+                                         f"({', '.join(PRESETS)}) or JSON chip description (docs/hardware.md)",
                                    metavar="PRESET|FILE.json")
 
     def __post_init__(self) -> None:
