@@ -167,6 +167,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Test samples ``memspice robustness`` evaluates each chip on unless told.
+ROBUSTNESS_SAMPLES = 1000
+
+
 def _robustness(args: argparse.Namespace) -> int:
     from memspice.data import load_dataset
     from memspice.fileio import atomic_write_text, file_sha256
@@ -182,7 +186,8 @@ def _robustness(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint)
     trained.model.fused = not args.no_fused
     data = load_dataset(trained.config.dataset, args.data_dir or trained.config.data_dir)
-    report = robustness(trained, data, spec, args.chips, None if args.samples == "all" else args.samples, args.spice,
+    samples = {None: min(ROBUSTNESS_SAMPLES, len(data.test_x)), "all": None}.get(args.samples, args.samples)
+    report = robustness(trained, data, spec, args.chips, samples, args.spice,
                         args.seed, args.batch_size, args.workers, progress=not args.json,
                         allow_cell_writes=args.allow_cell_writes)
     report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
@@ -823,8 +828,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chips", type=_positive_int, default=20, help="chips sampled (default: %(default)s)")
     p.add_argument("--seed", type=_non_negative_int, default=0,
                    help="the first chip's seed; chip k has seed + k (default: %(default)s)")
-    p.add_argument("--samples", type=_samples, default=1000,
-                   help="the first N test samples, or all (default: %(default)s)")
+    p.add_argument("--samples", type=_samples,
+                   help=f"the first N test samples, or all (default: {ROBUSTNESS_SAMPLES}, or all of a smaller "
+                        "test set)")
     p.add_argument("--spice", type=_non_negative_int, default=0, metavar="K",
                    help="also run the first K test samples on the first chip in ngspice (default: %(default)s)")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")

@@ -477,6 +477,24 @@ def test_the_shipped_fashion_network_reports_belong_to_it():
     assert checked["cell_margin"] > 0
 
 
+def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_trained_for():
+    """pretrained/fashion-mnist-hardware-aware against the network it was fine-tuned from, on the
+    same 20 stress-neurons2 chips and test images: reports of these checkpoints, a higher mean and
+    a higher worst chip."""
+    from memspice.fileio import file_sha256
+
+    folder = PRETRAINED / "fashion-mnist-hardware-aware"
+    aware = json.loads((folder / "robustness-stress-neurons2.json").read_text())
+    ideal = json.loads((folder / "robustness-stress-neurons2-ideal-trained.json").read_text())
+    assert aware["checkpoint_sha256"] == file_sha256(folder / "checkpoint.pt")
+    assert ideal["checkpoint_sha256"] == file_sha256(PRETRAINED / "fashion-mnist-intermediate" / "checkpoint.pt")
+    for key in ("hardware", "chips", "first_seed", "samples", "dataset"):
+        assert aware[key] == ideal[key]
+    assert aware["hardware"] == PRESETS["stress-neurons2"].to_dict() and aware["chips"] == 20
+    assert json.loads((folder / "config.json").read_text())["hardware"] == "stress-neurons2"
+    assert aware["accuracy_mean"] > ideal["accuracy_mean"] + 0.05 and aware["accuracy_worst"] > ideal["accuracy_worst"]
+
+
 def test_cli_train_rejects_bad_options(tmp_path):
     result = memspice("train", "--dataset", "cifar", "--out", str(tmp_path))
     assert result.returncode == 2 and "invalid choice: 'cifar'" in result.stderr
