@@ -493,6 +493,11 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
     assert aware["hardware"] == PRESETS["stress-neurons2"].to_dict() and aware["chips"] == 20
     assert json.loads((folder / "config.json").read_text())["hardware"] == "stress-neurons2"
     assert aware["accuracy_mean"] > ideal["accuracy_mean"] + 0.05 and aware["accuracy_worst"] > ideal["accuracy_worst"]
+    checked = json.loads((folder / "robustness-stress-neurons2-spice.json").read_text())
+    assert checked["checkpoint_sha256"] == aware["checkpoint_sha256"] and checked["hardware"] == aware["hardware"]
+    assert checked["spice"]["agreement"] == 1.0 and checked["spice"]["count_match"] == 1.0
+    evaluated = json.loads((folder / "results.json").read_text())
+    assert evaluated["checkpoint_sha256"] == aware["checkpoint_sha256"] and evaluated["samples"] == 10_000
 
 
 def test_cli_train_rejects_bad_options(tmp_path):
