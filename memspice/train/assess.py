@@ -32,13 +32,7 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
     if ablate is not None and ablate not in ABLATIONS:
         raise MemspiceError(f"unknown ablation {ablate!r}; known: {', '.join(ABLATIONS)}")
     sizes = trained.model.sizes
-    if data.n_features != sizes[0] or len(data.classes) != sizes[-1]:
-        raise MemspiceError(f"the {data.name} test set has {data.n_features} features and {len(data.classes)} "
-                            f"classes; the network is {'-'.join(map(str, sizes))}")
-    available = len(data.test_x)
-    n = available if samples is None else samples
-    if not 1 <= n <= available:
-        raise MemspiceError(f"--samples {samples}: the {data.name} test set has {available} samples")
+    n = count_test_samples(trained, data, samples)
     if ablate and len(sizes) < 3:
         raise MemspiceError("--ablate hidden-spikes needs a network with a hidden layer")
     x, y = data.test_x[:n], data.test_y[:n]
@@ -63,6 +57,20 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
         out["ablated_accuracy"] = None
     out["wall_s"] = time.perf_counter() - started
     return out
+
+
+def count_test_samples(trained: Trained, data: Dataset, samples: int | None) -> int:
+    """How many test samples of ``data`` the first ``samples`` are (all if None), after checking
+    that the network reads this dataset: one clear error for either."""
+    sizes = trained.model.sizes
+    if data.n_features != sizes[0] or len(data.classes) != sizes[-1]:
+        raise MemspiceError(f"the {data.name} test set has {data.n_features} features and {len(data.classes)} "
+                            f"classes; the network is {'-'.join(map(str, sizes))}")
+    available = len(data.test_x)
+    n = available if samples is None else samples
+    if not 1 <= n <= available:
+        raise MemspiceError(f"--samples {samples}: the {data.name} test set has {available} samples")
+    return n
 
 
 def assessment_table(report: dict) -> str:

@@ -19,6 +19,7 @@ from memspice.errors import MemspiceError
 from memspice.hardware import HardwareSpec
 from memspice.solver.monitor import SolutionMonitor, summary_lines
 from memspice.spice.pool import Workers
+from memspice.train.assess import count_test_samples
 from memspice.train.loop import Trained, evaluate
 
 #: The figures of the ngspice comparison a robustness report keeps.
@@ -38,15 +39,9 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
     ``allow_cell_writes`` (:mod:`memspice.solver.cells`)."""
     model = trained.model
     sizes = model.sizes
-    if data.n_features != sizes[0] or len(data.classes) != sizes[-1]:
-        raise MemspiceError(f"the {data.name} test set has {data.n_features} features and {len(data.classes)} "
-                            f"classes; the network is {'-'.join(map(str, sizes))}")
-    available = len(data.test_x)
-    n = available if samples is None else samples
-    if not 1 <= n <= available:
-        raise MemspiceError(f"--samples {samples}: the {data.name} test set has {available} samples")
-    if not 0 <= spice <= available:
-        raise MemspiceError(f"--spice {spice}: the {data.name} test set has {available} samples")
+    n = count_test_samples(trained, data, samples)
+    if not 0 <= spice <= len(data.test_x):
+        raise MemspiceError(f"--spice {spice}: the {data.name} test set has {len(data.test_x)} samples")
     if chips < 1:
         raise MemspiceError(f"--chips {chips}: at least one chip")
     started = time.perf_counter()
