@@ -842,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=_output_file(".json"), help="save the report (.json)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     _sandbox_option(p)
-    p.set_defaults(func=_robustness)
+    p.set_defaults(func=_robustness, runs_ngspice=lambda args: args.spice > 0)
 
     p = sub.add_parser("export", help="write a trained network with one test sample as an ngspice netlist",
                        description="Write the complete ngspice netlist of a trained network driven by test sample "
@@ -995,7 +995,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     interrupts.raise_on_sigterm()
     try:
-        if getattr(args, "sandbox", False) is not False:  # a command that runs ngspice
+        # a command that runs ngspice (robustness only with --spice)
+        if getattr(args, "sandbox", False) is not False and getattr(args, "runs_ngspice", lambda _: True)(args):
             _choose_sandbox(args.sandbox)
         with _ngspice_workers(args):
             return args.func(args)

@@ -79,9 +79,11 @@ def robustness_table(report: dict) -> str:
     spec = HardwareSpec.from_dict(report["hardware"])
     effects = ", ".join(f"{name} {value:g}" for name, value in report["hardware"].items()
                         if name != "name" and value not in (None, 0, 0.0)) or "none"
+    first, count = report["first_seed"], report["chips"]
+    chips = (f"1 '{spec.name}' chip (seed {first}" if count == 1 else
+             f"{count} '{spec.name}' chips (seeds {first}..{first + count - 1}")
     lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
-             f"on {report['chips']} '{spec.name}' chips (seeds {report['first_seed']}.."
-             f"{report['first_seed'] + report['chips'] - 1}; {effects}), torch solver, {report['wall_s']:.0f} s",
+             f"on {chips}; {effects}), torch solver, {report['wall_s']:.0f} s",
              f"  ideal      accuracy {100 * report['ideal_accuracy']:6.2f} % (the circuit as trained)",
              f"  chips      accuracy {100 * report['accuracy_mean']:6.2f} % mean, "
              f"{100 * report['accuracy_std']:.2f} std, {100 * report['accuracy_worst']:.2f} % worst, "
