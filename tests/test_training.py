@@ -375,6 +375,7 @@ def test_cli_robustness_runs_sampled_chips_in_torch_and_one_in_ngspice(tiny_run,
     for hardware, message in (("nope", "neither a preset"), (str(bad), "program_noise must be a finite number >= 0")):
         result = memspice("robustness", str(out / "checkpoint.pt"), "--hardware", hardware)
         assert result.returncode == 2 and message in result.stderr
+        assert "sandbox" not in result.stderr  # without --spice no ngspice runs, and none is announced
 
 
 def test_hardware_aware_training_runs_every_batch_on_a_fresh_chip(tmp_path, digits, monkeypatch):
