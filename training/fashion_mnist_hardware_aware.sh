@@ -2,7 +2,7 @@
 # pretrained/fashion-mnist-hardware-aware: the intermediate Fashion-MNIST network fine-tuned for 3 epochs with
 # every batch on a fresh chip of the stress-neurons2 preset (about 23 min on one core), evaluated on the whole
 # test set, then both it and the network it started from on the same 20 chips of each preset (torch, first
-# 1000 test images), and 3 test images of one chip in ngspice.
+# 1000 test images), and 4 test images of one chip in ngspice.
 #   bash training/fashion_mnist_hardware_aware.sh [RUN_DIR]   (default runs/fashion-hardware-aware)
 set -euo pipefail
 run=${1:-runs/fashion-hardware-aware}
@@ -24,7 +24,7 @@ for chip in stress-neurons2 stress wan2022; do
             --save "$run/robustness-$chip-$name.json"
     done
 done
-memspice robustness "$run/checkpoint.pt" --hardware stress-neurons2 --chips 1 --samples 1000 --spice 3 \
+memspice robustness "$run/checkpoint.pt" --hardware stress-neurons2 --chips 1 --samples 1000 --spice 4 --workers 2 \
     --threads 1 --allow-cell-writes --save "$run/robustness-stress-neurons2-spice.json"
 python benchmarks/robustness_sweep.py "$start" "$run/checkpoint.pt" --labels ideal-trained hardware-aware \
     --samples 256 --chips 3 --out "$run/robustness.png"
