@@ -70,13 +70,14 @@ class Solution:
 class CrossbarPorts:
     """A crossbar as the linear multiport its columns present to the membranes: column currents
     ``I = rows @ transfer - v @ load.T`` (A) for row voltages ``rows`` (V, ``(..., n_in)``, the
-    G⁻ side's negation included in ``transfer``) and membranes ``v`` (V, ``(..., n_out)``);
-    ``transfer`` ``(n_in, n_out)``, ``load`` ``(n_out, n_out)`` (S). The ideal crossbar's
-    (:meth:`ideal`) has ``transfer = G⁺ - G⁻`` and a diagonal ``load``; resistive wires
-    (:mod:`memspice.hardware.wires`) couple the columns. The solver treats the diagonal
-    implicitly and the coupling between columns (``coupled``, ``load``'s off-diagonal part) with
-    the membranes at each step's start: an error of the order of the coupling (1e-5 of the
-    diagonal for 10 Ω wire segments in a 784x128 layer) times the change of a membrane in one step."""
+    G⁻ side's negation included in ``transfer``) and membranes ``v`` (V, ``(..., n_out)``), with
+    ``load = diag(self_load) + coupled``; ``transfer`` ``(n_in, n_out)``, ``self_load``
+    ``(n_out,)``, ``coupled`` ``(n_out, n_out)`` with a zero diagonal, or None (S). The ideal
+    crossbar (:meth:`ideal`) has ``transfer = G⁺ - G⁻``, ``self_load`` its column sums and no
+    coupling; resistive wires (:mod:`memspice.hardware.wires`) couple the columns. The solver
+    treats ``self_load`` implicitly and ``coupled`` with the membranes at each step's start: an
+    error of the order of the coupling (1e-5 of the diagonal for 10 Ω wire segments in a 784x128
+    layer) times the change of a membrane in one step."""
 
     transfer: torch.Tensor
     self_load: torch.Tensor
@@ -88,12 +89,6 @@ class CrossbarPorts:
         if g_pos.shape != g_neg.shape or g_pos.ndim != 2:
             raise ConfigError(f"g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)} must both be (n_in, n_out)")
         return cls(g_pos - g_neg, (g_pos + g_neg).sum(0))
-
-    @classmethod
-    def from_load(cls, transfer: torch.Tensor, load: torch.Tensor) -> CrossbarPorts:
-        """The multiport of ``transfer`` and a full ``load`` matrix (S)."""
-        diagonal = torch.diagonal(load)
-        return cls(transfer, diagonal, load - torch.diag_embed(diagonal))
 
     def coupling(self, v: torch.Tensor) -> torch.Tensor | None:
         """The current (A, like ``v``) the other columns' membranes ``v`` draw from each column."""
