@@ -167,16 +167,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Test samples ``memspice robustness`` evaluates each chip on unless told.
-ROBUSTNESS_SAMPLES = 1000
-
-
 def _robustness(args: argparse.Namespace) -> int:
     from memspice.data import load_dataset
     from memspice.fileio import atomic_write_text, file_sha256
     from memspice.hardware import load_spec
     from memspice.train.loop import load_trained
-    from memspice.train.robustness import robustness, robustness_table
+    from memspice.train.robustness import SAMPLES, robustness, robustness_table
 
     spec = load_spec(args.hardware)  # a bad description fails before the network and data load
     if args.threads:
@@ -186,7 +182,7 @@ def _robustness(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint)
     trained.model.fused = not args.no_fused
     data = load_dataset(trained.config.dataset, args.data_dir or trained.config.data_dir)
-    samples = {None: min(ROBUSTNESS_SAMPLES, len(data.test_x)), "all": None}.get(args.samples, args.samples)
+    samples = {None: min(SAMPLES, len(data.test_x)), "all": None}.get(args.samples, args.samples)
     report = robustness(trained, data, spec, args.chips, samples, args.spice,
                         args.seed, args.batch_size, args.workers, progress=not args.json,
                         allow_cell_writes=args.allow_cell_writes)
@@ -814,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     from memspice.hardware import PRESETS as CHIPS
+    from memspice.train.robustness import SAMPLES as ROBUSTNESS_SAMPLES
 
     p = sub.add_parser("robustness", help="a trained network's accuracy on sampled non-ideal chips, torch and ngspice",
                        description="Evaluate a checkpoint on N chips sampled from a hardware description (conductance "

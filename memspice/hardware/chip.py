@@ -72,6 +72,11 @@ READ_VOLTAGE = 1.0
 FREE, STUCK_OFF, STUCK_ON = 0, 1, 2
 
 
+#: The settings that say how strong an effect is (0: absent), as opposed to levels and tiles.
+_STRENGTHS = ("program_noise", "program_noise_relative", "range_spread", "stuck_off", "stuck_on", "neuron_spread",
+              "threshold_spread", "read_noise", "wire_resistance")
+
+
 @dataclass(frozen=True)
 class HardwareSpec:
     """How strong each non-ideality of a family of chips is (relative σ and fractions are plain
@@ -112,8 +117,7 @@ class HardwareSpec:
                                            or self.tile_size < 1):
             raise ConfigError(f"hardware tile_size must be a positive integer (or None: one tile per layer); "
                               f"got {self.tile_size!r}")
-        for name in ("program_noise", "program_noise_relative", "range_spread", "neuron_spread", "threshold_spread",
-                     "stuck_off", "stuck_on", "read_noise", "wire_resistance"):
+        for name in _STRENGTHS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0:
@@ -156,11 +160,6 @@ class HardwareSpec:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"chip seed must be an integer >= 0; got {seed!r}")
         return Chip(self, sizes, seed)
-
-
-#: The settings that say how strong an effect is (0: absent), as opposed to levels and tiles.
-_STRENGTHS = ("program_noise", "program_noise_relative", "range_spread", "stuck_off", "stuck_on", "neuron_spread",
-              "threshold_spread", "read_noise", "wire_resistance")
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

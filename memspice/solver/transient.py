@@ -320,6 +320,7 @@ def _integrate(
                 if split == newton.max_splits:
                     raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
                                         f"try a smaller dt") from None
+
     def advance(first: int, last: int, states: list[torch.Tensor], last_steps: list):
         for stepper, last_step in zip(steppers, last_steps):  # a recomputed chunk starts from the same guesses
             stepper.last_step = last_step

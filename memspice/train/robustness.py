@@ -22,12 +22,14 @@ from memspice.spice.pool import Workers
 from memspice.train.assess import count_test_samples
 from memspice.train.loop import Trained, evaluate
 
+#: Test samples each chip is evaluated on unless told (``memspice robustness --samples``).
+SAMPLES = 1000
 #: The figures of the ngspice comparison a robustness report keeps.
 SPICE_KEYS = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "decided_by_spikes",
               "first_spike_error_s", "mean_error_v", "compute_s")
 
 
-def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int = 20, samples: int | None = 1000,
+def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int = 20, samples: int | None = SAMPLES,
                spice: int = 0, seed: int = 0, batch_size: int = 256, workers: Workers = None,
                progress: bool = True, allow_cell_writes: bool = False, timeout: float = 3600.0) -> dict:
     """Accuracy of ``trained`` on its first ``samples`` test samples (all if None) on the ideal
@@ -76,12 +78,12 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
 
 def robustness_table(report: dict) -> str:
     """The text summary of :func:`robustness`'s report."""
-    spec = HardwareSpec.from_dict(report["hardware"])
+    name = report["hardware"]["name"]
     effects = ", ".join(f"{name} {value:g}" for name, value in report["hardware"].items()
                         if name != "name" and value not in (None, 0, 0.0)) or "none"
     first, count = report["first_seed"], report["chips"]
-    chips = (f"1 '{spec.name}' chip (seed {first}" if count == 1 else
-             f"{count} '{spec.name}' chips (seeds {first}..{first + count - 1}")
+    chips = (f"1 '{name}' chip (seed {first}" if count == 1 else
+             f"{count} '{name}' chips (seeds {first}..{first + count - 1}")
     lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
              f"on {chips}; {effects}), torch solver, {report['wall_s']:.0f} s",
              f"  ideal      accuracy {100 * report['ideal_accuracy']:6.2f} % (the circuit as trained)",
