@@ -5,9 +5,10 @@ machine; ``Cluster("tcp://HOST:8786")`` uses a scheduler that is already running
 with ``dask scheduler`` / ``dask worker``, or by dask-jobqueue on Slurm, dask-kubernetes, SSH...).
 Jobs go to whichever worker is free; a job whose worker dies is run again on another one by the
 scheduler (up to ``distributed.scheduler.allowed-failures`` times); what every job shares (a
-trained network) is sent to each worker once. ngspice runs on the workers, under each worker's own
-sandbox and timeout (:mod:`memspice.spice.runner`); with the bubblewrap sandbox it dies with its
-worker.
+trained network) is a task of its own, so a worker that dies with it costs a recomputation, not
+the run (scattered data would be lost with it: Dask's memory manager keeps one replica). ngspice
+runs on the workers, under each worker's own sandbox and timeout (:mod:`memspice.spice.runner`);
+with the bubblewrap sandbox it dies with its worker.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class Cluster:
         the finished ones to ``on_result`` and is raised again."""
         if self.client is None:
             raise RuntimeError("use the Cluster as a context manager: with Cluster(spec) as cluster: ...")
-        shared = self.client.scatter([shared], broadcast=True)[0] if shared is not None else None
         run = uuid.uuid4().hex[:8]
+        if shared is not None:
+            shared = self.client.submit(_hold, shared, key=f"shared-{run}", pure=False)
         futures = {self.client.submit(timed, task, name, shared, args, None, key=f"{name}-{run}", pure=False): name
                    for name, args in jobs}
         results: dict[str, JobResult] = {}
@@ -111,6 +113,11 @@ class Cluster:
                     take(future)
             raise
         return [results[name] for _, name in futures.items()]
+
+
+def _hold(value: Any) -> Any:
+    """``value``: as a task, what the jobs share can be rebuilt from the graph when its worker dies."""
+    return value
 
 
 def _result(future, name: str) -> JobResult:
