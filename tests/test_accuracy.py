@@ -16,7 +16,7 @@ from memspice.errors import AccuracyError, AccuracyWarning
 from memspice.netlist.stimuli import PWL
 from memspice.solver import METHODS, simulate_network, simulate_neurons
 from memspice.solver.accuracy import AccuracyMonitor, LayerError, Tolerance, check_accuracy
-from memspice.solver.integrators import _EMBEDDED, ESTIMATE_ORDER
+from memspice.solver.methods import Radau5
 from memspice.validate.cases import TorchSettings, mif_current
 from memspice.validate.report import suggest_dt
 
@@ -26,7 +26,7 @@ SHORT_STEP = PWL([0, 1e-6, 2e-6, 30e-6], [0, 0, 2e-6, 2e-6])
 
 def test_radau5_estimate_uses_hairer_and_wanners_constants():
     """RADAU5's DD1..DD3 (Fortran source, ESTRAD) times γ₀ = 1/U1."""
-    gamma, weights = _EMBEDDED["radau5"]
+    gamma, weights = Radau5.gamma, Radau5.error_weights
     u1 = (6 + 81 ** (1 / 3) - 9 ** (1 / 3)) / 30
     sq6 = math.sqrt(6)
     assert gamma == pytest.approx(u1, rel=1e-12)
@@ -34,7 +34,7 @@ def test_radau5_estimate_uses_hairer_and_wanners_constants():
     assert weights.tolist() == pytest.approx([gamma * d for d in expected], rel=1e-10)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_estimate_shrinks_with_the_methods_order(method):
     """A neuron charging below threshold (smooth): halving dt divides the estimate by ~2**order."""
     estimates = []
@@ -42,7 +42,7 @@ def test_estimate_shrinks_with_the_methods_order(method):
         current = torch.full((1, round(3e-6 / dt) + 1, 1), 0.3e-6, dtype=torch.float64)
         estimates.append(simulate_neurons(current, dt, method=method, tolerance=Tolerance(1.0, 1.0)).errors[0].ratio)
     slopes = [math.log2(a / b) for a, b in zip(estimates, estimates[1:])]
-    assert slopes[-1] == pytest.approx(ESTIMATE_ORDER[method], abs=0.35), slopes
+    assert slopes[-1] == pytest.approx(METHODS[method].estimate_order, abs=0.35), slopes
 
 
 @pytest.mark.parametrize(("dt", "warns"), [(200e-9, True), (100e-9, True), (25e-9, False)])

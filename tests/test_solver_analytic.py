@@ -1,6 +1,6 @@
 """The solver against exact solutions, no ngspice: with both switches held off the MIF neuron is a
 linear RC circuit, whose response to a constant current is known in closed form; every method
-converges to it at its order."""
+converges to it at the order its class declares, a method a user registers too."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from memspice.devices import MIF
-from memspice.solver import simulate_neurons
+from memspice.nn import MemristiveSNN
+from memspice.solver import METHODS, simulate_neurons
+from memspice.solver.methods import RadauIIA, Tableau, register
 
 #: Both switches conduct as OFF whatever their state: the membrane sees Cm, gL and two goff's.
 SWITCHES_OFF = {"gon1": MIF.resolve()["goff1"], "gon2": MIF.resolve()["goff2"]}
 CURRENT = 0.3e-6  # A: keeps the membrane below both thresholds (their states stay near 0 too)
 T_END = 20e-6
-
-#: The order at the grid points for this linear problem: Radau IIA with s stages has 2s - 1.
-ORDERS = {"euler": 1, "trap": 2, "radau3": 3, "radau5": 5}
 
 
 def exact(t: np.ndarray) -> np.ndarray:
@@ -37,13 +36,39 @@ def final_error(method: str, dt: float) -> float:
     return abs(float(solution.v[0][0, -1, 0]) - float(exact(np.array([n * dt]))[0]))
 
 
-@pytest.mark.parametrize("method", ORDERS)
+def observed_orders(method: str) -> list[float]:
+    errors = [final_error(method, dt) for dt in (2e-6, 1e-6, 0.5e-6)]
+    assert errors[0] > errors[1] > errors[2] > 0, errors
+    return [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_converges_to_the_rc_solution_at_its_order(method):
-    dts = (2e-6, 1e-6, 0.5e-6)
-    errors = [final_error(method, dt) for dt in dts]
-    assert errors[0] > errors[1] > errors[2] > 0
-    observed = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
-    assert observed[-1] == pytest.approx(ORDERS[method], abs=0.35), (errors, observed)
+    assert observed_orders(method)[-1] == pytest.approx(METHODS[method].order, abs=0.35)
+
+
+@pytest.fixture
+def backward_euler():
+    """Backward Euler as a user adds it: one class, registered; no dispatcher edited."""
+
+    @register
+    class BackwardEuler(RadauIIA):  # Radau IIA with one stage, with its embedded estimate
+        name, order, estimate_order = "backward-euler", 1, 2
+        tableau = Tableau(((1.0,),), (1.0,))
+
+    yield BackwardEuler
+    del METHODS[BackwardEuler.name]
+
+
+def test_a_registered_method_runs_everywhere_a_name_is_taken(backward_euler):
+    assert observed_orders("backward-euler")[-1] == pytest.approx(1.0, abs=0.35)
+    current = torch.full((1, 51, 1), 2e-6, dtype=torch.float64)
+    solution = simulate_neurons(current, 200e-9, method="backward-euler", adaptive=True)
+    assert solution.newton_iterations[0] > 0 and solution.substeps >= 50
+    network = MemristiveSNN((4, 3), method="backward-euler")
+    assert network(torch.rand(2, 10, 4, dtype=torch.float64)).v[-1].shape == (2, 10, 3)
+    with pytest.raises(ValueError, match="registered already"):
+        register(backward_euler)
 
 
 def test_the_membrane_follows_the_exact_waveform():

@@ -14,7 +14,7 @@ from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.neurons import MIFLayer
 from memspice.solver.accuracy import Tolerance
-from memspice.solver.integrators import METHODS
+from memspice.solver.methods import method_class
 from memspice.solver.transient import Solution, simulate_network
 
 
@@ -50,8 +50,7 @@ class MemristiveSNN(nn.Module):
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        method_class(method)  # an unknown name is a ConfigError that lists the methods
         if not dt > 0:
             raise ConfigError(f"dt must be > 0 s; got {dt!r}")
         generator = torch.Generator().manual_seed(seed)

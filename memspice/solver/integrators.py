@@ -11,15 +11,8 @@ with ``I``, ``f``, ``C = dQ/dv`` and their Jacobians from the device model
 (:meth:`memspice.codegen.torch_functions.TorchDevice.linearize_ordered`): the solver never restates a
 device equation.
 
-Methods (one step of ``dt``):
-
-* ``euler``: linearly implicit Euler (one Rosenbrock stage): one linear solve per step, no
-  iteration; first order, L-stable. The cheap one.
-* ``trap``: trapezoidal rule (SPICE's default) with Newton iterations; second order, A-stable.
-* ``radau3``, ``radau5``: Radau IIA collocation with 2 and 3 stages, orders 3 and 5, L-stable
-  and stiffly accurate; Newton on all stages at once. ``radau5`` is the accurate one: at a
-  step that resolves the switches' time constants it follows a spike train with a few steps per
-  switching event (docs/solver.md).
+The methods (``euler``, ``trap``, ``radau3``, ``radau5``) are classes in
+:mod:`memspice.solver.methods`; the stepper here does what they share.
 
 Newton starts from the previous step's collocation polynomial and runs without autograd until
 converged; one last Newton step from the converged point is taken with autograd. Because the
@@ -45,8 +38,7 @@ from memspice.errors import ConfigError, NewtonFailure, SolverError
 from memspice.solver import fused as fused_step
 from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.linear import arrow_factor, solve_arrow, solve_dense, solve_factored
-
-METHODS = ("euler", "trap", "radau3", "radau5")
+from memspice.solver.methods import Tableau, method_class
 
 
 @dataclass
@@ -140,70 +132,9 @@ class NewtonOptions:
     max_splits: int = 4
 
 
-@dataclass(frozen=True)
-class Method:
-    """An implicit method written as ``s`` stages at the fractions ``nodes`` of the step:
-
-        M·(Y_i - y_n) = dt·Σ_j A_ij·g(Y_j, t_n + c_j·dt) + explicit,     y_{n+1} = Y_s
-
-    (``explicit`` is ``dt/2·g(y_n)`` for the trapezoidal rule, 0 for Radau IIA)."""
-
-    matrix: tuple[tuple[float, ...], ...]
-    nodes: tuple[float, ...]
-
-
-_R6 = math.sqrt(6.0)
-_TABLEAUS = {
-    "trap": Method(((0.5,),), (1.0,)),
-    "radau3": Method(((5 / 12, -1 / 12), (3 / 4, 1 / 4)), (1 / 3, 1.0)),
-    "radau5": Method((
-        ((88 - 7 * _R6) / 360, (296 - 169 * _R6) / 1800, (-2 + 3 * _R6) / 225),
-        ((296 + 169 * _R6) / 1800, (88 + 7 * _R6) / 360, (-2 - 3 * _R6) / 225),
-        ((16 - _R6) / 36, (16 + _R6) / 36, 1 / 9)), ((4 - _R6) / 10, (4 + _R6) / 10, 1.0)),
-}
-
-
-def _embedded(method: Method) -> tuple[float, torch.Tensor]:
-    """``γ₀`` and the weights ``e`` of the embedded error estimate of a Radau IIA method
-    (Hairer and Wanner, Solving ODEs II, IV.8): ``ŷ - y = γ₀·dt·f(y_n) + Σ e_i·M·(Y_i - y_n)``
-    is the difference to the order-``s`` method with the same stages and the weight ``γ₀`` on
-    ``f(y_n)``; ``e = (b̂ - b)ᵀ·A⁻¹``. ``γ₀`` is ``A``'s real eigenvalue (RADAU5's; its filter
-    ``(M - γ₀·dt·J)⁻¹`` then reuses the method's own spectrum), the real part of its pair
-    when it has none (two stages)."""
-    a = torch.tensor(method.matrix, dtype=torch.float64)
-    eigenvalues = torch.linalg.eigvals(a)
-    gamma = float(min(eigenvalues.tolist(), key=lambda z: (abs(z.imag), -z.real)).real)
-    c, s = torch.tensor(method.nodes, dtype=torch.float64), len(method.nodes)
-    # b̂ makes the method with nodes (0, c) exact for polynomials of degree < s
-    rhs = torch.tensor([1.0 / (k + 1) for k in range(s)], dtype=torch.float64)
-    rhs[0] -= gamma
-    b_hat = torch.linalg.solve(torch.stack([c**k for k in range(s)]), rhs)
-    return gamma, (b_hat - a[-1]) @ torch.linalg.inv(a)
-
-
-_EMBEDDED = {name: _embedded(method) for name, method in _TABLEAUS.items() if name.startswith("radau")}
-#: Predictor differences (Milne's device): the weights of the last grid points (oldest first)
-#: in the polynomial extrapolated to the step's end, and the factor that turns the difference
-#: into the corrector's error, ``C_corrector / (C_predictor - C_corrector)``.
-_PREDICTORS = {"euler": ((-1.0, 2.0), 1 / 3), "trap": ((1.0, -3.0, 3.0), 1 / 13)}
-#: The power of dt of each method's local error estimate.
-ESTIMATE_ORDER = {"euler": 2, "trap": 3, "radau3": 3, "radau5": 4}
-
-
-def step_nodes(method: str, estimate: bool = False) -> tuple[float, ...]:
-    """The fractions of a step at which ``method`` needs the drive (with ``estimate``, what its
-    error estimate needs too)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    # the trapezoidal rule, and the Radau estimate, also need the drive at the start of the step
-    if method == "euler":
-        return (1.0,)
-    nodes = _TABLEAUS[method].nodes
-    return (0.0, *nodes) if method == "trap" or (estimate and method in _EMBEDDED) else nodes
-
-
 class Stepper:
-    """Advances one layer by a step ``dt`` with ``method``.
+    """Advances one layer by a step ``dt`` with ``method`` (a name in
+    :data:`~memspice.solver.methods.METHODS`).
 
     :attr:`nodes` are the fractions of the step at which :meth:`step` needs the layer's drive;
     it returns the membrane voltages at the same instants, which drive the next layer.
@@ -213,16 +144,16 @@ class Stepper:
 
     def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None,
                  fused: bool = False, tolerance: Tolerance | None = None) -> None:
-        self.nodes = step_nodes(method, estimate=tolerance is not None)
+        self.scheme = method_class(method)()
+        self.nodes = self.scheme.nodes(estimate=tolerance is not None)
         self.layer, self.method, self.fused, self.tolerance = layer, method, fused, tolerance
         #: per neuron ``(B, n)``: the largest estimate / tolerance so far, its time (s) and component
         self._worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._kept = self._worst  #: the run's worst while an adaptive step is tried (:meth:`open_attempt`)
-        self._points: list[torch.Tensor] = []  #: the last grid points (detached), for a predictor difference
-        self._spacing = 0.0  #: their spacing (s)
         self.newton = newton or NewtonOptions()
         self.iterations = 0  #: Newton iterations so far, every step and stage at once counting one
-        self._floats, self._tensors = fused_step.split_params(layer.params)
+        #: the layer's parameters as the fused kernels take them: constants, and tensors
+        self.floats, self.tensors = fused_step.split_params(layer.params)
         #: ``(dt, start, stages)`` of the last step solved (detached), for :meth:`_guess`; ``None``
         #: when there is none
         self.last_step: tuple[float, torch.Tensor, torch.Tensor] | None = None
@@ -236,18 +167,7 @@ class Stepper:
         start_drive = None
         if self.nodes[0] == 0.0:
             start_drive, drives = drives[0], drives[1:]
-        if self.method == "euler":
-            g, jac, mass = self.layer.system(y_c, *drives[0])
-            a_tilde = torch.full((1, 1), dt, dtype=y.dtype, device=y.device)
-            y_next = y_c + self.layer.solve(a_tilde, mass.unsqueeze(1), jac.unsqueeze(2), dt * g.unsqueeze(1))[:, 0]
-            stages = [y_next[0]]
-        else:
-            explicit = 0.0
-            if self.method == "trap":
-                g_now, _, _ = self.layer.system(y_c, *start_drive, jacobian=False)
-                explicit = 0.5 * dt * g_now.unsqueeze(1)
-            y_next, membranes = self._newton(y_c, explicit, _TABLEAUS[self.method], drives, dt, where)
-            stages = list(membranes.unbind(0))
+        y_next, stages = self.scheme.advance(self, y_c, start_drive, drives, dt, where)
         if start_drive is not None:
             stages = [y_c[0], *stages]
         self._check_finite(y_next.movedim(0, -1), where)
@@ -259,36 +179,12 @@ class Stepper:
     def _estimate(self, y: torch.Tensor, y_next: torch.Tensor, start_drive, dt: float, where: StepContext) -> None:
         """The local error of the step ``y -> y_next`` (``(d, B, n)``) against the tolerance,
         folded into each neuron's worst so far."""
-        tolerance = (self.tolerance.v, self.tolerance.x)
         like = {"dtype": y.dtype, "device": y.device}
         if self._worst is None:
             self._worst = (torch.zeros(y.shape[1:], **like), torch.zeros(y.shape[1:], **like),
                            torch.zeros(y.shape[1:], dtype=torch.long, device=y.device))
-        time = torch.tensor(where.time, **like)
-        if self.method in _EMBEDDED:
-            gamma, weights = _EMBEDDED[self.method]
-            _, start, z = self.last_step  # (d, 1, B, n), (d, s, B, n)
-            a, b = (torch.as_tensor(t, **like).detach().expand(y.shape[1:]) for t in start_drive)
-            if self._fusable():
-                kernel = fused_step.error_kernel(self.layer.device, self._floats, tuple(weights.tolist()), tolerance)
-                self._worst = kernel(self._tensors, start, z, a.contiguous(), b.contiguous(),
-                                     torch.tensor(dt * gamma, **like), *self._worst, time)
-                return
-            g, jac, mass = self.layer.system(y, a, b)
-            weights = weights.to(z).reshape(1, -1, *(1 for _ in z.shape[2:]))
-            rhs = dt * gamma * g + mass * (weights * (z - start)).sum(1)
-            a_tilde = torch.full((1, 1), dt * gamma, **like)
-            error = self.layer.solve(a_tilde, mass.unsqueeze(1), jac.unsqueeze(2), rhs.unsqueeze(1))[:, 0]
-        else:
-            if self._spacing != dt:  # a new run, or a split step: the points no longer fit
-                self._points, self._spacing = [y], dt
-            weights, factor = _PREDICTORS[self.method]
-            points, self._points = self._points, [*self._points, y_next][-len(weights):]
-            if len(points) < len(weights):
-                return
-            error = factor * (y_next - sum(w * p for w, p in zip(weights, points)))
-        scale = torch.tensor([tolerance[0]] + [tolerance[1]] * (y.shape[0] - 1), **like)
-        self._worst = fused_step.keep_worst(self._worst, *(error.abs() / scale.reshape(-1, 1, 1)).max(0), time)
+        self._worst = self.scheme.fold_error(self, self._worst, (self.tolerance.v, self.tolerance.x), y, y_next,
+                                             start_drive, dt, torch.tensor(where.time, **like))
 
     def open_attempt(self) -> None:
         """Estimate the steps from here on apart from the run's worst (an adaptive step's try)."""
@@ -322,7 +218,7 @@ class Stepper:
         t = float(time.reshape(-1)[index].item())
         states = [state.name for state in self.layer.model.states]
         return LayerError(layer, float(ratio.reshape(-1)[index].item()), t, round(t / dt), batch_item, neuron,
-                          "v" if c == 0 else states[c - 1], dt, ESTIMATE_ORDER[self.method])
+                          "v" if c == 0 else states[c - 1], dt, self.scheme.estimate_order)
 
     def _check_finite(self, y: torch.Tensor, where: StepContext) -> None:
         """Raise :class:`SolverError` naming the first NaN or Inf of ``y`` (``(..., B, n, 1+m)``)."""
@@ -333,20 +229,19 @@ class Stepper:
                               f"{value} at step {where.step} (t = {where.time:.6g} s), layer {where.layer}; "
                               f"check the inputs and parameters, or try a smaller dt")
 
-    def _newton(self, y, explicit, method: Method, drives, dt: float,
-                where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stages of ``method`` from ``y`` ``(1+m, B, n)``, by Newton's method on all
+    def solve_stages(self, y: torch.Tensor, explicit: torch.Tensor | None, tableau: Tableau, drives, dt: float,
+                     where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stages of ``tableau`` from ``y`` ``(1+m, B, n)``, by Newton's method on all
         stages at once (damped as :class:`NewtonOptions` says): the last stage ``(1+m, B, n)``
         (the step's end, contiguous) and the stage membranes ``(s, B, n)``."""
         batch = y.shape[1:]
         like = {"dtype": y.dtype, "device": y.device}
-        a_tilde = dt * torch.tensor(method.matrix, **like)
+        a_tilde = dt * torch.tensor(tableau.matrix, **like)
         a_stage = torch.stack([torch.as_tensor(a, **like).expand(batch) for a, _ in drives])
         b_stage = torch.stack([torch.as_tensor(b, **like).expand(batch) for _, b in drives])
         start = y.unsqueeze(1)
-        explicit = explicit if isinstance(explicit, torch.Tensor) else None
-        guess = self._guess(start, dt, method)
-        if self._fusable():
+        guess = self._guess(start, dt, tableau)
+        if self.fusable():
             iterates = self._fused_newton(guess, start, a_stage, b_stage, explicit, a_tilde)
             if iterates is not None:
                 linearized_at, z = iterates
@@ -354,31 +249,31 @@ class Stepper:
                 inputs = (start, a_stage, b_stage, explicit)
                 if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
                     return fused_step.ImplicitStep.apply(z, linearized_at, *inputs, a_tilde, self.layer.device,
-                                                         self._floats, self._tensors)
+                                                         self.floats, self.tensors)
                 return z[:, -1].contiguous(), z[0]
             # not converged, or not finite: the reference path says why (or splits the step)
         z = self._reference_newton(guess, start, a_stage, b_stage, explicit, a_tilde, where)
         self.last_step = (dt, start.detach(), z.detach())
         return z[:, -1].contiguous(), z[0]
 
-    def _fusable(self) -> bool:
+    def fusable(self) -> bool:
         """Whether the fused kernels can take this layer's steps: an arrow Jacobian and no
         parameter that needs a gradient."""
         return self.fused and self.layer.solve is solve_arrow and not any(
             isinstance(p, torch.Tensor) and p.requires_grad for p in self.layer.params)
 
-    def _guess(self, start: torch.Tensor, dt: float, method: Method) -> torch.Tensor:
+    def _guess(self, start: torch.Tensor, dt: float, tableau: Tableau) -> torch.Tensor:
         """The first Newton iterate ``(1+m, s, B, n)``: the previous step's collocation
         polynomial (through its start and stages) extrapolated to this step's nodes, as Hairer
         and Wanner's RADAU5 starts; the start ``y_n`` at every stage when there is no previous
         step of the same size."""
-        d, s, batch = start.shape[0], len(method.nodes), start.shape[2:]
+        d, s, batch = start.shape[0], len(tableau.nodes), start.shape[2:]
         last = self.last_step
         if last is None or last[0] != dt or last[1].shape != start.shape:
             return start.detach().expand(d, s, *batch).clone()
-        points = (0.0, *method.nodes)  # Lagrange weights at 1 + c_j of the points 0, c_1..c_s
+        points = (0.0, *tableau.nodes)  # Lagrange weights at 1 + c_j of the points 0, c_1..c_s
         weights = torch.tensor([[math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points]
-                                for node in method.nodes], dtype=start.dtype, device=start.device)
+                                for node in tableau.nodes], dtype=start.dtype, device=start.device)
         values = torch.cat([last[1], last[2]], 1)  # (1+m, 1+s, B, n)
         return (values.unsqueeze(1) * weights.reshape(1, s, 1 + s, *(1 for _ in batch))).sum(2)
 
@@ -389,13 +284,13 @@ class Stepper:
         (:func:`memspice.solver.fused.newton_kernel`), or ``None`` when Newton does not converge
         within ``max_iter`` iterations or meets a NaN (the reference path then says why)."""
         opts, layer = self.newton, self.layer
-        kernel = fused_step.newton_kernel(layer.device, self._floats, (opts.vtol, opts.xtol),
+        kernel = fused_step.newton_kernel(layer.device, self.floats, (opts.vtol, opts.xtol),
                                           (opts.max_dv, opts.max_dx))
         inputs = [t.detach() if t is not None else None for t in (start, a_stage, b_stage, explicit)]
         with torch.no_grad():
             for iteration in range(opts.max_iter):
                 previous = z
-                z, misses = kernel(self._tensors, z, *inputs, a_tilde)
+                z, misses = kernel(self.tensors, z, *inputs, a_tilde)
                 worst = misses.max().item()
                 if not math.isfinite(worst):
                     return None

@@ -21,19 +21,10 @@ from memspice.devices.model import DeviceModel
 from memspice.errors import ConfigError
 from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, LayerError, Tolerance
 from memspice.solver.cells import CellVoltage, cell_voltages
-from memspice.solver.integrators import (
-    ESTIMATE_ORDER,
-    NeuronLayer,
-    NewtonFailure,
-    NewtonOptions,
-    StepContext,
-    Stepper,
-    step_nodes,
-)
+from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper
+from memspice.solver.methods import adaptive_methods, method_class
 
 Params = Mapping[str, "float | torch.Tensor"]
-#: The methods that can adapt their steps (an embedded error estimate, :mod:`memspice.solver.accuracy`).
-ADAPTIVE_METHODS = ("radau3", "radau5")
 #: The most substeps an adaptive step splits a grid step into (dt / 64).
 MAX_SUBSTEPS = 64
 
@@ -121,7 +112,7 @@ def simulate_neurons(
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
-    between = _Between(current, step_nodes(method, tolerance is not None))
+    between = _Between(current, method_class(method)().nodes(tolerance is not None))
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
@@ -167,7 +158,7 @@ def simulate_network(
         sizes.append(port.transfer.shape[1])
     layers = [NeuronLayer(model, p) for p in params]
     loads = [-port.self_load for port in ports]
-    grid_nodes = step_nodes(method, tolerance is not None)
+    grid_nodes = method_class(method)().nodes(tolerance is not None)
     noise = list(column_noise) if column_noise is not None else [None] * len(ports)
     if len(noise) != len(ports) or any(c is not None and c.shape != (*inputs.shape[:2], n)
                                        for c, n in zip(noise, sizes)):
@@ -240,9 +231,9 @@ def _integrate(
     if not dt > 0:
         raise ConfigError(f"dt must be > 0 s; got {dt!r}")
     if adaptive is not False:
-        if method not in ADAPTIVE_METHODS:
+        if not method_class(method).adaptive:
             raise ConfigError(f"adaptive steps need a method with an embedded error estimate "
-                              f"({', '.join(ADAPTIVE_METHODS)}); got {method!r}")
+                              f"({', '.join(adaptive_methods())}); got {method!r}")
         if checkpoint_every:
             raise ConfigError("adaptive steps do not combine with checkpoint_every (a recomputed chunk would choose "
                               "its substeps again)")
@@ -305,7 +296,7 @@ def _integrate(
             for k, v in enumerate(membranes):
                 dense_v[k].append(v)
         substeps_taken[0] += parts
-        if parts > 1 and ratio * 2.0 ** ESTIMATE_ORDER[method] < 0.5:
+        if parts > 1 and ratio * 2.0 ** method_class(method).estimate_order < 0.5:
             parts //= 2
         parts_now[0] = parts
         return new_states

@@ -14,7 +14,7 @@ from memspice.errors import ConfigError
 from memspice.hardware import PRESETS, load_spec
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
-from memspice.solver.integrators import METHODS
+from memspice.solver.methods import METHODS
 
 #: The options that are (low, high) fractions of a conductance range.
 INIT_FIELDS = ("init_pos", "init_neg", "deep_init_pos", "deep_init_neg")
