@@ -710,7 +710,6 @@ def _where_ngspice_runs(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from memspice import __version__
-    from memspice.devices.mif import PRESETS
 
     parser = argparse.ArgumentParser(
         prog="memspice",
@@ -719,6 +718,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memspice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    for add_parser in (_add_generated_files_parsers, _add_demo_parser, _add_step_parser, _add_train_parser,
+                       _add_evaluate_parser, _add_robustness_parser, _add_export_parser, _add_verify_parser,
+                       _add_verify_merge_parser, _add_simulate_parser, _add_characterize_parser,
+                       _add_validate_parser, _add_bench_parser):
+        add_parser(sub)
+    return parser
+
+
+def _trained_network_args(p: argparse.ArgumentParser) -> None:
+    """What export and verify share: the checkpoint, the synapse model and the dataset folder."""
+    from memspice.network import SYNAPSE_KINDS
+
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--synapse-model", choices=SYNAPSE_KINDS, default="resistor",
+                   help="ideal resistors, or synapse memristors programmed to the conductances "
+                        "(default: %(default)s)")
+    p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+
+
+def _add_generated_files_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``models`` and ``netlists`` commands' options."""
     from memspice.codegen import files as model_files
     from memspice.netlist import examples
 
@@ -733,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write nothing; exit 1 and name the files that differ from the definitions")
         p.set_defaults(func=_generated_files(module, what))
 
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``demo`` command's options."""
     p = sub.add_parser("demo", help="the main job: train a digits network, verify it in ngspice, print the table",
                        description="End to end on built-in defaults: train the 64-128-10 fully memristive SNN on "
                                    "scikit-learn's digits through its circuit (a few minutes on 2 cores), verify "
@@ -749,6 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_option(p)
     p.set_defaults(func=_demo)
 
+
+def _add_step_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``step`` command's options."""
     p = sub.add_parser("step", help="simulate the default MIF neuron under a current step in ngspice",
                        description="The MIF neuron under a current step in ngspice: spike times and a plot.")
     p.add_argument("--out", type=_output_folder, default=Path("runs/step"), help="output folder (default: %(default)s)")
@@ -758,8 +784,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_option(p)
     p.set_defaults(func=_step)
 
-    from memspice.data import DATASETS
 
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` command's options."""
     p = sub.add_parser("train", help="train a fully memristive SNN through its circuit (MEMprop, BPTT)",
                        description="Train by backpropagation through time through the torch circuit solver. Options "
                                    "not given come from the dataset's recipe (docs/training.md); --resume continues "
@@ -772,15 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=_train)
 
-    def trained_network_args(p: argparse.ArgumentParser) -> None:
-        """What export and verify share: the checkpoint, the synapse model and the dataset folder."""
-        from memspice.network import SYNAPSE_KINDS
 
-        p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
-        p.add_argument("--synapse-model", choices=SYNAPSE_KINDS, default="resistor",
-                       help="ideal resistors, or synapse memristors programmed to the conductances "
-                            "(default: %(default)s)")
-        p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` command's options."""
+    from memspice.data import DATASETS
+    from memspice.train.assess import ABLATIONS
 
     p = sub.add_parser("evaluate", help="a trained network's test accuracy in the torch solver, how it decides, and "
                                         "what its hidden spikes are worth",
@@ -792,8 +815,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, help="test set (default: the checkpoint's)")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.add_argument("--samples", type=_samples, default="all", help="the first N test samples, or all (default: all)")
-    from memspice.train.assess import ABLATIONS
-
     p.add_argument("--ablate", choices=ABLATIONS, help="also evaluate with every hidden neuron kept from spiking")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per solver batch (default: 256)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -809,6 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_evaluate)
 
+
+def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``robustness`` command's options."""
     from memspice.hardware import PRESETS as CHIPS
     from memspice.train.robustness import SAMPLES as ROBUSTNESS_SAMPLES
 
@@ -841,19 +865,25 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_option(p)
     p.set_defaults(func=_robustness, runs_ngspice=lambda args: args.spice > 0)
 
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``export`` command's options."""
     p = sub.add_parser("export", help="write a trained network with one test sample as an ngspice netlist",
                        description="Write the complete ngspice netlist of a trained network driven by test sample "
                                    "K (PWL row voltages of its encoding), saving the output membranes.")
-    trained_network_args(p)
+    _trained_network_args(p)
     p.add_argument("--sample", type=int, default=0, help="test sample index (default: %(default)s)")
     p.add_argument("--out", type=_output_file(".cir"), required=True, help="netlist file (.cir)")
     p.set_defaults(func=_export)
 
+
+def _add_verify_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``verify`` command's options."""
     p = sub.add_parser("verify", help="classify test samples in ngspice and compare with the torch solver",
                        description="Run N test samples of a trained network in ngspice (parallel processes here, "
                                    "or on a Dask cluster) and with the torch solver; compare predicted classes and "
                                    "output spike counts. dt and every setting come from the checkpoint.")
-    trained_network_args(p)
+    _trained_network_args(p)
     p.add_argument("--samples", type=_positive_int, default=10, help="number of test samples (default: %(default)s)")
     p.add_argument("--offset", type=_non_negative_int, default=0, help="first test sample (default: %(default)s)")
     p.add_argument("--sample-seed", type=_non_negative_int,
@@ -874,6 +904,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_option(p)
     p.set_defaults(func=_verify)
 
+
+def _add_verify_merge_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``verify-merge`` command's options."""
     p = sub.add_parser("verify-merge", help="combine verify reports of disjoint sample ranges (several machines)",
                        description="Combine the reports of `memspice verify --part K/N --save PART.json` (or "
                                    "--offset) run on several machines into one: figures over all samples, compute "
@@ -884,6 +917,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object with the summary")
     p.set_defaults(func=_verify_merge)
 
+
+def _add_simulate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``simulate`` command's options."""
     p = sub.add_parser("simulate", help="run any ngspice netlist; spikes, waveforms, plot, JSON",
                        description="Simulate NETLIST with ngspice (batch mode) and report spikes of the node voltages.")
     p.add_argument("netlist", type=Path, metavar="NETLIST", help="an ngspice netlist with a .tran analysis")
@@ -899,6 +935,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust the netlist's .control blocks (shell commands, writes outside the run folder)")
     _sandbox_option(p)
     p.set_defaults(func=_simulate)
+
+
+def _add_characterize_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``characterize`` command's options."""
+    from memspice.devices.mif import PRESETS
 
     p = sub.add_parser("characterize", help="f–I curve and spike shape of the MIF neuron, measured in ngspice",
                        description="Measure the default MIF neuron in ngspice: spike counts over a log grid of "
@@ -922,6 +963,10 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_option(p)
     p.set_defaults(func=_characterize)
 
+
+def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``validate`` command's options."""
+    from memspice.devices.mif import PRESETS
     from memspice.solver import METHODS
     from memspice.validate.cases import CASES
 
@@ -963,6 +1008,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_option(p)
     p.set_defaults(func=_validate)
 
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``bench`` command's options."""
     p = sub.add_parser("bench", help="speed of the torch solver against ngspice and against a LIF SNN",
                        description="Samples per second of the torch solver and of ngspice on the same circuits (the "
                                    "MIF neuron; the 784-128-10 network), training throughput and peak memory of "
@@ -978,7 +1026,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object with every figure")
     _sandbox_option(p)
     p.set_defaults(func=_bench)
-    return parser
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
