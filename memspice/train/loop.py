@@ -208,7 +208,39 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
 
 def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batch: Callable[[int, int], None] | None,
            dataset: Dataset | None, group: distributed.ProcessGroup) -> dict | None:
-    checkpoint_path = out / "checkpoint.pt"
+    state = _checked_run_folder(config, out, resume, group)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run = _Run(config, out, group, dataset or load_dataset(config.dataset, config.data_dir),
+               progress=progress and group.main)
+    epoch, first_batch, partial = run.start(state)
+    while epoch < config.epochs:
+        running, result, lr, threshold, started = run.epoch(epoch, first_batch, partial, on_batch)
+        partial = {}
+        # (the other processes wait here for the main one's evaluation)
+        loss_sum, correct, seen = group.sum([running["loss_sum"], running["correct"], running["seen"]])
+        if group.main:
+            run.record(epoch, {"train_loss": loss_sum / seen, "train_acc": correct / seen, "train_samples": int(seen),
+                               "eval_loss": result["loss"], "eval_acc": result["acc"], "lr": lr,
+                               "epoch_s": time.perf_counter() - started, "hidden_spikes": result["hidden_spikes"],
+                               "output_spikes": result["output_spikes"],
+                               "decided_by_spikes": result["decided_by_spikes"],
+                               "threshold": run.device_th1 if threshold is None else threshold,
+                               "error_ratio": max(running["error_ratio"], result["error_ratio"] or 0.0)})
+        epoch, first_batch = epoch + 1, 0
+        if group.main:
+            run.snapshot(epoch, 0, {})
+            _write_metrics(out / "metrics.csv", run.history)
+    if not group.main:
+        return None
+    return finish(out, config, run.model, run.readout, run.encoder, run.data, run.history, run.dtype, run.progress,
+                  run.monitor)
+
+
+def _checked_run_folder(config: TrainConfig, out: Path, resume: bool, group: distributed.ProcessGroup) -> dict | None:
+    """The checkpoint to resume from (``None`` for a new run), after checking that ``out`` holds
+    a run of ``config`` to resume, or none to overwrite."""
+    checkpoint_path, state = out / "checkpoint.pt", None
     if resume:
         if not checkpoint_path.is_file():
             raise RunError(f"nothing to resume: no checkpoint in {out}")
@@ -222,125 +254,135 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
     elif checkpoint_path.exists():
         raise RunError(f"{out} already holds a run; continue it with --resume or choose another --out")
     group.barrier()  # every process has checked the folder before the main one writes to it
-    progress = progress and group.main
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dtype = getattr(torch, config.dtype)
-    data = dataset or load_dataset(config.dataset, config.data_dir)
-    train_x, train_y = data.train_x, data.train_y
-    if config.train_samples:
-        train_x, train_y = train_x[: config.train_samples], train_y[: config.train_samples]
-    eval_n = min(config.eval_samples or len(data.test_x), len(data.test_x))
-    eval_x, eval_y = data.test_x[:eval_n], data.test_y[:eval_n]
+    return state
 
-    model, readout, encoder = build(config, data.n_features, len(data.classes))
-    model = model.to(device=group.device, dtype=dtype)
-    net = model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    epoch, first_batch, history, partial = 0, 0, [], {}
-    if resume:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, first_batch, history = state["epoch"], state["batch"], list(state["history"])
-        partial = dict(state.get("partial", {}))
-    elif config.init_from:
-        model.load_state_dict(_starting_weights(config, model))
-    if group.main:
-        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
-    n_batches = math.ceil(len(train_x) / config.batch_size)
-    device_th1 = model.neurons[0].params()["th1"]
-    hardware = load_spec(config.hardware) if config.hardware else None
-    monitor = SolutionMonitor(config.strict, config.allow_cell_writes,
-                              context=f"training (dt = {config.dt:g} s, {config.method})")
+class _Run:
+    """One training run's network, optimizer and data, and what it has done (``history``)."""
 
-    def snapshot(next_epoch: int, next_batch: int, running: dict) -> None:
-        if not group.main:
+    def __init__(self, config: TrainConfig, out: Path, group: distributed.ProcessGroup, data: Dataset,
+                 progress: bool) -> None:
+        self.config, self.out, self.group, self.data, self.progress = config, out, group, data, progress
+        self.dtype = getattr(torch, config.dtype)
+        self.train_x, self.train_y = data.train_x, data.train_y
+        if config.train_samples:
+            self.train_x, self.train_y = self.train_x[: config.train_samples], self.train_y[: config.train_samples]
+        self.eval_n = min(config.eval_samples or len(data.test_x), len(data.test_x))
+        self.model, self.readout, self.encoder = build(config, data.n_features, len(data.classes))
+        self.model = self.model.to(device=group.device, dtype=self.dtype)
+        self.net = self.model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.n_batches = math.ceil(len(self.train_x) / config.batch_size)
+        self.device_th1 = self.model.neurons[0].params()["th1"]
+        self.hardware = load_spec(config.hardware) if config.hardware else None
+        self.monitor = SolutionMonitor(config.strict, config.allow_cell_writes,
+                                       context=f"training (dt = {config.dt:g} s, {config.method})")
+        self.history: list[dict] = []
+
+    def start(self, state: dict | None) -> tuple[int, int, dict]:
+        """The weights to start from (the checkpoint ``state``, or ``init_from``, or the
+        initialization); ``(epoch, batch, partial epoch's sums)`` to go on from."""
+        epoch, first_batch, partial = 0, 0, {}
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            epoch, first_batch, self.history = state["epoch"], state["batch"], list(state["history"])
+            partial = dict(state.get("partial", {}))
+        elif self.config.init_from:
+            self.model.load_state_dict(_starting_weights(self.config, self.model))
+        if self.group.main:
+            atomic_write_text(self.out / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
+        return epoch, first_batch, partial
+
+    def snapshot(self, next_epoch: int, next_batch: int, running: dict) -> None:
+        """The checkpoint (main process): where to go on from, and the epoch's sums so far."""
+        if not self.group.main:
             return
-        save_checkpoint(checkpoint_path, {
-            "config": config.to_dict(), "model_config": model.config(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": next_epoch, "batch": next_batch, "history": history,
-            "partial": running, "dataset": {"name": data.name, "classes": list(data.classes)}})
+        save_checkpoint(self.out / "checkpoint.pt", {
+            "config": self.config.to_dict(), "model_config": self.model.config(), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "epoch": next_epoch, "batch": next_batch,
+            "history": self.history, "partial": running,
+            "dataset": {"name": self.data.name, "classes": list(self.data.classes)}})
 
-    while epoch < config.epochs:
-        order = _order(config, epoch, len(train_x))
+    def epoch(self, epoch: int, first_batch: int, partial: dict, on_batch: Callable[[int, int], None] | None):
+        """Batches ``first_batch..`` of ``epoch`` and the evaluation after them (main process):
+        ``(sums, evaluation, last lr, last threshold, start time)``. Ctrl-C saves every finished
+        batch and is raised again (an interrupted evaluation is redone)."""
+        config, n_batches = self.config, self.n_batches
+        order = _order(config, epoch, len(self.train_x))
         running = {"loss_sum": 0.0, "correct": 0, "seen": 0, "elapsed": 0.0, "error_ratio": 0.0, **partial}
-        partial = {}
         started = time.perf_counter() - running["elapsed"]
         bar = tqdm(range(first_batch, n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   disable=not progress, initial=first_batch, total=n_batches)
+                   disable=not self.progress, initial=first_batch, total=n_batches)
         next_batch = first_batch
         lr = learning_rate(config, epoch * n_batches + first_batch, n_batches)  # also when no batch is left
-        threshold = annealed_threshold(config, epoch * n_batches + first_batch, n_batches, device_th1)
+        threshold = annealed_threshold(config, epoch * n_batches + first_batch, n_batches, self.device_th1)
         try:
             for batch in bar:
-                index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
-                lr = learning_rate(config, epoch * n_batches + batch, n_batches)
-                for param_group in optimizer.param_groups:
-                    param_group["lr"] = lr
-                threshold = annealed_threshold(config, epoch * n_batches + batch, n_batches, device_th1)
-                # a tensor: the annealed value changes every step without recompiling the solver
-                overrides = None if threshold is None else \
-                    [{"th1": torch.tensor(threshold, dtype=dtype, device=group.device)}] * len(model.neurons)
-                share = group.shard(index)
-                xb = torch.as_tensor(train_x[share.numpy()], dtype=dtype, device=group.device)
-                yb = torch.as_tensor(train_y[share.numpy()], device=group.device)
-                chip = None if hardware is None else \
-                    hardware.sample(model.sizes, training_chip_seed(config, epoch * n_batches + batch))
-                solution = net(encoder(xb, config.n_steps, share), neuron_overrides=overrides, chip=chip, samples=share)
-                monitor.observe(solution)
-                running["error_ratio"] = max([running["error_ratio"], *(e.ratio for e in solution.errors or [])])
-                v = solution.v
-                v_out = v[-1]
-                loss = readout.loss(v_out, yb)
-                if config.hidden_rate is not None and len(v) > 1:
-                    loss = loss + config.rate_weight * rate_band_penalty(v[:-1], config.hidden_rate,
-                                                                         readout.threshold, readout.width)
-                optimizer.zero_grad(set_to_none=True)
-                # DDP averages the processes' gradients: weighting each share's mean loss by its
-                # size makes that the gradient of the whole batch's mean loss, as in one process
-                (loss * (len(share) * group.world / len(index))).backward()
-                optimizer.step()
-                model.project_()
-                running["loss_sum"] += loss.item() * len(share)
-                running["correct"] += (readout.predict(v_out.detach()) == yb).sum().item()
-                running["seen"] += len(share)
+                rows = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+                lr, threshold = self.step(epoch, batch, rows, running)
                 next_batch = batch + 1
                 bar.set_postfix(loss=f"{running['loss_sum'] / running['seen']:.3f}",
                                 acc=f"{running['correct'] / running['seen']:.3f}")
                 if on_batch:
                     on_batch(epoch, batch)
             bar.close()
-            result = evaluate(model, readout, encoder, eval_x, eval_y, config.n_steps, max(config.batch_size, 64),
-                              dtype, progress, monitor=monitor) if group.main else {}
-        except KeyboardInterrupt:  # keep every finished batch; an interrupted evaluation is redone
+            result = evaluate(self.model, self.readout, self.encoder, self.data.test_x[:self.eval_n],
+                              self.data.test_y[:self.eval_n], config.n_steps, max(config.batch_size, 64), self.dtype,
+                              self.progress, monitor=self.monitor) if self.group.main else {}
+        except KeyboardInterrupt:
             running["elapsed"] = time.perf_counter() - started
-            snapshot(epoch, next_batch, running)
+            self.snapshot(epoch, next_batch, running)
             bar.close()
             raise
-        # (the other processes wait here for the main one's evaluation)
-        loss_sum, correct, seen = group.sum([running["loss_sum"], running["correct"], running["seen"]])
-        if not group.main:
-            epoch, first_batch = epoch + 1, 0
-            continue
-        history.append({
-            "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen, "train_samples": int(seen),
-            "eval_loss": result["loss"], "eval_acc": result["acc"], "eval_samples": eval_n, "lr": lr,
-            "epoch_s": time.perf_counter() - started, "processes": group.world,
-            "hidden_spikes": result["hidden_spikes"], "output_spikes": result["output_spikes"],
-            "decided_by_spikes": result["decided_by_spikes"],
-            "threshold": device_th1 if threshold is None else threshold,
-            "error_ratio": max(running["error_ratio"], result["error_ratio"] or 0.0)})
-        if progress:
-            row = history[-1]
+        return running, result, lr, threshold, started
+
+    def step(self, epoch: int, batch: int, index: torch.Tensor, running: dict) -> tuple[float, float | None]:
+        """One optimizer step on the dataset rows ``index`` (this process's share of them), its
+        loss and accuracy added to ``running``; returns its learning rate and annealed threshold."""
+        config, group, dtype, model = self.config, self.group, self.dtype, self.model
+        step = epoch * self.n_batches + batch
+        lr = learning_rate(config, step, self.n_batches)
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = lr
+        threshold = annealed_threshold(config, step, self.n_batches, self.device_th1)
+        # a tensor: the annealed value changes every step without recompiling the solver
+        overrides = None if threshold is None else \
+            [{"th1": torch.tensor(threshold, dtype=dtype, device=group.device)}] * len(model.neurons)
+        share = group.shard(index)
+        xb = torch.as_tensor(self.train_x[share.numpy()], dtype=dtype, device=group.device)
+        yb = torch.as_tensor(self.train_y[share.numpy()], device=group.device)
+        chip = None if self.hardware is None else self.hardware.sample(model.sizes, training_chip_seed(config, step))
+        solution = self.net(self.encoder(xb, config.n_steps, share), neuron_overrides=overrides, chip=chip,
+                            samples=share)
+        self.monitor.observe(solution)
+        running["error_ratio"] = max([running["error_ratio"], *(e.ratio for e in solution.errors or [])])
+        v = solution.v
+        loss = self.readout.loss(v[-1], yb)
+        if config.hidden_rate is not None and len(v) > 1:
+            loss = loss + config.rate_weight * rate_band_penalty(v[:-1], config.hidden_rate, self.readout.threshold,
+                                                                 self.readout.width)
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP averages the processes' gradients: weighting each share's mean loss by its size
+        # makes that the gradient of the whole batch's mean loss, as in one process
+        (loss * (len(share) * group.world / len(index))).backward()
+        self.optimizer.step()
+        model.project_()
+        running["loss_sum"] += loss.item() * len(share)
+        running["correct"] += (self.readout.predict(v[-1].detach()) == yb).sum().item()
+        running["seen"] += len(share)
+        return lr, threshold
+
+    def record(self, epoch: int, figures: dict) -> None:
+        """The history's row of ``epoch`` (from 0), printed with progress."""
+        row = {"epoch": epoch + 1, **figures, "eval_samples": self.eval_n, "processes": self.group.world}
+        self.history.append({name: row[name] for name in METRICS})
+        if self.progress:
+            row = self.history[-1]
             tqdm.write(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-                       f"eval ({eval_n}) loss {row['eval_loss']:.4f} acc {row['eval_acc']:.4f}, "
+                       f"eval ({self.eval_n}) loss {row['eval_loss']:.4f} acc {row['eval_acc']:.4f}, "
                        f"{100 * row['decided_by_spikes']:.0f} % by spikes, {row['hidden_spikes']:.2f} hidden and "
                        f"{row['output_spikes']:.2f} output spikes per neuron | {row['epoch_s']:.0f} s")
-        epoch, first_batch = epoch + 1, 0
-        snapshot(epoch, 0, {})
-        _write_metrics(out / "metrics.csv", history)
-    return finish(out, config, model, readout, encoder, data, history, dtype, progress, monitor) if group.main else None
 
 
 def _starting_weights(config: TrainConfig, model: MemristiveSNN) -> dict:
