@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,29 @@ def random_points(model: DeviceModel, n: int = N_POINTS, seed: int = 0):
     x = np.stack([rng.uniform(s.lower, s.upper, size=n) for s in model.states], axis=-1)
     params = [random_parameters(model, rng) for _ in range(n)]
     return v, x, params
+
+
+def _missing_simulators() -> dict[str, str]:
+    """The ngspice markers whose simulator this machine lacks, with the reason to skip."""
+    from memspice.spice.shared import INSTALL_HINT, library_path
+
+    missing = {}
+    if shutil.which("ngspice") is None:
+        missing["ngspice"] = "ngspice is not installed: apt-get install -y ngspice (or make setup)"
+    try:
+        ctypes.CDLL(library_path())
+    except Exception:  # not installed, or not a loadable library: the runner says which
+        missing["libngspice"] = f"libngspice does not load: {INSTALL_HINT}"
+    return missing
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``ngspice`` or ``libngspice`` skip, saying why, where that simulator is absent."""
+    missing = _missing_simulators()
+    for item in items:
+        for marker, reason in missing.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -46,6 +46,7 @@ def test_estimate_shrinks_with_the_methods_order(method):
 
 
 @pytest.mark.parametrize(("dt", "warns"), [(200e-9, True), (100e-9, True), (25e-9, False)])
+@pytest.mark.ngspice
 def test_kang2021_warns_where_the_grid_misses_its_spikes(dt, warns):
     """Issue 25's table: the published neuron (100 ns spikes) under a 2 µA step. At 200 and
     100 ns the solver's spikes are wrong and it says so, naming the layer, the time and a
@@ -115,6 +116,7 @@ def test_layer_error_suggestion_and_bad_tolerances():
             Tolerance(v=bad)
 
 
+@pytest.mark.ngspice
 def test_suggest_dt_finds_the_largest_step_that_meets_the_targets():
     result = suggest_dt([SHORT_STEP], TorchSettings(dt=800e-9), workers=1)
     rows = {r["dt"]: r for r in result["rows"]}
@@ -138,6 +140,7 @@ def test_cli_validate_strict_fails_before_ngspice_and_bad_params_are_named():
 
 @pytest.mark.parametrize("preset, dt, spikes", [("kang2021", 200e-9, 16), ("kang2021", 100e-9, 16),
                                                 ("default", 200e-9, 20)])
+@pytest.mark.ngspice
 def test_adaptive_steps_match_ngspice_on_a_coarse_output_grid(preset, dt, spikes):
     """validate's 2 µA step: on fixed 200 and 100 ns grids the KANG2021 neuron gives 1 and 12 of
     ngspice's 16 spikes (the table of issue 25); adaptive substeps give all of them, within 1 % of

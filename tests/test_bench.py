@@ -16,6 +16,7 @@ from memspice.bench.measure import alternated
 KEYS = ("neuron_ratio", "network_ratio", "train_samples_per_s", "peak_memory_bytes", "lif_cost_ratio")
 
 
+@pytest.mark.ngspice
 def test_bench_reports_every_figure_for_a_small_network():
     settings = BenchSettings(network=(16, 8, 4), neuron_batches=(1, 32), network_batch=8, network_window=1e-6,
                              train_batch=8, train_window=1e-6, train_iterations=1, repeats=1, fused=False)

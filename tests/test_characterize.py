@@ -18,6 +18,7 @@ def characterize(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.ngspice
 def test_fi_curve_and_shape_of_the_default_neuron(tmp_path):
     png = tmp_path / "fi.png"
     report = characterize("--plot", str(png))
@@ -36,6 +37,7 @@ def test_fi_curve_and_shape_of_the_default_neuron(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.ngspice
 def test_fi_curve_and_shape_match_the_design_figures():
     report = characterize("--preset", "kang2021")
     assert report["params"]["ton2"] == 0.1e-6

@@ -18,6 +18,7 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
+@pytest.mark.ngspice
 def test_step_prints_spikes_and_saves_plot(tmp_path):
     result = memspice("step", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -68,6 +69,7 @@ def test_validate_refuses_a_dt_before_running_ngspice(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("ngspice") is None, reason="needs ngspice")
+@pytest.mark.ngspice
 def test_characterize_json_is_standard_json_when_a_measure_does_not_exist():
     """Spikes counted above 0.9 V, where the neuron never gets: no inter-spike interval exists."""
     result = memspice("characterize", "mif", "--points", "1", "--min-current", "1e-7", "--reference-current", "1e-7",

@@ -31,6 +31,7 @@ def test_check_names_an_edited_netlist(tmp_path):
     assert result.returncode == 1 and "crossbar_2x2.cir" in result.stderr and "mif_step" not in result.stderr
 
 
+@pytest.mark.ngspice
 def test_reference_neuron_matches_the_design_figures():
     """The KANG2021 neuron: 2 µA step from 10 to 110 µs -> 16 spikes, first at 12.13 µs,
     ISI 6.47 µs, peak 0.484 V, measured in ngspice when the model was written by hand."""
@@ -42,6 +43,7 @@ def test_reference_neuron_matches_the_design_figures():
     assert waves.signals["v(mem)"].max() == pytest.approx(0.484, rel=0.01)
 
 
+@pytest.mark.ngspice
 def test_default_neuron_spikes_with_all_three_phases():
     """The re-timed default neuron under the same step (1 µs edges): 20 spikes 4.98 µs apart,
     each peaking near 0.545 V, then falling below rest (hyperpolarization, to -0.05 V)."""
@@ -55,6 +57,7 @@ def test_default_neuron_spikes_with_all_three_phases():
         assert between.max() > 0.53 and between.min() < 0.0
 
 
+@pytest.mark.ngspice
 def test_synapse_sweep_draws_a_pinched_hysteresis_loop():
     waves = simulate("synapse_sweep.cir")
     v, i, x = waves.signals["v(p)"], -waves.signals["i(vin)"], waves.signals["v(xsyn.x)"]
@@ -68,12 +71,14 @@ def test_synapse_sweep_draws_a_pinched_hysteresis_loop():
     assert x.max() > 0.5 and x.min() == pytest.approx(0.1, abs=1e-6)
 
 
+@pytest.mark.ngspice
 def test_sweep_below_the_write_threshold_leaves_the_state_alone():
     waves = simulate("synapse_read.cir")
     assert np.abs(waves.signals["v(p)"]).max() == pytest.approx(1.5)
     np.testing.assert_allclose(waves.signals["v(xsyn.x)"], 0.1, atol=1e-9)
 
 
+@pytest.mark.ngspice
 def test_crossbar_column_currents_include_the_loading_term():
     waves = simulate("crossbar_2x2.cir")
     crossbar = Crossbar(examples.CROSSBAR_2X2["g_pos"], examples.CROSSBAR_2X2["g_neg"])

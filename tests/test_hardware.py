@@ -148,6 +148,7 @@ def test_stuck_cells_sit_at_their_bounds_and_learn_nothing():
 
 
 @pytest.mark.parametrize("effect", list(EFFECTS))
+@pytest.mark.ngspice
 def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect):
     """The netlist of a chip holds the conductances (and wires) the solver uses: column currents
     measured in ngspice equal the crossbar's equation, or its wires' multiport, to 1e-6; and the

@@ -47,6 +47,7 @@ def test_the_wheel_holds_every_module(installed, tmp_path):
     assert done.stdout.startswith(str(installed))
 
 
+@pytest.mark.ngspice
 def test_commands_write_into_the_current_folder(installed, tmp_path):
     """`memspice models` and `memspice netlists` with no --out write models/ and netlists/ here, the
     same files as the repository's; a generated netlist then runs in ngspice, sandboxed, with the

@@ -60,6 +60,7 @@ def test_builder_refuses_injection_everywhere():
     assert ".control" not in str(net) and "shell" not in str(net)
 
 
+@pytest.mark.ngspice
 def test_stimuli_sample_as_ngspice_draws_them():
     pulse = Pulse(low=0.0, high=1.0, delay=1e-6, rise=1e-7, fall=1e-7, width=5e-7, period=2e-6)
     pwl = PWL([0, 1e-6, 3e-6], [0.0, 0.5, -0.5])
@@ -141,6 +142,7 @@ def resistor_run():
     return network, inputs, Waveforms.from_plot(run_netlist(text_)[-1])
 
 
+@pytest.mark.ngspice
 def test_two_layer_network_obeys_the_crossbar_and_buffer_equations(resistor_run):
     network, inputs, waves = resistor_run
     s = waves.signals
@@ -160,6 +162,7 @@ def test_two_layer_network_obeys_the_crossbar_and_buffer_equations(resistor_run)
 
 
 @pytest.mark.parametrize("gain", [1.0, 2.0])
+@pytest.mark.ngspice
 def test_second_layer_of_the_reference_neuron_needs_buffer_gain_2(gain):
     """Why buffer_gain defaults to 2: with the KANG2021 neuron (membranes peak at 0.48 V) and unity
     buffers the loading term keeps layer 2 below threshold; gain 2 makes it fire."""
@@ -171,6 +174,7 @@ def test_second_layer_of_the_reference_neuron_needs_buffer_gain_2(gain):
     assert layer2 == 0 if gain == 1.0 else layer2 >= 5
 
 
+@pytest.mark.ngspice
 def test_memristor_synapses_read_like_resistors(resistor_run):
     """Read voltages stay below the write thresholds: programmed memristors behave as resistors."""
     network, inputs, reference = resistor_run

@@ -32,6 +32,7 @@ def children(pid: int) -> list[str]:
     return found
 
 
+@pytest.mark.ngspice
 def test_jobs_run_in_parallel_and_a_hung_job_is_killed(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     syntax_error = "* x\nQ1 a b c\n.op\n.end\n"

@@ -15,6 +15,8 @@ from memspice.spice import shared
 from memspice.spice.runner import run_netlist
 
 
+@pytest.mark.libngspice
+@pytest.mark.ngspice
 def test_shared_library_and_subprocess_give_the_same_mif_waveform():
     netlist = mif_step()
     a = shared.run_shared(netlist)[-1]
@@ -37,6 +39,7 @@ def test_shared_library_reports_ngspice_errors_and_recovers():
     assert rc.variables["v(b)"][-1] == pytest.approx(1 - np.exp(-5), rel=1e-3)
 
 
+@pytest.mark.libngspice
 def test_library_is_found_without_configuration(monkeypatch):
     monkeypatch.delenv("NGSPICE_LIBRARY_PATH", raising=False)
     assert "ngspice" in shared.library_path()

@@ -16,6 +16,7 @@ def mif_netlist():
     return NETLISTS_DIR / "mif_step.cir"
 
 
+@pytest.mark.ngspice
 def test_json_reports_the_spikes(mif_netlist):
     result = memspice("simulate", str(mif_netlist), "--json", "--probe", "mem")
     assert result.returncode == 0, result.stderr
@@ -27,6 +28,7 @@ def test_json_reports_the_spikes(mif_netlist):
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".csv"])
+@pytest.mark.ngspice
 def test_waveforms_are_saved(mif_netlist, tmp_path, suffix):
     out = tmp_path / f"w{suffix}"
     result = memspice("simulate", str(mif_netlist), "--probe", "mem", "i(v.xneuron.ve1)", "--out", str(out))
@@ -42,6 +44,7 @@ def test_waveforms_are_saved(mif_netlist, tmp_path, suffix):
     assert np.all(np.diff(t) > 0) and 0.54 < v.max() < 0.55
 
 
+@pytest.mark.ngspice
 def test_without_probes_spikes_are_reported_for_the_circuits_own_nodes(mif_netlist, tmp_path):
     out = tmp_path / "w.npz"
     result = memspice("simulate", str(mif_netlist), "--json", "--out", str(out))
@@ -58,6 +61,7 @@ def _umask() -> int:
     return mask
 
 
+@pytest.mark.ngspice
 def test_unknown_probe_lists_the_signals(mif_netlist):
     result = memspice("simulate", str(mif_netlist), "--probe", "nosuchnode")
     assert result.returncode == 2

@@ -23,6 +23,7 @@ STEP_2UA = PWL([0, 1e-6, 2e-6], [0, 0, 2e-6])
 SHORT_STEP = PWL([0, 1e-6, 2e-6, 30e-6], [0, 0, 2e-6, 2e-6])  # 2 µA from 1 µs (1 µs edge), 30 µs long
 
 
+@pytest.mark.ngspice
 def test_mif_step_matches_ngspice_at_the_default_dt():
     result = mif_current(SHORT_STEP, TorchSettings(dt=DT, method=METHOD), case="short-step")
     m = result.probes["v(mem)"]
@@ -31,6 +32,7 @@ def test_mif_step_matches_ngspice_at_the_default_dt():
     assert m["nrmse"] <= 0.05
 
 
+@pytest.mark.ngspice
 def test_small_network_matches_ngspice_at_the_default_dt():
     result = xbar_net(TorchSettings(dt=DT, method=METHOD))
     counts = result.extra["output_spikes"]
@@ -129,6 +131,7 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu, cpu, atol=1e-9, rtol=0)
 
 
+@pytest.mark.ngspice
 def test_validate_cli_with_a_stimulus_file(tmp_path):
     csv = tmp_path / "i.csv"
     csv.write_text("t_s,i_A\n0,0\n1e-6,0\n2e-6,3e-6\n20e-6,3e-6\n")

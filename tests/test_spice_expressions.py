@@ -29,6 +29,7 @@ def bench(model, v, x, params) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.ngspice
 def test_spice_matches_torch(name):
     model = MODELS[name]
     v, x, params = random_points(model, seed=2)

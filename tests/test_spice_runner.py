@@ -20,6 +20,7 @@ C1 out 0 1u IC=0
 """
 
 
+@pytest.mark.ngspice
 def test_rc_circuit_matches_the_exponential():
     plot = run_netlist(RC)[-1]
     t, v = plot.variables["time"], plot.variables["v(out)"]
@@ -27,6 +28,7 @@ def test_rc_circuit_matches_the_exponential():
     np.testing.assert_allclose(v, 1 - np.exp(-t / 1e-3), atol=2e-3)
 
 
+@pytest.mark.ngspice
 def test_syntax_error_carries_ngspice_message():
     with pytest.raises(SpiceError, match=r"Error on line 4.*circuit not parsed") as info:
         run_netlist("* bad\nV1 a 0 DC 1\nR1 a 0 1k\nQ1 a b c\n.op\n.end\n", name="bad")
@@ -36,11 +38,13 @@ def test_syntax_error_carries_ngspice_message():
     assert kept.parent == failed_dir() and kept.parent.stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.ngspice
 def test_unknown_subcircuit_is_reported():
     with pytest.raises(SpiceError, match="(?i)unknown subckt|could not find"):
         run_netlist("* missing model\nX1 a nosuchmodel\nR1 a 0 1k\n.op\n.end\n")
 
 
+@pytest.mark.ngspice
 def test_circuit_without_operating_point_is_an_error():
     """Gmin and source stepping fail on a hard-switching B-source: ngspice goes on from a garbage
     point (-1e7 V) and exits 0, so the runner must read the failure from its output."""
@@ -49,6 +53,7 @@ def test_circuit_without_operating_point_is_an_error():
         run_netlist(netlist)
 
 
+@pytest.mark.ngspice
 def test_node_without_a_dc_path_is_an_error():
     """Node a connects only to a current source and a capacitor: a node missing its connection."""
     netlist = "* floating node\nI1 0 a DC 1m\nC1 a b 1p\nR1 b 0 1k\n.tran 1n 1u\n.end\n"
@@ -56,18 +61,21 @@ def test_node_without_a_dc_path_is_an_error():
         run_netlist(netlist)
 
 
+@pytest.mark.ngspice
 def test_timestep_too_small_is_an_error():
     netlist = "* conflicting ideal sources\nV1 a 0 DC 1\nV2 a 0 DC 2\nR1 a 0 1k\n.tran 1n 1u\n.end\n"
     with pytest.raises(SpiceError, match="(?i)timestep too small"):
         run_netlist(netlist)
 
 
+@pytest.mark.ngspice
 def test_timeout_kills_ngspice():
     endless = "* endless\nR1 a 0 1k\n.control\nwhile 1 = 1\nend\n.endc\n.end\n"
     with pytest.raises(SpiceError, match="did not finish within 2 s"):
         run_netlist(endless, timeout=2, allow_control=True)
 
 
+@pytest.mark.ngspice
 def test_truncated_raw_file_is_an_error(tmp_path):
     plot = run_netlist(RC)[-1]
     assert plot.n_points > 10
@@ -91,6 +99,7 @@ def test_truncated_raw_file_is_an_error(tmp_path):
         read_raw(raw)
 
 
+@pytest.mark.ngspice
 def test_ascii_raw_file_reads_like_binary(tmp_path):
     plot = run_netlist(RC)[-1]
     lines = ["Title: rc", "Date: x", "Plotname: Transient Analysis", "Flags: real", "No. Variables: 2",

@@ -177,6 +177,7 @@ def test_a_checkpoint_whose_sizes_disagree_with_its_weights_is_refused(tiny_run,
         load_trained(tmp_path / "lying.pt")
 
 
+@pytest.mark.ngspice
 def test_an_exported_network_runs_in_ngspice(tiny_run, digits):
     out, _ = tiny_run
     trained = load_trained(out / "checkpoint.pt")
@@ -190,6 +191,7 @@ def test_an_exported_network_runs_in_ngspice(tiny_run, digits):
             assert " synapse x0=" in netlist
 
 
+@pytest.mark.ngspice
 def test_verify_on_three_samples_agrees_with_the_solver(tiny_run, digits):
     out, _ = tiny_run
     report = verify(load_trained(out / "checkpoint.pt"), digits.test_x, digits.test_y, np.arange(3), progress=False)
@@ -232,6 +234,7 @@ def trained_dt(out) -> float:
     return load_trained(out / "checkpoint.pt").config.dt
 
 
+@pytest.mark.ngspice
 def test_an_interrupted_verification_resumes_from_its_journal(tiny_run, digits, tmp_path):
     out, _ = tiny_run
     trained = load_trained(out / "checkpoint.pt")
@@ -259,6 +262,7 @@ def test_an_interrupted_verification_resumes_from_its_journal(tiny_run, digits, 
         verify(trained, digits.test_x, digits.test_y, np.arange(3), progress=False, journal=journal)
 
 
+@pytest.mark.ngspice
 def test_an_interrupted_cli_verification_keeps_its_finished_samples(tiny_run, tmp_path):
     """Ctrl-C (SIGINT to memspice only, as a terminal sends it) during `memspice verify --save`:
     the samples that finished are in the journal, no ngspice is left, no queued sample starts,
@@ -287,6 +291,7 @@ def test_an_interrupted_cli_verification_keeps_its_finished_samples(tiny_run, tm
     assert json.loads(save.read_text())["resumed"] == min(kept, 3)  # the journal's first samples
 
 
+@pytest.mark.ngspice
 def test_cli_export_and_verify(tiny_run, tmp_path):
     out, _ = tiny_run
     cir = tmp_path / "net.cir"
@@ -350,6 +355,7 @@ def test_cli_evaluate_reports_decisions_and_the_ablation(tiny_run, tmp_path):
     assert result.returncode == 2 and "expected a whole number, got 'few'" in result.stderr
 
 
+@pytest.mark.ngspice
 def test_cli_robustness_runs_sampled_chips_in_torch_and_one_in_ngspice(tiny_run, tmp_path):
     out, _ = tiny_run
     result = memspice("robustness", str(out / "checkpoint.pt"), "--hardware", "stress", "--chips", "2", "--seed", "4",

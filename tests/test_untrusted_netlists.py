@@ -99,6 +99,7 @@ def _left_a_mark(marker: Path) -> bool:
 
 
 @pytest.mark.parametrize("door", DOORS)
+@pytest.mark.ngspice
 def test_every_door_is_refused_and_is_real(door, tmp_path, monkeypatch):
     main, marker = _deck(tmp_path, door)
     with pytest.raises(UnsafeNetlistError, match=r"line \d+: .* is refused; .*--allow-control"):
@@ -115,6 +116,7 @@ def test_every_door_is_refused_and_is_real(door, tmp_path, monkeypatch):
 @needs_sandbox
 @pytest.mark.parametrize("door", ["include", "star-hash", "alias", "codemodel", "redirect", "rawfile-write",
                                   "mdump", "gnuplot", "ng_script"])
+@pytest.mark.ngspice
 def test_the_sandbox_confines_an_allowed_deck(door, tmp_path, monkeypatch):
     monkeypatch.setenv(sandbox.ENV_VAR, "require")
     main, marker = _deck(tmp_path, door)
@@ -134,6 +136,7 @@ def test_the_cli_refuses_naming_file_line_and_option(tmp_path):
 
 
 @needs_sandbox
+@pytest.mark.ngspice
 def test_the_cli_with_allow_control_in_the_sandbox_cannot_write_outside(tmp_path):
     main, marker = _deck(tmp_path, "star-hash")
     result = memspice("simulate", str(main), "--allow-control", "--sandbox", "require")
@@ -178,6 +181,7 @@ def test_include_paths_with_environment_variables(tmp_path, monkeypatch):
 
 
 @needs_sandbox
+@pytest.mark.ngspice
 def test_the_sandbox_shows_ngspice_only_the_netlists_folder(tmp_path, monkeypatch):
     monkeypatch.setenv(sandbox.ENV_VAR, "require")
     main = tmp_path / "deck" / "main.cir"
@@ -190,6 +194,7 @@ def test_the_sandbox_shows_ngspice_only_the_netlists_folder(tmp_path, monkeypatc
     assert "time" in plot.variables
 
 
+@pytest.mark.ngspice
 def test_sandbox_require_fails_clearly_without_bubblewrap(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -239,6 +244,7 @@ def _ngspice_running(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.ngspice
 def test_an_interrupt_kills_ngspice_and_removes_its_run_folder(tmp_path, signum, status):
     """The signal goes to memspice only, as a terminal's Ctrl-C does (ngspice has its own
     process group): memspice must stop ngspice itself."""

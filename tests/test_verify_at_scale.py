@@ -64,6 +64,7 @@ def test_a_configuration_that_restates_dt_differently_is_refused(digits, tmp_pat
         load_trained(path)
 
 
+@pytest.mark.ngspice
 def test_each_netlist_is_made_by_the_job_that_simulates_it(digits, monkeypatch):
     """Not all netlists first (9 MB each for 784-128-10): one job builds, simulates and drops its own."""
     events = []
@@ -86,6 +87,7 @@ def test_each_netlist_is_made_by_the_job_that_simulates_it(digits, monkeypatch):
     assert report["samples"] == 3 and report["agreement"] == 1.0
 
 
+@pytest.mark.ngspice
 def test_reports_carry_what_they_verified_and_merges_refuse_foreign_parts(digits, tmp_path):
     trained = tiny()
     path = saved(trained, tmp_path / "a.pt")
@@ -125,6 +127,7 @@ def test_reports_carry_what_they_verified_and_merges_refuse_foreign_parts(digits
         merge([parts[0], {**parts[1], "ngspice_settings": {**parts[1]["ngspice_settings"], "reltol": 1e-3}}])
 
 
+@pytest.mark.ngspice
 def test_a_dask_cluster_that_loses_a_worker_reports_every_sample_once(digits, tmp_path):
     pytest.importorskip("distributed")
     from memspice.spice.cluster import Cluster
@@ -195,6 +198,7 @@ def test_the_network_digest_follows_the_weights_and_the_encoding_not_the_trainin
 
 
 @pytest.mark.parametrize("synapse", ["resistor", "memristor"])
+@pytest.mark.ngspice
 def test_the_column_order_of_the_cells_gives_the_row_orders_waveforms(digits, synapse):
     """The crossbar cards go column by column (faster in ngspice); the circuit is the same as in
     row order: equal time points and output membranes to 1e-6 V."""

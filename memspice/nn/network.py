@@ -12,6 +12,7 @@ from memspice.errors import ConfigError
 from memspice.hardware import Chip
 from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
+from memspice.nn.layer import MemristiveLayer
 from memspice.nn.neurons import MIFLayer
 from memspice.solver.accuracy import Tolerance
 from memspice.solver.methods import method_class
@@ -128,6 +129,14 @@ class MemristiveSNN(nn.Module):
         return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
                                 record_states=record_states, checkpoint_every=self.checkpoint_every,
                                 fused=self.fused, tolerance=self.tolerance, adaptive=adaptive, column_noise=noise)
+
+    def as_layers(self) -> list[MemristiveLayer]:
+        """The network as step-wise layers (:mod:`memspice.nn.layer`) that share its crossbars
+        (training them trains this module): for a time loop of your own; stepped in order, each
+        fed the one before, they give :meth:`forward`'s membranes."""
+        return [MemristiveLayer(crossbar.n_in, crossbar.n_out, neurons.overrides, self.buffer_gain, self.dt,
+                                self.method, fused=self.fused, tolerance=self.tolerance, crossbars=[crossbar])
+                for crossbar, neurons in zip(self.crossbars, self.neurons)]
 
     def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with

@@ -1,0 +1,216 @@
+"""Step-wise layers for your own time loops and topologies, in the spirit of snnTorch.
+
+A :class:`MemristiveLayer` is one or more differential crossbars whose columns meet at a layer
+of MIF neurons (the column currents of every input add at the membrane). You advance it one
+time step at a time::
+
+    layer1 = MemristiveLayer(64, 32)
+    layer2 = MemristiveLayer((32, 64), 10)          # two inputs: layer 1 and the pixels (a skip)
+    s1, s2 = layer1.init_state(batch), layer2.init_state(batch)
+    for n in range(n_steps):
+        v1, s1 = layer1.step(rows[:, n + 1], s1)     # row voltages at the step's end (V)
+        v2, s2 = layer2.step([s1, rows[:, n + 1]], s2)
+
+Each step is the implicit solve of :class:`~memspice.nn.MemristiveSNN`: the loading term
+``-Σ(G⁺ + G⁻)·v`` inside the Newton system, the implicit-function gradient, the same methods.
+An input is either a tensor of row voltages at the step's end (linear in between, from the
+previous step's value: the convention of every memspice input) or the :class:`LayerState` of
+an upstream layer after its step: its membranes, through the buffers of gain ``±buffer_gain``,
+at every stage of the step (the same values the whole-network solver uses, so a chain of layers
+equals :class:`~memspice.nn.MemristiveSNN` to rounding). A step whose Newton iterations fail is
+redone as 2, 4, ... substeps of this layer, its upstream inputs read from their stages'
+polynomial. Topologies must be feed-forward: step each layer after the layers it reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from memspice.defaults import DT, METHOD
+from memspice.devices import MIF
+from memspice.errors import ConfigError, NewtonFailure
+from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
+from memspice.solver.accuracy import LayerError, Tolerance
+from memspice.solver.integrators import NeuronLayer as NeuronEquations
+from memspice.solver.integrators import NewtonOptions, StepContext, Stepper
+from memspice.solver.methods import method_class
+
+
+@dataclass
+class LayerState:
+    """A :class:`MemristiveLayer`'s state between steps: ``y`` the neurons' membranes and switch
+    states (``(batch, n, 1 + m)``; :attr:`v` the membranes, V), ``step`` the steps taken, and
+    what the next step and the layers downstream need: the membranes at the fractions ``nodes``
+    of the last step (``stages``, each ``(batch, n)``), the row voltages of each tensor input at
+    the last step's end, and the stepper (its previous stages start Newton's iterations; its
+    error estimates)."""
+
+    y: torch.Tensor
+    step: int = 0
+    nodes: tuple[float, ...] = ()
+    stages: list[torch.Tensor] = field(default_factory=list)
+    rows: list[torch.Tensor | None] = field(default_factory=list)
+    stepper: Stepper | None = None
+
+    @property
+    def v(self) -> torch.Tensor:
+        """Membranes (V, ``(batch, n)``) at the end of the last step."""
+        return self.y[..., 0]
+
+    def membranes_at(self, fractions: Sequence[float]) -> list[torch.Tensor]:
+        """Membranes at the ``fractions`` of the last step: its stages where they are, else the
+        polynomial through the step's start and stages (the collocation polynomial of the
+        implicit methods; linear for ``euler``)."""
+        if tuple(fractions) == self.nodes:
+            return list(self.stages)
+        known = dict(zip(self.nodes, self.stages))
+        if 0.0 not in known:
+            raise ConfigError("the layer has not taken a step yet: step the layers it reads first")
+        points = sorted(known)
+        out = []
+        for f in fractions:
+            if f in known:
+                out.append(known[f])
+                continue
+            weights = [math.prod((f - q) / (p - q) for q in points if q != p) for p in points]
+            out.append(sum(w * known[p] for w, p in zip(weights, points)))
+        return out
+
+
+class MemristiveLayer(nn.Module):
+    """Crossbars from ``in_features`` inputs (one int, or one per input) onto ``out_features``
+    MIF neurons (``neuron_params``: overrides of :data:`memspice.devices.MIF`'s defaults), advanced
+    by :meth:`step`. Conductances as in :class:`~memspice.nn.Crossbar` (``g_max =
+    column_conductance / n_in`` per input, ``on_off_ratio``, ``init_pos``, ``init_neg``,
+    ``parametrization``); ``buffer_gain``: the buffers between an upstream layer's membranes and
+    these rows; ``dt`` (s), ``method``, ``fused``, ``newton`` and ``tolerance`` as in
+    :func:`~memspice.solver.simulate_network`. ``crossbars``: existing
+    :class:`~memspice.nn.Crossbar` modules to use instead of new ones (shared parameters)."""
+
+    def __init__(self, in_features: int | Sequence[int], out_features: int,
+                 neuron_params: Mapping[str, float] | None = None, buffer_gain: float = 2.0, dt: float = DT,
+                 method: str = METHOD, column_conductance: float = COLUMN_CONDUCTANCE,
+                 on_off_ratio: float = ON_OFF_RATIO, init_pos: tuple[float, float] = INIT_POS,
+                 init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
+                 fused: bool = False, newton: NewtonOptions | None = None, tolerance: Tolerance | None = None,
+                 crossbars: Sequence[Crossbar] | None = None) -> None:
+        super().__init__()
+        sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
+        for n in (*sizes, out_features):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"in_features and out_features must be positive integers; got {in_features!r}, "
+                                  f"{out_features!r}")
+        method_class(method)
+        if not dt > 0:
+            raise ConfigError(f"dt must be > 0 s; got {dt!r}")
+        MIF.resolve(neuron_params or {})  # validates: one clear error here, not inside the solver
+        if crossbars is None:
+            generator = torch.Generator().manual_seed(seed)
+            crossbars = [Crossbar(n, out_features, *conductance_range(n, column_conductance, on_off_ratio),
+                                  init_pos=init_pos, init_neg=init_neg, parametrization=parametrization,
+                                  generator=generator) for n in sizes]
+        elif [(c.n_in, c.n_out) for c in crossbars] != [(n, out_features) for n in sizes]:
+            raise ConfigError(f"crossbars of {[(c.n_in, c.n_out) for c in crossbars]} cells for inputs {sizes} "
+                              f"onto {out_features} neurons")
+        self.in_features, self.out_features = sizes, out_features
+        self.crossbars = nn.ModuleList(crossbars)
+        self.overrides = dict(neuron_params or {})
+        self.buffer_gain, self.dt, self.method = float(buffer_gain), float(dt), method
+        self.fused, self.newton, self.tolerance = fused, newton or NewtonOptions(), tolerance
+
+    def init_state(self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                   rows: Sequence[torch.Tensor | None] | None = None) -> LayerState:
+        """Every neuron at rest (v = 0 V, switches off), before the first step; ``rows``: each
+        tensor input's row voltages at t = 0 (V, ``(batch, n_in)``; default 0 V), from which the
+        first step's rows rise linearly."""
+        equations = NeuronEquations(MIF, self.overrides)
+        stepper = Stepper(equations, self.method, self.newton, self.fused, self.tolerance)
+        device = torch.device(device or "cpu")
+        y = equations.initial_state(batch, self.out_features, dtype, device)
+        rows = list(rows) if rows is not None else [None] * len(self.in_features)
+        if len(rows) != len(self.in_features):
+            raise ConfigError(f"rows needs one entry per input ({len(self.in_features)}); got {len(rows)}")
+        start = [torch.zeros(batch, n, dtype=dtype, device=device) if r is None else r.to(dtype=dtype, device=device)
+                 for r, n in zip(rows, self.in_features)]
+        return LayerState(y, 0, (0.0,), [y[..., 0]], start, stepper)
+
+    def step(self, inputs: torch.Tensor | LayerState | Sequence[torch.Tensor | LayerState],
+             state: LayerState) -> tuple[torch.Tensor, LayerState]:
+        """One step of ``dt``: ``inputs`` (one per crossbar: row voltages at the step's end, V,
+        ``(batch, n_in)``, or an upstream layer's :class:`LayerState` after its step) drive the
+        neurons from ``state``. Returns the membranes at the step's end (V, ``(batch, n)``) and
+        the new state."""
+        inputs = [inputs] if isinstance(inputs, (torch.Tensor, LayerState)) else list(inputs)
+        if len(inputs) != len(self.crossbars):
+            raise ConfigError(f"the layer has {len(self.crossbars)} inputs; got {len(inputs)}")
+        rows_now = self._check_inputs(inputs, state)
+        stepper, dt = state.stepper, self.dt
+        like = {"dtype": state.y.dtype, "device": state.y.device}
+        sides = [(c.g_pos.to(**like), c.g_neg.to(**like)) for c in self.crossbars]
+        transfers = [g_pos - g_neg for g_pos, g_neg in sides]
+        load = -sum((g_pos + g_neg).sum(0) for g_pos, g_neg in sides)
+
+        def drive(fractions: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            currents = []
+            for source, previous, now, transfer in zip(inputs, state.rows, rows_now, transfers):
+                if isinstance(source, LayerState):
+                    rows = [self.buffer_gain * v for v in source.membranes_at(fractions)]
+                else:
+                    rows = [torch.lerp(previous, now, f) for f in fractions]
+                currents.append((torch.stack(rows) @ transfer).unbind(0))
+            return [(sum(parts), load) for parts in zip(*currents)]
+
+        for split in range(self.newton.max_splits + 1):
+            parts, y, trace = 2**split, state.y, [(0.0, state.y[..., 0])]
+            try:
+                for part in range(parts):
+                    fractions = [(part + node) / parts for node in stepper.nodes]
+                    where = StepContext(state.step + 1, (state.step + (part + 1) / parts) * dt, 1)
+                    y, stages = stepper.step(y, drive(fractions), dt / parts, where)
+                    trace += [(f, v) for f, v in zip(fractions, stages) if f > 0]
+                break
+            except NewtonFailure:
+                if split == self.newton.max_splits:
+                    raise
+        nodes, stages = zip(*trace)
+        rows = [self.buffer_gain * source.v if isinstance(source, LayerState) else now
+                for source, now in zip(inputs, rows_now)]
+        return y[..., 0], LayerState(y, state.step + 1, tuple(nodes), list(stages), rows, stepper)
+
+    def _check_inputs(self, inputs: list, state: LayerState) -> list[torch.Tensor | None]:
+        """Each tensor input as rows ``(batch, n_in)`` of the state's dtype; a ConfigError for a
+        wrong shape or an upstream layer that is not one step ahead."""
+        batch = state.y.shape[0]
+        rows = []
+        for k, (source, n_in) in enumerate(zip(inputs, self.in_features)):
+            if isinstance(source, LayerState):
+                if source.v.shape != (batch, n_in) or source.step != state.step + 1:
+                    raise ConfigError(f"input {k}: an upstream layer of {tuple(source.v.shape)} membranes at step "
+                                      f"{source.step}; this layer needs ({batch}, {n_in}) at step {state.step + 1} "
+                                      "(step the layers it reads first)")
+                rows.append(None)
+            elif isinstance(source, torch.Tensor) and source.shape == (batch, n_in):
+                rows.append(source.to(dtype=state.y.dtype, device=state.y.device))
+            else:
+                shape = tuple(source.shape) if isinstance(source, torch.Tensor) else type(source).__name__
+                raise ConfigError(f"input {k}: row voltages must be a ({batch}, {n_in}) tensor or an upstream "
+                                  f"LayerState; got {shape}")
+        return rows
+
+    def error(self, state: LayerState) -> LayerError | None:
+        """The largest local error estimate of the steps so far (with a ``tolerance``)."""
+        return state.stepper.error(1, self.dt)
+
+    def project_(self) -> None:
+        """Put the crossbars' parameters back in range (after each optimizer step)."""
+        for crossbar in self.crossbars:
+            crossbar.project_()
+
+    def extra_repr(self) -> str:
+        return (f"{'+'.join(map(str, self.in_features))} -> {self.out_features}, dt={self.dt:g} s, "
+                f"method={self.method}")

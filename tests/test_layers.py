@@ -1,0 +1,130 @@
+"""Step-wise layers (memspice.nn.layer): a user's own time loop and topology, solved as the
+whole-network solver solves a chain."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memspice.errors import ConfigError
+from memspice.nn import MemristiveLayer, MemristiveSNN, spike_counts
+from memspice.solver.integrators import NewtonOptions
+
+BATCH, STEPS = 2, 60
+
+
+def rows(n_in: int, seed: int = 0) -> torch.Tensor:
+    """DC-ish row voltages in 0.5–1 V with a little ripple (V, ``(BATCH, STEPS + 1, n_in)``)."""
+    generator = torch.Generator().manual_seed(seed)
+    return 0.5 + 0.5 * torch.rand(BATCH, STEPS + 1, n_in, dtype=torch.float64, generator=generator)
+
+
+def run_chain(layers: list[MemristiveLayer], x: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer fed the one before; membranes per layer (V, ``(BATCH, STEPS + 1, n)``)."""
+    states = [layer.init_state(BATCH, torch.float64, rows=[x[:, 0]] if k == 0 else None)
+              for k, layer in enumerate(layers)]
+    out = [[s.v] for s in states]
+    for n in range(x.shape[1] - 1):
+        source = x[:, n + 1]
+        for k, layer in enumerate(layers):
+            v, states[k] = layer.step(source, states[k])
+            source = states[k]
+            out[k].append(v)
+    return [torch.stack(v, 1) for v in out]
+
+
+def test_a_chain_of_layers_is_the_network_waveforms_and_gradients():
+    network = MemristiveSNN((6, 5, 3), seed=1)
+    x = rows(6)
+    reference = network(x).v
+    assert reference[0].max() > 0.45 and spike_counts(reference[-1]).sum() > 0  # spikes in both layers
+    stepped = run_chain(network.as_layers(), x)
+    for a, b in zip(stepped, reference):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)
+    grads = []
+    for membranes in (stepped, network(x).v):
+        network.zero_grad()
+        (membranes[-1] ** 2).mean().backward(retain_graph=True)
+        grads.append([p.grad.clone() for p in network.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-12 * b.abs().max())
+
+
+def test_several_inputs_add_their_currents_at_the_membrane():
+    """Inputs of 4 and 3 rows onto one layer equal one 7-row crossbar of both (their column
+    currents and loading terms add at each membrane)."""
+    two = MemristiveLayer((4, 3), 5, seed=3).double()  # float64 conductances: float32 ones differ by an
+    one = MemristiveLayer(7, 5, seed=4).double()        # ulp between tensor shapes (vectorized sigmoid)
+    with torch.no_grad():
+        for side in ("theta_pos", "theta_neg"):
+            getattr(one.crossbars[0], side).copy_(torch.cat([getattr(c, side) for c in two.crossbars]))
+    for crossbar in (one.crossbars[0], two.crossbars[1]):
+        crossbar.g_min, crossbar.g_max = two.crossbars[0].g_min, two.crossbars[0].g_max
+    x = rows(7, seed=5)
+    s2, s1 = two.init_state(BATCH, torch.float64, rows=[x[:, 0, :4], x[:, 0, 4:]]), \
+        one.init_state(BATCH, torch.float64, rows=[x[:, 0]])
+    for n in range(STEPS):
+        v2, s2 = two.step([x[:, n + 1, :4], x[:, n + 1, 4:]], s2)
+        v1, s1 = one.step(x[:, n + 1], s1)
+        assert torch.allclose(v1, v2, rtol=0, atol=1e-12)
+
+
+def test_a_two_branch_network_with_a_skip_trains():
+    """Pixels -> A and B (two branches) -> C, which also reads the pixels: every crossbar gets a
+    gradient through the circuit and the loss falls."""
+    a, b = MemristiveLayer(6, 4, seed=1), MemristiveLayer(6, 4, seed=2)
+    c = MemristiveLayer((4, 4, 6), 2, seed=3)
+    x = rows(6)[:, :31]
+    target = torch.tensor([0, 1])  # which output should sit higher, per sample
+    modules = torch.nn.ModuleList([a, b, c])
+    optimizer = torch.optim.Adam(modules.parameters(), lr=0.03)
+
+    def loss() -> torch.Tensor:
+        states = [a.init_state(BATCH, torch.float64, rows=[x[:, 0]]),
+                  b.init_state(BATCH, torch.float64, rows=[x[:, 0]]),
+                  c.init_state(BATCH, torch.float64, rows=[None, None, x[:, 0]])]
+        total = 0.0
+        for n in range(x.shape[1] - 1):
+            _, states[0] = a.step(x[:, n + 1], states[0])
+            _, states[1] = b.step(x[:, n + 1], states[1])
+            v, states[2] = c.step([states[0], states[1], x[:, n + 1]], states[2])
+            total = total + v
+        return torch.nn.functional.cross_entropy(20 * total / (x.shape[1] - 1), target)  # mean membranes
+
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        assert all(p.grad.abs().max() > 0 for p in modules.parameters())
+        optimizer.step()
+        for layer in modules:
+            layer.project_()
+        losses.append(value.item())
+    assert min(losses) < 0.85 * losses[0], losses
+
+
+def test_a_step_newton_cannot_finish_is_redone_in_substeps():
+    network = MemristiveSNN((6, 5, 3), seed=1)
+    x = rows(6)
+    whole = run_chain(network.as_layers(), x)
+    layers = network.as_layers()
+    for layer in layers:
+        layer.newton = NewtonOptions(max_iter=3, max_splits=6)  # too few iterations for a spike's steps
+    split = run_chain(layers, x)
+    for a, b in zip(whole, split):
+        assert torch.equal(spike_counts(a), spike_counts(b))
+        assert (a - b).abs().max() < 0.02
+
+
+def test_layers_refuse_inputs_they_cannot_use():
+    first, second = MemristiveLayer(6, 5), MemristiveLayer(5, 3)
+    s1, s2 = first.init_state(BATCH), second.init_state(BATCH)
+    with pytest.raises(ConfigError, match="step the layers it reads first"):
+        second.step(s1, s2)  # the upstream layer has not stepped yet
+    with pytest.raises(ConfigError, match=r"must be a \(2, 6\) tensor"):
+        first.step(torch.zeros(2, 7), s1)
+    with pytest.raises(ConfigError, match="has 1 inputs; got 2"):
+        first.step([torch.zeros(2, 6), torch.zeros(2, 6)], s1)
+    with pytest.raises(ConfigError, match="unknown method"):
+        MemristiveLayer(6, 5, method="rk4")
