@@ -116,7 +116,13 @@ class Network:
     ``buffer_gain`` is the gain of the row buffers between layers (V/V). ``wire_resistance`` (Ω,
     0: ideal wires) is each row and column wire segment between two cells, in tiles of
     ``tile_size`` rows and columns (``None``: one tile per layer; :mod:`memspice.hardware.wires`
-    describes the layout)."""
+    describes the layout).
+
+    ``sources`` (``None``: a chain, each layer reading the one before) gives the topology of any
+    other feed-forward network: ``sources[k]`` lists what drives layer ``k+1``'s rows, ``0`` for
+    the input stimuli and ``j`` for layer ``j``'s membranes (buffered), one after the other: its
+    crossbar's rows are theirs in that order (several inputs' column currents add at the
+    membrane, so their crossbars stacked are the layer's crossbar). Layer 1 reads the inputs only."""
 
     layers: tuple[tuple[Crossbar, NeuronLayer], ...]
     synapse: str = "resistor"
@@ -124,18 +130,22 @@ class Network:
     buffer_gain: float = 2.0
     wire_resistance: float = 0.0
     tile_size: int | None = None
+    sources: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:
             raise NetlistError("a network needs at least one layer")
+        self._check_sources()
         for k, (crossbar, neurons) in enumerate(self.layers):
             if crossbar.n_out != neurons.size:
                 raise NetlistError(f"layer {k + 1}: the crossbar has {crossbar.n_out} columns but the neuron "
                                    f"layer {neurons.size} neurons")
-            if k and crossbar.n_in != self.layers[k - 1][1].size:
-                raise NetlistError(f"layer {k + 1}: the crossbar has {crossbar.n_in} rows but layer {k} has "
-                                   f"{self.layers[k - 1][1].size} neurons")
+            rows = sum(self.source_size(s) for s in self.layer_sources[k])
+            if k and crossbar.n_in != rows:
+                read = ", ".join("the inputs" if s == 0 else f"layer {s}" for s in self.layer_sources[k])
+                raise NetlistError(f"layer {k + 1}: the crossbar has {crossbar.n_in} rows but {read} "
+                                   f"{'has' if len(self.layer_sources[k]) == 1 else 'have'} {rows} outputs")
         if isinstance(self.buffer_gain, bool) or not isinstance(self.buffer_gain, (int, float)) \
                 or not 0 < self.buffer_gain <= 10:
             raise NetlistError(f"buffer_gain must be a number in (0, 10] V/V; got {self.buffer_gain!r}")
@@ -156,6 +166,29 @@ class Network:
                 if g.min() < lo * (1 - 1e-6) or g.max() > hi * (1 + 1e-6):
                     raise NetlistError(f"layer {k + 1}: conductances span [{g.min():g}, {g.max():g}] S, outside the "
                                        f"memristor range [gmin, gmax] = [{lo:g}, {hi:g}] S")
+
+    def _check_sources(self) -> None:
+        if self.sources is None:
+            return
+        sources = tuple(tuple(s) for s in self.sources)
+        object.__setattr__(self, "sources", sources)
+        if len(sources) != len(self.layers):
+            raise NetlistError(f"sources needs one entry per layer ({len(self.layers)}); got {len(sources)}")
+        for k, read in enumerate(sources):
+            allowed = (0,) if k == 0 else tuple(range(k + 1))
+            if not read or len(set(read)) != len(read) or any(
+                    isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in allowed for s in read):
+                raise NetlistError(f"layer {k + 1} reads {read!r}: sources are distinct numbers from {allowed} "
+                                   "(0: the inputs, j: layer j's membranes; a layer reads only earlier layers)")
+
+    @property
+    def layer_sources(self) -> tuple[tuple[int, ...], ...]:
+        """What drives each layer's rows (:attr:`sources`, or the chain's ``((0,), (1,), ...)``)."""
+        return self.sources if self.sources is not None else tuple((k,) for k in range(len(self.layers)))
+
+    def source_size(self, source: int) -> int:
+        """How many rows ``source`` drives: the inputs (0) or layer ``source``'s neurons."""
+        return self.layers[0][0].n_in if source == 0 else self.layers[source - 1][1].size
 
     @property
     def sizes(self) -> tuple[int, ...]:

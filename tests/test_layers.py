@@ -3,12 +3,20 @@ whole-network solver solves a chain."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from memspice.errors import ConfigError
-from memspice.nn import MemristiveLayer, MemristiveSNN, spike_counts
+from memspice.errors import ConfigError, NetlistError
+from memspice.netlist.builder import TranSettings
+from memspice.netlist.circuits import membrane_node, network_netlist
+from memspice.netlist.stimuli import PWL
+from memspice.network import Network
+from memspice.nn import LayerGraph, MemristiveLayer, MemristiveSNN, spike_counts
 from memspice.solver.integrators import NewtonOptions
+from memspice.spice.results import Waveforms
+from memspice.spice.runner import run_netlist
+from memspice.validate.metrics import compare
 
 BATCH, STEPS = 2, 60
 
@@ -128,3 +136,44 @@ def test_layers_refuse_inputs_they_cannot_use():
         first.step([torch.zeros(2, 6), torch.zeros(2, 6)], s1)
     with pytest.raises(ConfigError, match="unknown method"):
         MemristiveLayer(6, 5, method="rk4")
+
+
+def two_branches_and_a_skip() -> LayerGraph:
+    """Inputs -> A, B; C reads A, B and the inputs."""
+    return LayerGraph([MemristiveLayer(6, 4, seed=1), MemristiveLayer(6, 4, seed=2),
+                       MemristiveLayer((4, 4, 6), 3, seed=3)], [(0,), (0,), (1, 2, 0)])
+
+
+@pytest.mark.ngspice
+def test_a_two_branch_network_with_a_skip_runs_the_same_in_ngspice():
+    dt, t_end = 200e-9, 30e-6
+    levels = np.random.default_rng(0).uniform(0.5, 1.0, size=6)
+    inputs = [PWL([0, 1e-6, t_end], [0, level, level]) for level in levels]
+    t = np.arange(round(t_end / dt) + 1) * dt
+    graph = two_branches_and_a_skip()
+    with torch.no_grad():
+        membranes = graph(torch.tensor(np.stack([u.sample(t) for u in inputs], -1)).unsqueeze(0))
+    network = graph.describe()
+    assert network.sources == ((0,), (0,), (1, 2, 0)) and network.layers[2][0].n_in == 14
+    reference = Waveforms.from_plot(run_netlist(network_netlist(network, inputs, TranSettings(t_end=t_end)))[-1])
+    for k, layer in enumerate(graph.layers, start=1):
+        for j in range(layer.out_features):
+            name = f"v({membrane_node(k, j)})"
+            m = compare(reference.time, reference.signals[name], t, membranes[k - 1][0, :, j].numpy())
+            assert m["spikes_ref"] == m["spikes_torch"] >= 5, name
+            assert m["spike_time_error_over_isi"] <= 0.01 and m["nrmse"] <= 0.02, (name, m)
+
+
+def test_topologies_are_checked_where_they_are_described():
+    a, b = MemristiveLayer(6, 4), MemristiveLayer(4, 3)
+    with pytest.raises(ConfigError, match=r"layer 2 reads \(2,\)"):
+        LayerGraph([a, b], [(0,), (2,)])  # a layer cannot read itself
+    with pytest.raises(ConfigError, match=r"its sources \(0,\) give \(6,\)"):
+        LayerGraph([a, b], [(0,), (0,)])
+    with pytest.raises(ConfigError, match="same dt"):
+        LayerGraph([a, MemristiveLayer(4, 3, dt=100e-9)], [(0,), (1,)])
+    network = two_branches_and_a_skip().describe()
+    with pytest.raises(NetlistError, match="layer 3: the crossbar has 14 rows but layer 1, layer 2 have 8 outputs"):
+        Network(network.layers, sources=((0,), (0,), (1, 2)))
+    with pytest.raises(NetlistError, match=r"layer 1 reads \(1,\)"):
+        Network(network.layers, sources=((1,), (0,), (1, 2, 0)))

@@ -4,8 +4,9 @@ Node names (layers count from 1, indices from 0), also what to probe:
 
 * ``in{i}p`` / ``in{i}n``: input row ``i`` at ``+u_i`` / ``-u_i``;
 * ``l{k}_m{j}``: membrane of neuron ``j`` of layer ``k`` (:func:`membrane_node`);
-* ``l{k}_r{i}p`` / ``l{k}_r{i}n``: row ``i`` of layer ``k > 1``, buffered (gain ±``buffer_gain``)
-  from ``l{k-1}_m{i}``;
+* ``l{k}_r{i}p`` / ``l{k}_r{i}n``: row ``i`` of layer ``k`` driven by a buffer (gain
+  ±``buffer_gain``) of an earlier layer's membrane: ``l{k-1}_m{i}`` in a chain (rows count on
+  across the layer's sources, :attr:`memspice.network.Network.sources`);
 * ``l{k}_c{j}``: column ``j`` of layer ``k`` when ``sense=True`` puts a 0 V source
   ``Vl{k}_sense{j}`` between column and membrane, so that ``i(vl{k}_sense{j})`` is the
   column current.
@@ -63,19 +64,7 @@ def network_netlist(
         net.extend([f"Ein{i} in{i}n 0 in{i}p 0 -1"])
 
     for k, (crossbar, neurons) in enumerate(network.layers, start=1):
-        if k == 1:
-            rows_p = [f"in{i}p" for i in range(crossbar.n_in)]
-            rows_n = [f"in{i}n" for i in range(crossbar.n_in)]
-        else:
-            gain = text.number(network.buffer_gain, "buffer gain")
-            net.comment(f"layer {k} rows: buffers (gain +-{gain}) of layer {k - 1}'s membranes")
-            rows_p = [f"l{k}_r{i}p" for i in range(crossbar.n_in)]
-            rows_n = [f"l{k}_r{i}n" for i in range(crossbar.n_in)]
-            net.extend(
-                f"El{k}_b{i}p {rows_p[i]} 0 {membrane_node(k - 1, i)} 0 {gain}\n"
-                f"El{k}_b{i}n {rows_n[i]} 0 {membrane_node(k - 1, i)} 0 -{gain}"
-                for i in range(crossbar.n_in)
-            )
+        rows_p, rows_n = _rows(net, network, k)
         membranes = [membrane_node(k, j) for j in range(neurons.size)]
         columns = membranes
         if sense:
@@ -98,6 +87,27 @@ def network_netlist(
         net.save(save)
     net.analysis(settings)
     return str(net)
+
+
+def _rows(net: Netlist, network: Network, k: int) -> tuple[list[str], list[str]]:
+    """The row nodes (+u, -u) of layer ``k``: the input rows, or buffers (gain ±buffer_gain) of
+    an earlier layer's membranes, for each of its sources in order."""
+    rows_p, rows_n = [], []
+    for source in network.layer_sources[k - 1]:
+        n = network.source_size(source)
+        if source == 0:
+            rows_p += [f"in{i}p" for i in range(n)]
+            rows_n += [f"in{i}n" for i in range(n)]
+            continue
+        gain = text.number(network.buffer_gain, "buffer gain")
+        net.comment(f"layer {k} rows: buffers (gain +-{gain}) of layer {source}'s membranes")
+        first = len(rows_p)
+        rows_p += [f"l{k}_r{first + i}p" for i in range(n)]
+        rows_n += [f"l{k}_r{first + i}n" for i in range(n)]
+        net.extend(f"El{k}_b{first + i}p {rows_p[first + i]} 0 {membrane_node(source, i)} 0 {gain}\n"
+                   f"El{k}_b{first + i}n {rows_n[first + i]} 0 {membrane_node(source, i)} 0 -{gain}"
+                   for i in range(n))
+    return rows_p, rows_n
 
 
 def _crossbar_cards(k, crossbar: Crossbar, rows_p, rows_n, columns, network: Network) -> list[str]:

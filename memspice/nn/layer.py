@@ -20,6 +20,10 @@ at every stage of the step (the same values the whole-network solver uses, so a 
 equals :class:`~memspice.nn.MemristiveSNN` to rounding). A step whose Newton iterations fail is
 redone as 2, 4, ... substeps of this layer, its upstream inputs read from their stages'
 polynomial. Topologies must be feed-forward: step each layer after the layers it reads.
+
+:class:`LayerGraph` wires layers into a network by naming each one's sources: it runs the time
+loop (``forward``) and describes the circuit for the netlister (``describe``), so any such
+topology runs in ngspice too.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
 from memspice.errors import ConfigError, NewtonFailure
+from memspice.network import Crossbar as CrossbarDescription
+from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.integrators import NeuronLayer as NeuronEquations
@@ -214,3 +221,66 @@ class MemristiveLayer(nn.Module):
     def extra_repr(self) -> str:
         return (f"{'+'.join(map(str, self.in_features))} -> {self.out_features}, dt={self.dt:g} s, "
                 f"method={self.method}")
+
+
+class LayerGraph(nn.Module):
+    """``layers`` wired into a feed-forward network: ``sources[k]`` lists what drives layer
+    ``k+1``'s inputs, in its crossbars' order: ``0`` for the network's input rows, ``j`` for layer
+    ``j`` (``j <= k``). Every layer takes the same ``dt`` and ``buffer_gain`` (the circuit has one
+    kind of buffer)."""
+
+    def __init__(self, layers: Sequence[MemristiveLayer], sources: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.sources = tuple(tuple(s) for s in sources)
+        if not layers or len(self.sources) != len(layers):
+            raise ConfigError(f"{len(layers)} layers need one sources entry each; got {len(self.sources)}")
+        for name in ("dt", "buffer_gain"):
+            if len({getattr(layer, name) for layer in layers}) > 1:
+                raise ConfigError(f"every layer needs the same {name}; got {[getattr(x, name) for x in layers]}")
+        n_inputs = layers[0].in_features[0]
+        for k, (layer, read) in enumerate(zip(layers, self.sources)):
+            allowed = (0,) if k == 0 else tuple(range(k + 1))
+            if not read or any(isinstance(s, bool) or not isinstance(s, int) or s not in allowed for s in read):
+                raise ConfigError(f"layer {k + 1} reads {read!r}: each source is 0 (the inputs) or an earlier "
+                                  f"layer's number, from {allowed}")
+            sizes = tuple(n_inputs if s == 0 else layers[s - 1].out_features for s in read)
+            if sizes != layer.in_features:
+                raise ConfigError(f"layer {k + 1} has inputs of {layer.in_features} rows; its sources {read} give "
+                                  f"{sizes}")
+        self.n_inputs = n_inputs
+
+    def forward(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's membranes (V, ``(batch, n_steps + 1, n_k)``) for the input row voltages
+        ``inputs`` (V, ``(batch, n_steps + 1, n_in)``, linear between samples), from rest."""
+        if inputs.ndim != 3 or inputs.shape[-1] != self.n_inputs or inputs.shape[1] < 2:
+            raise ConfigError(f"inputs must be (batch, n_steps + 1, {self.n_inputs}) with n_steps >= 1; "
+                              f"got {tuple(inputs.shape)}")
+        batch, like = inputs.shape[0], {"dtype": inputs.dtype, "device": inputs.device}
+        states = [layer.init_state(batch, **like, rows=[inputs[:, 0] if s == 0 else None for s in read])
+                  for layer, read in zip(self.layers, self.sources)]
+        membranes = [[state.v] for state in states]
+        for n in range(inputs.shape[1] - 1):
+            for k, (layer, read) in enumerate(zip(self.layers, self.sources)):
+                v, states[k] = layer.step([inputs[:, n + 1] if s == 0 else states[s - 1] for s in read], states[k])
+                membranes[k].append(v)
+        return [torch.stack(v, 1) for v in membranes]
+
+    def describe(self, synapse: str = "resistor") -> Network:
+        """The circuit as a :class:`memspice.network.Network` with these :attr:`sources`: each
+        layer's crossbars stacked row-wise into one (float64), ideal resistors or memristors as
+        synapses (memristors need one conductance range per layer)."""
+        layers = []
+        for layer in self.layers:
+            parts = [crossbar.describe() for crossbar in layer.crossbars]
+            ranges = {part.g_range for part in parts}
+            stacked = CrossbarDescription(np.concatenate([p.g_pos for p in parts]),
+                                          np.concatenate([p.g_neg for p in parts]),
+                                          g_range=ranges.pop() if len(ranges) == 1 else None)
+            layers.append((stacked, NeuronLayer(layer.out_features, layer.overrides)))
+        return Network(tuple(layers), synapse=synapse, buffer_gain=self.layers[0].buffer_gain, sources=self.sources)
+
+    def project_(self) -> None:
+        """Put every crossbar's parameters back in range (after each optimizer step)."""
+        for layer in self.layers:
+            layer.project_()
