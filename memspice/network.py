@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memspice.devices import MIF, SYNAPSE
+from memspice.devices import MIF, SYNAPSE, DeviceModel
 from memspice.errors import NetlistError
 
 SYNAPSE_KINDS = ("resistor", "memristor")
@@ -77,18 +77,22 @@ class Crossbar:
 
 @dataclass(frozen=True, eq=False)
 class NeuronLayer:
-    """``size`` MIF neurons sharing the parameters ``params`` (overrides of the defaults), except
-    those in ``per_neuron``: one value per neuron (arrays of shape ``(size,)``), for chips whose
-    neurons differ (:mod:`memspice.hardware`)."""
+    """``size`` neurons of the one-port device ``model`` (the MIF neuron unless another is given)
+    sharing the parameters ``params`` (overrides of the model's defaults), except those in
+    ``per_neuron``: one value per neuron (arrays of shape ``(size,)``), for chips whose neurons
+    differ (:mod:`memspice.hardware`)."""
 
     size: int
     params: Mapping[str, float] = field(default_factory=dict)
     per_neuron: Mapping[str, np.ndarray] = field(default_factory=dict)
+    model: DeviceModel = MIF
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise NetlistError(f"a neuron layer needs a positive integer size; got {self.size!r}")
-        MIF.resolve(self.params)
+        if not isinstance(self.model, DeviceModel) or len(self.model.ports) != 1:
+            raise NetlistError(f"a neuron is a one-port device model; got {self.model!r}")
+        self.model.resolve(self.params)
         per_neuron = {name: np.array(values, dtype=float) for name, values in self.per_neuron.items()}
         for name, values in per_neuron.items():
             if values.shape != (self.size,):
@@ -96,12 +100,12 @@ class NeuronLayer:
                                    f"got shape {values.shape}")
         object.__setattr__(self, "per_neuron", per_neuron)
         for j in range(self.size if per_neuron else 0):
-            MIF.resolve(self.neuron(j))
+            self.model.resolve(self.neuron(j))
 
     @property
     def resolved(self) -> dict[str, float]:
-        """Every MIF parameter's value (SI units) shared by the layer (``per_neuron`` aside)."""
-        return MIF.resolve(self.params)
+        """Every parameter's value (SI units) shared by the layer (``per_neuron`` aside)."""
+        return self.model.resolve(self.params)
 
     def neuron(self, j: int) -> dict[str, float]:
         """Neuron ``j``'s parameter overrides: the layer's with its own values."""

@@ -21,7 +21,8 @@ MODELS_DIR, NETLISTS_DIR = REPO / "models", REPO / "netlists"
 
 # Port-voltage ranges (V) that cover each model's interesting regions: both switching branches
 # of the threshold switch, reads and writes of the synapse, the whole spike of the neuron.
-VOLTAGE_RANGE = {"threshold_switch": (-1.0, 1.5), "synapse": (-3.5, 3.5), "mif": (-0.5, 1.0)}
+VOLTAGE_RANGE = {"threshold_switch": (-1.0, 1.5), "synapse": (-3.5, 3.5), "mif": (-0.5, 1.0),
+                 "relaxation_neuron": (-0.5, 1.0)}
 N_POINTS = 100
 
 

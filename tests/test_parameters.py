@@ -78,3 +78,15 @@ def test_every_parameter_is_documented(model):
     for p in model.parameters:
         assert p.doc and p.unit is not None and p.contains(p.default)
     assert model is MODELS[model.name]
+
+
+@pytest.mark.parametrize("name", ["e", "pi", "time", "Temper"])
+def test_parameter_names_ngspice_would_read_as_its_own_are_refused(name):
+    """ngspice 39 reads ``e`` in an expression as 2.718 whatever ``params: e=...`` says: a model
+    with such a parameter would simulate something else in SPICE than in torch."""
+    from memspice.devices.model import Branch, DeviceModel, Parameter, node_voltage
+    from memspice.errors import ModelDefinitionError
+
+    p = Parameter(name.lower(), "S", 1e-6, "a conductance")
+    with pytest.raises(ModelDefinitionError, match="ngspice's own constants"):
+        DeviceModel("leak", "a leak", ("a",), (p,), (Branch("g", "a", "0", current=p.symbol * node_voltage("a")),))

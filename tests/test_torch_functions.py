@@ -10,7 +10,7 @@ from memspice.codegen.torch_functions import torch_device
 from memspice.devices import MODELS
 
 # A parameter of each model to differentiate with respect to (a conductance or a threshold).
-GRAD_PARAMETER = {"threshold_switch": "th", "synapse": "gmax", "mif": "gon2"}
+GRAD_PARAMETER = {"threshold_switch": "th", "synapse": "gmax", "mif": "gon2", "relaxation_neuron": "th"}
 
 
 def _inputs(name, dtype=torch.float64, n=8):

@@ -28,6 +28,9 @@ from memspice.errors import ModelDefinitionError, ParameterError
 
 GROUND = "0"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Names a B source's expression reads as ngspice's own constants and variables whatever a
+#: subcircuit parameter of that name says (measured in ngspice 39: ``params: e=3`` gives 2.718).
+SPICE_RESERVED = frozenset({"e", "pi", "time", "temper", "hertz"})
 
 #: Range keywords of a strictly positive :class:`Parameter` (capacitances, conductances, times).
 POSITIVE = {"lower": 0.0, "lower_inclusive": False}
@@ -262,6 +265,9 @@ class DeviceModel:
         if clash := set(nodes) & set(self._by_name):
             # ngspice's numparam would rewrite V(name) inside B-source expressions
             fail(f"names used both as node and parameter: {sorted(clash)}")
+        if reserved := {p.name.lower() for p in self.parameters} & SPICE_RESERVED:
+            # inside an expression ngspice reads them as its own constants (e = 2.718...), silently
+            fail(f"parameter names {sorted(reserved)} are ngspice's own constants or variables; rename them")
         for p in self.parameters:
             if not p.contains(p.default):
                 fail(f"default of {p.name} = {p.default} is not {p.allowed()}")

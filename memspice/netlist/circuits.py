@@ -1,4 +1,4 @@
-"""Netlists of whole networks: input stimuli, differential crossbars, row buffers, MIF layers.
+"""Netlists of whole networks: input stimuli, differential crossbars, row buffers, neuron layers.
 
 Node names (layers count from 1, indices from 0), also what to probe:
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memspice.devices import MIF, SYNAPSE
+from memspice.devices import SYNAPSE
 from memspice.errors import NetlistError
 from memspice.netlist import text
 from memspice.netlist.builder import Netlist, TranSettings
@@ -54,7 +54,8 @@ def network_netlist(
         raise NetlistError(f"currents needs one entry per layer ({len(network.layers)}); got {len(currents)}")
     net = Netlist(title)
     net.comment(f"layers {'-'.join(map(str, network.sizes))}, {network.synapse} synapses, differential pairs")
-    net.model(MIF, include_dir)
+    for _, neurons in network.layers:
+        net.model(neurons.model, include_dir)
     if network.synapse == "memristor":
         net.model(SYNAPSE, include_dir)
 
@@ -80,9 +81,9 @@ def network_netlist(
             net.comment(f"layer {k}: read-noise currents into the membranes")
             for j, wave in enumerate(injected):
                 net.element(f"Il{k}_noise{j}", ("0", membranes[j]), wave)
-        net.comment(f"layer {k}: {neurons.size} MIF neurons")
+        net.comment(f"layer {k}: {neurons.size} {neurons.model.name} neurons")
         for j, node in enumerate(membranes):
-            net.instance(f"l{k}_neuron{j}", (node,), MIF, neurons.neuron(j))
+            net.instance(f"l{k}_neuron{j}", (node,), neurons.model, neurons.neuron(j))
     if save:
         net.save(save)
     net.analysis(settings)

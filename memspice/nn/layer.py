@@ -1,7 +1,8 @@
 """Step-wise layers for your own time loops and topologies, in the spirit of snnTorch.
 
 A :class:`MemristiveLayer` is one or more differential crossbars whose columns meet at a layer
-of MIF neurons (the column currents of every input add at the membrane). You advance it one
+of neurons, MIF unless you give another one-port device model (the column currents of every
+input add at the membrane). You advance it one
 time step at a time::
 
     layer1 = MemristiveLayer(64, 32)
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 
 from memspice.defaults import DT, METHOD
-from memspice.devices import MIF
+from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
 from memspice.network import Crossbar as CrossbarDescription
 from memspice.network import Network, NeuronLayer
@@ -91,13 +92,14 @@ class LayerState:
 
 class MemristiveLayer(nn.Module):
     """Crossbars from ``in_features`` inputs (one int, or one per input) onto ``out_features``
-    MIF neurons (``neuron_params``: overrides of :data:`memspice.devices.MIF`'s defaults), advanced
-    by :meth:`step`. Conductances as in :class:`~memspice.nn.Crossbar` (``g_max =
-    column_conductance / n_in`` per input, ``on_off_ratio``, ``init_pos``, ``init_neg``,
-    ``parametrization``); ``buffer_gain``: the buffers between an upstream layer's membranes and
-    these rows; ``dt`` (s), ``method``, ``fused``, ``newton`` and ``tolerance`` as in
-    :func:`~memspice.solver.simulate_network`. ``crossbars``: existing
-    :class:`~memspice.nn.Crossbar` modules to use instead of new ones (shared parameters)."""
+    neurons of ``neuron_model`` (a one-port :class:`~memspice.devices.DeviceModel`, the MIF neuron
+    by default; ``neuron_params``: overrides of its defaults), advanced by :meth:`step`.
+    Conductances as in :class:`~memspice.nn.Crossbar` (``g_max = column_conductance / n_in`` per
+    input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``:
+    the buffers between an upstream layer's membranes and these rows; ``dt`` (s), ``method``,
+    ``fused``, ``newton`` and ``tolerance`` as in :func:`~memspice.solver.simulate_network`.
+    ``crossbars``: existing :class:`~memspice.nn.Crossbar` modules to use instead of new ones
+    (shared parameters)."""
 
     def __init__(self, in_features: int | Sequence[int], out_features: int,
                  neuron_params: Mapping[str, float] | None = None, buffer_gain: float = 2.0, dt: float = DT,
@@ -105,7 +107,7 @@ class MemristiveLayer(nn.Module):
                  on_off_ratio: float = ON_OFF_RATIO, init_pos: tuple[float, float] = INIT_POS,
                  init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
                  fused: bool = False, newton: NewtonOptions | None = None, tolerance: Tolerance | None = None,
-                 crossbars: Sequence[Crossbar] | None = None) -> None:
+                 crossbars: Sequence[Crossbar] | None = None, neuron_model: DeviceModel = MIF) -> None:
         super().__init__()
         sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
         for n in (*sizes, out_features):
@@ -115,7 +117,9 @@ class MemristiveLayer(nn.Module):
         method_class(method)
         if not dt > 0:
             raise ConfigError(f"dt must be > 0 s; got {dt!r}")
-        MIF.resolve(neuron_params or {})  # validates: one clear error here, not inside the solver
+        if not isinstance(neuron_model, DeviceModel) or len(neuron_model.ports) != 1:
+            raise ConfigError(f"neuron_model must be a one-port DeviceModel; got {neuron_model!r}")
+        neuron_model.resolve(neuron_params or {})  # validates: one clear error here, not inside the solver
         if crossbars is None:
             generator = torch.Generator().manual_seed(seed)
             crossbars = [Crossbar(n, out_features, *conductance_range(n, column_conductance, on_off_ratio),
@@ -126,7 +130,7 @@ class MemristiveLayer(nn.Module):
                               f"onto {out_features} neurons")
         self.in_features, self.out_features = sizes, out_features
         self.crossbars = nn.ModuleList(crossbars)
-        self.overrides = dict(neuron_params or {})
+        self.neuron_model, self.overrides = neuron_model, dict(neuron_params or {})
         self.buffer_gain, self.dt, self.method = float(buffer_gain), float(dt), method
         self.fused, self.newton, self.tolerance = fused, newton or NewtonOptions(), tolerance
 
@@ -135,7 +139,7 @@ class MemristiveLayer(nn.Module):
         """Every neuron at rest (v = 0 V, switches off), before the first step; ``rows``: each
         tensor input's row voltages at t = 0 (V, ``(batch, n_in)``; default 0 V), from which the
         first step's rows rise linearly."""
-        equations = NeuronEquations(MIF, self.overrides)
+        equations = NeuronEquations(self.neuron_model, self.overrides)
         stepper = Stepper(equations, self.method, self.newton, self.fused, self.tolerance)
         device = torch.device(device or "cpu")
         y = equations.initial_state(batch, self.out_features, dtype, device)
@@ -219,8 +223,8 @@ class MemristiveLayer(nn.Module):
             crossbar.project_()
 
     def extra_repr(self) -> str:
-        return (f"{'+'.join(map(str, self.in_features))} -> {self.out_features}, dt={self.dt:g} s, "
-                f"method={self.method}")
+        return (f"{'+'.join(map(str, self.in_features))} -> {self.out_features} {self.neuron_model.name}, "
+                f"dt={self.dt:g} s, method={self.method}")
 
 
 class LayerGraph(nn.Module):
@@ -277,7 +281,7 @@ class LayerGraph(nn.Module):
             stacked = CrossbarDescription(np.concatenate([p.g_pos for p in parts]),
                                           np.concatenate([p.g_neg for p in parts]),
                                           g_range=ranges.pop() if len(ranges) == 1 else None)
-            layers.append((stacked, NeuronLayer(layer.out_features, layer.overrides)))
+            layers.append((stacked, NeuronLayer(layer.out_features, layer.overrides, model=layer.neuron_model)))
         return Network(tuple(layers), synapse=synapse, buffer_gain=self.layers[0].buffer_gain, sources=self.sources)
 
     def project_(self) -> None:
