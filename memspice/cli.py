@@ -10,12 +10,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from memspice.defaults import DT, METHOD, SPIKE_THRESHOLD
 from memspice.errors import ConfigError, MemspiceError, MemspiceWarning
 from memspice.fileio import json_text
+
+if TYPE_CHECKING:
+    from memspice.devices import DeviceModel
 
 DEMO_THREADS = 1  # the demo's torch threads: see `memspice demo --help` and docs/speed.md
 
@@ -488,19 +492,21 @@ def _characterize(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from memspice.devices import MIF
     from memspice.solver import METHODS
     from memspice.validate import report
     from memspice.validate.cases import CASES, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
 
     _check_device(args.device)
     method = args.method or METHOD
-    neuron = _neuron_params(args.preset, args.param)
+    model = args.neuron or MIF
+    neuron = _neuron_params(args.preset, args.param, model)
     settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict,
                              adaptive=args.adaptive)
     if args.sweep_dt:
         dts = [args.dt * f for f in SWEEP_FACTORS]
         sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers,
-                                neuron=neuron)
+                                neuron=neuron, model=model)
         if args.plot:
             report.plot_sweep(sweep, args.plot, args.preset if not args.param else "user's")
         print(json_text(sweep) if args.json else report.sweep_table(sweep))
@@ -508,7 +514,7 @@ def _validate(args: argparse.Namespace) -> int:
     stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None
     if args.suggest_dt:
         if stimulus is None and args.case not in ("mif-step", "mif-pwl", "mif-fi"):
-            raise MemspiceError(f"--suggest-dt runs the MIF neuron: choose --case mif-step, mif-pwl or mif-fi "
+            raise MemspiceError(f"--suggest-dt runs one neuron: choose --case mif-step, mif-pwl or mif-fi "
                                 f"(or --stimulus), not {args.case}")
         stimuli = [stimulus] if stimulus is not None else mif_stimuli(args.case)
 
@@ -517,7 +523,7 @@ def _validate(args: argparse.Namespace) -> int:
                 outcome = "met" if row["met"] else "not met"
                 print(f"  dt {row['dt']:.3g} s: targets {outcome}", file=sys.stderr, flush=True)
 
-        result = report.suggest_dt(stimuli, settings, args.workers, neuron, show)
+        result = report.suggest_dt(stimuli, settings, args.workers, neuron, show, model)
         print(json_text(result) if args.json else report.suggestion_table(result))
         return 0 if result["suggested_dt"] is not None else 1
     if stimulus is not None:
@@ -528,10 +534,11 @@ def _validate(args: argparse.Namespace) -> int:
                   f"between grid points, so near them the two engines see different inputs", file=sys.stderr)
     cases = list(CASES) if args.case == "all" else [args.case]
     if stimulus is not None and args.case not in ("mif-step", "all"):
-        raise MemspiceError(f"--stimulus drives the MIF neuron; it replaces mif-step's input, not {args.case}'s")
+        raise MemspiceError(f"--stimulus drives one neuron; it replaces mif-step's input, not {args.case}'s")
     if stimulus is not None:
         cases = ["mif-step"]
-    results = [run_case(c, settings, stimulus=stimulus, workers=args.workers, neuron=neuron) for c in cases]
+    results = [run_case(c, settings, stimulus=stimulus, workers=args.workers, neuron=neuron, model=model)
+               for c in cases]
     saved, plotted = [], []
     for r in results:  # one file per case: NAME-CASE.EXT when several ran
         if args.save:
@@ -549,14 +556,30 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _neuron_params(preset: str, params: list[tuple[str, float]] | None) -> dict[str, float]:
-    """The MIF parameters of ``--preset`` with ``--param NAME=VALUE`` overrides, checked against
-    the model (one clear error naming the parameter) before anything runs."""
+def _neuron_params(preset: str, params: list[tuple[str, float]] | None, model: DeviceModel | None = None
+                   ) -> dict[str, float]:
+    """The parameters of ``--preset`` (the MIF neuron's) with ``--param NAME=VALUE`` overrides,
+    checked against the neuron ``model`` (MIF unless given; one clear error naming the
+    parameter) before anything runs."""
     from memspice.devices.mif import MIF, PRESETS
 
+    model = model or MIF
+    if model is not MIF and preset != "default":
+        raise MemspiceError(f"--preset {preset} is a MIF parameter set; the neuron here is {model.name} "
+                            "(give its parameters with --param NAME=VALUE)")
     neuron = {**PRESETS[preset], **dict(params or [])}
-    MIF.resolve(neuron)
+    model.resolve(neuron)
     return neuron
+
+
+def _neuron_model(spec: str) -> DeviceModel:
+    """``--neuron MODULE:NAME``: a one-port device model (:func:`memspice.devices.import_model`)."""
+    from memspice.devices import import_model
+
+    try:
+        return import_model(spec, ports=1)
+    except MemspiceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _param(text: str) -> tuple[str, float]:
@@ -984,8 +1007,12 @@ def _add_validate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=list(PRESETS), default="default",
                    help="MIF parameter set of every neuron: the re-timed default or the reference neuron of Kang "
                         "et al. 2021 (default: %(default)s)")
+    p.add_argument("--neuron", type=_neuron_model, metavar="MODULE:NAME",
+                   help="the neuron device model (a one-port DeviceModel) of every case, e.g. "
+                        "memspice.devices.relaxation:RELAXATION_NEURON or my_devices:MY_NEURON (a module in the "
+                        "current folder); default: the MIF neuron")
     p.add_argument("--param", type=_param, action="append", metavar="NAME=VALUE",
-                   help="override one MIF parameter (SI units; repeatable), e.g. --param th1=0.42")
+                   help="override one neuron parameter (SI units; repeatable), e.g. --param th1=0.42")
     p.add_argument("--strict", action="store_true",
                    help="fail, before ngspice runs, when the solver's local error estimate exceeds its tolerance "
                         "(default: warn)")

@@ -43,10 +43,12 @@ def random_parameters(model: DeviceModel, rng: np.random.Generator) -> dict[str,
     raise RuntimeError(f"could not draw valid parameters for {model.name}")
 
 
-def random_points(model: DeviceModel, n: int = N_POINTS, seed: int = 0):
-    """``n`` operating points: (port voltages (n, ports), states (n, states), parameter dicts)."""
+def random_points(model: DeviceModel, n: int = N_POINTS, seed: int = 0,
+                  voltage_range: tuple[float, float] | None = None):
+    """``n`` operating points: (port voltages (n, ports), states (n, states), parameter dicts);
+    the port voltages in ``voltage_range`` (V; default: the shipped model's :data:`VOLTAGE_RANGE`)."""
     rng = np.random.default_rng(seed)
-    lo, hi = VOLTAGE_RANGE[model.name]
+    lo, hi = voltage_range or VOLTAGE_RANGE[model.name]
     v = rng.uniform(lo, hi, size=(n, len(model.ports)))
     x = np.stack([rng.uniform(s.lower, s.upper, size=n) for s in model.states], axis=-1)
     params = [random_parameters(model, rng) for _ in range(n)]
@@ -114,6 +116,7 @@ def assert_close(actual, expected, rtol: float, what: str) -> None:
     )
 
 
-def memspice(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the `memspice` command as a user would; returns the completed process."""
-    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout)
+def memspice(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the `memspice` command as a user would (in the folder ``cwd``); returns the completed process."""
+    return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd)

@@ -135,7 +135,7 @@ def test_cli_validate_strict_fails_before_ngspice_and_bad_params_are_named():
     result = memspice("validate", "--param", "bogus=1")
     assert result.returncode == 2 and "bogus" in result.stderr
     result = memspice("validate", "--case", "xbar-net", "--suggest-dt")
-    assert result.returncode == 2 and "--suggest-dt runs the MIF neuron" in result.stderr
+    assert result.returncode == 2 and "--suggest-dt runs one neuron" in result.stderr
 
 
 @pytest.mark.parametrize("preset, dt, spikes", [("kang2021", 200e-9, 16), ("kang2021", 100e-9, 16),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memspice.devices import MIF, SYNAPSE
+from memspice.devices import MIF, SYNAPSE, DeviceModel
 from memspice.devices.mif import KANG2021
 from memspice.fileio import stale_files, write_files
 from memspice.netlist.builder import Netlist, TranSettings
@@ -62,12 +62,14 @@ def current_clamp(
     params: Mapping[str, float] | None = None,
     settings: TranSettings | None = None,
     include_dir: str | Path | None = None,
-    title: str = "MIF neuron under an input current",
+    title: str = "a neuron under an input current",
+    model: DeviceModel = MIF,
 ) -> str:
-    """The MIF neuron with the current waveform ``stimulus`` (A) into its membrane ``mem``."""
+    """The neuron ``model`` (the MIF neuron unless another is given) with the current waveform
+    ``stimulus`` (A) into its membrane ``mem``."""
     net = Netlist(title)
-    net.model(MIF, include_dir)
-    net.instance("neuron", ("mem",), MIF, params or {})
+    net.model(model, include_dir)
+    net.instance("neuron", ("mem",), model, params or {})
     net.element("Iin", ("0", "mem"), stimulus)
     net.analysis(settings or TranSettings(t_end=t_end))
     return str(net)

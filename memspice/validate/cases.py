@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from memspice.defaults import DT, METHOD
+from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
@@ -147,18 +148,20 @@ def _dense(solution: Solution, layer: int, item: int, neuron: int = 0) -> tuple[
 
 
 def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
-                case: str = "mif-step", neuron: Mapping[str, float] | None = None) -> CaseResult:
-    """The MIF neuron (parameters ``neuron``: overrides of the defaults) under the input
+                case: str = "mif-step", neuron: Mapping[str, float] | None = None,
+                model: DeviceModel = MIF) -> CaseResult:
+    """The neuron ``model`` (parameters ``neuron``: overrides of its defaults) under the input
     current ``stimulus`` (A), simulated to its last time."""
-    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout, neuron, case)
+    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout, neuron, case,
+                                                                  model)
     probes = {"v(mem)": compare(*refs[0], t, v_torch[0], spikes_from=_dense(solution, 0, 0))}
     return CaseResult(case, probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
-                      wall_ref, wall, _extra(neuron), **_accuracy(solution))
+                      wall_ref, wall, _extra(neuron, model), **_accuracy(solution))
 
 
-def _extra(neuron: Mapping[str, float] | None) -> dict:
-    """A report's record of the neuron's parameters (overrides of the defaults)."""
-    return {"neuron": dict(neuron or {})}
+def _extra(neuron: Mapping[str, float] | None, model: DeviceModel) -> dict:
+    """A report's record of the neuron: its model's name and parameters (overrides of the defaults)."""
+    return {"neuron_model": model.name, "neuron": dict(neuron or {})}
 
 
 def random_pwl(seed: int = 0) -> list[PWL]:
@@ -175,47 +178,48 @@ def random_pwl(seed: int = 0) -> list[PWL]:
 
 
 def mif_references(stimuli: list[PWL], workers: Workers = None, timeout: float = 600.0,
-                   neuron: Mapping[str, float] | None = None):
-    """The MIF neuron (``neuron``: overrides of the defaults) under each stimulus (A) in ngspice,
+                   neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF):
+    """The neuron ``model`` (``neuron``: overrides of its defaults) under each stimulus (A) in ngspice,
     in parallel: the waveforms ``(t, v)`` on ngspice's time points, the settings and the wall time."""
     t_end = max(s.times[-1] for s in stimuli)
     spice = TranSettings(t_end=t_end)
-    refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, neuron, settings=spice))
+    refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, neuron, settings=spice, model=model))
                            for k, s in enumerate(stimuli)], workers, timeout)
     return [(r.time, r.signals["v(mem)"]) for r in refs], spice, wall
 
 
 def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, float] | None = None,
-              case: str = "mif") -> tuple[np.ndarray, np.ndarray, float, Solution]:
+              case: str = "mif", model: DeviceModel = MIF) -> tuple[np.ndarray, np.ndarray, float, Solution]:
     """The same in the torch solver, one batch: the grid, the membranes ``(len(stimuli), n)`` on
     it, the wall time and the solution (its local error estimates checked, :func:`_timed_torch`)."""
     t = grid(max(s.times[-1] for s in stimuli), settings.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
     solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, neuron, method=settings.method,
-                                                           tolerance=settings.tolerance, adaptive=settings.adaptive),
+                                                           model=model, tolerance=settings.tolerance,
+                                                           adaptive=settings.adaptive),
                                   settings, case)
     return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
 
 def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: Workers, timeout: float,
-              neuron: Mapping[str, float] | None = None, case: str = "mif"):
+              neuron: Mapping[str, float] | None = None, case: str = "mif", model: DeviceModel = MIF):
     """:func:`mif_references` and :func:`mif_torch` together (torch first: a dt the solver
     refuses fails before ngspice runs)."""
-    t, v_torch, wall, solution = mif_torch(stimuli, settings, neuron, case)
-    refs, spice, wall_ref = mif_references(stimuli, workers, timeout, neuron)
+    t, v_torch, wall, solution = mif_torch(stimuli, settings, neuron, case, model)
+    refs, spice, wall_ref = mif_references(stimuli, workers, timeout, neuron, model)
     return t, refs, v_torch, spice, wall_ref, wall, solution
 
 
 def mif_pwl(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
-            neuron: Mapping[str, float] | None = None) -> CaseResult:
-    """The MIF neuron under the random piecewise-linear currents of :func:`random_pwl`."""
+            neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF) -> CaseResult:
+    """The neuron under the random piecewise-linear currents of :func:`random_pwl`."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-pwl"), settings, workers, timeout,
-                                                                  neuron, "mif-pwl")
+                                                                  neuron, "mif-pwl", model)
     probes = {f"v(mem) stimulus {k}": compare(*ref, t, v, spikes_from=_dense(solution, 0, k))
               for k, (ref, v) in enumerate(zip(refs, v_torch))}
     return CaseResult("mif-pwl", probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, {"stimuli": {"count": PWL_COUNT, "period_s": PWL_PERIOD,
-                                                   "range_A": list(PWL_RANGE), "seed": 0}, **_extra(neuron)},
+                                                   "range_A": list(PWL_RANGE), "seed": 0}, **_extra(neuron, model)},
                       **_accuracy(solution))
 
 
@@ -231,10 +235,10 @@ def mif_stimuli(case: str) -> list[PWL]:
 
 
 def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
-           neuron: Mapping[str, float] | None = None) -> CaseResult:
+           neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF) -> CaseResult:
     """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-fi"), settings, workers, timeout,
-                                                                  neuron, "mif-fi")
+                                                                  neuron, "mif-fi", model)
     probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
     for k, c in enumerate(FI_CURRENTS):
         metrics = compare(*refs[k], t, v_torch[k], spikes_from=_dense(solution, 0, k))
@@ -243,7 +247,8 @@ def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 60
         counts["spikes_torch"].append(metrics["spikes_torch"])
     main = FI_CURRENTS.index(min(FI_CURRENTS, key=lambda c: abs(c - 2e-6)))
     return CaseResult("mif-fi", probes, t, np.interp(t, *refs[main]), v_torch[main], spice.describe(),
-                      settings.describe(), wall_ref, wall, {"fi": counts, **_extra(neuron)}, **_accuracy(solution))
+                      settings.describe(), wall_ref, wall, {"fi": counts, **_extra(neuron, model)},
+                      **_accuracy(solution))
 
 
 #: (G⁺ range, G⁻ range) in S per layer of the validation network. Small against the neuron's
@@ -252,21 +257,23 @@ def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 60
 XBAR_CONDUCTANCES = (((0.1e-6, 0.6e-6), (0.01e-6, 0.05e-6)), ((2e-6, 6e-6), (0.05e-6, 0.2e-6)))
 
 
-def random_network(seed: int = 0, neuron: Mapping[str, float] | None = None) -> tuple[Network, list[DC]]:
+def random_network(seed: int = 0, neuron: Mapping[str, float] | None = None,
+                   model: DeviceModel = MIF) -> tuple[Network, list[DC]]:
     """The small validation network: 16-8-4, resistor synapses drawn from
-    :data:`XBAR_CONDUCTANCES`, DC row voltages in [0.5, 1] V; MIF neurons with the overrides ``neuron``."""
+    :data:`XBAR_CONDUCTANCES`, DC row voltages in [0.5, 1] V; neurons of ``model`` with the
+    overrides ``neuron``."""
     rng = np.random.default_rng(seed)
     layers = []
     for (n_in, n_out), (pos, neg) in zip(zip(XBAR_SIZES, XBAR_SIZES[1:]), XBAR_CONDUCTANCES):
         crossbar = Crossbar(rng.uniform(*pos, (n_in, n_out)), rng.uniform(*neg, (n_in, n_out)))
-        layers.append((crossbar, NeuronLayer(n_out, dict(neuron or {}))))
+        layers.append((crossbar, NeuronLayer(n_out, dict(neuron or {}), model=model)))
     return Network(layers), [DC(float(u)) for u in rng.uniform(0.5, 1.0, XBAR_SIZES[0])]
 
 
 def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
-             neuron: Mapping[str, float] | None = None) -> CaseResult:
+             neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF) -> CaseResult:
     """The small random network (:func:`random_network`) in both engines, loading term included."""
-    network, inputs = random_network(neuron=neuron)
+    network, inputs = random_network(neuron=neuron, model=model)
     spice = TranSettings(t_end=XBAR_T_END)
     netlist = network_netlist(network, inputs, spice, title="validation network 16-8-4")
     t = grid(XBAR_T_END, settings.dt)
@@ -274,6 +281,7 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
     params = [dict(neurons.params) for _, neurons in network.layers]
     solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, params, method=settings.method,
+                                                           model=model,
                                                            buffer_gain=network.buffer_gain,
                                                            tolerance=settings.tolerance, adaptive=settings.adaptive),
                                   settings, "xbar-net")
@@ -291,23 +299,25 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     counts = {"spikes_ref": [m["spikes_ref"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")],
               "spikes_torch": [m["spikes_torch"] for n, m in probes.items() if n.startswith(f"v(l{out_layer}_")]}
     return CaseResult("xbar-net", probes, t, main[0], main[1], spice.describe(), settings.describe(),
-                      wall_ref, wall, {"sizes": list(network.sizes), "output_spikes": counts, **_extra(neuron)},
+                      wall_ref, wall, {"sizes": list(network.sizes), "output_spikes": counts, **_extra(neuron, model)},
                       **_accuracy(solution))
 
 
 def run_case(case: str, settings: TorchSettings, stimulus: PWL | None = None, workers: Workers = None,
-             timeout: float = 600.0, neuron: Mapping[str, float] | None = None) -> CaseResult:
-    """One case by name; ``stimulus`` replaces the MIF cases' input current; ``neuron``: the
-    MIF parameters (overrides of the defaults) of every neuron."""
+             timeout: float = 600.0, neuron: Mapping[str, float] | None = None,
+             model: DeviceModel = MIF) -> CaseResult:
+    """One case by name; ``stimulus`` replaces the neuron cases' input current; every neuron is
+    a ``model`` (the MIF neuron unless another is given) with the parameters ``neuron``
+    (overrides of its defaults)."""
     if stimulus is not None:
         return mif_current(stimulus, settings, workers=workers, timeout=timeout, case=f"{case}+stimulus",
-                           neuron=neuron)
+                           neuron=neuron, model=model)
     if case == "mif-step":
-        return mif_current(STEP, settings, workers=workers, timeout=timeout, neuron=neuron)
+        return mif_current(STEP, settings, workers=workers, timeout=timeout, neuron=neuron, model=model)
     if case == "mif-pwl":
-        return mif_pwl(settings, workers, timeout, neuron)
+        return mif_pwl(settings, workers, timeout, neuron, model)
     if case == "mif-fi":
-        return mif_fi(settings, workers, timeout, neuron)
+        return mif_fi(settings, workers, timeout, neuron, model)
     if case == "xbar-net":
-        return xbar_net(settings, workers, timeout, neuron)
+        return xbar_net(settings, workers, timeout, neuron, model)
     raise ConfigError(f"unknown case {case!r}; choose one of {', '.join(CASES)} or all")

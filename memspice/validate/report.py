@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memspice.devices import MIF, DeviceModel
 from memspice.errors import AccuracyWarning, ConfigError, SolverError
 from memspice.fileio import atomic_write_bytes
 from memspice.netlist.stimuli import PWL
@@ -83,8 +84,8 @@ def plot_overlay(result: CaseResult, path: str | Path) -> Path:
 
 
 def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
-               neuron: Mapping[str, float] | None) -> dict:
-    """One torch run of the MIF neuron under ``stimuli`` against ngspice's ``references``: the
+               neuron: Mapping[str, float] | None, model: DeviceModel = MIF) -> dict:
+    """One torch run of the neuron ``model`` under ``stimuli`` against ngspice's ``references``: the
     worst figures over the stimuli (:func:`~memspice.validate.metrics.targets`), whether they
     meet the targets, and the solver's own local error estimate (``estimate_ratio``, in units of
     its tolerance; any warning is this row's, not the user's). A run the solver cannot finish
@@ -93,7 +94,7 @@ def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AccuracyWarning)
-            t, v, wall, solution = mif_torch(stimuli, settings, neuron)
+            t, v, wall, solution = mif_torch(stimuli, settings, neuron, model=model)
     except SolverError as exc:
         return {**row, "error": str(exc), "met": False}
     probes = [compare(*reference, t, v_k) for reference, v_k in zip(references, v)]
@@ -108,13 +109,13 @@ def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
 
 
 def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers: Workers = None,
-             neuron: Mapping[str, float] | None = None) -> dict:
+             neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF) -> dict:
     """Error against dt for each method on mif-step (one ngspice reference for all), with the
     solver's own error estimate and the empirical order of convergence: between neighbouring
     dts (``local_order``) and the least-squares slope of log spike-time error against log dt
     (``order``), over the runs whose spike counts match."""
-    (reference,), spice, _ = mif_references([STEP], workers, neuron=neuron)
-    rows = [_torch_row([STEP], [reference], replace(base, dt=dt, method=method), neuron)
+    (reference,), spice, _ = mif_references([STEP], workers, neuron=neuron, model=model)
+    rows = [_torch_row([STEP], [reference], replace(base, dt=dt, method=method), neuron, model)
             for method in methods for dt in dts]
     # Below some error every method meets the floor of the comparison itself (ngspice's own error,
     # the grids); orders are fitted only above 5x the smallest error measured.
@@ -133,7 +134,7 @@ def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers:
             x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
             orders[method] = float(np.polyfit(x, y, 1)[0])
     return {"case": "mif-step", "ngspice": spice.describe(), "rows": rows, "order": orders,
-            "error_floor_s": floor, "neuron": dict(neuron or {})}
+            "error_floor_s": floor, "neuron_model": model.name, "neuron": dict(neuron or {})}
 
 
 #: How far :func:`suggest_dt` searches: down to dt / 2**MAX_HALVINGS, up to dt · 2**MAX_DOUBLINGS,
@@ -142,18 +143,20 @@ MAX_HALVINGS, MAX_DOUBLINGS, BISECTIONS = 8, 3, 3
 
 
 def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
-               neuron: Mapping[str, float] | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+               neuron: Mapping[str, float] | None = None, progress: Callable[[dict], None] | None = None,
+               model: DeviceModel = MIF) -> dict:
     """The largest step of ``base.method`` at which the torch solver meets the agreement targets
     (:func:`~memspice.validate.metrics.targets`: equal spike counts, spike-time error ≤ 1 % of
-    the ISI, NRMSE ≤ 5 %) against ngspice for the MIF neuron ``neuron`` under every stimulus:
+    the ISI, NRMSE ≤ 5 %) against ngspice for the neuron ``model`` (parameters ``neuron``) under
+    every stimulus:
     ngspice runs once, the torch solver at ``base.dt`` halved until the targets are met (or
     doubled while they are), then bisected. ``progress(row)`` sees each row. Returns the rows
     and ``suggested_dt`` (s; ``None`` when no dt tried met the targets)."""
-    references, spice, _ = mif_references(stimuli, workers, neuron=neuron)
+    references, spice, _ = mif_references(stimuli, workers, neuron=neuron, model=model)
     rows = []
 
     def run(dt: float) -> bool:
-        rows.append(_torch_row(stimuli, references, replace(base, dt=dt), neuron))
+        rows.append(_torch_row(stimuli, references, replace(base, dt=dt), neuron, model))
         if progress:
             progress(rows[-1])
         return rows[-1]["met"]
@@ -180,7 +183,8 @@ def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
                 good = middle
             else:
                 bad = middle
-    return {"ngspice": spice.describe(), "method": base.method, "neuron": dict(neuron or {}), "rows": rows,
+    return {"ngspice": spice.describe(), "method": base.method, "neuron_model": model.name,
+            "neuron": dict(neuron or {}), "rows": rows,
             "suggested_dt": good}
 
 
