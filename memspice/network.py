@@ -112,6 +112,23 @@ class NeuronLayer:
         return {**self.params, **{name: float(values[j]) for name, values in self.per_neuron.items()}}
 
 
+def check_sources(sources, n_layers: int, error: type[Exception]) -> tuple[tuple[int, ...], ...]:
+    """``sources`` as tuples if they describe a feed-forward network of ``n_layers`` layers (one
+    non-empty entry per layer of distinct sources, 0 for the inputs and ``j`` for layer ``j``,
+    layer ``k`` reading only earlier layers, layer 1 only the inputs); else ``error`` naming the
+    layer and what it may read."""
+    sources = tuple(tuple(s) for s in sources)
+    if len(sources) != n_layers:
+        raise error(f"sources needs one entry per layer ({n_layers}); got {len(sources)}")
+    for k, read in enumerate(sources):
+        allowed = (0,) if k == 0 else tuple(range(k + 1))
+        if not read or len(set(read)) != len(read) or any(
+                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in allowed for s in read):
+            raise error(f"layer {k + 1} reads {read!r}: sources are distinct numbers from {allowed} "
+                        "(0: the inputs, j: layer j's membranes; a layer reads only earlier layers)")
+    return sources
+
+
 @dataclass(frozen=True)
 class Network:
     """A feed-forward network: ``layers`` of (crossbar, neuron layer); ``synapse`` is how a
@@ -172,18 +189,8 @@ class Network:
                                        f"memristor range [gmin, gmax] = [{lo:g}, {hi:g}] S")
 
     def _check_sources(self) -> None:
-        if self.sources is None:
-            return
-        sources = tuple(tuple(s) for s in self.sources)
-        object.__setattr__(self, "sources", sources)
-        if len(sources) != len(self.layers):
-            raise NetlistError(f"sources needs one entry per layer ({len(self.layers)}); got {len(sources)}")
-        for k, read in enumerate(sources):
-            allowed = (0,) if k == 0 else tuple(range(k + 1))
-            if not read or len(set(read)) != len(read) or any(
-                    isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s not in allowed for s in read):
-                raise NetlistError(f"layer {k + 1} reads {read!r}: sources are distinct numbers from {allowed} "
-                                   "(0: the inputs, j: layer j's membranes; a layer reads only earlier layers)")
+        if self.sources is not None:
+            object.__setattr__(self, "sources", check_sources(self.sources, len(self.layers), NetlistError))
 
     @property
     def layer_sources(self) -> tuple[tuple[int, ...], ...]:

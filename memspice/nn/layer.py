@@ -41,7 +41,7 @@ from memspice.defaults import DT, METHOD
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
 from memspice.network import Crossbar as CrossbarDescription
-from memspice.network import Network, NeuronLayer
+from memspice.network import Network, NeuronLayer, check_sources
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.integrators import NeuronLayer as NeuronEquations
@@ -77,8 +77,6 @@ class LayerState:
         if tuple(fractions) == self.nodes:
             return list(self.stages)
         known = dict(zip(self.nodes, self.stages))
-        if 0.0 not in known:
-            raise ConfigError("the layer has not taken a step yet: step the layers it reads first")
         points = sorted(known)
         out = []
         for f in fractions:
@@ -236,18 +234,14 @@ class LayerGraph(nn.Module):
     def __init__(self, layers: Sequence[MemristiveLayer], sources: Sequence[Sequence[int]]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.sources = tuple(tuple(s) for s in sources)
-        if not layers or len(self.sources) != len(layers):
-            raise ConfigError(f"{len(layers)} layers need one sources entry each; got {len(self.sources)}")
+        if not layers:
+            raise ConfigError("a LayerGraph needs at least one layer")
+        self.sources = check_sources(sources, len(layers), ConfigError)
         for name in ("dt", "buffer_gain"):
             if len({getattr(layer, name) for layer in layers}) > 1:
                 raise ConfigError(f"every layer needs the same {name}; got {[getattr(x, name) for x in layers]}")
         n_inputs = layers[0].in_features[0]
         for k, (layer, read) in enumerate(zip(layers, self.sources)):
-            allowed = (0,) if k == 0 else tuple(range(k + 1))
-            if not read or any(isinstance(s, bool) or not isinstance(s, int) or s not in allowed for s in read):
-                raise ConfigError(f"layer {k + 1} reads {read!r}: each source is 0 (the inputs) or an earlier "
-                                  f"layer's number, from {allowed}")
             sizes = tuple(n_inputs if s == 0 else layers[s - 1].out_features for s in read)
             if sizes != layer.in_features:
                 raise ConfigError(f"layer {k + 1} has inputs of {layer.in_features} rows; its sources {read} give "
