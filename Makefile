@@ -15,8 +15,9 @@ STAMP := $(VENV)/.memspice-installed
 demo: setup
 	$(VENV)/bin/memspice demo
 
+# One pytest worker per core, each test file on one worker (its module fixtures built once).
 test: setup
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist loadfile
 
 models: setup
 	$(VENV)/bin/memspice models
