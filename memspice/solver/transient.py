@@ -228,106 +228,20 @@ def _integrate(
     tolerance: Tolerance | None,
     adaptive: bool | Tolerance = False,
 ) -> Solution:
-    if not dt > 0:
-        raise ConfigError(f"dt must be > 0 s; got {dt!r}")
-    if adaptive is not False:
-        if not method_class(method).adaptive:
-            raise ConfigError(f"adaptive steps need a method with an embedded error estimate "
-                              f"({', '.join(adaptive_methods())}); got {method!r}")
-        if checkpoint_every:
-            raise ConfigError("adaptive steps do not combine with checkpoint_every (a recomputed chunk would choose "
-                              "its substeps again)")
-        tolerance = adaptive_tolerance(adaptive)
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ConfigError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
+    tolerance = _checked_options(dt, method, checkpoint_every, tolerance, adaptive)
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
-    newton = newton or NewtonOptions()
-    steppers = [Stepper(layer, method, newton, fused, tolerance) for layer in layers]
-    split_steps = set()
+    run = _Integration(layers, drive, dt, method, newton or NewtonOptions(), fused, tolerance,
+                       adaptive is not False)
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
-    dense_t, dense_v = [0.0], [[y[..., 0].detach()] for y in ys]  # adaptive: every accepted substep
-    parts_now = [1]  # adaptive: the substeps per grid step, carried from one step to the next
-    substeps_taken = [0]  # adaptive: the substeps of the whole run
-
-    def substeps(n: int, states: list[torch.Tensor], parts: int, visited: list | None = None) -> list[torch.Tensor]:
-        """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps (each one's end time and
-        membranes appended to ``visited``, when given)."""
-        for part in range(parts):
-            upstream: list[torch.Tensor | None] = [None] * len(steppers[0].nodes)
-            new_states = []
-            for k, stepper in enumerate(steppers):
-                drives = drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream, states[k][..., 0])
-                where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
-                y, upstream = stepper.step(states[k], drives, dt / parts, where)
-                new_states.append(y)
-            states = new_states
-            if visited is not None:
-                visited.append(((n + (part + 1) / parts) * dt, [y[..., 0].detach() for y in states]))
-        return states
-
-    def adaptive_step(n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Step ``n -> n+1`` in equal substeps, their number doubled until every layer's local
-        error estimate is within the tolerance (or :data:`MAX_SUBSTEPS` are reached: the estimate
-        then says so), and halved for the next step when it would still be well within."""
-        parts = parts_now[0]
-        while True:
-            for stepper in steppers:
-                stepper.open_attempt()
-            visited: list = []
-            try:
-                new_states = substeps(n, states, parts, visited)
-                ratio = max(stepper.attempt_ratio for stepper in steppers)
-            except NewtonFailure:
-                if parts >= MAX_SUBSTEPS:
-                    raise
-                split_steps.add(n)
-                ratio = float("inf")
-            accept = ratio <= 1.0 or parts >= MAX_SUBSTEPS
-            for stepper in steppers:
-                stepper.close_attempt(keep=accept)
-            if accept:
-                break
-            parts *= 2
-        for time, membranes in visited:
-            dense_t.append(time)
-            for k, v in enumerate(membranes):
-                dense_v[k].append(v)
-        substeps_taken[0] += parts
-        if parts > 1 and ratio * 2.0 ** method_class(method).estimate_order < 0.5:
-            parts //= 2
-        parts_now[0] = parts
-        return new_states
-
-    def split_step(n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Step ``n -> n+1`` whole, or, where Newton's method fails, in 2, 4, ... substeps."""
-        for split in range(newton.max_splits + 1):
-            try:
-                return substeps(n, states, 2**split)
-            except NewtonFailure as failure:
-                split_steps.add(n)
-                if split == newton.max_splits:
-                    raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
-                                        f"try a smaller dt") from None
-
-    def advance(first: int, last: int, states: list[torch.Tensor], last_steps: list):
-        for stepper, last_step in zip(steppers, last_steps):  # a recomputed chunk starts from the same guesses
-            stepper.last_step = last_step
-        out_v, out_x = [[] for _ in states], [[] for _ in states]
-        for n in range(first, last):
-            states = adaptive_step(n, states) if adaptive else split_step(n, states)
-            for k, y in enumerate(states):
-                out_v[k].append(y[..., 0])
-                if record_states:
-                    out_x[k].append(y[..., 1:])
-        return states, out_v, out_x
-
+    run.dense_v = [[y[..., 0].detach()] for y in ys]
     chunk = checkpoint_every or n_points
     for first in range(0, n_points - 1, chunk):
         last = min(first + chunk, n_points - 1)
-        chunk_advance = functools.partial(advance, last_steps=[stepper.last_step for stepper in steppers])
+        chunk_advance = functools.partial(run.advance, record_states=record_states,
+                                          last_steps=[stepper.last_step for stepper in run.steppers])
         if checkpoint_every and torch.is_grad_enabled():
             ys, out_v, out_x = _checkpointed(chunk_advance, first, last, ys)
         else:
@@ -338,14 +252,132 @@ def _integrate(
     t = torch.arange(n_points, dtype=dtype, device=device) * dt
     v = [torch.stack(r, dim=1) for r in record_v]
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
-    errors = None if tolerance is None else [
-        e for e in (stepper.error(k + 1, dt) for k, stepper in enumerate(steppers)) if e is not None]
-    solution = Solution(t, v, x, [stepper.iterations for stepper in steppers], errors, len(split_steps))
-    if adaptive:
-        solution.substeps = substeps_taken[0]
-        solution.t_dense = torch.tensor(dense_t, dtype=dtype, device=device)
-        solution.v_dense = [torch.stack(r, dim=1) for r in dense_v]
-    return solution
+    return run.solution(t, v, x)
+
+
+def _checked_options(dt: float, method: str, checkpoint_every: int | None, tolerance: Tolerance | None,
+                     adaptive: bool | Tolerance) -> Tolerance | None:
+    """The tolerance the steps estimate against (an adaptive run's own), after one clear
+    ConfigError for options that do not go together."""
+    if not dt > 0:
+        raise ConfigError(f"dt must be > 0 s; got {dt!r}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ConfigError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
+    if adaptive is False:
+        return tolerance
+    if not method_class(method).adaptive:
+        raise ConfigError(f"adaptive steps need a method with an embedded error estimate "
+                          f"({', '.join(adaptive_methods())}); got {method!r}")
+    if checkpoint_every:
+        raise ConfigError("adaptive steps do not combine with checkpoint_every (a recomputed chunk would choose "
+                          "its substeps again)")
+    return adaptive_tolerance(adaptive)
+
+
+class _Integration:
+    """One integration: a stepper per layer driven by ``drive``, the grid steps taken whole,
+    split where Newton fails, or (``adaptive``) in as many substeps as the error estimate asks,
+    and what the solution reports of them."""
+
+    def __init__(self, layers: list[NeuronLayer], drive: Callable, dt: float, method: str, newton: NewtonOptions,
+                 fused: bool, tolerance: Tolerance | None, adaptive: bool) -> None:
+        self.drive, self.dt, self.method, self.newton, self.adaptive = drive, dt, method, newton, adaptive
+        self.tolerance = tolerance
+        self.steppers = [Stepper(layer, method, newton, fused, tolerance) for layer in layers]
+        self.split_steps: set[int] = set()  #: grid steps Newton only finished in substeps
+        self.parts = 1  #: adaptive: the substeps per grid step, carried from one step to the next
+        self.substeps_taken = 0  #: adaptive: the substeps of the whole run
+        self.dense_t: list[float] = [0.0]  #: adaptive: every accepted substep's end time (s)...
+        self.dense_v: list[list[torch.Tensor]] = []  #: ...and membranes, per layer
+
+    def substeps(self, n: int, states: list[torch.Tensor], parts: int,
+                 visited: list | None = None) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps (each one's end time and
+        membranes appended to ``visited``, when given)."""
+        dt = self.dt
+        for part in range(parts):
+            upstream: list[torch.Tensor | None] = [None] * len(self.steppers[0].nodes)
+            new_states = []
+            for k, stepper in enumerate(self.steppers):
+                drives = self.drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream,
+                                    states[k][..., 0])
+                where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
+                y, upstream = stepper.step(states[k], drives, dt / parts, where)
+                new_states.append(y)
+            states = new_states
+            if visited is not None:
+                visited.append(((n + (part + 1) / parts) * dt, [y[..., 0].detach() for y in states]))
+        return states
+
+    def adaptive_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` in equal substeps, their number doubled until every layer's local
+        error estimate is within the tolerance (or :data:`MAX_SUBSTEPS` are reached: the estimate
+        then says so), and halved for the next step when it would still be well within."""
+        parts = self.parts
+        while True:
+            for stepper in self.steppers:
+                stepper.open_attempt()
+            visited: list = []
+            try:
+                new_states = self.substeps(n, states, parts, visited)
+                ratio = max(stepper.attempt_ratio for stepper in self.steppers)
+            except NewtonFailure:
+                if parts >= MAX_SUBSTEPS:
+                    raise
+                self.split_steps.add(n)
+                ratio = float("inf")
+            accept = ratio <= 1.0 or parts >= MAX_SUBSTEPS
+            for stepper in self.steppers:
+                stepper.close_attempt(keep=accept)
+            if accept:
+                break
+            parts *= 2
+        for time, membranes in visited:
+            self.dense_t.append(time)
+            for k, v in enumerate(membranes):
+                self.dense_v[k].append(v)
+        self.substeps_taken += parts
+        if parts > 1 and ratio * 2.0 ** method_class(self.method).estimate_order < 0.5:
+            parts //= 2
+        self.parts = parts
+        return new_states
+
+    def split_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Step ``n -> n+1`` whole, or, where Newton's method fails, in 2, 4, ... substeps."""
+        for split in range(self.newton.max_splits + 1):
+            try:
+                return self.substeps(n, states, 2**split)
+            except NewtonFailure as failure:
+                self.split_steps.add(n)
+                if split == self.newton.max_splits:
+                    raise NewtonFailure(f"{failure} (also with the step split into {2**split} substeps); "
+                                        f"try a smaller dt") from None
+
+    def advance(self, first: int, last: int, states: list[torch.Tensor], record_states: bool, last_steps: list):
+        """Grid steps ``first..last`` from ``states``: the states after them and, per layer, the
+        membranes (and device states, with ``record_states``) at each step's end."""
+        for stepper, last_step in zip(self.steppers, last_steps):  # a recomputed chunk starts from the same guesses
+            stepper.last_step = last_step
+        out_v, out_x = [[] for _ in states], [[] for _ in states]
+        for n in range(first, last):
+            states = self.adaptive_step(n, states) if self.adaptive else self.split_step(n, states)
+            for k, y in enumerate(states):
+                out_v[k].append(y[..., 0])
+                if record_states:
+                    out_x[k].append(y[..., 1:])
+        return states, out_v, out_x
+
+    def solution(self, t: torch.Tensor, v: list[torch.Tensor], x: list[torch.Tensor] | None) -> Solution:
+        """The :class:`Solution` of the grid ``t``, membranes ``v`` and states ``x``, with the
+        run's statistics, error estimates and (adaptive) dense output."""
+        errors = None if self.tolerance is None else [
+            e for e in (stepper.error(k + 1, self.dt) for k, stepper in enumerate(self.steppers)) if e is not None]
+        solution = Solution(t, v, x, [stepper.iterations for stepper in self.steppers], errors, len(self.split_steps))
+        if self.adaptive:
+            solution.substeps = self.substeps_taken
+            solution.t_dense = torch.tensor(self.dense_t, dtype=t.dtype, device=t.device)
+            solution.v_dense = [torch.stack(r, dim=1) for r in self.dense_v]
+        return solution
 
 
 def _checkpointed(advance, first, last, ys):

@@ -211,7 +211,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batc
     state = _checked_run_folder(config, out, resume, group)
     if config.threads:
         torch.set_num_threads(config.threads)
-    run = _Run(config, out, group, dataset or load_dataset(config.dataset, config.data_dir),
+    run = _TrainingRun(config, out, group, dataset or load_dataset(config.dataset, config.data_dir),
                progress=progress and group.main)
     epoch, first_batch, partial = run.start(state)
     while epoch < config.epochs:
@@ -257,7 +257,7 @@ def _checked_run_folder(config: TrainConfig, out: Path, resume: bool, group: dis
     return state
 
 
-class _Run:
+class _TrainingRun:
     """One training run's network, optimizer and data, and what it has done (``history``)."""
 
     def __init__(self, config: TrainConfig, out: Path, group: distributed.ProcessGroup, data: Dataset,
