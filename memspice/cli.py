@@ -493,50 +493,73 @@ def _characterize(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from memspice.devices import MIF
-    from memspice.solver import METHODS
     from memspice.validate import report
-    from memspice.validate.cases import CASES, SWEEP_FACTORS, TorchSettings, mif_stimuli, run_case
+    from memspice.validate.cases import TorchSettings
 
     _check_device(args.device)
-    method = args.method or METHOD
     model = args.neuron or MIF
     neuron = _neuron_params(args.preset, args.param, model)
-    settings = TorchSettings(dt=args.dt, method=method, device=args.device, dtype=args.dtype, strict=args.strict,
-                             adaptive=args.adaptive)
+    settings = TorchSettings(dt=args.dt, method=args.method or METHOD, device=args.device, dtype=args.dtype,
+                             strict=args.strict, adaptive=args.adaptive)
     if args.sweep_dt:
-        dts = [args.dt * f for f in SWEEP_FACTORS]
-        sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers,
-                                neuron=neuron, model=model)
-        if args.plot:
-            report.plot_sweep(sweep, args.plot, args.preset if not args.param else "user's")
-        print(json_text(sweep) if args.json else report.sweep_table(sweep))
-        return 0
+        return _validate_sweep(args, settings, neuron, model)
     stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None
     if args.suggest_dt:
-        if stimulus is None and args.case not in ("mif-step", "mif-pwl", "mif-fi"):
-            raise MemspiceError(f"--suggest-dt runs one neuron: choose --case mif-step, mif-pwl or mif-fi "
-                                f"(or --stimulus), not {args.case}")
-        stimuli = [stimulus] if stimulus is not None else mif_stimuli(args.case)
+        return _validate_suggest(args, settings, stimulus, neuron, model)
+    return _validate_cases(args, settings, stimulus, neuron, model)
 
-        def show(row: dict) -> None:
-            if not args.json:
-                outcome = "met" if row["met"] else "not met"
-                print(f"  dt {row['dt']:.3g} s: targets {outcome}", file=sys.stderr, flush=True)
 
-        result = report.suggest_dt(stimuli, settings, args.workers, neuron, show, model)
-        print(json_text(result) if args.json else report.suggestion_table(result))
-        return 0 if result["suggested_dt"] is not None else 1
+def _validate_sweep(args: argparse.Namespace, settings, neuron: dict, model: DeviceModel) -> int:
+    """``validate --sweep-dt``: mif-step at several dt for each method."""
+    from memspice.devices import MIF
+    from memspice.solver import METHODS
+    from memspice.validate import report
+    from memspice.validate.cases import SWEEP_FACTORS
+
+    dts = [args.dt * f for f in SWEEP_FACTORS]
+    sweep = report.sweep_dt(dts, [args.method] if args.method else list(METHODS), settings, workers=args.workers,
+                            neuron=neuron, model=model)
+    if args.plot:
+        label = (args.preset if not args.param else "user's") if model is MIF else model.name
+        report.plot_sweep(sweep, args.plot, label)
+    print(json_text(sweep) if args.json else report.sweep_table(sweep))
+    return 0
+
+
+def _validate_suggest(args: argparse.Namespace, settings, stimulus, neuron: dict, model: DeviceModel) -> int:
+    """``validate --suggest-dt``: the largest dt that meets the targets (exit 1 when none does)."""
+    from memspice.validate import report
+    from memspice.validate.cases import mif_stimuli
+
+    if stimulus is None and args.case not in ("mif-step", "mif-pwl", "mif-fi"):
+        raise MemspiceError(f"--suggest-dt runs one neuron: choose --case mif-step, mif-pwl or mif-fi "
+                            f"(or --stimulus), not {args.case}")
+    stimuli = [stimulus] if stimulus is not None else mif_stimuli(args.case)
+
+    def show(row: dict) -> None:
+        if not args.json:
+            outcome = "met" if row["met"] else "not met"
+            print(f"  dt {row['dt']:.3g} s: targets {outcome}", file=sys.stderr, flush=True)
+
+    result = report.suggest_dt(stimuli, settings, args.workers, neuron, show, model)
+    print(json_text(result) if args.json else report.suggestion_table(result))
+    return 0 if result["suggested_dt"] is not None else 1
+
+
+def _validate_cases(args: argparse.Namespace, settings, stimulus, neuron: dict, model: DeviceModel) -> int:
+    """``validate --case``: each case in both engines, compared; tables, arrays and plots."""
+    from memspice.validate import report
+    from memspice.validate.cases import CASES, run_case
+
     if stimulus is not None:
         off_grid = [t for t in stimulus.times if abs(t / args.dt - round(t / args.dt)) > 1e-6]
         if off_grid:
             print(f"memspice: warning: {len(off_grid)} stimulus breakpoint(s) lie between the solver's grid points "
                   f"(first at {off_grid[0]:g} s, dt = {args.dt:g} s); the solver takes its input as linear "
                   f"between grid points, so near them the two engines see different inputs", file=sys.stderr)
-    cases = list(CASES) if args.case == "all" else [args.case]
-    if stimulus is not None and args.case not in ("mif-step", "all"):
-        raise MemspiceError(f"--stimulus drives one neuron; it replaces mif-step's input, not {args.case}'s")
-    if stimulus is not None:
-        cases = ["mif-step"]
+        if args.case not in ("mif-step", "all"):
+            raise MemspiceError(f"--stimulus drives one neuron; it replaces mif-step's input, not {args.case}'s")
+    cases = ["mif-step"] if stimulus is not None else list(CASES) if args.case == "all" else [args.case]
     results = [run_case(c, settings, stimulus=stimulus, workers=args.workers, neuron=neuron, model=model)
                for c in cases]
     saved, plotted = [], []
