@@ -118,7 +118,8 @@ class Crossbar(nn.Module):
 
     def forward(self, rows: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Column currents (A, ``(..., n_out)``) for row voltages ``rows`` (V, ``(..., n_in)``)
-        and membrane voltages ``v`` (V, ``(..., n_out)``), loading term included."""
+        and membrane voltages ``v`` (V, ``(..., n_out)``), loading term included (it needs the
+        membranes the currents drive: :class:`~memspice.nn.MemristiveLayer` solves both together)."""
         g_pos, g_neg = self.g_pos, self.g_neg
         return rows @ (g_pos - g_neg) - v * (g_pos + g_neg).sum(0)
 

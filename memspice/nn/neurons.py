@@ -19,7 +19,10 @@ class MIFLayer(nn.Module):
     :data:`memspice.devices.MIF`'s defaults, SI units; validated here).
 
     :meth:`forward` integrates the neurons alone, driven by an input current; inside a
-    :class:`~memspice.nn.MemristiveSNN` the network integrates all layers step by step."""
+    :class:`~memspice.nn.MemristiveSNN` the network integrates all layers step by step. To drive
+    neurons from a crossbar, use :class:`~memspice.nn.MemristiveLayer`: a crossbar's column
+    current depends on the membrane it feeds (the loading term), so a current computed before
+    the neurons are integrated would leave that feedback out."""
 
     def __init__(self, size: int, params: Mapping[str, float] | None = None, dt: float = DT,
                  method: str = METHOD) -> None:
