@@ -178,6 +178,12 @@ class Network:
             raise NetlistError(f"tile_size must be a positive integer or None; got {self.tile_size!r}")
         if self.synapse not in SYNAPSE_KINDS:
             raise NetlistError(f"synapse must be one of {SYNAPSE_KINDS}; got {self.synapse!r}")
+        # a netlist defines each subcircuit once, by name
+        models = [neurons.model for _, neurons in self.layers] + ([SYNAPSE] if self.synapse == "memristor" else [])
+        for name in {m.name for m in models}:
+            if len({id(m) for m in models if m.name == name}) > 1:
+                raise NetlistError(f"two different device models are named {name!r}: a netlist defines one "
+                                   "subcircuit per name; rename one")
         params = SYNAPSE.resolve(self.synapse_params)
         if self.synapse == "memristor":
             for k, (crossbar, _) in enumerate(self.layers):

@@ -3,15 +3,18 @@ whole-network solver solves a chain."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from memspice.devices import RELAXATION_NEURON
 from memspice.errors import ConfigError, NetlistError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
-from memspice.network import Network
+from memspice.network import Network, NeuronLayer
 from memspice.nn import LayerGraph, MemristiveLayer, MemristiveSNN, spike_counts
 from memspice.solver.integrators import NewtonOptions
 from memspice.spice.results import Waveforms
@@ -177,3 +180,7 @@ def test_topologies_are_checked_where_they_are_described():
         Network(network.layers, sources=((0,), (0,), (1, 2)))
     with pytest.raises(NetlistError, match=r"layer 1 reads \(1,\)"):
         Network(network.layers, sources=((1,), (0,), (1, 2, 0)))
+    crossbar, neurons = network.layers[2]
+    impostor = replace(RELAXATION_NEURON, name="mif")  # another device under the MIF's subcircuit name
+    with pytest.raises(NetlistError, match="two different device models are named 'mif'"):
+        Network((*network.layers[:2], (crossbar, NeuronLayer(neurons.size, model=impostor))), sources=network.sources)
