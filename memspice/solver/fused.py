@@ -146,10 +146,11 @@ def _linearize(device: TorchDevice, params: list, z: list[Vector]) -> list[_Stag
 
 def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float, float],
                       limit: tuple[float, float], z: torch.Tensor, start: torch.Tensor, a: torch.Tensor,
-                      b: torch.Tensor, explicit: torch.Tensor | None, a_tilde: torch.Tensor):
+                      b: torch.Tensor, explicit: torch.Tensor | None, a_tilde: torch.Tensor, last: torch.Tensor):
     """One damped Newton update of the stages ``z`` (an iteration of the loop of
     :meth:`~memspice.solver.integrators.Stepper._reference_newton`, elementwise). Returns the
-    new stages and, per neuron ``(B, n)``, the update's size in units of the tolerance (≤ 1:
+    new stages and, per neuron ``(B, n)``, the update's size in units of the tolerance and the
+    error it leaves (:func:`remaining_error`, from the previous update's size ``last``; ≤ 1:
     converged)."""
     zs, y0 = _unpack(z), [component[0] for component in _unpack(start)]
     a_s, b_s, a_t = list(a.unbind(0)), list(b.unbind(0)), [list(row.unbind(0)) for row in a_tilde.unbind(0)]
@@ -168,7 +169,24 @@ def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float,
     size_v, size_x = _largest([d.abs() for d in delta[0]]), _largest([d.abs() for d_k in delta[1:] for d in d_k])
     misses = torch.maximum(size_v * (1 / tolerance[0]), size_x * (1 / tolerance[1]))
     damping = 1.0 / torch.clamp(torch.maximum(size_v * (1 / limit[0]), size_x * (1 / limit[1])), min=1.0)
-    return _pack([[z_ci - d_ci * damping for z_ci, d_ci in zip(z_c, d_c)] for z_c, d_c in zip(zs, delta)]), misses
+    new = _pack([[z_ci - d_ci * damping for z_ci, d_ci in zip(z_c, d_c)] for z_c, d_c in zip(zs, delta)])
+    return new, misses, remaining_error(misses, last, damping)
+
+
+#: The contraction above which Newton's iterations do not count on it to stop early.
+MAX_CONTRACTION = 0.5
+
+
+def remaining_error(misses: torch.Tensor, last: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+    """Per neuron, the error an undamped Newton update of size ``misses`` leaves (in units of the
+    tolerance), from the contraction ``θ = misses / last`` of the previous update (``last``; 0
+    before the first): ``θ/(1 - θ)·misses`` while the iterations contract fast (``θ <``
+    :data:`MAX_CONTRACTION`), the update itself otherwise (Hairer and Wanner, Solving ODEs II,
+    IV.8: RADAU5's stopping rule)."""
+    theta = misses / torch.clamp(last, min=1e-30)
+    fast = (theta < MAX_CONTRACTION) & (damping >= 1.0)
+    return torch.where(fast, torch.minimum(misses, misses * theta / (1.0 - torch.clamp(theta, max=MAX_CONTRACTION))),
+                       misses)
 
 
 def _adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor, a_tilde: torch.Tensor,
@@ -265,7 +283,7 @@ def _merge(floats: tuple, tensors: list) -> list:
 @functools.cache
 def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, float],
                   limit: tuple[float, float]):
-    """``f(tensor_params, z, start, a, b, explicit, a_tilde) -> (z, misses)``:
+    """``f(tensor_params, z, start, a, b, explicit, a_tilde, last) -> (z, misses, remaining)``:
     :func:`_newton_iteration` for one device, its float parameters (:func:`split_params`) and
     options, compiled (built once; compiled on first call, for any shape)."""
     return _compile(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,

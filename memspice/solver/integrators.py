@@ -115,8 +115,13 @@ def _states_uncoupled(model: DeviceModel) -> bool:
 
 @dataclass
 class NewtonOptions:
-    """Convergence of the implicit methods: every neuron's update below ``vtol`` (V) on the
-    membrane and ``xtol`` on each state, within ``max_iter`` iterations.
+    """Convergence of the implicit methods: every neuron's remaining error below ``vtol`` (V) on
+    the membrane and ``xtol`` on each state, within ``max_iter`` iterations. The error an
+    iteration leaves is estimated from how fast the iterations contract
+    (:func:`~memspice.solver.fused.remaining_error`, RADAU5's stopping rule), so the iteration
+    that would only confirm convergence is not run. Left ``None``, the tolerances suit the dtype:
+    :data:`DEFAULT_TOLERANCES` (float32 cannot resolve much below 1e-7 V; float64 solutions are
+    kept far more accurate, so that finite differences of them are smooth).
 
     Far from the solution a full Newton update can jump across a switch's threshold and
     oscillate: like SPICE's junction limiting, each neuron's update is scaled down so that it
@@ -124,12 +129,21 @@ class NewtonOptions:
     that still fails is retried as 2, 4, ... substeps, at most ``2**max_splits`` (the way
     SPICE cuts its time step), before the solver gives up."""
 
-    vtol: float = 1e-7
-    xtol: float = 1e-6
+    vtol: float | None = None
+    xtol: float | None = None
     max_iter: int = 20
     max_dv: float = 0.2
     max_dx: float = 0.5
     max_splits: int = 4
+
+    def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
+        """``(vtol, xtol)`` for solutions of ``dtype``: the ones given, else :data:`DEFAULT_TOLERANCES`."""
+        vtol, xtol = DEFAULT_TOLERANCES[torch.float64 if dtype == torch.float64 else torch.float32]
+        return (vtol if self.vtol is None else self.vtol, xtol if self.xtol is None else self.xtol)
+
+
+#: Newton's tolerances (V on the membrane, each state's own) by dtype, where not given.
+DEFAULT_TOLERANCES = {torch.float32: (1e-7, 1e-6), torch.float64: (1e-10, 1e-9)}
 
 
 class Stepper:
@@ -284,14 +298,15 @@ class Stepper:
         (:func:`memspice.solver.fused.newton_kernel`), or ``None`` when Newton does not converge
         within ``max_iter`` iterations or meets a NaN (the reference path then says why)."""
         opts, layer = self.newton, self.layer
-        kernel = fused_step.newton_kernel(layer.device, self.floats, (opts.vtol, opts.xtol),
+        kernel = fused_step.newton_kernel(layer.device, self.floats, opts.tolerances(z.dtype),
                                           (opts.max_dv, opts.max_dx))
         inputs = [t.detach() if t is not None else None for t in (start, a_stage, b_stage, explicit)]
         with torch.no_grad():
+            misses = torch.zeros(z.shape[2:], dtype=z.dtype, device=z.device)
             for iteration in range(opts.max_iter):
                 previous = z
-                z, misses = kernel(self.tensors, z, *inputs, a_tilde)
-                worst = misses.max().item()
+                z, misses, remaining = kernel(self.tensors, z, *inputs, a_tilde, misses)
+                worst = remaining.max().item()
                 if not math.isfinite(worst):
                     return None
                 if worst <= 1.0:
@@ -309,7 +324,8 @@ class Stepper:
         like = {"dtype": start.dtype, "device": start.device}
         explicit = 0.0 if explicit is None else explicit
         per_component = (d, 1, *(1 for _ in batch))
-        tolerance = torch.tensor([opts.vtol] + [opts.xtol] * (d - 1), **like).reshape(per_component)
+        vtol, xtol = opts.tolerances(start.dtype)
+        tolerance = torch.tensor([vtol] + [xtol] * (d - 1), **like).reshape(per_component)
         limit = torch.tensor([opts.max_dv] + [opts.max_dx] * (d - 1), **like).reshape(per_component)
 
         def newton_update(z, detach=False):  # z: (d, s, B, n)
@@ -323,19 +339,20 @@ class Stepper:
             return (delta.abs() / scale).amax(dim=(0, 1))
 
         with torch.no_grad():
-            z = guess
+            z, misses = guess, torch.zeros(guess.shape[2:], **like)
             for iteration in range(opts.max_iter):
                 delta, r = newton_update(z)
-                misses = size(delta, tolerance)
-                worst_miss = misses.max().item()
+                last, misses = misses, size(delta, tolerance)
+                damping = 1.0 / size(delta, limit).clamp(min=1.0)
+                worst_miss = fused_step.remaining_error(misses, last, damping).max().item()
                 if not math.isfinite(worst_miss):
                     self._check_finite(r.movedim(0, -1), where)  # a NaN in the equations: splitting cannot help
                     raise NewtonFailure(f"{self.method}: singular Newton matrix at step {where.step} "
                                         f"(t = {where.time:.6g} s), layer {where.layer}")
-                if worst_miss <= 1.0:
+                if worst_miss <= 1.0:  # (the differentiable step below applies this update)
                     self.iterations += iteration + 1
                     break
-                z = z - delta / size(delta, limit).clamp(min=1.0)
+                z = z - delta * damping
             else:
                 worst = torch.argmax(misses.reshape(-1)).item()
                 batch_item, neuron = divmod(worst, misses.shape[-1])
