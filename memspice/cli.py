@@ -579,14 +579,12 @@ def _validate_cases(args: argparse.Namespace, settings, stimulus, neuron: dict, 
     return 0
 
 
-def _neuron_params(preset: str, params: list[tuple[str, float]] | None, model: DeviceModel | None = None
-                   ) -> dict[str, float]:
+def _neuron_params(preset: str, params: list[tuple[str, float]] | None, model: DeviceModel) -> dict[str, float]:
     """The parameters of ``--preset`` (the MIF neuron's) with ``--param NAME=VALUE`` overrides,
-    checked against the neuron ``model`` (MIF unless given; one clear error naming the
-    parameter) before anything runs."""
+    checked against the neuron ``model`` (one clear error naming the parameter) before anything
+    runs."""
     from memspice.devices.mif import MIF, PRESETS
 
-    model = model or MIF
     if model is not MIF and preset != "default":
         raise MemspiceError(f"--preset {preset} is a MIF parameter set; the neuron here is {model.name} "
                             "(give its parameters with --param NAME=VALUE)")

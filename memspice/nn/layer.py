@@ -55,8 +55,9 @@ class LayerState:
     states (``(batch, n, 1 + m)``; :attr:`v` the membranes, V), ``step`` the steps taken, and
     what the next step and the layers downstream need: the membranes at the fractions ``nodes``
     of the last step (``stages``, each ``(batch, n)``), the row voltages of each tensor input at
-    the last step's end, and the stepper (its previous stages start Newton's iterations; its
-    error estimates)."""
+    the last step's end, the stepper (its previous stages start Newton's iterations; its error
+    estimates) and the crossbars as the neurons see them, taken once per time loop: each input's
+    ``transfers`` ``G⁺ - G⁻`` (S, ``(n_in, n)``) and the columns' ``load`` ``-Σ(G⁺ + G⁻)`` (S, ``(n,)``)."""
 
     y: torch.Tensor
     step: int = 0
@@ -64,6 +65,8 @@ class LayerState:
     stages: list[torch.Tensor] = field(default_factory=list)
     rows: list[torch.Tensor | None] = field(default_factory=list)
     stepper: Stepper | None = None
+    transfers: list[torch.Tensor] = field(default_factory=list)
+    load: torch.Tensor | None = None
 
     @property
     def v(self) -> torch.Tensor:
@@ -136,7 +139,8 @@ class MemristiveLayer(nn.Module):
                    rows: Sequence[torch.Tensor | None] | None = None) -> LayerState:
         """Every neuron at rest (v = 0 V, switches off), before the first step; ``rows``: each
         tensor input's row voltages at t = 0 (V, ``(batch, n_in)``; default 0 V), from which the
-        first step's rows rise linearly."""
+        first step's rows rise linearly. The crossbars' conductances are taken here for the whole time
+        loop: start a new state after an optimizer step."""
         equations = NeuronEquations(self.neuron_model, self.overrides)
         stepper = Stepper(equations, self.method, self.newton, self.fused, self.tolerance)
         device = torch.device(device or "cpu")
@@ -146,7 +150,11 @@ class MemristiveLayer(nn.Module):
             raise ConfigError(f"rows needs one entry per input ({len(self.in_features)}); got {len(rows)}")
         start = [torch.zeros(batch, n, dtype=dtype, device=device) if r is None else r.to(dtype=dtype, device=device)
                  for r, n in zip(rows, self.in_features)]
-        return LayerState(y, 0, (0.0,), [y[..., 0]], start, stepper)
+        # the conductances once per time loop, not per step: one graph node for every step's gradient
+        sides = [(c.g_pos.to(dtype=dtype, device=device), c.g_neg.to(dtype=dtype, device=device))
+                 for c in self.crossbars]
+        load = -sum((g_pos + g_neg).sum(0) for g_pos, g_neg in sides)
+        return LayerState(y, 0, (0.0,), [y[..., 0]], start, stepper, [g_pos - g_neg for g_pos, g_neg in sides], load)
 
     def step(self, inputs: torch.Tensor | LayerState | Sequence[torch.Tensor | LayerState],
              state: LayerState) -> tuple[torch.Tensor, LayerState]:
@@ -158,15 +166,11 @@ class MemristiveLayer(nn.Module):
         if len(inputs) != len(self.crossbars):
             raise ConfigError(f"the layer has {len(self.crossbars)} inputs; got {len(inputs)}")
         rows_now = self._check_inputs(inputs, state)
-        stepper, dt = state.stepper, self.dt
-        like = {"dtype": state.y.dtype, "device": state.y.device}
-        sides = [(c.g_pos.to(**like), c.g_neg.to(**like)) for c in self.crossbars]
-        transfers = [g_pos - g_neg for g_pos, g_neg in sides]
-        load = -sum((g_pos + g_neg).sum(0) for g_pos, g_neg in sides)
+        stepper, dt, load = state.stepper, self.dt, state.load
 
         def drive(fractions: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
             currents = []
-            for source, previous, now, transfer in zip(inputs, state.rows, rows_now, transfers):
+            for source, previous, now, transfer in zip(inputs, state.rows, rows_now, state.transfers):
                 if isinstance(source, LayerState):
                     rows = [self.buffer_gain * v for v in source.membranes_at(fractions)]
                 else:
@@ -189,7 +193,8 @@ class MemristiveLayer(nn.Module):
         nodes, stages = zip(*trace)
         rows = [self.buffer_gain * source.v if isinstance(source, LayerState) else now
                 for source, now in zip(inputs, rows_now)]
-        return y[..., 0], LayerState(y, state.step + 1, tuple(nodes), list(stages), rows, stepper)
+        return y[..., 0], LayerState(y, state.step + 1, tuple(nodes), list(stages), rows, stepper, state.transfers,
+                                     load)
 
     def _check_inputs(self, inputs: list, state: LayerState) -> list[torch.Tensor | None]:
         """Each tensor input as rows ``(batch, n_in)`` of the state's dtype; a ConfigError for a

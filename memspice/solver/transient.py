@@ -231,12 +231,11 @@ def _integrate(
     tolerance = _checked_options(dt, method, checkpoint_every, tolerance, adaptive)
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
-    run = _Integration(layers, drive, dt, method, newton or NewtonOptions(), fused, tolerance,
-                       adaptive is not False)
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
+    run = _Integration(layers, ys, drive, dt, method, newton or NewtonOptions(), fused, tolerance,
+                       adaptive is not False)
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
-    run.dense_v = [[y[..., 0].detach()] for y in ys]
     chunk = checkpoint_every or n_points
     for first in range(0, n_points - 1, chunk):
         last = min(first + chunk, n_points - 1)
@@ -279,16 +278,17 @@ class _Integration:
     split where Newton fails, or (``adaptive``) in as many substeps as the error estimate asks,
     and what the solution reports of them."""
 
-    def __init__(self, layers: list[NeuronLayer], drive: Callable, dt: float, method: str, newton: NewtonOptions,
-                 fused: bool, tolerance: Tolerance | None, adaptive: bool) -> None:
-        self.drive, self.dt, self.method, self.newton, self.adaptive = drive, dt, method, newton, adaptive
+    def __init__(self, layers: list[NeuronLayer], start: list[torch.Tensor], drive: Callable, dt: float,
+                 method: str, newton: NewtonOptions, fused: bool, tolerance: Tolerance | None,
+                 adaptive: bool) -> None:
+        self.drive, self.dt, self.newton, self.adaptive = drive, dt, newton, adaptive
         self.tolerance = tolerance
         self.steppers = [Stepper(layer, method, newton, fused, tolerance) for layer in layers]
         self.split_steps: set[int] = set()  #: grid steps Newton only finished in substeps
         self.parts = 1  #: adaptive: the substeps per grid step, carried from one step to the next
         self.substeps_taken = 0  #: adaptive: the substeps of the whole run
         self.dense_t: list[float] = [0.0]  #: adaptive: every accepted substep's end time (s)...
-        self.dense_v: list[list[torch.Tensor]] = []  #: ...and membranes, per layer
+        self.dense_v = [[y[..., 0].detach()] for y in start]  #: ...and membranes, per layer, from ``start``
 
     def substeps(self, n: int, states: list[torch.Tensor], parts: int,
                  visited: list | None = None) -> list[torch.Tensor]:
@@ -337,7 +337,7 @@ class _Integration:
             for k, v in enumerate(membranes):
                 self.dense_v[k].append(v)
         self.substeps_taken += parts
-        if parts > 1 and ratio * 2.0 ** method_class(self.method).estimate_order < 0.5:
+        if parts > 1 and ratio * 2.0 ** self.steppers[0].scheme.estimate_order < 0.5:
             parts //= 2
         self.parts = parts
         return new_states
