@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from memspice.devices.mif import KANG2021
-from memspice.solver import simulate_neurons
+from memspice.solver import SolverOptions, simulate_neurons
 from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, Tolerance
 from memspice.validate.cases import STEP, _dense, grid, mif_references
 from memspice.validate.metrics import compare
@@ -36,7 +36,7 @@ def main() -> None:
             t = grid(STEP.times[-1], dt)
             current = torch.as_tensor(STEP.sample(t), dtype=torch.float64).reshape(1, -1, 1)
             for tolerance in TOLERANCES:
-                solution = simulate_neurons(current, dt, neuron, adaptive=tolerance, record_states=False)
+                solution = simulate_neurons(current, SolverOptions(dt, adaptive=tolerance), neuron, record_states=False)
                 m = compare(*reference, t, solution.v[0][0, :, 0].numpy(), spikes_from=_dense(solution, 0, 0))
                 print(f"{name:<9} {dt * 1e9:5.0f} ns {tolerance.v:>9g} {tolerance.x:>9g} "
                       f"{m['spikes_ref']:>3d}/{m['spikes_torch']:<4d} {100 * m['spike_time_error_over_isi']:7.2f}% "

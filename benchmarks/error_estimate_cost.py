@@ -16,6 +16,7 @@ import torch
 from memspice.bench.measure import BenchSettings, _inputs
 from memspice.nn import MemristiveSNN
 from memspice.nn.readout import Readout
+from memspice.solver import SolverOptions
 from memspice.solver.accuracy import Tolerance
 
 
@@ -28,11 +29,11 @@ def main() -> None:
     settings = BenchSettings()
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
     labels = torch.arange(len(rows)) % 10  # the cost does not depend on the labels
-    model = MemristiveSNN(settings.network, fused=True)
+    model = MemristiveSNN(settings.network, solver=SolverOptions(fused=True))
     readout = Readout("first-spike", 30.0, fire_weight=0.05)
 
     def iteration(tolerance: Tolerance | None) -> float:
-        model.tolerance = tolerance
+        model.solver = model.solver.replace(tolerance=tolerance)
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
         readout.loss(model(rows).v[-1], labels).backward()

@@ -53,7 +53,7 @@ def main() -> None:
     table = {}
     for label, path in zip(labels, args.checkpoints):
         trained = load_trained(path)
-        trained.model.fused = True
+        trained.model.solver = trained.model.solver.replace(fused=True)
         data = load_dataset(trained.config.dataset, trained.config.data_dir)
         x, y = data.test_x[: args.samples], data.test_y[: args.samples]
 

@@ -13,7 +13,7 @@ import torch
 
 from memspice.defaults import DT, METHOD
 from memspice.netlist.stimuli import PWL
-from memspice.solver import simulate_neurons
+from memspice.solver import SolverOptions, simulate_neurons
 
 
 def run(device: str, batch: int, steps: int, method: str = METHOD) -> tuple[torch.Tensor, float]:
@@ -24,7 +24,7 @@ def run(device: str, batch: int, steps: int, method: str = METHOD) -> tuple[torc
         torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.no_grad():
-        v = simulate_neurons(current, DT, method=method).v[0]
+        v = simulate_neurons(current, SolverOptions(DT, method)).v[0]
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return v.cpu(), time.perf_counter() - start

@@ -18,7 +18,7 @@ import time
 import torch
 
 from memspice.nn import MemristiveSNN
-from memspice.solver import integrators
+from memspice.solver import SolverOptions, integrators
 
 SIZES = (784, 128, 10)
 
@@ -57,7 +57,7 @@ def main() -> None:
         # the dense factorization is what the solver uses for devices whose states couple
         integrators._states_uncoupled = detect if arrow else (lambda model: False)
         try:
-            model = MemristiveSNN(SIZES, fused=fused)
+            model = MemristiveSNN(SIZES, solver=SolverOptions(fused=fused))
             results[name] = {"forward_s_per_step": per_step(model, rows, False),
                              "train_s_per_step": per_step(model, rows, True)}
         finally:

@@ -29,7 +29,7 @@ def main() -> None:
     settings = BenchSettings()
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
     labels = torch.arange(settings.train_batch) % settings.network[-1]
-    model = MemristiveSNN(settings.network, dt=settings.dt, fused=args.fused)
+    model = MemristiveSNN(settings.network, solver=settings.solver.replace(fused=args.fused))
     readout = Readout("membrane-mean", 100.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 

@@ -159,7 +159,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     _check_device(args.device)
     trained = load_trained(args.checkpoint, device=args.device)
-    trained.model.fused = not args.no_fused
+    trained.model.solver = trained.model.solver.replace(fused=not args.no_fused)
     data = load_dataset(args.dataset or trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = None if args.samples == "all" else args.samples
     report = assess(trained, data, samples, args.ablate, args.batch_size, progress=not args.json, strict=args.strict,
@@ -184,7 +184,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     trained = load_trained(args.checkpoint)
-    trained.model.fused = not args.no_fused
+    trained.model.solver = trained.model.solver.replace(fused=not args.no_fused)
     data = load_dataset(trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = {None: min(SAMPLES, len(data.test_x)), "all": None}.get(args.samples, args.samples)
     report = robustness(trained, data, spec, args.chips, samples, args.spice,

@@ -14,7 +14,7 @@ from conftest import memspice
 from memspice.devices.mif import KANG2021
 from memspice.errors import AccuracyError, AccuracyWarning
 from memspice.netlist.stimuli import PWL
-from memspice.solver import METHODS, simulate_network, simulate_neurons
+from memspice.solver import METHODS, SolverOptions, simulate_network, simulate_neurons
 from memspice.solver.accuracy import AccuracyMonitor, LayerError, Tolerance, check_accuracy
 from memspice.solver.methods import Radau5
 from memspice.validate.cases import TorchSettings, mif_current
@@ -40,7 +40,8 @@ def test_estimate_shrinks_with_the_methods_order(method):
     estimates = []
     for dt in (50e-9, 25e-9, 12.5e-9):
         current = torch.full((1, round(3e-6 / dt) + 1, 1), 0.3e-6, dtype=torch.float64)
-        estimates.append(simulate_neurons(current, dt, method=method, tolerance=Tolerance(1.0, 1.0)).errors[0].ratio)
+        solver = SolverOptions(dt, method, tolerance=Tolerance(1.0, 1.0))
+        estimates.append(simulate_neurons(current, solver).errors[0].ratio)
     slopes = [math.log2(a / b) for a, b in zip(estimates, estimates[1:])]
     assert slopes[-1] == pytest.approx(METHODS[method].estimate_order, abs=0.35), slopes
 
@@ -76,7 +77,7 @@ def test_strict_mode_raises_and_the_monitor_warns_once():
         monitor.observe(solution.errors)
         monitor.observe(solution.errors)
     assert len(caught) == 1 and monitor.worst_ratio == solution.errors[0].ratio > 1
-    assert simulate_neurons(current, 200e-9, KANG2021, tolerance=None).errors is None
+    assert simulate_neurons(current, SolverOptions(200e-9, tolerance=None), KANG2021).errors is None
 
 
 def test_default_neuron_network_at_the_training_dt_raises_no_alarm():
@@ -99,7 +100,7 @@ def test_fused_estimate_equals_the_reference():
     weights = [(torch.rand(12, 6, generator=generator) * 4e-6, torch.rand(12, 6, generator=generator) * 1e-6)]
     rows = torch.rand(3, 1, 12, generator=generator).expand(3, 61, 12) * 1.5
     reference = simulate_network(weights, rows, 400e-9).errors
-    fused = simulate_network(weights, rows, 400e-9, fused=True).errors
+    fused = simulate_network(weights, rows, SolverOptions(400e-9, fused=True)).errors
     for a, b in zip(reference, fused):
         assert (a.layer, a.step, a.batch_item, a.neuron, a.component) == (b.layer, b.step, b.batch_item, b.neuron,
                                                                            b.component)
@@ -158,9 +159,8 @@ def test_adaptive_steps_match_ngspice_on_a_coarse_output_grid(preset, dt, spikes
 
 
 def test_adaptive_steps_need_an_embedded_estimate():
-    current = torch.full((1, 11, 1), 2e-6, dtype=torch.float64)
     with pytest.raises(ValueError, match="embedded error estimate"):
-        simulate_neurons(current, 200e-9, method="trap", adaptive=True)
+        SolverOptions(200e-9, "trap", adaptive=True)
     done = memspice("validate", "--adaptive", "--method", "euler")  # refused before ngspice runs
     assert done.returncode == 2 and "adaptive steps need a method with an embedded error estimate" in done.stderr
 
@@ -176,7 +176,7 @@ def test_an_adaptive_network_is_closer_to_a_fine_grid_than_its_fixed_grid():
     rows[:, 0] = 0.0
 
     def membranes(dt: float, adaptive: bool = False):
-        model = MemristiveSNN((6, 4, 3), dt=dt).double()
+        model = MemristiveSNN((6, 4, 3), solver=dt).double()
         steps = round(10e-6 / dt)
         fine = torch.nn.functional.interpolate(rows.transpose(1, 2), size=steps + 1, mode="linear",
                                                align_corners=True).transpose(1, 2)

@@ -32,7 +32,7 @@ def test_the_extremes_are_those_of_every_cell():
 
 
 def test_a_network_solution_reports_every_crossbar():
-    model = MemristiveSNN((6, 4, 3), dt=200e-9)
+    model = MemristiveSNN((6, 4, 3), solver=200e-9)
     inputs = make_encoder("direct", v_low=0.0, v_high=1.5)(torch.rand(3, 6), 30)
     with torch.no_grad():
         solution = model(inputs)

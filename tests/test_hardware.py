@@ -36,7 +36,7 @@ EFFECTS = {
 
 
 def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
-    model = MemristiveSNN(SIZES, dt=DT, seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3),
+    model = MemristiveSNN(SIZES, solver=DT, seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3),
                           deep_init_pos=(0.5, 1.0), deep_init_neg=(0.0, 0.3)).double()
     t = torch.arange(N_STEPS + 1, dtype=torch.float64) * DT
     rows = torch.stack([0.9 * torch.ones_like(t), 0.6 + 0.3 * torch.sin(t / 3e-6), 0.8 * (t > 5e-6),

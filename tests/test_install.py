@@ -3,6 +3,7 @@ subpackage and writes its files into the folder it runs in, not into its install
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,3 +62,15 @@ def test_commands_write_into_the_current_folder(installed, tmp_path):
     done = run(installed, tmp_path, "simulate", "netlists/mif_step.cir", "--json")
     assert done.returncode == 0, done.stderr
     assert not list(installed.glob("**/models")) and not list(installed.glob("**/netlists"))
+
+
+@pytest.mark.ngspice
+def test_the_demo_runs_from_the_wheel(installed, tmp_path):
+    """`memspice demo`, shortened, from the installed wheel in an empty folder: it trains, verifies in
+    ngspice and leaves its run folder here, nothing in the installation."""
+    done = run(installed, tmp_path, "demo", "--epochs", "1", "--samples", "2", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "runs" / "demo" / "verify.json").read_text())
+    assert report["samples"] == 2 and report["agreement"] >= 0.5
+    assert (tmp_path / "runs" / "demo" / "checkpoint.pt").is_file()
+    assert not list(installed.glob("**/runs"))

@@ -16,7 +16,7 @@ from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
 from memspice.network import Network, NeuronLayer
 from memspice.nn import LayerGraph, MemristiveLayer, MemristiveSNN, spike_counts
-from memspice.solver.integrators import NewtonOptions
+from memspice.solver import NewtonOptions, SolverOptions
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
 from memspice.validate.metrics import compare
@@ -121,7 +121,7 @@ def test_a_step_newton_cannot_finish_is_redone_in_substeps():
     whole = run_chain(network.as_layers(), x)
     layers = network.as_layers()
     for layer in layers:
-        layer.newton = NewtonOptions(max_iter=3, max_splits=6)  # too few iterations for a spike's steps
+        layer.solver = layer.solver.replace(newton=NewtonOptions(max_iter=3, max_splits=6))  # too few for a spike
     split = run_chain(layers, x)
     for a, b in zip(whole, split):
         assert torch.equal(spike_counts(a), spike_counts(b))
@@ -138,7 +138,7 @@ def test_layers_refuse_inputs_they_cannot_use():
     with pytest.raises(ConfigError, match="has 1 inputs; got 2"):
         first.step([torch.zeros(2, 6), torch.zeros(2, 6)], s1)
     with pytest.raises(ConfigError, match="unknown method"):
-        MemristiveLayer(6, 5, method="rk4")
+        MemristiveLayer(6, 5, solver=SolverOptions(method="rk4"))
 
 
 def two_branches_and_a_skip() -> LayerGraph:
@@ -174,7 +174,7 @@ def test_topologies_are_checked_where_they_are_described():
     with pytest.raises(ConfigError, match=r"its sources \(0,\) give \(6,\)"):
         LayerGraph([a, b], [(0,), (0,)])
     with pytest.raises(ConfigError, match="same dt"):
-        LayerGraph([a, MemristiveLayer(4, 3, dt=100e-9)], [(0,), (1,)])
+        LayerGraph([a, MemristiveLayer(4, 3, solver=100e-9)], [(0,), (1,)])
     network = two_branches_and_a_skip().describe()
     with pytest.raises(NetlistError, match="layer 3: the crossbar has 14 rows but layer 1, layer 2 have 8 outputs"):
         Network(network.layers, sources=((0,), (0,), (1, 2)))

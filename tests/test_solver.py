@@ -12,10 +12,12 @@ from conftest import memspice
 
 from memspice.defaults import DT, METHOD
 from memspice.devices.mif import KANG2021
-from memspice.errors import SolverError
+from memspice.errors import ConfigError, SolverError
 from memspice.netlist.stimuli import PWL
-from memspice.solver import METHODS, simulate_network, simulate_neurons
+from memspice.solver import METHODS, SolverOptions, simulate_network, simulate_neurons
 from memspice.solver.integrators import NewtonOptions
+from memspice.train.config import recipe
+from memspice.train.loop import build
 from memspice.validate.cases import TorchSettings, mif_current, xbar_net
 from memspice.validate.metrics import compare, targets
 
@@ -48,7 +50,7 @@ def tiny_network(g: torch.Tensor, cm: torch.Tensor, u: torch.Tensor, method: str
     g_pos = torch.stack([g, torch.tensor(0.3e-6, dtype=torch.float64)]).reshape(2, 1)
     g_neg = torch.full((2, 1), 0.02e-6, dtype=torch.float64)
     rows = torch.stack([u, torch.tensor(0.6, dtype=torch.float64)]).reshape(1, 1, 2).expand(1, 301, 2)
-    sol = simulate_network([(g_pos, g_neg)], rows, 100e-9, params=[{"cm": cm}], method=method)
+    sol = simulate_network([(g_pos, g_neg)], rows, SolverOptions(100e-9, method), params=[{"cm": cm}])
     v = sol.v[0][0, :, 0]
     return (torch.sigmoid((v - 0.45) / 0.02)).sum() * 100e-9  # time spent above threshold, soft
 
@@ -86,7 +88,7 @@ def test_nan_input_names_step_layer_and_neuron(method, fused):
     current[1, 7, 2] = float("nan")
     # the fused step hands a NaN to the reference path, whose message names it
     with pytest.raises(SolverError, match=r"became nan at step 7 .*layer 1") as error:
-        simulate_neurons(current, 100e-9, method=method, fused=fused)
+        simulate_neurons(current, SolverOptions(100e-9, method, fused=fused))
     assert "neuron 2 (batch item 1)" in str(error.value)
 
 
@@ -95,8 +97,46 @@ def test_newton_failure_is_reported(fused):
     current = torch.full((1, 4, 1), 2e-6, dtype=torch.float64)
     message = r"Newton did not converge in 1 iterations at step 1 .*split into 16 substeps"
     with pytest.raises(SolverError, match=message):
-        simulate_neurons(current, 1e-6, method="trap", newton=NewtonOptions(max_iter=1, vtol=1e-15, xtol=1e-15),
-                         fused=fused)
+        simulate_neurons(current, SolverOptions(1e-6, "trap", NewtonOptions(max_iter=1, vtol=1e-15, xtol=1e-15),
+                                                fused=fused))
+
+
+def test_solver_options_are_checked_where_they_are_made():
+    for bad, match in (({"dt": 0.0}, "dt must be"), ({"method": "rk4"}, "rk4"),
+                       ({"checkpoint_every": 0}, "checkpoint_every"), ({"fused": "yes"}, "fused"),
+                       ({"method": "trap", "adaptive": True}, "embedded error estimate"),
+                       ({"adaptive": True, "checkpoint_every": 5}, "do not combine"),
+                       ({"tolerance": 0.1}, "Tolerance")):
+        with pytest.raises(ConfigError, match=match):
+            SolverOptions(**bad)
+    for bad in ({"max_iter": 0}, {"vtol": -1.0}, {"max_splits": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            NewtonOptions(**bad)
+
+
+def test_one_options_object_reaches_the_network_its_layers_and_the_training_configuration():
+    """``memspice train --dt --method --newton-* --checkpoint-every --no-fused`` become one
+    SolverOptions that the network and its step-wise layers integrate with: one Newton iteration
+    at an unreachable tolerance fails in both."""
+    config = recipe("digits", dt=100e-9, method="radau3", newton_max_iter=1, newton_vtol=1e-15, newton_xtol=1e-15,
+                    checkpoint_every=7, fused=False)
+    solver = config.solver
+    assert (solver.dt, solver.method, solver.newton.max_iter, solver.newton.vtol, solver.checkpoint_every,
+            solver.fused) == (100e-9, "radau3", 1, 1e-15, 7, False)
+    model, _, _ = build(config, 4, 2)
+    assert model.solver == solver and (model.dt, model.method) == (100e-9, "radau3")
+    assert model.config()["checkpoint_every"] == 7
+    layers = model.as_layers()
+    assert all(layer.solver == solver.replace(checkpoint_every=None) for layer in layers)
+    rows = torch.full((1, 6, 4), 1.5)
+    with pytest.raises(SolverError, match="Newton did not converge in 1 iterations"):
+        model(rows)
+    with pytest.raises(SolverError, match="Newton did not converge in 1 iterations"):
+        state = layers[0].init_state(1)
+        for n in range(5):
+            _, state = layers[0].step(rows[:, n + 1], state)
+    model.solver = model.solver.replace(newton=NewtonOptions())
+    assert model(rows).newton_iterations[0] > 0
 
 
 def test_a_step_newton_cannot_solve_is_split():
@@ -104,7 +144,7 @@ def test_a_step_newton_cannot_solve_is_split():
     t = np.arange(201) * 250e-9
     current = torch.tensor(STEP_2UA.sample(t)).reshape(1, -1, 1)
     with pytest.raises(SolverError, match="Newton did not converge"):
-        simulate_neurons(current, 250e-9, params=KANG2021, newton=NewtonOptions(max_splits=0))
+        simulate_neurons(current, SolverOptions(250e-9, newton=NewtonOptions(max_splits=0)), params=KANG2021)
     v = simulate_neurons(current, 250e-9, params=KANG2021).v[0][0, :, 0]
     assert torch.isfinite(v).all() and v.max() > 0.45
 
@@ -114,8 +154,8 @@ def test_checkpointing_gives_the_same_gradient():
     rows = torch.full((1, 201, 1), 0.9, dtype=torch.float64)
 
     def grad(every):
-        sol = simulate_network([(g.reshape(1, 1), torch.full((1, 1), 0.02e-6, dtype=torch.float64))], rows, 100e-9,
-                               checkpoint_every=every)
+        sol = simulate_network([(g.reshape(1, 1), torch.full((1, 1), 0.02e-6, dtype=torch.float64))], rows,
+                               SolverOptions(100e-9, checkpoint_every=every))
         (gradient,) = torch.autograd.grad(sol.v[0].square().sum(), g)
         return gradient
 
@@ -204,7 +244,7 @@ def test_fused_step_gives_the_reference_solution_gradient_and_iterations():
     for fused in (False, True):
         leaves = [g.clone().requires_grad_() for g in g_pos]
         weights = [(g, torch.full_like(g, 0.1e-6)) for g in leaves]
-        solution = simulate_network(weights, rows, 200e-9, fused=fused)
+        solution = simulate_network(weights, rows, SolverOptions(200e-9, fused=fused))
         v = solution.v
         loss = torch.sigmoid((v[-1] - 0.45) / 0.05).sum()
         loss.backward()

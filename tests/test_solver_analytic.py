@@ -12,7 +12,7 @@ import torch
 
 from memspice.devices import MIF
 from memspice.nn import MemristiveSNN
-from memspice.solver import METHODS, simulate_neurons
+from memspice.solver import METHODS, SolverOptions, simulate_neurons
 from memspice.solver.methods import RadauIIA, Tableau, register
 
 #: Both switches conduct as OFF whatever their state: the membrane sees Cm, gL and two goff's.
@@ -32,7 +32,7 @@ def exact(t: np.ndarray) -> np.ndarray:
 def final_error(method: str, dt: float) -> float:
     n = int(round(T_END / dt))
     current = torch.full((1, n + 1, 1), CURRENT, dtype=torch.float64)
-    solution = simulate_neurons(current, dt, params=SWITCHES_OFF, method=method, tolerance=None)
+    solution = simulate_neurons(current, SolverOptions(dt, method, tolerance=None), params=SWITCHES_OFF)
     return abs(float(solution.v[0][0, -1, 0]) - float(exact(np.array([n * dt]))[0]))
 
 
@@ -63,9 +63,9 @@ def backward_euler():
 def test_a_registered_method_runs_everywhere_a_name_is_taken(backward_euler):
     assert observed_orders("backward-euler")[-1] == pytest.approx(1.0, abs=0.35)
     current = torch.full((1, 51, 1), 2e-6, dtype=torch.float64)
-    solution = simulate_neurons(current, 200e-9, method="backward-euler", adaptive=True)
+    solution = simulate_neurons(current, SolverOptions(200e-9, "backward-euler", adaptive=True))
     assert solution.newton_iterations[0] > 0 and solution.substeps >= 50
-    network = MemristiveSNN((4, 3), method="backward-euler")
+    network = MemristiveSNN((4, 3), solver=SolverOptions(method="backward-euler"))
     assert network(torch.rand(2, 10, 4, dtype=torch.float64)).v[-1].shape == (2, 10, 3)
     with pytest.raises(ValueError, match="registered already"):
         register(backward_euler)
@@ -75,6 +75,6 @@ def test_the_membrane_follows_the_exact_waveform():
     dt = 200e-9
     n = int(round(T_END / dt))
     current = torch.full((1, n + 1, 1), CURRENT, dtype=torch.float64)
-    v = simulate_neurons(current, dt, params=SWITCHES_OFF, tolerance=None).v[0][0, :, 0].numpy()
+    v = simulate_neurons(current, SolverOptions(dt, tolerance=None), params=SWITCHES_OFF).v[0][0, :, 0].numpy()
     reference = exact(np.arange(n + 1) * dt)
     assert np.abs(v - reference).max() < 1e-9 * reference.max()

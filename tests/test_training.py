@@ -89,7 +89,7 @@ def test_training_a_tiny_subset_lowers_the_loss_and_beats_chance(tiny_run, digit
     history = [json.loads(json.dumps(row)) for row in load_checkpoint(out / "checkpoint.pt")["history"]]
     assert len(history) == 4
     trained = load_trained(out / "checkpoint.pt")
-    untrained = MemristiveSNN(trained.model.sizes, dt=trained.config.dt, seed=trained.config.seed)
+    untrained = MemristiveSNN(trained.model.sizes, solver=trained.config.dt, seed=trained.config.seed)
     x, y = digits.train_x[:128], digits.train_y[:128]
     before = evaluate(untrained, trained.readout, trained.encoder, x, y, trained.config.n_steps, 128, torch.float32)
     after = evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, 128,
@@ -461,7 +461,7 @@ def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
     assert report["accuracy"] >= 0.97 and report["decided_by_spikes"] >= 0.95
     assert report["accuracy"] - report["ablated_accuracy"] >= 0.05  # the hidden spikes matter
     trained = load_trained(path)
-    trained.model.fused = False  # no compiling in the test suite: the same numerics
+    trained.model.solver = trained.model.solver.replace(fused=False)  # no compiling in the suite: the same numerics
     again = evaluate(trained.model, trained.readout, trained.encoder, digits.test_x[:120], digits.test_y[:120],
                      trained.config.n_steps, 120, torch.float32)
     assert again["acc"] >= 0.95 and again["decided_by_spikes"] >= 0.95

@@ -48,7 +48,7 @@ def saved(trained: Trained, path) -> str:
 
 def test_a_configuration_that_restates_dt_differently_is_refused(digits, tmp_path):
     trained = tiny()
-    trained.model.dt = 1e-7  # the network steps at 100 ns, its configuration says 200 ns
+    trained.model.solver = trained.model.solver.replace(dt=1e-7)  # the network steps at 100 ns, its config says 200 ns
     for run in (lambda: export_netlist(trained, digits.test_x[0], 0),
                 lambda: verify(trained, digits.test_x, digits.test_y, np.arange(1), progress=False)):
         with pytest.raises(CheckpointError, match=r"dt: the network has 1e-07, its training configuration says 2e-07"):

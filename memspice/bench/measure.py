@@ -41,6 +41,7 @@ from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.examples import current_clamp
 from memspice.netlist.stimuli import PWL
+from memspice.solver import SolverOptions
 from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.runner import ngspice_executable
 
@@ -79,6 +80,11 @@ class BenchSettings:
     @property
     def torch_dtype(self) -> torch.dtype:
         return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+    @property
+    def solver(self) -> SolverOptions:
+        """The circuit's solver options: the default method on ``dt``, ``fused`` as set."""
+        return SolverOptions(dt=self.dt, fused=self.fused)
 
 
 def run_bench(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None) -> dict:
@@ -180,7 +186,7 @@ def _neuron(settings: BenchSettings) -> dict:
 
         def run(inputs=inputs):
             with torch.no_grad():
-                return simulate_neurons(inputs, settings.dt, record_states=False, fused=settings.fused)
+                return simulate_neurons(inputs, settings.solver, record_states=False)
 
         sides[str(batch)] = run
     times = alternated(sides, settings.device, settings.repeats, cold=("ngspice",))
@@ -216,8 +222,7 @@ def _inputs(settings: BenchSettings, batch: int, window: float, seed: int = 0) -
 def _network(settings: BenchSettings) -> dict:
     from memspice.nn import MemristiveSNN
 
-    model = MemristiveSNN(settings.network, dt=settings.dt, fused=settings.fused).to(settings.device,
-                                                                                      settings.torch_dtype)
+    model = MemristiveSNN(settings.network, solver=settings.solver).to(settings.device, settings.torch_dtype)
     rows, source = _inputs(settings, settings.network_batch, settings.network_window)
     network = model.describe()
     tran = TranSettings(t_end=round(settings.network_window, 15), **VERIFY_SETTINGS)
@@ -271,7 +276,7 @@ def _training(kind: str, settings: BenchSettings) -> tuple[Callable[[], None], i
     labels = torch.arange(settings.train_batch, device=settings.device) % settings.network[-1]
     last: list[list[int]] = [[]]
     if kind == "circuit":
-        model = MemristiveSNN(settings.network, dt=settings.dt, fused=settings.fused)
+        model = MemristiveSNN(settings.network, solver=settings.solver)
         readout = Readout("membrane-mean", 100.0)
 
         def loss_of():

@@ -194,7 +194,8 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: Soluti
     model = trained.model
     device = next(model.parameters()).device
     original = next(model.parameters()).dtype
-    fused, model.fused = model.fused, False  # one float64 batch: compiling would cost more than it saves
+    solver = model.solver
+    model.solver = solver.replace(fused=False)  # one float64 batch: compiling would cost more than it saves
     model.to(torch.float64)
     try:
         with torch.no_grad():
@@ -203,7 +204,7 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: Soluti
             solution = model(trained.encode(pixels, samples), chip=chip, samples=samples)
     finally:
         model.to(original)
-        model.fused = fused
+        model.solver = solver
     monitor.observe(solution)
     t = solution.t.cpu().numpy()
     v_out = solution.v[-1].cpu().numpy()

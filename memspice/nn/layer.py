@@ -37,16 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from memspice.defaults import DT, METHOD
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
 from memspice.network import Crossbar as CrossbarDescription
 from memspice.network import Network, NeuronLayer, check_sources
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
-from memspice.solver.accuracy import LayerError, Tolerance
+from memspice.solver.accuracy import LayerError
 from memspice.solver.integrators import NeuronLayer as NeuronEquations
-from memspice.solver.integrators import NewtonOptions, StepContext, Stepper
-from memspice.solver.methods import method_class
+from memspice.solver.integrators import StepContext, Stepper
+from memspice.solver.options import SolverOptions, solver_options
 
 
 @dataclass
@@ -97,17 +96,17 @@ class MemristiveLayer(nn.Module):
     by default; ``neuron_params``: overrides of its defaults), advanced by :meth:`step`.
     Conductances as in :class:`~memspice.nn.Crossbar` (``g_max = column_conductance / n_in`` per
     input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``:
-    the buffers between an upstream layer's membranes and these rows; ``dt`` (s), ``method``,
-    ``fused``, ``newton`` and ``tolerance`` as in :func:`~memspice.solver.simulate_network`.
-    ``crossbars``: existing :class:`~memspice.nn.Crossbar` modules to use instead of new ones
-    (shared parameters)."""
+    the buffers between an upstream layer's membranes and these rows; ``solver``: how each step is
+    integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
+    ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
+    ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.Crossbar` modules to use
+    instead of new ones (shared parameters)."""
 
     def __init__(self, in_features: int | Sequence[int], out_features: int,
-                 neuron_params: Mapping[str, float] | None = None, buffer_gain: float = 2.0, dt: float = DT,
-                 method: str = METHOD, column_conductance: float = COLUMN_CONDUCTANCE,
+                 neuron_params: Mapping[str, float] | None = None, buffer_gain: float = 2.0,
+                 solver: SolverOptions | float = SolverOptions(), column_conductance: float = COLUMN_CONDUCTANCE,
                  on_off_ratio: float = ON_OFF_RATIO, init_pos: tuple[float, float] = INIT_POS,
                  init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
-                 fused: bool = False, newton: NewtonOptions | None = None, tolerance: Tolerance | None = None,
                  crossbars: Sequence[Crossbar] | None = None, neuron_model: DeviceModel = MIF) -> None:
         super().__init__()
         sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
@@ -115,9 +114,10 @@ class MemristiveLayer(nn.Module):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ConfigError(f"in_features and out_features must be positive integers; got {in_features!r}, "
                                   f"{out_features!r}")
-        method_class(method)
-        if not dt > 0:
-            raise ConfigError(f"dt must be > 0 s; got {dt!r}")
+        solver = solver_options(solver)
+        if solver.adaptive is not False or solver.checkpoint_every is not None:
+            raise ConfigError("a step-wise layer steps on its fixed grid: adaptive steps and checkpoint_every belong "
+                              "to whole-network runs (simulate_network, MemristiveSNN)")
         if not isinstance(neuron_model, DeviceModel) or len(neuron_model.ports) != 1:
             raise ConfigError(f"neuron_model must be a one-port DeviceModel; got {neuron_model!r}")
         neuron_model.resolve(neuron_params or {})  # validates: one clear error here, not inside the solver
@@ -132,8 +132,7 @@ class MemristiveLayer(nn.Module):
         self.in_features, self.out_features = sizes, out_features
         self.crossbars = nn.ModuleList(crossbars)
         self.neuron_model, self.overrides = neuron_model, dict(neuron_params or {})
-        self.buffer_gain, self.dt, self.method = float(buffer_gain), float(dt), method
-        self.fused, self.newton, self.tolerance = fused, newton or NewtonOptions(), tolerance
+        self.buffer_gain, self.solver = float(buffer_gain), solver
 
     def init_state(self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                    rows: Sequence[torch.Tensor | None] | None = None) -> LayerState:
@@ -142,7 +141,8 @@ class MemristiveLayer(nn.Module):
         first step's rows rise linearly. The crossbars' conductances are taken here for the whole time
         loop: start a new state after an optimizer step."""
         equations = NeuronEquations(self.neuron_model, self.overrides)
-        stepper = Stepper(equations, self.method, self.newton, self.fused, self.tolerance)
+        solver = self.solver
+        stepper = Stepper(equations, solver.method, solver.newton, solver.fused, solver.tolerance)
         device = torch.device(device or "cpu")
         y = equations.initial_state(batch, self.out_features, dtype, device)
         rows = list(rows) if rows is not None else [None] * len(self.in_features)
@@ -166,7 +166,7 @@ class MemristiveLayer(nn.Module):
         if len(inputs) != len(self.crossbars):
             raise ConfigError(f"the layer has {len(self.crossbars)} inputs; got {len(inputs)}")
         rows_now = self._check_inputs(inputs, state)
-        stepper, dt, load = state.stepper, self.dt, state.load
+        stepper, dt, load = state.stepper, self.solver.dt, state.load
 
         def drive(fractions: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
             currents = []
@@ -178,7 +178,7 @@ class MemristiveLayer(nn.Module):
                 currents.append((torch.stack(rows) @ transfer).unbind(0))
             return [(sum(parts), load) for parts in zip(*currents)]
 
-        for split in range(self.newton.max_splits + 1):
+        for split in range(self.solver.newton.max_splits + 1):
             parts, y, trace = 2**split, state.y, [(0.0, state.y[..., 0])]
             try:
                 for part in range(parts):
@@ -188,7 +188,7 @@ class MemristiveLayer(nn.Module):
                     trace += [(f, v) for f, v in zip(fractions, stages) if f > 0]
                 break
             except NewtonFailure:
-                if split == self.newton.max_splits:
+                if split == self.solver.newton.max_splits:
                     raise
         nodes, stages = zip(*trace)
         rows = [self.buffer_gain * source.v if isinstance(source, LayerState) else now
@@ -218,7 +218,7 @@ class MemristiveLayer(nn.Module):
 
     def error(self, state: LayerState) -> LayerError | None:
         """The largest local error estimate of the steps so far (with a ``tolerance``)."""
-        return state.stepper.error(1, self.dt)
+        return state.stepper.error(1, self.solver.dt)
 
     def project_(self) -> None:
         """Put the crossbars' parameters back in range (after each optimizer step)."""
@@ -227,14 +227,14 @@ class MemristiveLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{'+'.join(map(str, self.in_features))} -> {self.out_features} {self.neuron_model.name}, "
-                f"dt={self.dt:g} s, method={self.method}")
+                f"dt={self.solver.dt:g} s, method={self.solver.method}")
 
 
 class LayerGraph(nn.Module):
     """``layers`` wired into a feed-forward network: ``sources[k]`` lists what drives layer
     ``k+1``'s inputs, in its crossbars' order: ``0`` for the network's input rows, ``j`` for layer
-    ``j`` (``j <= k``). Every layer takes the same ``dt`` and ``buffer_gain`` (the circuit has one
-    kind of buffer)."""
+    ``j`` (``j <= k``). Every layer takes the same step ``dt`` and ``buffer_gain`` (the circuit has
+    one kind of buffer)."""
 
     def __init__(self, layers: Sequence[MemristiveLayer], sources: Sequence[Sequence[int]]) -> None:
         super().__init__()
@@ -242,9 +242,9 @@ class LayerGraph(nn.Module):
         if not layers:
             raise ConfigError("a LayerGraph needs at least one layer")
         self.sources = check_sources(sources, len(layers), ConfigError)
-        for name in ("dt", "buffer_gain"):
-            if len({getattr(layer, name) for layer in layers}) > 1:
-                raise ConfigError(f"every layer needs the same {name}; got {[getattr(x, name) for x in layers]}")
+        for name, value in (("dt", lambda layer: layer.solver.dt), ("buffer_gain", lambda layer: layer.buffer_gain)):
+            if len({value(layer) for layer in layers}) > 1:
+                raise ConfigError(f"every layer needs the same {name}; got {[value(x) for x in layers]}")
         n_inputs = layers[0].in_features[0]
         for k, (layer, read) in enumerate(zip(layers, self.sources)):
             sizes = tuple(n_inputs if s == 0 else layers[s - 1].out_features for s in read)

@@ -7,15 +7,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from memspice.defaults import DT, METHOD
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
 from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.layer import MemristiveLayer
 from memspice.nn.neurons import MIFLayer
-from memspice.solver.accuracy import Tolerance
-from memspice.solver.methods import method_class
+from memspice.solver.options import SolverOptions, solver_options
 from memspice.solver.transient import Solution, simulate_network
 
 
@@ -25,47 +23,53 @@ class MemristiveSNN(nn.Module):
     non-memristive periphery). Crossbar ``k``'s conductance range is
     :func:`~memspice.nn.crossbar.conductance_range` of its fan-in.
 
-    ``forward`` integrates the circuit on the grid ``t_n = n·dt`` (s) with ``method``;
-    ``checkpoint_every`` steps trades recomputation for memory in the backward pass; ``fused``
-    (an attribute too, not part of the model's config) compiles each Newton iteration and each
-    step's gradient into one kernel with :func:`torch.compile` (:mod:`memspice.solver.fused`):
-    the same numerics, several times faster once compiled.
+    ``forward`` integrates the circuit as ``solver`` says (:class:`~memspice.solver.SolverOptions`,
+    or a step dt in s with the default options; an attribute too): on the grid ``t_n = n·dt`` with
+    its method; ``checkpoint_every`` steps trades recomputation for memory in the backward pass;
+    ``fused`` compiles each Newton iteration and each step's gradient into one kernel with
+    :func:`torch.compile` (:mod:`memspice.solver.fused`): the same numerics, several times faster
+    once compiled; ``tolerance``: the local error every step is checked against
+    (:mod:`memspice.solver.accuracy`; ``None``: no estimate), which each solution reports in
+    ``errors``. Of these, ``dt``, ``method`` and ``checkpoint_every`` are part of :meth:`config`.
     ``init_pos``, ``init_neg``: the input crossbar's initial fractions of its conductance range
     (:class:`~memspice.nn.crossbar.Crossbar`); ``deep_init_pos``, ``deep_init_neg``: those of every
-    later crossbar. Like ``fused`` they are not part of :meth:`config`: a checkpoint's weights
-    replace the initial ones.
+    later crossbar. They are not part of :meth:`config`: a checkpoint's weights replace the
+    initial ones.
     ``parametrization``: every crossbar's map from parameters to conductances
-    (:mod:`memspice.nn.crossbar`); call :meth:`project_` after each optimizer step.
-    ``tolerance`` (an attribute too, not part of the config): the local error every step is
-    checked against (:mod:`memspice.solver.accuracy`; ``None``: no estimate); each solution
-    reports it in ``errors``."""
+    (:mod:`memspice.nn.crossbar`); call :meth:`project_` after each optimizer step."""
 
     def __init__(self, sizes: Sequence[int], neuron_params: Mapping[str, float] | None = None,
-                 buffer_gain: float = 2.0, dt: float = DT, method: str = METHOD,
-                 column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO,
-                 checkpoint_every: int | None = None, seed: int = 0, fused: bool = False,
+                 buffer_gain: float = 2.0, solver: SolverOptions | float = SolverOptions(),
+                 column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO, seed: int = 0,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
                  parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
-                 deep_init_neg: tuple[float, float] = INIT_NEG, tolerance: Tolerance | None = Tolerance()) -> None:
+                 deep_init_neg: tuple[float, float] = INIT_NEG) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
-        method_class(method)  # an unknown name is a ConfigError that lists the methods
-        if not dt > 0:
-            raise ConfigError(f"dt must be > 0 s; got {dt!r}")
         generator = torch.Generator().manual_seed(seed)
-        self.sizes, self.dt, self.method = sizes, float(dt), method
-        self.buffer_gain, self.checkpoint_every, self.fused = float(buffer_gain), checkpoint_every, fused
+        self.sizes, self.solver = sizes, solver_options(solver)
+        self.buffer_gain = float(buffer_gain)
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
-        self.parametrization, self.tolerance = parametrization, tolerance
+        self.parametrization = parametrization
         self.crossbars = nn.ModuleList(
             Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
                      init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
                      parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
-        self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, dt, method) for n in sizes[1:])
+        self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, self.solver) for n in sizes[1:])
         self.describe()  # validates buffer_gain as the netlister will
+
+    @property
+    def dt(self) -> float:
+        """The solver's step (s): :attr:`solver`'s ``dt``."""
+        return self.solver.dt
+
+    @property
+    def method(self) -> str:
+        """The solver's integration method: :attr:`solver`'s ``method``."""
+        return self.solver.method
 
     def project_(self) -> None:
         """Put every crossbar's parameters back where they belong (call after each optimizer step)."""
@@ -84,7 +88,7 @@ class MemristiveSNN(nn.Module):
         return {"sizes": list(self.sizes), "neuron_params": dict(self.neurons[0].overrides),
                 "buffer_gain": self.buffer_gain, "dt": self.dt, "method": self.method,
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
-                "checkpoint_every": self.checkpoint_every, "parametrization": self.parametrization}
+                "checkpoint_every": self.solver.checkpoint_every, "parametrization": self.parametrization}
 
     def forward(self, inputs: torch.Tensor, record_states: bool = False,
                 neuron_overrides: Sequence[Mapping[str, float | torch.Tensor] | None] | None = None,
@@ -126,16 +130,17 @@ class MemristiveSNN(nn.Module):
                 noise = [torch.as_tensor(chip.read_noise(k, *(g.detach().cpu() for g in sides), samples.tolist(),
                                                          inputs.shape[1]), dtype=inputs.dtype, device=inputs.device)
                          for k, sides in enumerate(programmed)]
-        return simulate_network(weights, inputs, self.dt, params, self.method, self.buffer_gain,
-                                record_states=record_states, checkpoint_every=self.checkpoint_every,
-                                fused=self.fused, tolerance=self.tolerance, adaptive=adaptive, column_noise=noise)
+        solver = self.solver if adaptive is False else self.solver.replace(adaptive=adaptive)
+        return simulate_network(weights, inputs, solver, params, self.buffer_gain, record_states=record_states,
+                                column_noise=noise)
 
     def as_layers(self) -> list[MemristiveLayer]:
         """The network as step-wise layers (:mod:`memspice.nn.layer`) that share its crossbars
         (training them trains this module): for a time loop of your own; stepped in order, each
         fed the one before, they give :meth:`forward`'s membranes."""
-        return [MemristiveLayer(crossbar.n_in, crossbar.n_out, neurons.overrides, self.buffer_gain, self.dt,
-                                self.method, fused=self.fused, tolerance=self.tolerance, crossbars=[crossbar])
+        solver = self.solver.replace(checkpoint_every=None)
+        return [MemristiveLayer(crossbar.n_in, crossbar.n_out, neurons.overrides, self.buffer_gain, solver,
+                                crossbars=[crossbar])
                 for crossbar, neurons in zip(self.crossbars, self.neurons)]
 
     def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:

@@ -8,15 +8,16 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
 from memspice.errors import ConfigError
+from memspice.solver.options import SolverOptions, solver_options
 from memspice.solver.transient import Solution, simulate_neurons
 
 
 class MIFLayer(nn.Module):
     """``size`` memristive integrate-and-fire neurons sharing ``params`` (overrides of
-    :data:`memspice.devices.MIF`'s defaults, SI units; validated here).
+    :data:`memspice.devices.MIF`'s defaults, SI units; validated here), integrated as ``solver``
+    says (:class:`~memspice.solver.SolverOptions`, or a step dt in s).
 
     :meth:`forward` integrates the neurons alone, driven by an input current; inside a
     :class:`~memspice.nn.MemristiveSNN` the network integrates all layers step by step. To drive
@@ -24,15 +25,15 @@ class MIFLayer(nn.Module):
     current depends on the membrane it feeds (the loading term), so a current computed before
     the neurons are integrated would leave that feedback out."""
 
-    def __init__(self, size: int, params: Mapping[str, float] | None = None, dt: float = DT,
-                 method: str = METHOD) -> None:
+    def __init__(self, size: int, params: Mapping[str, float] | None = None,
+                 solver: SolverOptions | float = SolverOptions()) -> None:
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"size must be a positive integer; got {size!r}")
         MIF.resolve(params or {})  # validates: one clear error here, not inside the solver
         self.size = size
         self.overrides = dict(params or {})
-        self.dt, self.method = dt, method
+        self.solver = solver_options(solver)
 
     def params(self) -> dict[str, float]:
         """Every device parameter of the layer's neurons (the defaults with the overrides), SI."""
@@ -47,7 +48,7 @@ class MIFLayer(nn.Module):
         """The full solution (membranes and switch states)."""
         if current.shape[-1] != self.size:
             raise ConfigError(f"current has {current.shape[-1]} neurons; the layer has {self.size}")
-        return simulate_neurons(current, self.dt, self.overrides, self.method, record_states=record_states)
+        return simulate_neurons(current, self.solver, self.overrides, record_states=record_states)
 
     def extra_repr(self) -> str:
-        return f"{self.size}, dt={self.dt:g} s, method={self.method}"
+        return f"{self.size}, dt={self.solver.dt:g} s, method={self.solver.method}"

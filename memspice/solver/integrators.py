@@ -136,6 +136,19 @@ class NewtonOptions:
     max_dx: float = 0.5
     max_splits: int = 4
 
+    def __post_init__(self) -> None:
+        for name in ("vtol", "xtol", "max_dv", "max_dx"):
+            value = getattr(self, name)
+            if value is None and name in ("vtol", "xtol"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"NewtonOptions.{name} must be a number > 0{' or None' if 'tol' in name else ''}; "
+                                  f"got {value!r}")
+        for name, least in (("max_iter", 1), ("max_splits", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"NewtonOptions.{name} must be an integer >= {least}; got {value!r}")
+
     def tolerances(self, dtype: torch.dtype) -> tuple[float, float]:
         """``(vtol, xtol)`` for solutions of ``dtype``: the ones given, else :data:`DEFAULT_TOLERANCES`."""
         vtol, xtol = DEFAULT_TOLERANCES[torch.float64 if dtype == torch.float64 else torch.float32]

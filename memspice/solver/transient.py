@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from memspice.defaults import METHOD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
 from memspice.errors import ConfigError
-from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, LayerError, Tolerance
+from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
-from memspice.solver.integrators import NeuronLayer, NewtonFailure, NewtonOptions, StepContext, Stepper
-from memspice.solver.methods import adaptive_methods, method_class
+from memspice.solver.integrators import NeuronLayer, NewtonFailure, StepContext, Stepper
+from memspice.solver.methods import method_class
+from memspice.solver.options import SolverOptions, solver_options
 
 Params = Mapping[str, "float | torch.Tensor"]
 #: The most substeps an adaptive step splits a grid step into (dt / 64).
@@ -88,63 +88,53 @@ class CrossbarPorts:
 
 def simulate_neurons(
     current: torch.Tensor,
-    dt: float,
+    solver: SolverOptions | float = SolverOptions(),
     params: Params | None = None,
-    method: str = METHOD,
     model: DeviceModel = MIF,
     record_states: bool = True,
-    checkpoint_every: int | None = None,
-    newton: NewtonOptions | None = None,
-    fused: bool = False,
-    tolerance: Tolerance | None = Tolerance(),
-    adaptive: bool | Tolerance = False,
 ) -> Solution:
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
-    membranes, from rest. ``fused`` runs each Newton iteration, and the gradient of each step,
-    as one :func:`torch.compile` kernel (:mod:`memspice.solver.fused`; the same numerics; it
-    compiles once per device, dtype and method, cached on disk by torch). Every step estimates
-    its local error against ``tolerance`` (``None``: no estimate), reported in
-    :attr:`Solution.errors`; :func:`memspice.solver.accuracy.check_accuracy` warns about it.
-    ``adaptive`` (radau3, radau5) splits each grid step into as many equal substeps as keep the
-    estimate within :data:`~memspice.solver.accuracy.ADAPTIVE_TOLERANCE` (or the
-    :class:`~memspice.solver.accuracy.Tolerance` it is; it replaces ``tolerance``), up to
-    :data:`MAX_SUBSTEPS`: the solution stays on the grid, with every substep in its dense output."""
+    membranes, from rest, integrated as ``solver`` says (:class:`~memspice.solver.options.SolverOptions`;
+    a bare number is the step dt in s with the default options). ``solver.fused`` runs each Newton
+    iteration, and the gradient of each step, as one :func:`torch.compile` kernel
+    (:mod:`memspice.solver.fused`; the same numerics; it compiles once per device, dtype and method,
+    cached on disk by torch). Every step estimates its local error against ``solver.tolerance``
+    (``None``: no estimate), reported in :attr:`Solution.errors`;
+    :func:`memspice.solver.accuracy.check_accuracy` warns about it. ``solver.adaptive`` (radau3,
+    radau5) splits each grid step into as many equal substeps as keep the estimate within its
+    tolerance, up to :data:`MAX_SUBSTEPS`: the solution stays on the grid, with every substep in
+    its dense output."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
-    between = _Between(current, method_class(method)().nodes(tolerance is not None))
+    solver = solver_options(solver)
+    between = _Between(current, method_class(solver.method)().nodes(solver.step_tolerance is not None))
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
         return [(between(n, node), no_load) for node in nodes]
 
-    return _integrate([layer], [current.shape[-1]], drive, current, dt, method, record_states,
-                      checkpoint_every, newton, fused, tolerance, adaptive)
+    return _integrate([layer], [current.shape[-1]], drive, current, solver, record_states)
 
 
 def simulate_network(
     weights: Sequence[tuple[torch.Tensor, torch.Tensor]],
     inputs: torch.Tensor,
-    dt: float,
+    solver: SolverOptions | float = SolverOptions(),
     params: Sequence[Params | None] | None = None,
-    method: str = METHOD,
     buffer_gain: float = 2.0,
     model: DeviceModel = MIF,
     record_states: bool = False,
-    checkpoint_every: int | None = None,
-    newton: NewtonOptions | None = None,
-    fused: bool = False,
-    tolerance: Tolerance | None = Tolerance(),
-    adaptive: bool | Tolerance = False,
     column_noise: Sequence[torch.Tensor | None] | None = None,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
     neuron layers, driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1, n_in)``); see
-    :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``fused``,
-    ``tolerance`` and ``adaptive``. ``column_noise[k]``: currents (A, ``(batch, n_steps + 1,
-    n_k)``, linear between samples) added to layer ``k+1``'s column currents (a chip's read noise)."""
+    :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``solver``.
+    ``column_noise[k]``: currents (A, ``(batch, n_steps + 1, n_k)``, linear between samples)
+    added to layer ``k+1``'s column currents (a chip's read noise)."""
     _check_input(inputs, "inputs")
+    solver = solver_options(solver)
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
         raise ConfigError(f"{len(weights)} crossbars but {len(params)} neuron parameter sets")
@@ -158,7 +148,7 @@ def simulate_network(
         sizes.append(port.transfer.shape[1])
     layers = [NeuronLayer(model, p) for p in params]
     loads = [-port.self_load for port in ports]
-    grid_nodes = method_class(method)().nodes(tolerance is not None)
+    grid_nodes = method_class(solver.method)().nodes(solver.step_tolerance is not None)
     noise = list(column_noise) if column_noise is not None else [None] * len(ports)
     if len(noise) != len(ports) or any(c is not None and c.shape != (*inputs.shape[:2], n)
                                        for c, n in zip(noise, sizes)):
@@ -178,15 +168,9 @@ def simulate_network(
         coupling = ports[k].coupling(start)
         return [(a if coupling is None else a - coupling, loads[k]) for a in currents]
 
-    solution = _integrate(layers, sizes, drive, inputs, dt, method, record_states, checkpoint_every, newton, fused,
-                          tolerance, adaptive)
+    solution = _integrate(layers, sizes, drive, inputs, solver, record_states)
     solution.cells = cell_voltages([inputs, *(buffer_gain * v for v in solution.v[:-1])], solution.v)
     return solution
-
-
-def adaptive_tolerance(adaptive: bool | Tolerance) -> Tolerance:
-    """The tolerance adaptive steps hold each step to: :data:`ADAPTIVE_TOLERANCE` for ``True``."""
-    return ADAPTIVE_TOLERANCE if adaptive is True else adaptive
 
 
 def _check_input(tensor: torch.Tensor, name: str) -> None:
@@ -219,23 +203,16 @@ def _integrate(
     sizes: list[int],
     drive: Callable[[int, int, list[float], list[torch.Tensor | None]], list[tuple[torch.Tensor, torch.Tensor]]],
     reference: torch.Tensor,
-    dt: float,
-    method: str,
+    solver: SolverOptions,
     record_states: bool,
-    checkpoint_every: int | None,
-    newton: NewtonOptions | None,
-    fused: bool,
-    tolerance: Tolerance | None,
-    adaptive: bool | Tolerance = False,
 ) -> Solution:
-    tolerance = _checked_options(dt, method, checkpoint_every, tolerance, adaptive)
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
-    run = _Integration(layers, ys, drive, dt, method, newton or NewtonOptions(), fused, tolerance,
-                       adaptive is not False)
+    run = _Integration(layers, ys, drive, solver)
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
+    checkpoint_every = solver.checkpoint_every
     chunk = checkpoint_every or n_points
     for first in range(0, n_points - 1, chunk):
         last = min(first + chunk, n_points - 1)
@@ -248,29 +225,10 @@ def _integrate(
         for k in range(len(layers)):
             record_v[k] += out_v[k]
             record_x[k] += out_x[k]
-    t = torch.arange(n_points, dtype=dtype, device=device) * dt
+    t = torch.arange(n_points, dtype=dtype, device=device) * solver.dt
     v = [torch.stack(r, dim=1) for r in record_v]
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
     return run.solution(t, v, x)
-
-
-def _checked_options(dt: float, method: str, checkpoint_every: int | None, tolerance: Tolerance | None,
-                     adaptive: bool | Tolerance) -> Tolerance | None:
-    """The tolerance the steps estimate against (an adaptive run's own), after one clear
-    ConfigError for options that do not go together."""
-    if not dt > 0:
-        raise ConfigError(f"dt must be > 0 s; got {dt!r}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ConfigError(f"checkpoint_every must be a positive number of steps; got {checkpoint_every!r}")
-    if adaptive is False:
-        return tolerance
-    if not method_class(method).adaptive:
-        raise ConfigError(f"adaptive steps need a method with an embedded error estimate "
-                          f"({', '.join(adaptive_methods())}); got {method!r}")
-    if checkpoint_every:
-        raise ConfigError("adaptive steps do not combine with checkpoint_every (a recomputed chunk would choose "
-                          "its substeps again)")
-    return adaptive_tolerance(adaptive)
 
 
 class _Integration:
@@ -278,12 +236,12 @@ class _Integration:
     split where Newton fails, or (``adaptive``) in as many substeps as the error estimate asks,
     and what the solution reports of them."""
 
-    def __init__(self, layers: list[NeuronLayer], start: list[torch.Tensor], drive: Callable, dt: float,
-                 method: str, newton: NewtonOptions, fused: bool, tolerance: Tolerance | None,
-                 adaptive: bool) -> None:
-        self.drive, self.dt, self.newton, self.adaptive = drive, dt, newton, adaptive
-        self.tolerance = tolerance
-        self.steppers = [Stepper(layer, method, newton, fused, tolerance) for layer in layers]
+    def __init__(self, layers: list[NeuronLayer], start: list[torch.Tensor], drive: Callable,
+                 solver: SolverOptions) -> None:
+        self.drive, self.dt, self.newton, self.adaptive = drive, solver.dt, solver.newton, solver.adaptive is not False
+        self.tolerance = solver.step_tolerance
+        self.steppers = [Stepper(layer, solver.method, solver.newton, solver.fused, self.tolerance)
+                         for layer in layers]
         self.split_steps: set[int] = set()  #: grid steps Newton only finished in substeps
         self.parts = 1  #: adaptive: the substeps per grid step, carried from one step to the next
         self.substeps_taken = 0  #: adaptive: the substeps of the whole run

@@ -14,6 +14,7 @@ from memspice.errors import ConfigError
 from memspice.hardware import PRESETS, load_spec
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
+from memspice.solver import NewtonOptions, SolverOptions
 from memspice.solver.methods import METHODS
 
 #: The options that are (low, high) fractions of a conductance range.
@@ -86,6 +87,12 @@ class TrainConfig:
     threads: int | None = _option(None, "torch CPU threads", "positive_int")
     fused: bool = _option(True, "compile the solver's Newton iterations with torch.compile: the same numerics, "
                                 "several times faster after compiling once, cached on disk")
+    newton_vtol: float | None = _option(None, "V: Newton's tolerance on the membrane (none: by dtype, 1e-7 V in "
+                                              "float32, 1e-10 V in float64)", "positive")
+    newton_xtol: float | None = _option(None, "Newton's tolerance on each switch state (none: by dtype, 1e-6 in "
+                                              "float32, 1e-9 in float64)", "positive")
+    newton_max_iter: int = _option(NewtonOptions().max_iter, "Newton iterations per step before the step is "
+                                                             "retried in substeps", "positive_int")
     hidden_rate: tuple[float, float] | None = _option(None, "keep every hidden neuron's spikes per sample (batch "
                                                             "mean) in this band: a squared penalty outside it, "
                                                             "on soft counts", "non_negative", nargs=2,
@@ -140,6 +147,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 bad(name, "a positive integer")
+        for name in ("newton_vtol", "newton_xtol"):
+            value = getattr(self, name)
+            if value is not None and (not _is_number(value) or not value > 0):
+                bad(name, "None or a finite number > 0")
         for name in ("lr", "dt", "window", "readout_scale", "readout_width", "column_conductance", "buffer_gain",
                      "rate_weight", "anneal_epochs"):
             value = getattr(self, name)
@@ -169,10 +180,19 @@ class TrainConfig:
             load_spec(self.hardware)  # one clear error now, not after the data have loaded
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "float32, float64")
-        for name in ("train_samples", "eval_samples", "checkpoint_every", "threads", "lr_restart_epochs"):
+        for name in ("train_samples", "eval_samples", "checkpoint_every", "threads", "lr_restart_epochs",
+                     "newton_max_iter"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 bad(name, "a positive integer or None")
+
+    @property
+    def solver(self) -> SolverOptions:
+        """How the torch solver integrates the network: ``dt``, ``method``, Newton's options,
+        ``checkpoint_every`` and ``fused`` as one :class:`~memspice.solver.SolverOptions`."""
+        newton = NewtonOptions(vtol=self.newton_vtol, xtol=self.newton_xtol, max_iter=self.newton_max_iter)
+        return SolverOptions(dt=self.dt, method=self.method, newton=newton, checkpoint_every=self.checkpoint_every,
+                             fused=self.fused)
 
     @property
     def n_steps(self) -> int:

@@ -96,10 +96,9 @@ RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused", "strict", "allow_cell
 
 def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Readout, Callable]:
     """The untrained network, readout and encoder that ``config`` describes."""
-    model = MemristiveSNN((n_in, *config.hidden, n_out), buffer_gain=config.buffer_gain, dt=config.dt,
-                          method=config.method, column_conductance=config.column_conductance,
-                          on_off_ratio=config.on_off_ratio, checkpoint_every=config.checkpoint_every,
-                          seed=config.seed, fused=config.fused, init_pos=config.init_pos,
+    model = MemristiveSNN((n_in, *config.hidden, n_out), buffer_gain=config.buffer_gain, solver=config.solver,
+                          column_conductance=config.column_conductance, on_off_ratio=config.on_off_ratio,
+                          seed=config.seed, init_pos=config.init_pos,
                           init_neg=config.init_neg, parametrization=config.parametrization,
                           deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight)

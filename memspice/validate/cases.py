@@ -25,7 +25,7 @@ from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import Solution, simulate_network, simulate_neurons
 from memspice.solver.accuracy import LayerError, Tolerance, check_accuracy
-from memspice.solver.transient import adaptive_tolerance
+from memspice.solver.options import SolverOptions
 from memspice.spice.pool import Workers, raise_first_error, run_many
 from memspice.spice.results import Waveforms
 from memspice.validate.metrics import compare, targets
@@ -57,8 +57,13 @@ class TorchSettings:
     strict: bool = False
     adaptive: bool = False
 
+    @property
+    def solver(self) -> SolverOptions:
+        """These settings as the torch solver's options."""
+        return SolverOptions(dt=self.dt, method=self.method, tolerance=self.tolerance, adaptive=self.adaptive)
+
     def describe(self) -> dict:
-        tolerance = adaptive_tolerance(True) if self.adaptive else self.tolerance
+        tolerance = self.solver.step_tolerance
         return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype,
                 "tolerance": {"v": tolerance.v, "x": tolerance.x}, "adaptive": self.adaptive}
 
@@ -194,9 +199,7 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, 
     it, the wall time and the solution (its local error estimates checked, :func:`_timed_torch`)."""
     t = grid(max(s.times[-1] for s in stimuli), settings.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
-    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.dt, neuron, method=settings.method,
-                                                           model=model, tolerance=settings.tolerance,
-                                                           adaptive=settings.adaptive),
+    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.solver, neuron, model=model),
                                   settings, case)
     return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
@@ -280,10 +283,8 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     rows = _tensor(np.stack([u.sample(t) for u in inputs], -1), settings).unsqueeze(0)
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
     params = [dict(neurons.params) for _, neurons in network.layers]
-    solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.dt, params, method=settings.method,
-                                                           model=model,
-                                                           buffer_gain=network.buffer_gain,
-                                                           tolerance=settings.tolerance, adaptive=settings.adaptive),
+    solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.solver, params,
+                                                           network.buffer_gain, model),
                                   settings, "xbar-net")
     (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     probes, main = {}, None
