@@ -103,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
               f"batch {config.batch_size}, window {config.window * 1e6:g} µs = {config.n_steps} steps of "
               f"{config.dt * 1e9:g} ns ({config.method}), run folder {out}", file=sys.stderr)
     try:
-        results = train(config, out, resume=args.resume, progress=not args.quiet)
+        results = train(config, out, resume=args.resume, progress=not args.quiet, neuron=args.neuron)
     except KeyboardInterrupt as interrupt:
         from memspice.interrupts import exit_status
 
@@ -158,7 +158,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     _check_device(args.device)
-    trained = load_trained(args.checkpoint, device=args.device)
+    trained = load_trained(args.checkpoint, device=args.device, neuron=args.neuron)
     trained.model.solver = trained.model.solver.replace(fused=not args.no_fused)
     data = load_dataset(args.dataset or trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = None if args.samples == "all" else args.samples
@@ -202,7 +202,7 @@ def _export(args: argparse.Namespace) -> int:
     from memspice.fileio import atomic_write_text
     from memspice.train.loop import load_trained
 
-    trained = load_trained(args.checkpoint)
+    trained = load_trained(args.checkpoint, neuron=args.neuron)
     data = _load_test_set(trained, args.data_dir)
     if not 0 <= args.sample < len(data.test_x):
         raise MemspiceError(f"--sample {args.sample}: the {data.name} test set has samples 0..{len(data.test_x) - 1}")
@@ -220,7 +220,7 @@ def _verify(args: argparse.Namespace) -> int:
     from memspice.deploy import verify
     from memspice.train.loop import load_trained
 
-    trained = load_trained(args.checkpoint)
+    trained = load_trained(args.checkpoint, neuron=args.neuron)
     data = _load_test_set(trained, args.data_dir)
     requested = _sample_indices(args, len(data.test_x), data.name)
     indices = requested if args.part is None else requested[args.part[0] - 1::args.part[1]]
@@ -775,10 +775,18 @@ def _trained_network_args(p: argparse.ArgumentParser) -> None:
     from memspice.network import SYNAPSE_KINDS
 
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    _checkpoint_neuron_arg(p)
     p.add_argument("--synapse-model", choices=SYNAPSE_KINDS, default="resistor",
                    help="ideal resistors, or synapse memristors programmed to the conductances "
                         "(default: %(default)s)")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
+
+
+def _checkpoint_neuron_arg(p: argparse.ArgumentParser) -> None:
+    """``--neuron``, for a checkpoint whose neurons are a model of the user's own."""
+    p.add_argument("--neuron", metavar="MODULE:NAME",
+                   help="the network's neuron model, when it is one of your own (memspice imports only the modules "
+                        "you name: importing runs their code)")
 
 
 def _add_generated_files_parsers(sub: argparse._SubParsersAction) -> None:
@@ -856,6 +864,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                                    "tie-break, spikes per neuron; --ablate hidden-spikes evaluates again with every "
                                    "hidden neuron kept from spiking (its switch M1 cannot turn on).")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    _checkpoint_neuron_arg(p)
     p.add_argument("--dataset", choices=DATASETS, help="test set (default: the checkpoint's)")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.add_argument("--samples", type=_samples, default="all", help="the first N test samples, or all (default: all)")

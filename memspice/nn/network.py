@@ -1,4 +1,4 @@
-"""A feed-forward fully memristive SNN as a torch module: crossbars + MIF layers + buffers."""
+"""A feed-forward fully memristive SNN as a torch module: crossbars + neuron layers + buffers."""
 
 from __future__ import annotations
 
@@ -7,21 +7,24 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
 from memspice.network import Network, NeuronLayer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.layer import MemristiveLayer
-from memspice.nn.neurons import MIFLayer
+from memspice.nn.neurons import MemristiveNeurons
 from memspice.solver.options import SolverOptions, solver_options
 from memspice.solver.transient import Solution, simulate_network
 
 
 class MemristiveSNN(nn.Module):
-    """Layers ``sizes = (n_in, n_hidden..., n_out)`` of differential crossbars and MIF neurons;
-    layer ``k > 1``'s rows are ``±buffer_gain`` times layer ``k-1``'s membranes (the only
-    non-memristive periphery). Crossbar ``k``'s conductance range is
-    :func:`~memspice.nn.crossbar.conductance_range` of its fan-in.
+    """Layers ``sizes = (n_in, n_hidden..., n_out)`` of differential crossbars and neurons of
+    ``neuron_model`` (a one-port :class:`~memspice.devices.DeviceModel`: the MIF neuron unless
+    another is given; ``neuron_params``: overrides of its defaults); layer ``k > 1``'s rows are
+    ``±buffer_gain`` times layer ``k-1``'s membranes (the only non-memristive periphery).
+    Crossbar ``k``'s conductance range is :func:`~memspice.nn.crossbar.conductance_range` of its
+    fan-in.
 
     ``forward`` integrates the circuit as ``solver`` says (:class:`~memspice.solver.SolverOptions`,
     or a step dt in s with the default options; an attribute too): on the grid ``t_n = n·dt`` with
@@ -43,7 +46,7 @@ class MemristiveSNN(nn.Module):
                  column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO, seed: int = 0,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
                  parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
-                 deep_init_neg: tuple[float, float] = INIT_NEG) -> None:
+                 deep_init_neg: tuple[float, float] = INIT_NEG, neuron_model: DeviceModel = MIF) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
@@ -58,7 +61,8 @@ class MemristiveSNN(nn.Module):
                      init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
                      parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
-        self.neurons = nn.ModuleList(MIFLayer(n, neuron_params, self.solver) for n in sizes[1:])
+        self.neurons = nn.ModuleList(MemristiveNeurons(n, neuron_params, self.solver, neuron_model) for n in sizes[1:])
+        self.neuron_model = neuron_model
         self.describe()  # validates buffer_gain as the netlister will
 
     @property
@@ -79,13 +83,18 @@ class MemristiveSNN(nn.Module):
     def hidden_spike_ablation(self) -> list[dict[str, float] | None]:
         """``neuron_overrides`` (:meth:`forward`) that keep every hidden neuron from spiking: its
         depolarizing switch M1 conducts as OFF whatever its state (``gon1 = goff1``), so it cannot
-        turn on. What a network loses under it is what it owes to its hidden spikes."""
+        turn on. What a network loses under it is what it owes to its hidden spikes. MIF neurons
+        only: another device has no switch M1 to keep off."""
+        if self.neuron_model is not MIF:
+            raise ConfigError(f"the hidden-spike ablation keeps the MIF neuron's switch M1 off; this network's neurons "
+                              f"are {self.neuron_model.name}")
         hidden = [{"gon1": layer.params()["goff1"]} for layer in self.neurons[:-1]]
         return [*hidden, None]
 
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
-        return {"sizes": list(self.sizes), "neuron_params": dict(self.neurons[0].overrides),
+        return {"sizes": list(self.sizes), "neuron_model": self.neuron_model.name,
+                "neuron_params": dict(self.neurons[0].overrides),
                 "buffer_gain": self.buffer_gain, "dt": self.dt, "method": self.method,
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
                 "checkpoint_every": self.solver.checkpoint_every, "parametrization": self.parametrization}
@@ -110,6 +119,9 @@ class MemristiveSNN(nn.Module):
         if chip is not None and chip.sizes != self.sizes:
             raise ConfigError(f"the chip was sampled for a {'-'.join(map(str, chip.sizes))} network; this one is "
                               f"{'-'.join(map(str, self.sizes))}")
+        if chip is not None and self.neuron_model is not MIF:
+            raise ConfigError(f"chips vary MIF neurons (memspice.hardware); this network's neurons are "
+                              f"{self.neuron_model.name}")
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
         if neuron_overrides is not None and len(neuron_overrides) != len(self.neurons):
             raise ConfigError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
@@ -131,8 +143,8 @@ class MemristiveSNN(nn.Module):
                                                          inputs.shape[1]), dtype=inputs.dtype, device=inputs.device)
                          for k, sides in enumerate(programmed)]
         solver = self.solver if adaptive is False else self.solver.replace(adaptive=adaptive)
-        return simulate_network(weights, inputs, solver, params, self.buffer_gain, record_states=record_states,
-                                column_noise=noise)
+        return simulate_network(weights, inputs, solver, params, self.buffer_gain, self.neuron_model,
+                                record_states=record_states, column_noise=noise)
 
     def as_layers(self) -> list[MemristiveLayer]:
         """The network as step-wise layers (:mod:`memspice.nn.layer`) that share its crossbars
@@ -140,16 +152,18 @@ class MemristiveSNN(nn.Module):
         fed the one before, they give :meth:`forward`'s membranes."""
         solver = self.solver.replace(checkpoint_every=None)
         return [MemristiveLayer(crossbar.n_in, crossbar.n_out, neurons.overrides, self.buffer_gain, solver,
-                                crossbars=[crossbar])
+                                crossbars=[crossbar], neuron_model=self.neuron_model)
                 for crossbar, neurons in zip(self.crossbars, self.neurons)]
 
     def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with
         ideal resistors or memristors (programmed states) as synapses; as ``chip`` holds it when
         given (:meth:`memspice.hardware.Chip.apply`)."""
-        layers = tuple((c.describe(), NeuronLayer(n.size, n.overrides)) for c, n in zip(self.crossbars, self.neurons))
+        layers = tuple((c.describe(), NeuronLayer(n.size, n.overrides, model=self.neuron_model))
+                       for c, n in zip(self.crossbars, self.neurons))
         network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain)
         return network if chip is None else chip.apply(network)
 
     def extra_repr(self) -> str:
-        return f"sizes={'-'.join(map(str, self.sizes))}, dt={self.dt:g} s, method={self.method}"
+        return (f"sizes={'-'.join(map(str, self.sizes))}, neurons={self.neuron_model.name}, dt={self.dt:g} s, "
+                f"method={self.method}")

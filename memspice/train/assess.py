@@ -35,6 +35,8 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
     n = count_test_samples(trained, data, samples)
     if ablate and len(sizes) < 3:
         raise MemspiceError("--ablate hidden-spikes needs a network with a hidden layer")
+    if ablate:
+        trained.model.hidden_spike_ablation()  # its neurons can be ablated: fails here, not after the first pass
     x, y = data.test_x[:n], data.test_y[:n]
     dtype = next(trained.model.parameters()).dtype
     started = time.perf_counter()

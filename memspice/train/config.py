@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_encoder
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
+from memspice.devices.user import NEURONS, check_neuron_spec
 from memspice.errors import ConfigError
 from memspice.hardware import PRESETS, load_spec
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
@@ -38,6 +39,9 @@ class TrainConfig:
     data_dir: str | None = _option(None, "folder of the IDX files (fashion-mnist: the Debian package's; mnist: "
                                          "required)")
     hidden: tuple[int, ...] = _option((128,), "hidden layer sizes", "positive_int", nargs="+", metavar="N")
+    neuron: str = _option(MIF.name, f"every layer's neuron model: one memspice ships ({', '.join(NEURONS)}) or "
+                                    "MODULE:NAME of your own (docs/devices.md; a checkpoint of it loads where you "
+                                    "name it again)", metavar="NAME|MODULE:NAME")
     epochs: int = _option(5, "epochs", "positive_int")
     batch_size: int = _option(32, "samples per optimizer step", "positive_int")
     lr: float = _option(0.1, "Adam learning rate on the crossbar parameters (logits or fractions, see "
@@ -136,6 +140,11 @@ class TrainConfig:
                     or not 0 <= rate[0] <= rate[1]:
                 bad("hidden_rate", "None or two numbers 0 <= low <= high (spikes per hidden neuron and sample)")
             object.__setattr__(self, "hidden_rate", (float(rate[0]), float(rate[1])))
+        check_neuron_spec(self.neuron)
+        if self.neuron != MIF.name:
+            for name in ("anneal_threshold", "hardware"):
+                if getattr(self, name) is not None:
+                    bad(name, f"None with {self.neuron} neurons (it acts on the MIF neuron's parameters)")
         if self.anneal_threshold is not None:
             device = MIF.resolve()
             if not _is_number(self.anneal_threshold) or not device["hold1"] < self.anneal_threshold <= device["th1"]:

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from memspice.data import Dataset, load_dataset
+from memspice.devices.user import neuron_model
 from memspice.errors import RunError
 from memspice.fileio import atomic_write_text, file_sha256
 from memspice.hardware import Chip, load_spec
@@ -94,33 +95,39 @@ def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str,
 RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused", "strict", "allow_cell_writes")
 
 
-def build(config: TrainConfig, n_in: int, n_out: int) -> tuple[MemristiveSNN, Readout, Callable]:
-    """The untrained network, readout and encoder that ``config`` describes."""
+def build(config: TrainConfig, n_in: int, n_out: int, neuron: str | None = None
+          ) -> tuple[MemristiveSNN, Readout, Callable]:
+    """The untrained network, readout and encoder that ``config`` describes; ``neuron``: the
+    user's own neuron model (MODULE:NAME) that the user named, when ``config.neuron`` is one
+    (:func:`~memspice.devices.user.neuron_model`)."""
     model = MemristiveSNN((n_in, *config.hidden, n_out), buffer_gain=config.buffer_gain, solver=config.solver,
                           column_conductance=config.column_conductance, on_off_ratio=config.on_off_ratio,
                           seed=config.seed, init_pos=config.init_pos,
                           init_neg=config.init_neg, parametrization=config.parametrization,
-                          deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg)
+                          deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg,
+                          neuron_model=neuron_model(config.neuron, neuron))
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight)
     return model, readout, input_encoder(config)
 
 
-def load_trained(path: str | Path, device: str = "cpu") -> Trained:
-    """The trained network of the checkpoint at ``path``."""
+def load_trained(path: str | Path, device: str = "cpu", neuron: str | None = None) -> Trained:
+    """The trained network of the checkpoint at ``path``; ``neuron``: the MODULE:NAME of a neuron
+    model of your own that the network is built of (:func:`~memspice.devices.user.neuron_model`)."""
     state = load_checkpoint(path, map_location=device)
-    trained = trained_from_state(state, str(path), device)
+    trained = trained_from_state(state, str(path), device, neuron)
     trained.sha256 = file_sha256(path)
     return trained
 
 
-def trained_from_state(state: dict, where: str = "checkpoint", device: str = "cpu") -> Trained:
+def trained_from_state(state: dict, where: str = "checkpoint", device: str = "cpu", neuron: str | None = None
+                       ) -> Trained:
     """The network that ``state`` (a checkpoint's content, or :meth:`Trained.state`) describes;
     :class:`CheckpointError` names ``where`` when it does not rebuild, or when its training
     configuration and its module arguments disagree (e.g. on dt)."""
     try:
         config = TrainConfig.from_dict(dict(state["config"]))
         sizes = [int(n) for n in state["model_config"]["sizes"]]
-        model, readout, encoder = build(config, sizes[0], sizes[-1])
+        model, readout, encoder = build(config, sizes[0], sizes[-1], neuron)
         model.load_state_dict(state["model"])
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise CheckpointError(f"{where}: the checkpoint's network does not rebuild: {exc}") from None
@@ -192,26 +199,29 @@ def evaluate(model: MemristiveSNN, readout: Readout, encoder: Callable, x: np.nd
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          on_batch: Callable[[int, int], None] | None = None, dataset: Dataset | None = None) -> dict | None:
+          on_batch: Callable[[int, int], None] | None = None, dataset: Dataset | None = None,
+          neuron: str | None = None) -> dict | None:
     """Train (or, with ``resume``, continue) the run of ``config`` in the folder ``out``; returns
-    the final results. ``on_batch(epoch, batch)`` is called after every optimizer step.
+    the final results. ``on_batch(epoch, batch)`` is called after every optimizer step;
+    ``neuron``: give ``config.neuron`` here too when it is a model of your own (MODULE:NAME), to
+    let memspice import it (:func:`~memspice.devices.user.neuron_model`).
 
     Under ``torchrun`` every process trains its share of each batch (:mod:`memspice.train.distributed`);
     the main process writes the run folder, evaluates and returns the results, the others ``None``."""
     group = distributed.join(config.device)
     try:
-        return _train(config, Path(out), resume, progress, on_batch, dataset, group)
+        return _train(config, Path(out), resume, progress, on_batch, dataset, group, neuron)
     finally:
         distributed.leave(group)
 
 
 def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, on_batch: Callable[[int, int], None] | None,
-           dataset: Dataset | None, group: distributed.ProcessGroup) -> dict | None:
+           dataset: Dataset | None, group: distributed.ProcessGroup, neuron: str | None) -> dict | None:
     state = _checked_run_folder(config, out, resume, group)
     if config.threads:
         torch.set_num_threads(config.threads)
     run = _TrainingRun(config, out, group, dataset or load_dataset(config.dataset, config.data_dir),
-               progress=progress and group.main)
+                       progress=progress and group.main, neuron=neuron)
     epoch, first_batch, partial = run.start(state)
     while epoch < config.epochs:
         running, result, lr, threshold, started = run.epoch(epoch, first_batch, partial, on_batch)
@@ -260,19 +270,20 @@ class _TrainingRun:
     """One training run's network, optimizer and data, and what it has done (``history``)."""
 
     def __init__(self, config: TrainConfig, out: Path, group: distributed.ProcessGroup, data: Dataset,
-                 progress: bool) -> None:
+                 progress: bool, neuron: str | None = None) -> None:
         self.config, self.out, self.group, self.data, self.progress = config, out, group, data, progress
+        self.neuron = neuron  #: the user's neuron model they named, MODULE:NAME
         self.dtype = getattr(torch, config.dtype)
         self.train_x, self.train_y = data.train_x, data.train_y
         if config.train_samples:
             self.train_x, self.train_y = self.train_x[: config.train_samples], self.train_y[: config.train_samples]
         self.eval_n = min(config.eval_samples or len(data.test_x), len(data.test_x))
-        self.model, self.readout, self.encoder = build(config, data.n_features, len(data.classes))
+        self.model, self.readout, self.encoder = build(config, data.n_features, len(data.classes), neuron)
         self.model = self.model.to(device=group.device, dtype=self.dtype)
         self.net = self.model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.n_batches = math.ceil(len(self.train_x) / config.batch_size)
-        self.device_th1 = self.model.neurons[0].params()["th1"]
+        self.device_th1 = self.model.neurons[0].params().get("th1")  # the MIF's, which annealing raises
         self.hardware = load_spec(config.hardware) if config.hardware else None
         self.monitor = SolutionMonitor(config.strict, config.allow_cell_writes,
                                        context=f"training (dt = {config.dt:g} s, {config.method})")
@@ -288,7 +299,7 @@ class _TrainingRun:
             epoch, first_batch, self.history = state["epoch"], state["batch"], list(state["history"])
             partial = dict(state.get("partial", {}))
         elif self.config.init_from:
-            self.model.load_state_dict(_starting_weights(self.config, self.model))
+            self.model.load_state_dict(_starting_weights(self.config, self.model, self.neuron))
         if self.group.main:
             atomic_write_text(self.out / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
         return epoch, first_batch, partial
@@ -384,10 +395,10 @@ class _TrainingRun:
                        f"{row['output_spikes']:.2f} output spikes per neuron | {row['epoch_s']:.0f} s")
 
 
-def _starting_weights(config: TrainConfig, model: MemristiveSNN) -> dict:
+def _starting_weights(config: TrainConfig, model: MemristiveSNN, neuron: str | None) -> dict:
     """The weights of ``config.init_from`` for ``model``; :class:`CheckpointError` when that network's
     layer sizes or settings (dt, method, ...) are not the new run's."""
-    start = load_trained(config.init_from)
+    start = load_trained(config.init_from, neuron=neuron)
     theirs = {k: v for k, v in start.model.config().items() if k != "checkpoint_every"}  # memory, not the network
     _refuse_differences(theirs, model.config(), f"the network of {config.init_from}", "this run",
                         "a run starts from the weights of a network like its own")
