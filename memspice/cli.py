@@ -493,14 +493,15 @@ def _characterize(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from memspice.devices import MIF
+    from memspice.solver import SolverOptions
     from memspice.validate import report
     from memspice.validate.cases import TorchSettings
 
     _check_device(args.device)
     model = args.neuron or MIF
     neuron = _neuron_params(args.preset, args.param, model)
-    settings = TorchSettings(dt=args.dt, method=args.method or METHOD, device=args.device, dtype=args.dtype,
-                             strict=args.strict, adaptive=args.adaptive)
+    settings = TorchSettings(SolverOptions(args.dt, args.method or METHOD, adaptive=args.adaptive), args.device,
+                             args.dtype, args.strict)
     if args.sweep_dt:
         return _validate_sweep(args, settings, neuron, model)
     stimulus = report.load_stimulus(args.stimulus) if args.stimulus else None

@@ -54,7 +54,7 @@ def test_kang2021_warns_where_the_grid_misses_its_spikes(dt, warns):
     smaller dt; at 25 ns they match ngspice and it is silent."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = mif_current(SHORT_STEP, TorchSettings(dt=dt), case="kang-step", neuron=KANG2021)
+        result = mif_current(SHORT_STEP, TorchSettings(SolverOptions(dt)), case="kang-step", neuron=KANG2021)
     said = [str(w.message) for w in caught if issubclass(w.category, AccuracyWarning)]
     m = result.probes["v(mem)"]
     (error,) = result.errors
@@ -119,7 +119,7 @@ def test_layer_error_suggestion_and_bad_tolerances():
 
 @pytest.mark.ngspice
 def test_suggest_dt_finds_the_largest_step_that_meets_the_targets():
-    result = suggest_dt([SHORT_STEP], TorchSettings(dt=800e-9), workers=1)
+    result = suggest_dt([SHORT_STEP], TorchSettings(SolverOptions(800e-9)), workers=1)
     rows = {r["dt"]: r for r in result["rows"]}
     best = result["suggested_dt"]
     assert best is not None and rows[best]["met"]
@@ -149,7 +149,7 @@ def test_adaptive_steps_match_ngspice_on_a_coarse_output_grid(preset, dt, spikes
     from memspice.validate.cases import STEP
 
     neuron = KANG2021 if preset == "kang2021" else None
-    result = mif_current(STEP, TorchSettings(dt=dt, adaptive=True), neuron=neuron)
+    result = mif_current(STEP, TorchSettings(SolverOptions(dt, adaptive=True)), neuron=neuron)
     probe = result.probes["v(mem)"]
     assert probe["spikes_ref"] == probe["spikes_torch"] == spikes
     assert probe["spike_time_error_over_isi"] < 0.01 and probe["nrmse"] < 0.05

@@ -27,7 +27,7 @@ SHORT_STEP = PWL([0, 1e-6, 2e-6, 30e-6], [0, 0, 2e-6, 2e-6])  # 2 µA from 1 µs
 
 @pytest.mark.ngspice
 def test_mif_step_matches_ngspice_at_the_default_dt():
-    result = mif_current(SHORT_STEP, TorchSettings(dt=DT, method=METHOD), case="short-step")
+    result = mif_current(SHORT_STEP, TorchSettings(SolverOptions(DT, METHOD)), case="short-step")
     m = result.probes["v(mem)"]
     assert m["spikes_ref"] == m["spikes_torch"] >= 5
     assert m["spike_time_error_over_isi"] <= 0.01
@@ -36,7 +36,7 @@ def test_mif_step_matches_ngspice_at_the_default_dt():
 
 @pytest.mark.ngspice
 def test_small_network_matches_ngspice_at_the_default_dt():
-    result = xbar_net(TorchSettings(dt=DT, method=METHOD))
+    result = xbar_net(TorchSettings(SolverOptions(DT, METHOD)))
     counts = result.extra["output_spikes"]
     assert counts["spikes_ref"] == counts["spikes_torch"] and min(counts["spikes_ref"]) >= 3
     for name, m in result.probes.items():

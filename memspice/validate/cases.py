@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from memspice.defaults import DT, METHOD
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
@@ -24,7 +23,7 @@ from memspice.netlist.examples import current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver import Solution, simulate_network, simulate_neurons
-from memspice.solver.accuracy import LayerError, Tolerance, check_accuracy
+from memspice.solver.accuracy import LayerError, check_accuracy
 from memspice.solver.options import SolverOptions
 from memspice.spice.pool import Workers, raise_first_error, run_many
 from memspice.spice.results import Waveforms
@@ -42,30 +41,35 @@ XBAR_T_END = 30e-6
 
 @dataclass
 class TorchSettings:
-    """How the torch solver runs: step ``dt`` (s), method, device, dtype, the local error
-    ``tolerance`` it is checked against and whether exceeding it is an error (``strict``) or a
-    warning (:mod:`memspice.solver.accuracy`). ``adaptive``: error-controlled substeps within each
-    step of dt, held to :data:`~memspice.solver.accuracy.ADAPTIVE_TOLERANCE` instead
-    (:func:`memspice.solver.simulate_neurons`); dt is then the output grid, and spikes are read
-    from every substep."""
+    """How the torch side of a case runs: the ``solver``'s options
+    (:class:`~memspice.solver.SolverOptions`: step, method, the local error ``tolerance`` it is
+    checked against, ``adaptive`` substeps, whose dense output spikes are then read from),
+    ``device``, ``dtype`` and whether a local error beyond the tolerance is an error
+    (``strict``) or a warning (:mod:`memspice.solver.accuracy`)."""
 
-    dt: float = DT
-    method: str = METHOD
+    solver: SolverOptions = field(default_factory=SolverOptions)
     device: str = "cpu"
     dtype: str = "float64"
-    tolerance: Tolerance = field(default_factory=Tolerance)
     strict: bool = False
-    adaptive: bool = False
 
     @property
-    def solver(self) -> SolverOptions:
-        """These settings as the torch solver's options."""
-        return SolverOptions(dt=self.dt, method=self.method, tolerance=self.tolerance, adaptive=self.adaptive)
+    def dt(self) -> float:
+        """The solver's step (s): the grid the case is compared on."""
+        return self.solver.dt
+
+    @property
+    def method(self) -> str:
+        return self.solver.method
+
+    def stepping(self, dt: float | None = None, method: str | None = None) -> TorchSettings:
+        """These settings with another step ``dt`` (s) and/or ``method``."""
+        changes = {k: v for k, v in (("dt", dt), ("method", method)) if v is not None}
+        return replace(self, solver=self.solver.replace(**changes))
 
     def describe(self) -> dict:
         tolerance = self.solver.step_tolerance
         return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype,
-                "tolerance": {"v": tolerance.v, "x": tolerance.x}, "adaptive": self.adaptive}
+                "tolerance": {"v": tolerance.v, "x": tolerance.x}, "adaptive": self.solver.adaptive is not False}
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -7,7 +7,6 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +114,7 @@ def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers:
     dts (``local_order``) and the least-squares slope of log spike-time error against log dt
     (``order``), over the runs whose spike counts match."""
     (reference,), spice, _ = mif_references([STEP], workers, neuron=neuron, model=model)
-    rows = [_torch_row([STEP], [reference], replace(base, dt=dt, method=method), neuron, model)
+    rows = [_torch_row([STEP], [reference], base.stepping(dt, method), neuron, model)
             for method in methods for dt in dts]
     # Below some error every method meets the floor of the comparison itself (ngspice's own error,
     # the grids); orders are fitted only above 5x the smallest error measured.
@@ -156,7 +155,7 @@ def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
     rows = []
 
     def run(dt: float) -> bool:
-        rows.append(_torch_row(stimuli, references, replace(base, dt=dt), neuron, model))
+        rows.append(_torch_row(stimuli, references, base.stepping(dt), neuron, model))
         if progress:
             progress(rows[-1])
         return rows[-1]["met"]
