@@ -73,13 +73,19 @@ _DEFINING_OPTIONS = ("dataset", "encoder", "v_low", "v_high", "seed", "dt", "win
                      "readout_width")
 
 
+#: Module arguments added since the first reports were written, left out of a network's digest at
+#: these values so that the networks those reports name keep their digests.
+_LATER_ARGUMENTS = {"neuron_model": "mif"}
+
+
 def network_sha256(state: dict) -> str:
     """A digest of a network (:meth:`~memspice.train.loop.Trained.state`): the options that shape
     what it computes from a sample, its module arguments and every weight, in a fixed order; equal
     for equal networks, wherever they were saved and however they were trained."""
     digest = hashlib.sha256()
     defining = {k: state["config"].get(k) for k in _DEFINING_OPTIONS}
-    digest.update(json.dumps([defining, state["model_config"]], sort_keys=True).encode())
+    arguments = {k: v for k, v in state["model_config"].items() if _LATER_ARGUMENTS.get(k, ...) != v}
+    digest.update(json.dumps([defining, arguments], sort_keys=True).encode())
     for name in sorted(state["model"]):
         tensor = state["model"][name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
