@@ -131,6 +131,8 @@ def test_memspice_trains_evaluates_and_verifies_a_network_of_a_users_neurons(my_
     checkpoint = str(run / "checkpoint.pt")
     refused = memspice("evaluate", checkpoint, "--samples", "20", cwd=tmp_path)
     assert refused.returncode == 2 and "name it to use it (--neuron my_neuron:MY_NEURON)" in refused.stderr
+    refused = memspice("evaluate", checkpoint, "--neuron", "relaxation_neuron", cwd=tmp_path)
+    assert refused.returncode == 2 and "are my_neuron:MY_NEURON; --neuron names relaxation_neuron" in refused.stderr
     done = memspice("evaluate", checkpoint, "--neuron", "my_neuron:MY_NEURON", "--samples", "20", "--no-fused",
                     "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
