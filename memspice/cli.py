@@ -183,7 +183,7 @@ def _robustness(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    trained = load_trained(args.checkpoint)
+    trained = load_trained(args.checkpoint, neuron=args.neuron)
     trained.model.solver = trained.model.solver.replace(fused=not args.no_fused)
     data = load_dataset(trained.config.dataset, args.data_dir or trained.config.data_dir)
     samples = {None: min(SAMPLES, len(data.test_x)), "all": None}.get(args.samples, args.samples)
@@ -898,6 +898,7 @@ def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
                                    "first K test samples on the first chip in ngspice from that chip's netlist and "
                                    "compare with torch on the same chip.")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    _checkpoint_neuron_arg(p)
     p.add_argument("--hardware", required=True, metavar="PRESET|FILE.json",
                    help=f"a preset ({', '.join(CHIPS)}) or a JSON chip description (docs/hardware.md)")
     p.add_argument("--chips", type=_positive_int, default=20, help="chips sampled (default: %(default)s)")

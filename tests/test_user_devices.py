@@ -141,6 +141,9 @@ def test_memspice_trains_evaluates_and_verifies_a_network_of_a_users_neurons(my_
     ablation = memspice("evaluate", checkpoint, "--neuron", "my_neuron:MY_NEURON", "--ablate", "hidden-spikes",
                         cwd=tmp_path)
     assert ablation.returncode == 2 and "keeps the MIF neuron's switch M1 off" in ablation.stderr
+    chips = memspice("robustness", checkpoint, "--neuron", "my_neuron:MY_NEURON", "--hardware", "wan2022",
+                     cwd=tmp_path)
+    assert chips.returncode == 2 and "chips vary MIF neurons" in chips.stderr
     done = memspice("verify", checkpoint, "--neuron", "my_neuron:MY_NEURON", "--samples", "1", "--workers", "1",
                     "--save", str(run / "verify.json"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -116,12 +116,8 @@ class MemristiveSNN(nn.Module):
         weights); ``samples``: the dataset indices of the batch, which seed a chip's read noise."""
         if inputs.ndim != 3 or inputs.shape[-1] != self.sizes[0]:
             raise ConfigError(f"inputs must be (batch, n_steps + 1, {self.sizes[0]}); got {tuple(inputs.shape)}")
-        if chip is not None and chip.sizes != self.sizes:
-            raise ConfigError(f"the chip was sampled for a {'-'.join(map(str, chip.sizes))} network; this one is "
-                              f"{'-'.join(map(str, self.sizes))}")
-        if chip is not None and self.neuron_model is not MIF:
-            raise ConfigError(f"chips vary MIF neurons (memspice.hardware); this network's neurons are "
-                              f"{self.neuron_model.name}")
+        if chip is not None:
+            self.check_chip(chip)
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
         if neuron_overrides is not None and len(neuron_overrides) != len(self.neurons):
             raise ConfigError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
@@ -145,6 +141,16 @@ class MemristiveSNN(nn.Module):
         solver = self.solver if adaptive is False else self.solver.replace(adaptive=adaptive)
         return simulate_network(weights, inputs, solver, params, self.buffer_gain, self.neuron_model,
                                 record_states=record_states, column_noise=noise)
+
+    def check_chip(self, chip: Chip) -> None:
+        """A ConfigError unless ``chip`` can hold this network: sampled for its layer sizes, and
+        its neurons MIF neurons (a chip varies their parameters)."""
+        if chip.sizes != self.sizes:
+            raise ConfigError(f"the chip was sampled for a {'-'.join(map(str, chip.sizes))} network; this one is "
+                              f"{'-'.join(map(str, self.sizes))}")
+        if self.neuron_model is not MIF:
+            raise ConfigError(f"chips vary MIF neurons (memspice.hardware); this network's neurons are "
+                              f"{self.neuron_model.name}")
 
     def as_layers(self) -> list[MemristiveLayer]:
         """The network as step-wise layers (:mod:`memspice.nn.layer`) that share its crossbars

@@ -46,6 +46,7 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
         raise MemspiceError(f"--spice {spice}: the {data.name} test set has {len(data.test_x)} samples")
     if chips < 1:
         raise MemspiceError(f"--chips {chips}: at least one chip")
+    model.check_chip(spec.sample(sizes, seed))  # before the ideal circuit's evaluation, not after
     started = time.perf_counter()
     x, y = data.test_x[:n], data.test_y[:n]
     dtype = next(model.parameters()).dtype
