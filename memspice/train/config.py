@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import torch
+
 from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_encoder
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
@@ -16,8 +18,11 @@ from memspice.hardware import PRESETS, load_spec
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver import NewtonOptions, SolverOptions
+from memspice.solver.integrators import DEFAULT_TOLERANCES
 from memspice.solver.methods import METHODS
 
+#: Newton's (membrane, state) tolerances where not given: float32's, float64's.
+_TOLERANCES = (DEFAULT_TOLERANCES[torch.float32], DEFAULT_TOLERANCES[torch.float64])
 #: The options that are (low, high) fractions of a conductance range.
 INIT_FIELDS = ("init_pos", "init_neg", "deep_init_pos", "deep_init_neg")
 
@@ -91,10 +96,12 @@ class TrainConfig:
     threads: int | None = _option(None, "torch CPU threads", "positive_int")
     fused: bool = _option(True, "compile the solver's Newton iterations with torch.compile: the same numerics, "
                                 "several times faster after compiling once, cached on disk")
-    newton_vtol: float | None = _option(None, "V: Newton's tolerance on the membrane (none: by dtype, 1e-7 V in "
-                                              "float32, 1e-10 V in float64)", "positive")
-    newton_xtol: float | None = _option(None, "Newton's tolerance on each switch state (none: by dtype, 1e-6 in "
-                                              "float32, 1e-9 in float64)", "positive")
+    newton_vtol: float | None = _option(None, "V: Newton's tolerance on the membrane (none: by dtype, "
+                                              f"{_TOLERANCES[0][0]:g} V in float32, {_TOLERANCES[1][0]:g} V in "
+                                              "float64)", "positive")
+    newton_xtol: float | None = _option(None, "Newton's tolerance on each switch state (none: by dtype, "
+                                              f"{_TOLERANCES[0][1]:g} in float32, {_TOLERANCES[1][1]:g} in float64)",
+                                        "positive")
     newton_max_iter: int = _option(NewtonOptions().max_iter, "Newton iterations per step before the step is "
                                                              "retried in substeps", "positive_int")
     hidden_rate: tuple[float, float] | None = _option(None, "keep every hidden neuron's spikes per sample (batch "
