@@ -21,6 +21,7 @@ import argparse
 import numpy as np
 import torch
 
+from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices.mif import KANG2021, PARAMETERS
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.examples import current_clamp
@@ -29,9 +30,8 @@ from memspice.solver import SolverOptions, simulate_neurons
 from memspice.solver.accuracy import worst
 from memspice.spice.pool import raise_first_error, run_many
 from memspice.spice.results import Waveforms
-from memspice.validate.cases import FI_CURRENTS, STEP, mif_stimuli
+from memspice.validate.cases import FI_CURRENTS, STEP, grid, mif_stimuli
 
-MEMBRANE_THRESHOLD = 0.45  #: V, today's spike threshold (memspice.defaults.SPIKE_THRESHOLD)
 SWITCH_LEVEL = 0.5  #: M1's state at which it counts as switched on
 
 
@@ -49,7 +49,7 @@ def random_sets(count: int = 20, seed: int = 0, spread: float = 0.25) -> list[di
 
 def readings(t: np.ndarray, v: np.ndarray, x1: np.ndarray) -> dict[str, np.ndarray]:
     """Spike times (s) by each definition."""
-    return {"membrane": spike_times(t, v, MEMBRANE_THRESHOLD), "switch": spike_times(t, x1, SWITCH_LEVEL)}
+    return {"membrane": spike_times(t, v, SPIKE_THRESHOLD), "switch": spike_times(t, x1, SWITCH_LEVEL)}
 
 
 def compared(ref: np.ndarray, torch_times: np.ndarray) -> str:
@@ -74,11 +74,12 @@ def main() -> None:
             for k, (_, params, stimulus, _) in enumerate(cases)]
     results = run_many(jobs, workers=args.workers, timeout=600, progress=False)
     raise_first_error(results)
-    print(f"{'neuron':<14} {'v > 0.45 V: ngspice/torch, worst/ISI':>36}   {'x1 > 0.5: ngspice/torch, worst/ISI':>36}"
+    membrane, switch = f"v > {SPIKE_THRESHOLD:g} V", f"x1 > {SWITCH_LEVEL:g}"
+    print(f"{'neuron':<14} {membrane + ': ngspice/torch, worst/ISI':>36}   {switch + ': ngspice/torch, worst/ISI':>36}"
           f"   {'estimate':>8}")
     for (name, params, stimulus, dt), result in zip(cases, results):
         ref = Waveforms.from_plot(result.value[-1])
-        t = np.arange(round(stimulus.times[-1] / dt) + 1) * dt
+        t = grid(stimulus.times[-1], dt)
         current = torch.as_tensor(stimulus.sample(t), dtype=torch.float64).reshape(1, -1, 1)
         with torch.no_grad():
             solution = simulate_neurons(current, SolverOptions(dt), params)

@@ -71,4 +71,3 @@ def neuron_model(spec: str, trust: str | None = None) -> DeviceModel:
         raise ConfigError(f"the network's neurons are {spec}, a model of your own: name it to use it (--neuron "
                           f"{spec}); memspice imports only the modules you name, since importing runs their code")
     return import_model(spec, ports=1)
-

@@ -242,9 +242,10 @@ class LayerGraph(nn.Module):
         if not layers:
             raise ConfigError("a LayerGraph needs at least one layer")
         self.sources = check_sources(sources, len(layers), ConfigError)
-        for name, value in (("dt", lambda layer: layer.solver.dt), ("buffer_gain", lambda layer: layer.buffer_gain)):
-            if len({value(layer) for layer in layers}) > 1:
-                raise ConfigError(f"every layer needs the same {name}; got {[value(x) for x in layers]}")
+        for name, values in (("dt", [layer.solver.dt for layer in layers]),
+                             ("buffer_gain", [layer.buffer_gain for layer in layers])):
+            if len(set(values)) > 1:
+                raise ConfigError(f"every layer needs the same {name}; got {values}")
         n_inputs = layers[0].in_features[0]
         for k, (layer, read) in enumerate(zip(layers, self.sources)):
             sizes = tuple(n_inputs if s == 0 else layers[s - 1].out_features for s in read)

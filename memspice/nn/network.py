@@ -52,7 +52,7 @@ class MemristiveSNN(nn.Module):
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
         generator = torch.Generator().manual_seed(seed)
-        self.sizes, self.solver = sizes, solver_options(solver)
+        self.sizes, self._solver = sizes, solver_options(solver)
         self.buffer_gain = float(buffer_gain)
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
         self.parametrization = parametrization
@@ -61,9 +61,22 @@ class MemristiveSNN(nn.Module):
                      init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
                      parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
-        self.neurons = nn.ModuleList(MemristiveNeurons(n, neuron_params, self.solver, neuron_model) for n in sizes[1:])
+        self.neurons = nn.ModuleList(MemristiveNeurons(n, neuron_params, self._solver, neuron_model)
+                                     for n in sizes[1:])
         self.neuron_model = neuron_model
         self.describe()  # validates buffer_gain as the netlister will
+
+    @property
+    def solver(self) -> SolverOptions:
+        """How :meth:`forward` integrates (:class:`~memspice.solver.SolverOptions`); setting it sets
+        every neuron layer's too."""
+        return self._solver
+
+    @solver.setter
+    def solver(self, solver: SolverOptions | float) -> None:
+        self._solver = solver_options(solver)
+        for neurons in self.neurons:
+            neurons.solver = self._solver
 
     @property
     def dt(self) -> float:

@@ -52,15 +52,6 @@ class TorchSettings:
     dtype: str = "float64"
     strict: bool = False
 
-    @property
-    def dt(self) -> float:
-        """The solver's step (s): the grid the case is compared on."""
-        return self.solver.dt
-
-    @property
-    def method(self) -> str:
-        return self.solver.method
-
     def stepping(self, dt: float | None = None, method: str | None = None) -> TorchSettings:
         """These settings with another step ``dt`` (s) and/or ``method``."""
         changes = {k: v for k, v in (("dt", dt), ("method", method)) if v is not None}
@@ -68,7 +59,7 @@ class TorchSettings:
 
     def describe(self) -> dict:
         tolerance = self.solver.step_tolerance
-        return {"dt": self.dt, "method": self.method, "device": self.device, "dtype": self.dtype,
+        return {"dt": self.solver.dt, "method": self.solver.method, "device": self.device, "dtype": self.dtype,
                 "tolerance": {"v": tolerance.v, "x": tolerance.x}, "adaptive": self.solver.adaptive is not False}
 
     @property
@@ -138,7 +129,8 @@ def _timed_torch(fn, settings: TorchSettings, case: str) -> tuple[Solution, floa
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
-    check_accuracy(out.errors or [], settings.strict, f"{case} (torch, dt = {settings.dt:g} s, {settings.method})")
+    solver = settings.solver
+    check_accuracy(out.errors or [], settings.strict, f"{case} (torch, dt = {solver.dt:g} s, {solver.method})")
     return out, wall
 
 
@@ -201,7 +193,7 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, 
               case: str = "mif", model: DeviceModel = MIF) -> tuple[np.ndarray, np.ndarray, float, Solution]:
     """The same in the torch solver, one batch: the grid, the membranes ``(len(stimuli), n)`` on
     it, the wall time and the solution (its local error estimates checked, :func:`_timed_torch`)."""
-    t = grid(max(s.times[-1] for s in stimuli), settings.dt)
+    t = grid(max(s.times[-1] for s in stimuli), settings.solver.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
     solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.solver, neuron, model=model),
                                   settings, case)
@@ -283,7 +275,7 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     network, inputs = random_network(neuron=neuron, model=model)
     spice = TranSettings(t_end=XBAR_T_END)
     netlist = network_netlist(network, inputs, spice, title="validation network 16-8-4")
-    t = grid(XBAR_T_END, settings.dt)
+    t = grid(XBAR_T_END, settings.solver.dt)
     rows = _tensor(np.stack([u.sample(t) for u in inputs], -1), settings).unsqueeze(0)
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
     params = [dict(neurons.params) for _, neurons in network.layers]

@@ -89,7 +89,7 @@ def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
     meet the targets, and the solver's own local error estimate (``estimate_ratio``, in units of
     its tolerance; any warning is this row's, not the user's). A run the solver cannot finish
     is reported with its error."""
-    row = {"method": settings.method, "dt": settings.dt}
+    row = {"method": settings.solver.method, "dt": settings.solver.dt}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AccuracyWarning)
@@ -144,11 +144,11 @@ MAX_HALVINGS, MAX_DOUBLINGS, BISECTIONS = 8, 3, 3
 def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
                neuron: Mapping[str, float] | None = None, progress: Callable[[dict], None] | None = None,
                model: DeviceModel = MIF) -> dict:
-    """The largest step of ``base.method`` at which the torch solver meets the agreement targets
+    """The largest step of ``base.solver.method`` at which the torch solver meets the agreement targets
     (:func:`~memspice.validate.metrics.targets`: equal spike counts, spike-time error ≤ 1 % of
     the ISI, NRMSE ≤ 5 %) against ngspice for the neuron ``model`` (parameters ``neuron``) under
     every stimulus:
-    ngspice runs once, the torch solver at ``base.dt`` halved until the targets are met (or
+    ngspice runs once, the torch solver at ``base.solver.dt`` halved until the targets are met (or
     doubled while they are), then bisected. ``progress(row)`` sees each row. Returns the rows
     and ``suggested_dt`` (s; ``None`` when no dt tried met the targets)."""
     references, spice, _ = mif_references(stimuli, workers, neuron=neuron, model=model)
@@ -161,15 +161,15 @@ def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
         return rows[-1]["met"]
 
     good, bad = None, None
-    if run(base.dt):
-        good = base.dt
+    if run(base.solver.dt):
+        good = base.solver.dt
         for _ in range(MAX_DOUBLINGS):
             if not run(good * 2):
                 bad = good * 2
                 break
             good *= 2
     else:
-        bad = base.dt
+        bad = base.solver.dt
         for _ in range(MAX_HALVINGS):
             if run(bad / 2):
                 good = bad / 2
@@ -182,7 +182,7 @@ def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
                 good = middle
             else:
                 bad = middle
-    return {"ngspice": spice.describe(), "method": base.method, "neuron_model": model.name,
+    return {"ngspice": spice.describe(), "method": base.solver.method, "neuron_model": model.name,
             "neuron": dict(neuron or {}), "rows": rows,
             "suggested_dt": good}
 
