@@ -17,7 +17,7 @@ import torch
 from memspice.devices.mif import KANG2021
 from memspice.solver import SolverOptions, simulate_neurons
 from memspice.solver.accuracy import ADAPTIVE_TOLERANCE, Tolerance
-from memspice.validate.cases import STEP, _dense, grid, mif_references
+from memspice.validate.cases import STEP, grid, mif_references
 from memspice.validate.metrics import compare
 
 TOLERANCES = (Tolerance(), Tolerance(0.01, 0.03), ADAPTIVE_TOLERANCE, Tolerance(0.001, 0.003))
@@ -37,7 +37,7 @@ def main() -> None:
             current = torch.as_tensor(STEP.sample(t), dtype=torch.float64).reshape(1, -1, 1)
             for tolerance in TOLERANCES:
                 solution = simulate_neurons(current, SolverOptions(dt, adaptive=tolerance), neuron, record_states=False)
-                m = compare(*reference, t, solution.v[0][0, :, 0].numpy(), spikes_from=_dense(solution, 0, 0))
+                m = compare(*reference, t, solution.v[0][0, :, 0].numpy(), spikes=solution.spike_times())
                 print(f"{name:<9} {dt * 1e9:5.0f} ns {tolerance.v:>9g} {tolerance.x:>9g} "
                       f"{m['spikes_ref']:>3d}/{m['spikes_torch']:<4d} {100 * m['spike_time_error_over_isi']:7.2f}% "
                       f"{100 * m['nrmse']:6.2f}% {solution.substeps:>8d}", flush=True)

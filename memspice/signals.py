@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.polynomial import polynomial
+from scipy.optimize import brentq
 
 from memspice.defaults import SPIKE_THRESHOLD
 from memspice.errors import ConfigError
@@ -22,6 +24,37 @@ def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = SPIKE_THRESHOLD
     k = np.nonzero(below & above)[0]
     frac = (threshold - v[k]) / (v[k + 1] - v[k])
     return t[k] + frac * (t[k + 1] - t[k])
+
+
+def dense_spike_times(t: np.ndarray, v: np.ndarray, v_nodes: np.ndarray, nodes: tuple[float, ...],
+                      threshold: float = SPIKE_THRESHOLD) -> np.ndarray:
+    """Times (s) of upward crossings of ``threshold`` (V) by a solver's dense output: the
+    steps run from ``t[j]`` to ``t[j+1]`` (s, ``(K+1,)``) with the membrane ``v`` (V, ``(K+1,)``)
+    at their ends and ``v_nodes`` (V, ``(K, s)``) at the fractions ``nodes`` of each step (a
+    collocation method's stages). Crossings are found among all these samples and located on
+    the polynomial through each step's start, nodes and end (a Radau IIA step's collocation
+    polynomial, of the method's stage order), not on the straight line between samples, whose
+    error at a spike's curved upstroke grows with dt² (0.24 % of the ISI at 250 ns)."""
+    t, v, v_nodes = (np.asarray(a, dtype=float) for a in (t, v, v_nodes))
+    k_steps = len(t) - 1
+    if v.shape != t.shape or t.ndim != 1 or v_nodes.shape != (k_steps, len(nodes)):
+        raise ConfigError(f"t {t.shape}, v {v.shape} and v_nodes {v_nodes.shape} do not fit {len(nodes)} nodes "
+                          "per step")
+    interior = [i for i, c in enumerate(nodes) if 0.0 < c < 1.0]
+    fractions = np.array([0.0, *(nodes[i] for i in interior), 1.0])
+    values = np.concatenate([v[:-1, None], v_nodes[:, interior], v[1:, None]], axis=1)  # (K, len(fractions))
+    below = values[:, :-1] < threshold
+    above = values[:, 1:] >= threshold
+    out = []
+    for j, a in zip(*np.nonzero(below & above)):
+        coefficients = polynomial.polyfit(fractions, values[j], len(fractions) - 1)
+        low, high = fractions[a], fractions[a + 1]
+        try:
+            tau = brentq(lambda x: polynomial.polyval(x, coefficients) - threshold, low, high)
+        except ValueError:  # the interpolant misses a sample by rounding: the straight line
+            tau = low + (threshold - values[j, a]) / (values[j, a + 1] - values[j, a]) * (high - low)
+        out.append(t[j] + tau * (t[j + 1] - t[j]))
+    return np.array(out)
 
 
 def spike_shapes(t: np.ndarray, v: np.ndarray, threshold: float = SPIKE_THRESHOLD,

@@ -5,7 +5,7 @@ Same equations and same linear algebra as the reference path (the device's linea
 its one definition, the stage elimination of :func:`memspice.solver.linear.arrow_factor`), but
 written per neuron: every quantity is one tensor of the batch shape ``(B, n)`` (one element
 per neuron; a tensor of any other shape would cost a loop and a round trip through memory of
-its own), and every small matrix (stages by stages, ``s ≤ 3``) a nested list of them, unrolled
+its own), and every small matrix (stages by stages) a nested list of them, unrolled
 when traced. Nothing is then left but elementwise arithmetic, and :func:`torch.compile` turns
 it into one loop over the neurons (C++ on the CPU, Triton on CUDA) that reads each neuron's
 state once and keeps the rest in registers:
@@ -32,9 +32,8 @@ import warnings
 import torch
 
 from memspice.codegen.torch_functions import TorchDevice
-from memspice.errors import ConfigError
+from memspice.solver.linear import Matrix, list_matmul, small_inverse
 
-Matrix = list[list[torch.Tensor]]
 Vector = list[torch.Tensor]
 
 
@@ -52,37 +51,12 @@ class _Stage:
         self.df_dx = [out[3 + 3 * m + k * m + k] for k in range(m)]
 
 
-def _inverse(m: Matrix) -> Matrix:
-    """The inverse of an ``s x s`` matrix, ``s ≤ 3``, in closed form (adjugate over determinant)."""
-    # one division per matrix: a multiplication is several times cheaper in a vector loop
-    s = len(m)
-    if s == 1:
-        return [[1.0 / m[0][0]]]
-    if s == 2:
-        (a, b), (c, d) = m
-        r = 1.0 / (a * d - b * c)
-        return [[d * r, -b * r], [-c * r, a * r]]
-    if s == 3:
-        (a, b, c), (d, e, f), (g, h, i) = m
-        c0, c1, c2 = e * i - f * h, f * g - d * i, d * h - e * g
-        r = 1.0 / (a * c0 + b * c1 + c * c2)
-        adjugate = [[c0, c * h - b * i, b * f - c * e], [c1, a * i - c * g, c * d - a * f],
-                    [c2, b * g - a * h, a * e - b * d]]
-        return [[entry * r for entry in row] for row in adjugate]
-    raise ConfigError(f"closed-form inverses are for 1 to 3 stages; got {s}")
-
-
 def _matvec(m: Matrix, x: Vector) -> Vector:
     return [sum(m_ij * x_j for m_ij, x_j in zip(row, x)) for row in m]
 
 
 def _matvec_transposed(m: Matrix, x: Vector) -> Vector:
     return [sum(m[i][j] * x[i] for i in range(len(m))) for j in range(len(m[0]))]
-
-
-def _matmul(left: Matrix, right: Matrix) -> Matrix:
-    return [[sum(left[i][k] * right[k][j] for k in range(len(right))) for j in range(len(right[0]))]
-            for i in range(len(left))]
 
 
 def _largest(values: Vector) -> torch.Tensor:
@@ -105,14 +79,15 @@ class _Factors:
         schur = [[(stages[i].capacitance if i == j else 0.0) - a_tilde[i][j] * (b[j] - stages[j].di_dv)
                   for j in col] for i in col]
         for k in range(m):
-            w = _inverse([[(1.0 if i == j else 0.0) - a_tilde[i][j] * stages[j].df_dx[k] for j in col] for i in col])
-            u = _matmul(w, [[a_tilde[i][j] * stages[j].df_dv[k] for j in col] for i in col])
+            w = small_inverse([[(1.0 if i == j else 0.0) - a_tilde[i][j] * stages[j].df_dx[k] for j in col]
+                               for i in col])
+            u = list_matmul(w, [[a_tilde[i][j] * stages[j].df_dv[k] for j in col] for i in col])
             z = [[-a_tilde[i][j] * stages[j].di_dx[k] for j in col] for i in col]
-            zu = _matmul(z, u)
+            zu = list_matmul(z, u)
             schur = [[schur[i][j] - zu[i][j] for j in col] for i in col]
             self.w.append(w), self.u.append(u), self.z.append(z)
         self.scale = [1.0 / _largest([abs(entry) for entry in row]) for row in schur]
-        self.p = _inverse([[entry * self.scale[i] for entry in row] for i, row in enumerate(schur)])
+        self.p = small_inverse([[entry * self.scale[i] for entry in row] for i, row in enumerate(schur)])
 
     def solve(self, r: list[Vector]) -> list[Vector]:
         """``M⁻¹·r`` for ``r[c][i]`` (component ``c``, stage ``i``)."""

@@ -11,7 +11,7 @@ with ``J_j`` the neuron's Jacobian at stage ``j``. Two solvers:
 * :func:`solve_arrow` is for devices whose states couple only through the membrane
   (``∂f_k/∂x_l = 0`` for ``k ≠ l``, true of the MIF neuron: each switch's state follows its own
   branch voltage). ``J`` is then an arrow matrix, the states eliminate stage-block by
-  stage-block, and what is left are ``m + 1`` systems of size ``s ≤ 3`` per neuron, inverted in
+  stage-block, and what is left are ``m + 1`` systems of size ``s`` per neuron, inverted in
   closed form: elementwise tensor arithmetic, no per-matrix LAPACK call. Same solution as the
   dense factorization up to rounding (a test checks it), several times faster.
 
@@ -24,8 +24,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-
-from memspice.errors import ConfigError
 
 
 def solve_dense(a_tilde: torch.Tensor, mass: torch.Tensor, jac: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -138,22 +136,57 @@ def _matmul(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return (left.unsqueeze(-2) * right.unsqueeze(-4)).sum(-3)
 
 
-def _inverse(m: torch.Tensor) -> torch.Tensor:
-    """The inverse of every ``(..., s, s, N)`` matrix, ``s ≤ 3``, in closed form (adjugate over
-    determinant)."""
-    s = m.shape[-2]
+Matrix = list[list[torch.Tensor]]
+
+
+def small_inverse(m: Matrix) -> Matrix:
+    """The inverse of an ``s x s`` matrix given as nested lists of same-shaped tensors (one
+    element per neuron), without pivoting: adjugate over determinant for ``s ≤ 3``, above that
+    by 2 x 2 blocks, ``[[A, B], [C, D]]⁻¹`` through ``A⁻¹`` and the Schur complement
+    ``D - C·A⁻¹·B`` (the Newton matrices here, ``diag(mass) - dt·A·diag(∂f/∂y)`` of a
+    Radau IIA matrix ``A`` and a stable device, keep their leading blocks regular)."""
+    # one division per matrix: a multiplication is several times cheaper in a vector loop
+    s = len(m)
     if s == 1:
-        return 1.0 / m
+        return [[1.0 / m[0][0]]]
     if s == 2:
-        a, b, c, d = m[..., 0, 0, :], m[..., 0, 1, :], m[..., 1, 0, :], m[..., 1, 1, :]
-        adjugate = torch.stack([torch.stack([d, -b], -2), torch.stack([-c, a], -2)], -3)
-        return adjugate / (a * d - b * c).unsqueeze(-2).unsqueeze(-2)
+        (a, b), (c, d) = m
+        r = 1.0 / (a * d - b * c)
+        return [[d * r, -b * r], [-c * r, a * r]]
     if s == 3:
-        (a, b, c), (d, e, f), (g, h, i) = (row.unbind(-2) for row in m.unbind(-3))
-        cofactors = (e * i - f * h, f * g - d * i, d * h - e * g)  # of the first row
-        adjugate = torch.stack([
-            torch.stack([cofactors[0], c * h - b * i, b * f - c * e], -2),
-            torch.stack([cofactors[1], a * i - c * g, c * d - a * f], -2),
-            torch.stack([cofactors[2], b * g - a * h, a * e - b * d], -2)], -3)
-        return adjugate / (a * cofactors[0] + b * cofactors[1] + c * cofactors[2]).unsqueeze(-2).unsqueeze(-2)
-    raise ConfigError(f"closed-form inverses are for 1 to 3 stages; got {s}")
+        (a, b, c), (d, e, f), (g, h, i) = m
+        c0, c1, c2 = e * i - f * h, f * g - d * i, d * h - e * g
+        r = 1.0 / (a * c0 + b * c1 + c * c2)
+        adjugate = [[c0, c * h - b * i, b * f - c * e], [c1, a * i - c * g, c * d - a * f],
+                    [c2, b * g - a * h, a * e - b * d]]
+        return [[entry * r for entry in row] for row in adjugate]
+    h = s // 2
+    a_inv = small_inverse([row[:h] for row in m[:h]])
+    b, c, d = [row[h:] for row in m[:h]], [row[:h] for row in m[h:]], [row[h:] for row in m[h:]]
+    a_inv_b, c_a_inv = list_matmul(a_inv, b), list_matmul(c, a_inv)
+    schur_inv = small_inverse(_list_sub(d, list_matmul(c, a_inv_b)))
+    top_right = _list_neg(list_matmul(a_inv_b, schur_inv))
+    bottom_left = _list_neg(list_matmul(schur_inv, c_a_inv))
+    top_left = _list_sub(a_inv, list_matmul(top_right, c_a_inv))
+    return [left + right for left, right in zip(top_left, top_right)] + \
+        [left + right for left, right in zip(bottom_left, schur_inv)]
+
+
+def list_matmul(left: Matrix, right: Matrix) -> Matrix:
+    """``left @ right`` for nested-list matrices."""
+    return [[sum(left[i][k] * right[k][j] for k in range(len(right))) for j in range(len(right[0]))]
+            for i in range(len(left))]
+
+
+def _list_sub(left: Matrix, right: Matrix) -> Matrix:
+    return [[a - b for a, b in zip(row_l, row_r)] for row_l, row_r in zip(left, right)]
+
+
+def _list_neg(m: Matrix) -> Matrix:
+    return [[-a for a in row] for row in m]
+
+
+def _inverse(m: torch.Tensor) -> torch.Tensor:
+    """The inverse of every ``(..., s, s, N)`` matrix (:func:`small_inverse`)."""
+    rows = [list(row.unbind(-2)) for row in m.unbind(-3)]
+    return torch.stack([torch.stack(row, -2) for row in small_inverse(rows)], -3)

@@ -12,12 +12,15 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
 from memspice.errors import ConfigError
+from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
 from memspice.solver.integrators import NeuronLayer, NewtonFailure, StepContext, Stepper
@@ -41,9 +44,12 @@ class Solution:
     (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars).
 
     With adaptive steps: ``substeps``, the steps taken (each grid step in ``2^k`` equal
-    substeps), and the dense output, every substep's end time ``t_dense`` (s, ``(K,)``) and
-    membranes ``v_dense`` (V, per layer ``(batch, K, n_k)``): spikes narrower than the grid are
-    read from it."""
+    substeps). With adaptive steps or ``dense_output``, the dense output: the ``K`` steps taken
+    (substeps included) from ``t_dense[j]`` to ``t_dense[j+1]`` (s, ``(K+1,)``), the membranes
+    ``v_dense`` at their ends (V, per layer ``(batch, K+1, n_k)``) and ``v_nodes`` at the
+    fractions ``nodes`` of each step (V, per layer ``(batch, K, len(nodes), n_k)``: a Radau
+    step's stages, which with its ends define its collocation polynomial). :meth:`spike_times`
+    reads spikes from it: between grid points, and narrower than the grid."""
 
     t: torch.Tensor
     v: list[torch.Tensor]
@@ -55,6 +61,22 @@ class Solution:
     substeps: int | None = None
     t_dense: torch.Tensor | None = None
     v_dense: list[torch.Tensor] | None = None
+    v_nodes: list[torch.Tensor] | None = None
+    nodes: tuple[float, ...] | None = None
+
+    def spike_times(self, layer: int = 0, item: int = 0, neuron: int = 0,
+                    threshold: float = SPIKE_THRESHOLD) -> np.ndarray:
+        """The times (s) at which neuron ``neuron`` of layer ``layer`` (0 = the first) in batch
+        item ``item`` crosses ``threshold`` (V) upwards: located on each step's polynomial when
+        the solution has a dense output (:func:`~memspice.signals.dense_spike_times`), else
+        linearly between grid samples (:func:`~memspice.signals.spike_times`)."""
+        def trace(v: torch.Tensor) -> np.ndarray:
+            return v[item, ..., neuron].double().cpu().numpy()
+
+        if self.v_nodes is None:
+            return spike_times(self.t.cpu().numpy(), trace(self.v[layer]), threshold)
+        return dense_spike_times(self.t_dense.cpu().numpy(), trace(self.v_dense[layer]), trace(self.v_nodes[layer]),
+                                 self.nodes, threshold)
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,7 @@ def simulate_neurons(
     params: Params | None = None,
     model: DeviceModel = MIF,
     record_states: bool = True,
+    dense_output: bool = False,
 ) -> Solution:
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
     membranes, from rest, integrated as ``solver`` says (:class:`~memspice.solver.options.SolverOptions`;
@@ -103,7 +126,8 @@ def simulate_neurons(
     :func:`memspice.solver.accuracy.check_accuracy` warns about it. ``solver.adaptive`` (radau3,
     radau5) splits each grid step into as many equal substeps as keep the estimate within its
     tolerance, up to :data:`MAX_SUBSTEPS`: the solution stays on the grid, with every substep in
-    its dense output."""
+    its dense output. ``dense_output`` keeps every step's stage membranes too
+    (:attr:`Solution.v_nodes`), for :meth:`Solution.spike_times` between grid points."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
@@ -114,7 +138,7 @@ def simulate_neurons(
     def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
         return [(between(n, node), no_load) for node in nodes]
 
-    return _integrate([layer], [current.shape[-1]], drive, current, solver, record_states)
+    return _integrate([layer], [current.shape[-1]], drive, current, solver, record_states, dense_output)
 
 
 def simulate_network(
@@ -126,13 +150,15 @@ def simulate_network(
     model: DeviceModel = MIF,
     record_states: bool = False,
     column_noise: Sequence[torch.Tensor | None] | None = None,
+    dense_output: bool = False,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
     neuron layers, driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1, n_in)``); see
     :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``solver``.
     ``column_noise[k]``: currents (A, ``(batch, n_steps + 1, n_k)``, linear between samples)
-    added to layer ``k+1``'s column currents (a chip's read noise)."""
+    added to layer ``k+1``'s column currents (a chip's read noise); ``dense_output`` as in
+    :func:`simulate_neurons`."""
     _check_input(inputs, "inputs")
     solver = solver_options(solver)
     params = list(params) if params is not None else [None] * len(weights)
@@ -168,7 +194,7 @@ def simulate_network(
         coupling = ports[k].coupling(start)
         return [(a if coupling is None else a - coupling, loads[k]) for a in currents]
 
-    solution = _integrate(layers, sizes, drive, inputs, solver, record_states)
+    solution = _integrate(layers, sizes, drive, inputs, solver, record_states, dense_output)
     solution.cells = cell_voltages([inputs, *(buffer_gain * v for v in solution.v[:-1])], solution.v)
     return solution
 
@@ -205,11 +231,15 @@ def _integrate(
     reference: torch.Tensor,
     solver: SolverOptions,
     record_states: bool,
+    dense_output: bool = False,
 ) -> Solution:
+    if dense_output and solver.checkpoint_every:
+        raise ConfigError("dense_output does not combine with checkpoint_every (a recomputed chunk would record "
+                          "its steps again)")
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
-    run = _Integration(layers, ys, drive, solver)
+    run = _Integration(layers, ys, drive, solver, dense_output)
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
     checkpoint_every = solver.checkpoint_every
@@ -237,7 +267,7 @@ class _Integration:
     and what the solution reports of them."""
 
     def __init__(self, layers: list[NeuronLayer], start: list[torch.Tensor], drive: Callable,
-                 solver: SolverOptions) -> None:
+                 solver: SolverOptions, dense: bool = False) -> None:
         self.drive, self.dt, self.newton, self.adaptive = drive, solver.dt, solver.newton, solver.adaptive is not False
         self.tolerance = solver.step_tolerance
         self.steppers = [Stepper(layer, solver.method, solver.newton, solver.fused, self.tolerance)
@@ -245,26 +275,30 @@ class _Integration:
         self.split_steps: set[int] = set()  #: grid steps Newton only finished in substeps
         self.parts = 1  #: adaptive: the substeps per grid step, carried from one step to the next
         self.substeps_taken = 0  #: adaptive: the substeps of the whole run
-        self.dense_t: list[float] = [0.0]  #: adaptive: every accepted substep's end time (s)...
-        self.dense_v = [[y[..., 0].detach()] for y in start]  #: ...and membranes, per layer, from ``start``
+        self.dense = dense or self.adaptive  #: whether every (sub)step taken is recorded:
+        self.dense_t: list[float] = [0.0]  #: its end time (s)...
+        self.dense_v = [[y[..., 0].detach()] for y in start]  #: ...membranes, per layer, from ``start``...
+        self.dense_nodes: list[list[torch.Tensor]] = [[] for _ in start]  #: ...and at its nodes ``(B, s, n)``
+        self.nodes = tuple(c for c in self.steppers[0].nodes if c > 0.0)  #: the nodes after a step's start
 
     def substeps(self, n: int, states: list[torch.Tensor], parts: int,
                  visited: list | None = None) -> list[torch.Tensor]:
         """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps (each one's end time and
-        membranes appended to ``visited``, when given)."""
+        membranes, at its end and at its nodes, appended to ``visited``, when given)."""
         dt = self.dt
         for part in range(parts):
             upstream: list[torch.Tensor | None] = [None] * len(self.steppers[0].nodes)
-            new_states = []
+            new_states, at_nodes = [], []
             for k, stepper in enumerate(self.steppers):
                 drives = self.drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream,
                                     states[k][..., 0])
                 where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
                 y, upstream = stepper.step(states[k], drives, dt / parts, where)
                 new_states.append(y)
+                at_nodes.append(torch.stack(upstream[len(upstream) - len(self.nodes):], 1).detach())
             states = new_states
             if visited is not None:
-                visited.append(((n + (part + 1) / parts) * dt, [y[..., 0].detach() for y in states]))
+                visited.append(((n + (part + 1) / parts) * dt, [y[..., 0].detach() for y in states], at_nodes))
         return states
 
     def adaptive_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -290,21 +324,30 @@ class _Integration:
             if accept:
                 break
             parts *= 2
-        for time, membranes in visited:
-            self.dense_t.append(time)
-            for k, v in enumerate(membranes):
-                self.dense_v[k].append(v)
+        self.record(visited)
         self.substeps_taken += parts
         if parts > 1 and ratio * 2.0 ** self.steppers[0].scheme.estimate_order < 0.5:
             parts //= 2
         self.parts = parts
         return new_states
 
+    def record(self, visited: list) -> None:
+        """Keeps the (sub)steps of one grid step in the dense output."""
+        for time, membranes, at_nodes in visited:
+            self.dense_t.append(time)
+            for k, (v, v_nodes) in enumerate(zip(membranes, at_nodes)):
+                self.dense_v[k].append(v)
+                self.dense_nodes[k].append(v_nodes)
+
     def split_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
         """Step ``n -> n+1`` whole, or, where Newton's method fails, in 2, 4, ... substeps."""
         for split in range(self.newton.max_splits + 1):
+            visited = [] if self.dense else None
             try:
-                return self.substeps(n, states, 2**split)
+                states = self.substeps(n, states, 2**split, visited)
+                if visited is not None:
+                    self.record(visited)
+                return states
             except NewtonFailure as failure:
                 self.split_steps.add(n)
                 if split == self.newton.max_splits:
@@ -333,8 +376,11 @@ class _Integration:
         solution = Solution(t, v, x, [stepper.iterations for stepper in self.steppers], errors, len(self.split_steps))
         if self.adaptive:
             solution.substeps = self.substeps_taken
+        if self.dense:
             solution.t_dense = torch.tensor(self.dense_t, dtype=t.dtype, device=t.device)
             solution.v_dense = [torch.stack(r, dim=1) for r in self.dense_v]
+            solution.v_nodes = [torch.stack(r, dim=1) for r in self.dense_nodes]
+            solution.nodes = self.nodes
         return solution
 
 

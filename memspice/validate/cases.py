@@ -140,14 +140,6 @@ def _accuracy(solution: Solution) -> dict:
             "substeps": solution.substeps}
 
 
-def _dense(solution: Solution, layer: int, item: int, neuron: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
-    """An adaptive solution's every substep ``(t, v)`` of one neuron, where spikes are read
-    (``None`` on a fixed grid)."""
-    if solution.t_dense is None:
-        return None
-    return solution.t_dense.cpu().numpy(), solution.v_dense[layer][item, :, neuron].double().cpu().numpy()
-
-
 def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
                 case: str = "mif-step", neuron: Mapping[str, float] | None = None,
                 model: DeviceModel = MIF) -> CaseResult:
@@ -155,7 +147,7 @@ def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None,
     current ``stimulus`` (A), simulated to its last time."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout, neuron, case,
                                                                   model)
-    probes = {"v(mem)": compare(*refs[0], t, v_torch[0], spikes_from=_dense(solution, 0, 0))}
+    probes = {"v(mem)": compare(*refs[0], t, v_torch[0], spikes=solution.spike_times(0, 0))}
     return CaseResult(case, probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, _extra(neuron, model), **_accuracy(solution))
 
@@ -195,7 +187,8 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, 
     it, the wall time and the solution (its local error estimates checked, :func:`_timed_torch`)."""
     t = grid(max(s.times[-1] for s in stimuli), settings.solver.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
-    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.solver, neuron, model=model),
+    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.solver, neuron, model=model,
+                                                                   dense_output=True),
                                   settings, case)
     return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
@@ -214,7 +207,7 @@ def mif_pwl(settings: TorchSettings, workers: Workers = None, timeout: float = 6
     """The neuron under the random piecewise-linear currents of :func:`random_pwl`."""
     t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-pwl"), settings, workers, timeout,
                                                                   neuron, "mif-pwl", model)
-    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v, spikes_from=_dense(solution, 0, k))
+    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v, spikes=solution.spike_times(0, k))
               for k, (ref, v) in enumerate(zip(refs, v_torch))}
     return CaseResult("mif-pwl", probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, {"stimuli": {"count": PWL_COUNT, "period_s": PWL_PERIOD,
@@ -240,7 +233,7 @@ def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 60
                                                                   neuron, "mif-fi", model)
     probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
     for k, c in enumerate(FI_CURRENTS):
-        metrics = compare(*refs[k], t, v_torch[k], spikes_from=_dense(solution, 0, k))
+        metrics = compare(*refs[k], t, v_torch[k], spikes=solution.spike_times(0, k))
         probes[f"v(mem) at {c * 1e6:.3g} uA"] = metrics
         counts["spikes_ref"].append(metrics["spikes_ref"])
         counts["spikes_torch"].append(metrics["spikes_torch"])
@@ -280,7 +273,7 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
     params = [dict(neurons.params) for _, neurons in network.layers]
     solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.solver, params,
-                                                           network.buffer_gain, model),
+                                                           network.buffer_gain, model, dense_output=True),
                                   settings, "xbar-net")
     (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     probes, main = {}, None
@@ -289,7 +282,7 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
         for j in range(neurons.size):
             name = f"v({membrane_node(k, j)})"
             probes[name] = compare(ref.time, ref.signals[name], t, v_layer[:, j],
-                                   spikes_from=_dense(solution, k - 1, 0, j))
+                                   spikes=solution.spike_times(k - 1, 0, j))
             if k == len(network.layers) and j == 0:
                 main = (np.interp(t, ref.time, ref.signals[name]), v_layer[:, j])
     out_layer = len(network.layers)

@@ -11,7 +11,7 @@ from memspice.signals import spike_times
 
 
 def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.ndarray,
-            threshold: float = SPIKE_THRESHOLD, spikes_from: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+            threshold: float = SPIKE_THRESHOLD, spikes: np.ndarray | None = None) -> dict:
     """Metrics of ``candidate`` (V, sampled on the grid ``t``, s) against the reference waveform
     ``v_ref`` (V) on its own time points ``t_ref`` (s):
 
@@ -20,7 +20,8 @@ def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.n
     * ``max_abs_error_V``: on the same grid;
     * ``spikes_ref``, ``spikes_torch``: upward crossings of ``threshold`` (V), the reference's on
       its own time points (a coarse grid could step over a narrow spike), up to ``t[-1]``; the
-      candidate's on ``spikes_from`` ``(t, v)`` when given (an adaptive solution's substeps);
+      candidate's are ``spikes`` (s) when given (read from a solver's dense output,
+      :meth:`memspice.solver.Solution.spike_times`), else its crossings on ``t``;
     * ``spike_time_mean_abs_error_s``, ``spike_time_max_abs_error_s``: over spikes paired in
       order (the first ``min`` of both counts);
     * ``spike_time_error_over_isi``: the mean error over the reference's mean inter-spike
@@ -32,7 +33,7 @@ def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.n
     span = np.ptp(ref)
     ref_spikes = spike_times(t_ref, v_ref, threshold)
     ref_spikes = ref_spikes[ref_spikes <= t[-1]]
-    cand_spikes = spike_times(*(spikes_from if spikes_from is not None else (t, cand)), threshold)
+    cand_spikes = np.asarray(spikes, dtype=float) if spikes is not None else spike_times(t, cand, threshold)
     paired = min(len(ref_spikes), len(cand_spikes))
     timing = np.abs(cand_spikes[:paired] - ref_spikes[:paired])
     isi = float(np.mean(np.diff(ref_spikes))) if len(ref_spikes) > 1 else float("nan")
