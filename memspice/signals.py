@@ -26,33 +26,32 @@ def spike_times(t: np.ndarray, v: np.ndarray, threshold: float = SPIKE_THRESHOLD
     return t[k] + frac * (t[k + 1] - t[k])
 
 
-def dense_spike_times(t: np.ndarray, v: np.ndarray, v_nodes: np.ndarray, nodes: tuple[float, ...],
-                      threshold: float = SPIKE_THRESHOLD) -> np.ndarray:
-    """Times (s) of upward crossings of ``threshold`` (V) by a solver's dense output: the
-    steps run from ``t[j]`` to ``t[j+1]`` (s, ``(K+1,)``) with the membrane ``v`` (V, ``(K+1,)``)
-    at their ends and ``v_nodes`` (V, ``(K, s)``) at the fractions ``nodes`` of each step (a
-    collocation method's stages). Crossings are found among all these samples and located on
-    the polynomial through each step's start, nodes and end (a Radau IIA step's collocation
-    polynomial, of the method's stage order), not on the straight line between samples, whose
-    error at a spike's curved upstroke grows with dt² (0.24 % of the ISI at 250 ns)."""
-    t, v, v_nodes = (np.asarray(a, dtype=float) for a in (t, v, v_nodes))
-    k_steps = len(t) - 1
-    if v.shape != t.shape or t.ndim != 1 or v_nodes.shape != (k_steps, len(nodes)):
-        raise ConfigError(f"t {t.shape}, v {v.shape} and v_nodes {v_nodes.shape} do not fit {len(nodes)} nodes "
-                          "per step")
+def dense_spike_times(t: np.ndarray, values: np.ndarray, at_nodes: np.ndarray, nodes: tuple[float, ...],
+                      level: float = SPIKE_THRESHOLD) -> np.ndarray:
+    """Times (s) of upward crossings of ``level`` by a solver's dense output of one signal (a
+    membrane in V, or a state): the steps run from ``t[j]`` to ``t[j+1]`` (s, ``(K+1,)``) with
+    the signal ``values`` at their ends (``(K+1,)``) and ``at_nodes`` at the fractions ``nodes``
+    of each step (``(K, s)``, a collocation method's stages). Crossings are found among all these
+    samples and located on the polynomial through each step's start, nodes and end (a Radau IIA
+    step's collocation polynomial), not on the straight line between samples, whose error at a
+    spike's curved upstroke grows with dt² (0.24 % of the ISI at 250 ns)."""
+    t, values, at_nodes = (np.asarray(a, dtype=float) for a in (t, values, at_nodes))
+    if values.shape != t.shape or t.ndim != 1 or at_nodes.shape != (len(t) - 1, len(nodes)):
+        raise ConfigError(f"t {t.shape}, values {values.shape} and at_nodes {at_nodes.shape} do not fit "
+                          f"{len(nodes)} nodes per step")
     interior = [i for i, c in enumerate(nodes) if 0.0 < c < 1.0]
     fractions = np.array([0.0, *(nodes[i] for i in interior), 1.0])
-    values = np.concatenate([v[:-1, None], v_nodes[:, interior], v[1:, None]], axis=1)  # (K, len(fractions))
-    below = values[:, :-1] < threshold
-    above = values[:, 1:] >= threshold
+    samples = np.concatenate([values[:-1, None], at_nodes[:, interior], values[1:, None]], axis=1)  # (K, fractions)
+    below = samples[:, :-1] < level
+    above = samples[:, 1:] >= level
     out = []
     for j, a in zip(*np.nonzero(below & above)):
-        coefficients = polynomial.polyfit(fractions, values[j], len(fractions) - 1)
+        coefficients = polynomial.polyfit(fractions, samples[j], len(fractions) - 1)
         low, high = fractions[a], fractions[a + 1]
         try:
-            tau = brentq(lambda x: polynomial.polyval(x, coefficients) - threshold, low, high)
+            tau = brentq(lambda x: polynomial.polyval(x, coefficients) - level, low, high)
         except ValueError:  # the interpolant misses a sample by rounding: the straight line
-            tau = low + (threshold - values[j, a]) / (values[j, a + 1] - values[j, a]) * (high - low)
+            tau = low + (level - samples[j, a]) / (samples[j, a + 1] - samples[j, a]) * (high - low)
         out.append(t[j] + tau * (t[j + 1] - t[j]))
     return np.array(out)
 

@@ -185,6 +185,6 @@ def test_an_adaptive_network_is_closer_to_a_fine_grid_than_its_fixed_grid():
 
     reference = membranes(50e-9).v[-1][:, ::8]
     fixed, adaptive = membranes(400e-9), membranes(400e-9, adaptive=True)
-    assert adaptive.substeps > len(adaptive.t) - 1 and adaptive.t_dense.shape[0] == adaptive.substeps + 1
+    assert adaptive.substeps > len(adaptive.t) - 1 and adaptive.dense.t.shape[0] == adaptive.substeps + 1
     error = {name: float((s.v[-1] - reference).abs().max()) for name, s in (("fixed", fixed), ("adaptive", adaptive))}
     assert error["adaptive"] < 0.1 * error["fixed"], error

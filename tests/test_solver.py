@@ -39,13 +39,40 @@ def test_radau7_holds_spike_times_at_20_steps_per_isi():
     """Issue 25's aim: <= 0.5 % of the ISI at <= 20 steps per ISI (250 ns at 2 µA, ISI 4.98 µs),
     with the spikes read from the collocation polynomial; read between grid samples by straight
     lines, the same waveform is several times further off."""
-    t, (reference,), v_torch, *_, solution = mif_batch([SHORT_STEP], TorchSettings(SolverOptions(250e-9, "radau7")),
-                                                      None, 600.0)
-    dense = compare(*reference, t, v_torch[0], spikes=solution.spike_times())
+    t, (reference,), _, v_torch, *_, solution = mif_batch(
+        [SHORT_STEP], TorchSettings(SolverOptions(250e-9, "radau7")), None, 600.0)
+    dense = compare(*reference, t, v_torch[0], spikes=solution.spike_times())  # the membrane at 0.45 V
     linear = compare(*reference, t, v_torch[0])
     assert dense["spikes_ref"] == dense["spikes_torch"] >= 5
     assert dense["spike_time_error_over_isi"] <= 0.005
     assert linear["spike_time_error_over_isi"] > 2 * dense["spike_time_error_over_isi"]
+
+
+@pytest.mark.ngspice
+def test_spikes_are_the_neurons_own_events_in_both_engines():
+    """A MIF neuron whose spikes peak below the membrane level (M1 at 0.36 V, M2 at 0.43 V) is read
+    by its switch M1 turning on, x1 crossing 0.5, in ngspice and in the solver alike: every spike
+    counted, where the membrane's 0.45 V would count none."""
+    from memspice.defaults import SPIKE_THRESHOLD
+
+    result = mif_current(SHORT_STEP, TorchSettings(), case="short-step", neuron={"th1": 0.36, "th2": 0.43})
+    m = result.probes["v(mem)"]
+    assert result.extra["spikes"].startswith("x1 crossing 0.5")
+    assert m["spikes_ref"] == m["spikes_torch"] >= 5 and m["spike_time_error_over_isi"] <= 0.01
+    assert max(result.v_ref.max(), result.v_torch.max()) < SPIKE_THRESHOLD
+    assert compare(result.t, result.v_ref, result.t, result.v_torch)["spikes_ref"] == 0
+
+
+def test_a_spike_event_names_one_of_the_models_states():
+    from dataclasses import replace
+
+    from memspice.devices import MIF, SpikeEvent
+    from memspice.errors import ModelDefinitionError
+
+    with pytest.raises(ModelDefinitionError, match="spike state 'x9' is not one of its states"):
+        replace(MIF, spike=SpikeEvent("x9", 0.5))
+    with pytest.raises(ModelDefinitionError, match="finite"):
+        replace(MIF, spike=SpikeEvent("x1", float("nan")))
 
 
 def test_computed_radau_tableaux_are_the_closed_forms_and_radau7_has_order_7():

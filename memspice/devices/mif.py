@@ -36,6 +36,7 @@ from memspice.devices.model import (
     DeviceModel,
     Parameter,
     Source,
+    SpikeEvent,
     instantiate,
     node_voltage,
 )
@@ -111,6 +112,7 @@ def _build() -> DeviceModel:
         ),
         reference="Kang et al., IEEE TCAS-I 2021 (parameter set KANG2021); defaults re-timed "
                   "for fixed-step training (docs/solver.md).",
+        spike=SpikeEvent("x1", 0.5, "the depolarizing switch M1 turns on"),
     )
 
 

@@ -142,8 +142,21 @@ class Source:
 
 
 @dataclass(frozen=True)
+class SpikeEvent:
+    """What a spike of a neuron model is, read from its dynamics rather than from a membrane
+    level: an upward crossing of ``level`` by its state ``state`` (e.g. the depolarizing switch
+    turning on). Both engines read it from the same state (ngspice: the subcircuit's internal
+    node; the torch solver: the state, on its dense output)."""
+
+    state: str
+    level: float
+    doc: str = ""
+
+
+@dataclass(frozen=True)
 class DeviceModel:
-    """A device defined once, in compact-model form (see the module docstring)."""
+    """A device defined once, in compact-model form (see the module docstring). ``spike``: a
+    neuron model's :class:`SpikeEvent` (``None``: spikes are read on the membrane)."""
 
     name: str
     doc: str
@@ -154,6 +167,7 @@ class DeviceModel:
     sources: tuple[Source, ...] = ()
     constraints: tuple[Constraint, ...] = ()
     reference: str = ""
+    spike: SpikeEvent | None = None
     _by_name: dict[str, Parameter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -271,6 +285,11 @@ class DeviceModel:
         for p in self.parameters:
             if not p.contains(p.default):
                 fail(f"default of {p.name} = {p.default} is not {p.allowed()}")
+        if self.spike is not None:
+            if self.spike.state not in self.state_nodes:
+                fail(f"spike state {self.spike.state!r} is not one of its states {list(self.state_nodes)}")
+            if not isinstance(self.spike.level, Real) or not math.isfinite(self.spike.level):
+                fail(f"spike level must be a finite number; got {self.spike.level!r}")
         known_nodes = {GROUND, *nodes}
         for b in self.branches:
             if b.p not in known_nodes or b.n not in known_nodes:

@@ -31,6 +31,7 @@ from memspice.devices.model import (
     DeviceModel,
     Parameter,
     Source,
+    SpikeEvent,
     instantiate,
     node_voltage,
 )
@@ -70,6 +71,7 @@ def _build() -> DeviceModel:
         constraints=(Constraint(sym["hold"] < sym["th"], "hold must lie below th"),),
         reference="Pickett, Medeiros-Ribeiro and Williams, Nature Materials 12, 114 (2013) (Mott-switch "
                   "neuristor); one switch, thresholds after the MIF defaults of this package.",
+        spike=SpikeEvent("x", 0.5, "the switch turns on: the discharge"),
     )
 
 

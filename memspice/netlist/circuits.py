@@ -33,6 +33,12 @@ def membrane_node(layer: int, neuron: int) -> str:
     return f"l{layer}_m{neuron}"
 
 
+def neuron_instance(layer: int, neuron: int) -> str:
+    """ngspice's name of the subcircuit instance of neuron ``neuron`` (from 0) of layer ``layer``
+    (from 1): its internal nodes are ``v(<name>.<node>)``."""
+    return f"xl{layer}_neuron{neuron}"
+
+
 def network_netlist(
     network: Network,
     inputs: Sequence[Waveform],
@@ -83,7 +89,7 @@ def network_netlist(
                 net.element(f"Il{k}_noise{j}", ("0", membranes[j]), wave)
         net.comment(f"layer {k}: {neurons.size} {neurons.model.name} neurons")
         for j, node in enumerate(membranes):
-            net.instance(f"l{k}_neuron{j}", (node,), neurons.model, neurons.neuron(j))
+            net.instance(neuron_instance(k, j)[1:], (node,), neurons.model, neurons.neuron(j))
     if save:
         net.save(save)
     net.analysis(settings)

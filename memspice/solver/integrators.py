@@ -203,6 +203,14 @@ class Stepper:
                 self._estimate(y_c.detach(), y_next.detach(), start_drive, dt, where)
         return y_next.movedim(0, -1), stages
 
+    def stage_states(self, y_next: torch.Tensor) -> torch.Tensor:
+        """Every component at the nodes after the start of the step just taken, detached,
+        ``(B, s, n, 1+m)``: its stages, or its end ``y_next`` (``(B, n, 1+m)``) for a method
+        without stages."""
+        if self.scheme.tableau is None:
+            return y_next.detach().unsqueeze(1)
+        return self.last_step[2].detach().permute(2, 1, 3, 0)
+
     def _estimate(self, y: torch.Tensor, y_next: torch.Tensor, start_drive, dt: float, where: StepContext) -> None:
         """The local error of the step ``y -> y_next`` (``(d, B, n)``) against the tolerance,
         folded into each neuron's worst so far."""

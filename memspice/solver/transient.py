@@ -44,12 +44,9 @@ class Solution:
     (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars).
 
     With adaptive steps: ``substeps``, the steps taken (each grid step in ``2^k`` equal
-    substeps). With adaptive steps or ``dense_output``, the dense output: the ``K`` steps taken
-    (substeps included) from ``t_dense[j]`` to ``t_dense[j+1]`` (s, ``(K+1,)``), the membranes
-    ``v_dense`` at their ends (V, per layer ``(batch, K+1, n_k)``) and ``v_nodes`` at the
-    fractions ``nodes`` of each step (V, per layer ``(batch, K, len(nodes), n_k)``: a Radau
-    step's stages, which with its ends define its collocation polynomial). :meth:`spike_times`
-    reads spikes from it: between grid points, and narrower than the grid."""
+    substeps). With adaptive steps or ``dense_output``: ``dense`` (:class:`DenseOutput`), every
+    step taken, where :meth:`spike_times` reads spikes: between grid points, and narrower than
+    the grid."""
 
     t: torch.Tensor
     v: list[torch.Tensor]
@@ -59,24 +56,46 @@ class Solution:
     split_steps: int = 0
     cells: list[CellVoltage] | None = None
     substeps: int | None = None
-    t_dense: torch.Tensor | None = None
-    v_dense: list[torch.Tensor] | None = None
-    v_nodes: list[torch.Tensor] | None = None
-    nodes: tuple[float, ...] | None = None
+    dense: DenseOutput | None = None
 
-    def spike_times(self, layer: int = 0, item: int = 0, neuron: int = 0,
-                    threshold: float = SPIKE_THRESHOLD) -> np.ndarray:
+    def spike_times(self, layer: int = 0, item: int = 0, neuron: int = 0, component: int = 0,
+                    level: float = SPIKE_THRESHOLD) -> np.ndarray:
         """The times (s) at which neuron ``neuron`` of layer ``layer`` (0 = the first) in batch
-        item ``item`` crosses ``threshold`` (V) upwards: located on each step's polynomial when
-        the solution has a dense output (:func:`~memspice.signals.dense_spike_times`), else
-        linearly between grid samples (:func:`~memspice.signals.spike_times`)."""
-        def trace(v: torch.Tensor) -> np.ndarray:
-            return v[item, ..., neuron].double().cpu().numpy()
+        item ``item`` crosses ``level`` upwards with its ``component`` (0: the membrane, V; ``k``:
+        its ``k``-th state, e.g. a :class:`~memspice.devices.SpikeEvent`'s): located on each
+        step's polynomial when the solution has a dense output
+        (:func:`~memspice.signals.dense_spike_times`), else linearly between grid samples
+        (:func:`~memspice.signals.spike_times`; a state needs ``record_states``)."""
+        if self.dense is not None:
+            d = self.dense
+            return dense_spike_times(d.t.cpu().numpy(), _trace(d.y[layer], item, neuron, component),
+                                     _trace(d.y_nodes[layer], item, neuron, component), d.nodes, level)
+        if component == 0:
+            trace = self.v[layer][item, :, neuron]
+        elif self.x is not None:
+            trace = self.x[layer][item, :, neuron, component - 1]
+        else:
+            raise ConfigError("a state's spikes need the states: simulate with record_states=True or dense_output=True")
+        return spike_times(self.t.cpu().numpy(), trace.double().cpu().numpy(), level)
 
-        if self.v_nodes is None:
-            return spike_times(self.t.cpu().numpy(), trace(self.v[layer]), threshold)
-        return dense_spike_times(self.t_dense.cpu().numpy(), trace(self.v_dense[layer]), trace(self.v_nodes[layer]),
-                                 self.nodes, threshold)
+
+@dataclass
+class DenseOutput:
+    """Every step a solver took, substeps included: the ``K`` steps run from ``t[j]`` to
+    ``t[j+1]`` (s, ``(K+1,)``); per layer the neurons' components (membrane first, V, then the
+    states) at their ends ``y`` (``(batch, K+1, n_k, 1+m)``) and at the fractions ``nodes`` of
+    each step ``y_nodes`` (``(batch, K, len(nodes), n_k, 1+m)``: a Radau step's stages, which
+    with its ends define its collocation polynomial)."""
+
+    t: torch.Tensor
+    y: list[torch.Tensor]
+    y_nodes: list[torch.Tensor]
+    nodes: tuple[float, ...]
+
+
+def _trace(y: torch.Tensor, item: int, neuron: int, component: int) -> np.ndarray:
+    """One neuron's component from a dense output tensor, as float64 numpy."""
+    return y[item, ..., neuron, component].double().cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,7 @@ def simulate_neurons(
     radau5) splits each grid step into as many equal substeps as keep the estimate within its
     tolerance, up to :data:`MAX_SUBSTEPS`: the solution stays on the grid, with every substep in
     its dense output. ``dense_output`` keeps every step's stage membranes too
-    (:attr:`Solution.v_nodes`), for :meth:`Solution.spike_times` between grid points."""
+    (:attr:`Solution.dense`), for :meth:`Solution.spike_times` between grid points."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
 
@@ -277,14 +296,14 @@ class _Integration:
         self.substeps_taken = 0  #: adaptive: the substeps of the whole run
         self.dense = dense or self.adaptive  #: whether every (sub)step taken is recorded:
         self.dense_t: list[float] = [0.0]  #: its end time (s)...
-        self.dense_v = [[y[..., 0].detach()] for y in start]  #: ...membranes, per layer, from ``start``...
-        self.dense_nodes: list[list[torch.Tensor]] = [[] for _ in start]  #: ...and at its nodes ``(B, s, n)``
+        self.dense_y = [[y.detach()] for y in start]  #: ...each layer's components, from ``start``...
+        self.dense_nodes: list[list[torch.Tensor]] = [[] for _ in start]  #: ...and at its nodes ``(B, s, n, d)``
         self.nodes = tuple(c for c in self.steppers[0].nodes if c > 0.0)  #: the nodes after a step's start
 
     def substeps(self, n: int, states: list[torch.Tensor], parts: int,
                  visited: list | None = None) -> list[torch.Tensor]:
         """Step ``n -> n+1`` of every layer, as ``parts`` equal substeps (each one's end time and
-        membranes, at its end and at its nodes, appended to ``visited``, when given)."""
+        components, at its end and at its nodes, appended to ``visited``, when given)."""
         dt = self.dt
         for part in range(parts):
             upstream: list[torch.Tensor | None] = [None] * len(self.steppers[0].nodes)
@@ -295,10 +314,11 @@ class _Integration:
                 where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
                 y, upstream = stepper.step(states[k], drives, dt / parts, where)
                 new_states.append(y)
-                at_nodes.append(torch.stack(upstream[len(upstream) - len(self.nodes):], 1).detach())
+                if visited is not None:
+                    at_nodes.append(stepper.stage_states(y))
             states = new_states
             if visited is not None:
-                visited.append(((n + (part + 1) / parts) * dt, [y[..., 0].detach() for y in states], at_nodes))
+                visited.append(((n + (part + 1) / parts) * dt, [y.detach() for y in states], at_nodes))
         return states
 
     def adaptive_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -333,11 +353,11 @@ class _Integration:
 
     def record(self, visited: list) -> None:
         """Keeps the (sub)steps of one grid step in the dense output."""
-        for time, membranes, at_nodes in visited:
+        for time, ends, at_nodes in visited:
             self.dense_t.append(time)
-            for k, (v, v_nodes) in enumerate(zip(membranes, at_nodes)):
-                self.dense_v[k].append(v)
-                self.dense_nodes[k].append(v_nodes)
+            for k, (y, y_nodes) in enumerate(zip(ends, at_nodes)):
+                self.dense_y[k].append(y)
+                self.dense_nodes[k].append(y_nodes)
 
     def split_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
         """Step ``n -> n+1`` whole, or, where Newton's method fails, in 2, 4, ... substeps."""
@@ -377,10 +397,9 @@ class _Integration:
         if self.adaptive:
             solution.substeps = self.substeps_taken
         if self.dense:
-            solution.t_dense = torch.tensor(self.dense_t, dtype=t.dtype, device=t.device)
-            solution.v_dense = [torch.stack(r, dim=1) for r in self.dense_v]
-            solution.v_nodes = [torch.stack(r, dim=1) for r in self.dense_nodes]
-            solution.nodes = self.nodes
+            solution.dense = DenseOutput(torch.tensor(self.dense_t, dtype=t.dtype, device=t.device),
+                                         [torch.stack(r, dim=1) for r in self.dense_y],
+                                         [torch.stack(r, dim=1) for r in self.dense_nodes], self.nodes)
         return solution
 
 

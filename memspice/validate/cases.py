@@ -15,13 +15,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
-from memspice.netlist.circuits import membrane_node, network_netlist
+from memspice.netlist.circuits import membrane_node, network_netlist, neuron_instance
 from memspice.netlist.examples import current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
+from memspice.signals import spike_times
 from memspice.solver import Solution, simulate_network, simulate_neurons
 from memspice.solver.accuracy import LayerError, check_accuracy
 from memspice.solver.options import SolverOptions
@@ -107,6 +109,38 @@ def grid(t_end: float, dt: float) -> np.ndarray:
     return np.arange(int(n) + 1) * dt
 
 
+@dataclass(frozen=True)
+class SpikeReading:
+    """How both engines' spikes of a neuron model are read: an upward crossing of ``level`` by its
+    ``component`` (0: the membrane; ``k``: its ``k``-th state, ``node`` its subcircuit's internal
+    node in ngspice). A model with a :class:`~memspice.devices.SpikeEvent` is read by it (the MIF
+    neuron: M1's state x1 crossing 0.5, M1 turning on, whatever voltage the membrane peaks at),
+    one without by its membrane crossing :data:`~memspice.defaults.SPIKE_THRESHOLD`."""
+
+    component: int
+    level: float
+    node: str | None = None
+    what: str = ""
+
+    @classmethod
+    def of(cls, model: DeviceModel) -> SpikeReading:
+        event = model.spike
+        if event is None:
+            return cls(0, SPIKE_THRESHOLD, None, f"the membrane crossing {SPIKE_THRESHOLD:g} V")
+        return cls(1 + model.state_nodes.index(event.state), event.level, event.state,
+                   f"{event.state} crossing {event.level:g}" + (f" ({event.doc})" if event.doc else ""))
+
+    def ngspice(self, waveforms: Waveforms, instance: str, membrane: str) -> np.ndarray:
+        """Spike times (s) of the neuron subcircuit ``instance`` (its ngspice name, e.g.
+        ``xneuron``) with the membrane node ``membrane``, on ngspice's own time points."""
+        name = f"v({instance}.{self.node})" if self.node else f"v({membrane})"
+        return spike_times(waveforms.time, waveforms.signals[name], self.level)
+
+    def torch(self, solution: Solution, layer: int, item: int, neuron: int = 0) -> np.ndarray:
+        """Spike times (s) of one neuron of a torch solution (on its dense output, when it has one)."""
+        return solution.spike_times(layer, item, neuron, self.component, self.level)
+
+
 def _tensor(values: np.ndarray, settings: TorchSettings) -> torch.Tensor:
     return torch.as_tensor(values, dtype=settings.torch_dtype, device=settings.device)
 
@@ -145,16 +179,19 @@ def mif_current(stimulus: PWL, settings: TorchSettings, workers: Workers = None,
                 model: DeviceModel = MIF) -> CaseResult:
     """The neuron ``model`` (parameters ``neuron``: overrides of its defaults) under the input
     current ``stimulus`` (A), simulated to its last time."""
-    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout, neuron, case,
-                                                                  model)
-    probes = {"v(mem)": compare(*refs[0], t, v_torch[0], spikes=solution.spike_times(0, 0))}
+    t, refs, ref_spikes, v_torch, spice, wall_ref, wall, solution = mif_batch([stimulus], settings, workers, timeout,
+                                                                              neuron, case, model)
+    reading = SpikeReading.of(model)
+    probes = {"v(mem)": compare(*refs[0], t, v_torch[0], spikes=reading.torch(solution, 0, 0),
+                                ref_spikes=ref_spikes[0])}
     return CaseResult(case, probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, _extra(neuron, model), **_accuracy(solution))
 
 
 def _extra(neuron: Mapping[str, float] | None, model: DeviceModel) -> dict:
-    """A report's record of the neuron: its model's name and parameters (overrides of the defaults)."""
-    return {"neuron_model": model.name, "neuron": dict(neuron or {})}
+    """A report's record of the neuron: its model's name, parameters (overrides of the defaults)
+    and what its spikes are read as."""
+    return {"neuron_model": model.name, "neuron": dict(neuron or {}), "spikes": SpikeReading.of(model).what}
 
 
 def random_pwl(seed: int = 0) -> list[PWL]:
@@ -173,12 +210,15 @@ def random_pwl(seed: int = 0) -> list[PWL]:
 def mif_references(stimuli: list[PWL], workers: Workers = None, timeout: float = 600.0,
                    neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF):
     """The neuron ``model`` (``neuron``: overrides of its defaults) under each stimulus (A) in ngspice,
-    in parallel: the waveforms ``(t, v)`` on ngspice's time points, the settings and the wall time."""
+    in parallel: the membranes ``(t, v)`` on ngspice's time points, their spike times
+    (:class:`SpikeReading`), the settings and the wall time."""
     t_end = max(s.times[-1] for s in stimuli)
     spice = TranSettings(t_end=t_end)
     refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, neuron, settings=spice, model=model))
                            for k, s in enumerate(stimuli)], workers, timeout)
-    return [(r.time, r.signals["v(mem)"]) for r in refs], spice, wall
+    reading = SpikeReading.of(model)
+    return ([(r.time, r.signals["v(mem)"]) for r in refs], [reading.ngspice(r, "xneuron", "mem") for r in refs],
+            spice, wall)
 
 
 def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, float] | None = None,
@@ -198,16 +238,18 @@ def mif_batch(stimuli: list[PWL], settings: TorchSettings, workers: Workers, tim
     """:func:`mif_references` and :func:`mif_torch` together (torch first: a dt the solver
     refuses fails before ngspice runs)."""
     t, v_torch, wall, solution = mif_torch(stimuli, settings, neuron, case, model)
-    refs, spice, wall_ref = mif_references(stimuli, workers, timeout, neuron, model)
-    return t, refs, v_torch, spice, wall_ref, wall, solution
+    refs, ref_spikes, spice, wall_ref = mif_references(stimuli, workers, timeout, neuron, model)
+    return t, refs, ref_spikes, v_torch, spice, wall_ref, wall, solution
 
 
 def mif_pwl(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
             neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF) -> CaseResult:
     """The neuron under the random piecewise-linear currents of :func:`random_pwl`."""
-    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-pwl"), settings, workers, timeout,
-                                                                  neuron, "mif-pwl", model)
-    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v, spikes=solution.spike_times(0, k))
+    t, refs, ref_spikes, v_torch, spice, wall_ref, wall, solution = mif_batch(
+        mif_stimuli("mif-pwl"), settings, workers, timeout, neuron, "mif-pwl", model)
+    reading = SpikeReading.of(model)
+    probes = {f"v(mem) stimulus {k}": compare(*ref, t, v, spikes=reading.torch(solution, 0, k),
+                                              ref_spikes=ref_spikes[k])
               for k, (ref, v) in enumerate(zip(refs, v_torch))}
     return CaseResult("mif-pwl", probes, t, np.interp(t, *refs[0]), v_torch[0], spice.describe(), settings.describe(),
                       wall_ref, wall, {"stimuli": {"count": PWL_COUNT, "period_s": PWL_PERIOD,
@@ -229,11 +271,12 @@ def mif_stimuli(case: str) -> list[PWL]:
 def mif_fi(settings: TorchSettings, workers: Workers = None, timeout: float = 600.0,
            neuron: Mapping[str, float] | None = None, model: DeviceModel = MIF) -> CaseResult:
     """f–I curve from both engines: one ngspice run per current, one torch batch for all."""
-    t, refs, v_torch, spice, wall_ref, wall, solution = mif_batch(mif_stimuli("mif-fi"), settings, workers, timeout,
-                                                                  neuron, "mif-fi", model)
+    t, refs, ref_spikes, v_torch, spice, wall_ref, wall, solution = mif_batch(
+        mif_stimuli("mif-fi"), settings, workers, timeout, neuron, "mif-fi", model)
+    reading = SpikeReading.of(model)
     probes, counts = {}, {"currents_A": list(FI_CURRENTS), "spikes_ref": [], "spikes_torch": []}
     for k, c in enumerate(FI_CURRENTS):
-        metrics = compare(*refs[k], t, v_torch[k], spikes=solution.spike_times(0, k))
+        metrics = compare(*refs[k], t, v_torch[k], spikes=reading.torch(solution, 0, k), ref_spikes=ref_spikes[k])
         probes[f"v(mem) at {c * 1e6:.3g} uA"] = metrics
         counts["spikes_ref"].append(metrics["spikes_ref"])
         counts["spikes_torch"].append(metrics["spikes_torch"])
@@ -277,12 +320,14 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
                                   settings, "xbar-net")
     (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     probes, main = {}, None
+    reading = SpikeReading.of(model)
     for k, (_, neurons) in enumerate(network.layers, start=1):
         v_layer = solution.v[k - 1][0].double().cpu().numpy()
         for j in range(neurons.size):
             name = f"v({membrane_node(k, j)})"
             probes[name] = compare(ref.time, ref.signals[name], t, v_layer[:, j],
-                                   spikes=solution.spike_times(k - 1, 0, j))
+                                   spikes=reading.torch(solution, k - 1, 0, j),
+                                   ref_spikes=reading.ngspice(ref, neuron_instance(k, j), membrane_node(k, j)))
             if k == len(network.layers) and j == 0:
                 main = (np.interp(t, ref.time, ref.signals[name]), v_layer[:, j])
     out_layer = len(network.layers)

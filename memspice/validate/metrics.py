@@ -11,16 +11,19 @@ from memspice.signals import spike_times
 
 
 def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.ndarray,
-            threshold: float = SPIKE_THRESHOLD, spikes: np.ndarray | None = None) -> dict:
+            threshold: float = SPIKE_THRESHOLD, spikes: np.ndarray | None = None,
+            ref_spikes: np.ndarray | None = None) -> dict:
     """Metrics of ``candidate`` (V, sampled on the grid ``t``, s) against the reference waveform
     ``v_ref`` (V) on its own time points ``t_ref`` (s):
 
     * ``nrmse``: RMS error over the reference's peak-to-peak, with the reference interpolated
       onto ``t``;
     * ``max_abs_error_V``: on the same grid;
-    * ``spikes_ref``, ``spikes_torch``: upward crossings of ``threshold`` (V), the reference's on
-      its own time points (a coarse grid could step over a narrow spike), up to ``t[-1]``; the
-      candidate's are ``spikes`` (s) when given (read from a solver's dense output,
+    * ``spikes_ref``, ``spikes_torch``: spike times, up to ``t[-1]``: the reference's are
+      ``ref_spikes`` (s) when given (e.g. a neuron state's crossings,
+      :class:`~memspice.validate.cases.SpikeReading`), else its upward crossings of ``threshold``
+      (V) on its own time points (a coarse grid could step over a narrow spike); the candidate's
+      are ``spikes`` (s) when given (read from a solver's dense output,
       :meth:`memspice.solver.Solution.spike_times`), else its crossings on ``t``;
     * ``spike_time_mean_abs_error_s``, ``spike_time_max_abs_error_s``: over spikes paired in
       order (the first ``min`` of both counts);
@@ -31,7 +34,7 @@ def compare(t_ref: np.ndarray, v_ref: np.ndarray, t: np.ndarray, candidate: np.n
     ref = np.interp(t, t_ref, v_ref)
     error = cand - ref
     span = np.ptp(ref)
-    ref_spikes = spike_times(t_ref, v_ref, threshold)
+    ref_spikes = spike_times(t_ref, v_ref, threshold) if ref_spikes is None else np.asarray(ref_spikes, dtype=float)
     ref_spikes = ref_spikes[ref_spikes <= t[-1]]
     cand_spikes = np.asarray(spikes, dtype=float) if spikes is not None else spike_times(t, cand, threshold)
     paired = min(len(ref_spikes), len(cand_spikes))

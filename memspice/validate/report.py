@@ -17,7 +17,7 @@ from memspice.fileio import atomic_write_bytes
 from memspice.netlist.stimuli import PWL
 from memspice.solver.accuracy import worst
 from memspice.spice.pool import Workers
-from memspice.validate.cases import STEP, CaseResult, TorchSettings, mif_references, mif_torch
+from memspice.validate.cases import STEP, CaseResult, SpikeReading, TorchSettings, mif_references, mif_torch
 from memspice.validate.metrics import compare, targets
 
 
@@ -42,7 +42,7 @@ def summary_table(result: CaseResult) -> str:
              f"(dt {result.torch['dt'] * 1e9:g} ns, {result.torch['method']}, {result.torch['device']}, "
              f"{result.torch['dtype']}"
              + (f"; adaptive: {result.substeps} substeps for {len(result.t) - 1} steps" if result.substeps else "")
-             + ")",
+             + ")" + (f"; spikes: {result.extra['spikes']}" if "spikes" in result.extra else ""),
              f"  {'probe':<24} {'spikes ngspice/torch':>20} {'spike-time err':>15} {'/ISI':>7} {'NRMSE':>7}"]
     for name, m in result.probes.items():
         err = m["spike_time_mean_abs_error_s"]
@@ -82,9 +82,10 @@ def plot_overlay(result: CaseResult, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
+def _torch_row(stimuli: list[PWL], references: list, ref_spikes: list, settings: TorchSettings,
                neuron: Mapping[str, float] | None, model: DeviceModel = MIF) -> dict:
-    """One torch run of the neuron ``model`` under ``stimuli`` against ngspice's ``references``: the
+    """One torch run of the neuron ``model`` under ``stimuli`` against ngspice's ``references``
+    (membranes ``(t, v)``) and their spike times ``ref_spikes``: the
     worst figures over the stimuli (:func:`~memspice.validate.metrics.targets`), whether they
     meet the targets, and the solver's own local error estimate (``estimate_ratio``, in units of
     its tolerance; any warning is this row's, not the user's). A run the solver cannot finish
@@ -96,7 +97,9 @@ def _torch_row(stimuli: list[PWL], references: list, settings: TorchSettings,
             t, v, wall, solution = mif_torch(stimuli, settings, neuron, model=model)
     except SolverError as exc:
         return {**row, "error": str(exc), "met": False}
-    probes = [compare(*reference, t, v_k) for reference, v_k in zip(references, v)]
+    reading = SpikeReading.of(model)
+    probes = [compare(*reference, t, v_k, spikes=reading.torch(solution, 0, k), ref_spikes=spikes)
+              for k, (reference, spikes, v_k) in enumerate(zip(references, ref_spikes, v))]
     found = worst(solution.errors or [])
     met = targets(dict(enumerate(probes)))
     return {**row, "wall_torch_s": wall, **(probes[0] if len(probes) == 1 else {}), "met": met["met"],
@@ -113,8 +116,8 @@ def sweep_dt(dts: list[float], methods: list[str], base: TorchSettings, workers:
     solver's own error estimate and the empirical order of convergence: between neighbouring
     dts (``local_order``) and the least-squares slope of log spike-time error against log dt
     (``order``), over the runs whose spike counts match."""
-    (reference,), spice, _ = mif_references([STEP], workers, neuron=neuron, model=model)
-    rows = [_torch_row([STEP], [reference], base.stepping(dt, method), neuron, model)
+    references, spikes, spice, _ = mif_references([STEP], workers, neuron=neuron, model=model)
+    rows = [_torch_row([STEP], references, spikes, base.stepping(dt, method), neuron, model)
             for method in methods for dt in dts]
     # Below some error every method meets the floor of the comparison itself (ngspice's own error,
     # the grids); orders are fitted only above 5x the smallest error measured.
@@ -151,11 +154,11 @@ def suggest_dt(stimuli: list[PWL], base: TorchSettings, workers: Workers = None,
     ngspice runs once, the torch solver at ``base.solver.dt`` halved until the targets are met (or
     doubled while they are), then bisected. ``progress(row)`` sees each row. Returns the rows
     and ``suggested_dt`` (s; ``None`` when no dt tried met the targets)."""
-    references, spice, _ = mif_references(stimuli, workers, neuron=neuron, model=model)
+    references, spikes, spice, _ = mif_references(stimuli, workers, neuron=neuron, model=model)
     rows = []
 
     def run(dt: float) -> bool:
-        rows.append(_torch_row(stimuli, references, base.stepping(dt), neuron, model))
+        rows.append(_torch_row(stimuli, references, spikes, base.stepping(dt), neuron, model))
         if progress:
             progress(rows[-1])
         return rows[-1]["met"]
