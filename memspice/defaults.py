@@ -3,9 +3,11 @@
 * ``DT`` (s) and ``METHOD``: the torch solver's fixed step and method. The default MIF neuron was
   re-timed for them: 25 steps per inter-spike interval at 2 µA, where the solver follows
   ngspice's spike times within 1 % of the interval (docs/solver.md has the measurements).
-* ``SPIKE_THRESHOLD`` (V): spikes are upward crossings of this membrane voltage. The MIF
-  neuron's M1 threshold is 0.40 V and its spikes peak near 0.55 V, so only spikes cross it; both
-  engines read spikes with it (``memspice validate``, ``verify``, the readouts).
+* ``SPIKE_THRESHOLD`` (V): the network readouts' spikes (training, ``evaluate``, ``verify``, in
+  both engines) are upward crossings of this membrane voltage. The MIF neuron's M1 threshold is
+  0.40 V and its spikes peak near 0.55 V, so only spikes cross it. ``memspice validate`` reads a
+  neuron model's own :class:`~memspice.devices.SpikeEvent` (the MIF's M1 turning on) where it
+  has one, and this level where it has none.
 """
 
 DT = 200e-9
