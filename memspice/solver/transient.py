@@ -145,7 +145,7 @@ def simulate_neurons(
     :func:`memspice.solver.accuracy.check_accuracy` warns about it. ``solver.adaptive`` (radau3,
     radau5) splits each grid step into as many equal substeps as keep the estimate within its
     tolerance, up to :data:`MAX_SUBSTEPS`: the solution stays on the grid, with every substep in
-    its dense output. ``dense_output`` keeps every step's stage membranes too
+    its dense output. ``dense_output`` keeps every step with its stages, every component
     (:attr:`Solution.dense`), for :meth:`Solution.spike_times` between grid points."""
     _check_input(current, "current")
     layer = NeuronLayer(model, params)
