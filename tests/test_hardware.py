@@ -44,6 +44,15 @@ def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
     return model, rows.unsqueeze(0)
 
 
+@pytest.fixture(scope="module")
+def ideal_membranes() -> list[torch.Tensor]:
+    """The membranes of :func:`small_network` on no chip, solved once for the module (400 steps
+    of a batch of one take seconds, most of it per-step overhead)."""
+    model, rows = small_network()
+    with torch.no_grad():
+        return model(rows).v
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"program_noise": -0.1}, "program_noise must be a finite number >= 0"),
     ({"stuck_off": 0.7, "stuck_on": 0.5}, "at most 1 together"),
@@ -114,12 +123,12 @@ def test_the_chip_seed_reproduces_the_chip_exactly():
         assert not np.array_equal(xa.g_pos, xc.g_pos)
 
 
-def test_the_ideal_chip_is_the_trained_network():
+def test_the_ideal_chip_is_the_trained_network(ideal_membranes):
     model, rows = small_network()
     chip = PRESETS["ideal"].sample(SIZES, 0)
     with torch.no_grad():
-        plain, on_chip = model(rows), model(rows, chip=chip)
-    for a, b in zip(plain.v, on_chip.v):
+        on_chip = model(rows, chip=chip)
+    for a, b in zip(ideal_membranes, on_chip.v):
         assert torch.equal(a, b)
 
 
@@ -149,7 +158,7 @@ def test_stuck_cells_sit_at_their_bounds_and_learn_nothing():
 
 @pytest.mark.parametrize("effect", list(EFFECTS))
 @pytest.mark.ngspice
-def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect):
+def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect, ideal_membranes):
     """The netlist of a chip holds the conductances (and wires) the solver uses: column currents
     measured in ngspice equal the crossbar's equation, or its wires' multiport, to 1e-6; and the
     same neurons: every spike of every neuron within 20 ns of where torch puts it (dt = 50 ns)."""
@@ -159,8 +168,7 @@ def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect):
     sample = 7  # the dataset index that seeds the read noise
     with torch.no_grad():
         solution = model(rows, chip=chip, samples=torch.tensor([sample]))
-        ideal = model(rows)
-    assert all(not torch.equal(a, b) for a, b in zip(solution.v, ideal.v))  # the effect reaches every layer
+    assert all(not torch.equal(a, b) for a, b in zip(solution.v, ideal_membranes))  # the effect reaches every layer
     noise = [chip.read_noise(k, crossbar.g_pos, crossbar.g_neg, [sample], N_STEPS + 1)
              for k, (crossbar, _) in enumerate(network.layers)]
     currents = None if noise[0] is None else [input_waveforms(n[0], DT) for n in noise]
