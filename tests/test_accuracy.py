@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import memspice
+from conftest import memspice_stops
 
 from memspice.devices.mif import KANG2021
 from memspice.errors import AccuracyError, AccuracyWarning
@@ -128,14 +128,14 @@ def test_suggest_dt_finds_the_largest_step_that_meets_the_targets():
 
 
 def test_cli_validate_strict_fails_before_ngspice_and_bad_params_are_named():
-    result = memspice("validate", "--preset", "kang2021", "--dt", "2e-7", "--strict", "--sandbox", "off")
+    result = memspice_stops("validate", "--preset", "kang2021", "--dt", "2e-7", "--strict", "--sandbox", "off")
     assert result.returncode == 2 and "error:" in result.stderr and "too coarse" in result.stderr
     assert "ngspice" not in result.stdout  # no comparison ran
-    result = memspice("validate", "--param", "th1=abc")
+    result = memspice_stops("validate", "--param", "th1=abc")
     assert result.returncode == 2 and "expected a number" in result.stderr
-    result = memspice("validate", "--param", "bogus=1")
+    result = memspice_stops("validate", "--param", "bogus=1")
     assert result.returncode == 2 and "bogus" in result.stderr
-    result = memspice("validate", "--case", "xbar-net", "--suggest-dt")
+    result = memspice_stops("validate", "--case", "xbar-net", "--suggest-dt")
     assert result.returncode == 2 and "--suggest-dt runs one neuron" in result.stderr
 
 
@@ -143,9 +143,10 @@ def test_cli_validate_strict_fails_before_ngspice_and_bad_params_are_named():
                                                 ("default", 200e-9, 20)])
 @pytest.mark.ngspice
 def test_adaptive_steps_match_ngspice_on_a_coarse_output_grid(preset, dt, spikes):
-    """validate's 2 µA step: on fixed 200 and 100 ns grids the KANG2021 neuron gives 1 and 12 of
-    ngspice's 16 spikes (the table of issue 25); adaptive substeps give all of them, within 1 % of
-    the interval, for few more steps than the grid's; the default neuron keeps its 20."""
+    """validate's 2 µA step: on fixed 200 and 100 ns grids the KANG2021 neuron's spikes are wrong
+    (by the membrane 1 and 12 of ngspice's 16, the table of issue 25; by M1's switching 3, and 16
+    at 14 % of the interval); adaptive substeps give all of them, within 1 % of the interval, for
+    few more steps than the grid's; the default neuron keeps its 20."""
     from memspice.validate.cases import STEP
 
     neuron = KANG2021 if preset == "kang2021" else None
@@ -161,7 +162,7 @@ def test_adaptive_steps_match_ngspice_on_a_coarse_output_grid(preset, dt, spikes
 def test_adaptive_steps_need_an_embedded_estimate():
     with pytest.raises(ValueError, match="embedded error estimate"):
         SolverOptions(200e-9, "trap", adaptive=True)
-    done = memspice("validate", "--adaptive", "--method", "euler")  # refused before ngspice runs
+    done = memspice_stops("validate", "--adaptive", "--method", "euler")  # refused before ngspice runs
     assert done.returncode == 2 and "adaptive steps need a method with an embedded error estimate" in done.stderr
 
 

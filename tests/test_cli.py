@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from conftest import memspice
+from conftest import memspice, memspice_stops
 
 
 def test_help_lists_the_commands():
@@ -28,7 +28,7 @@ def test_step_prints_spikes_and_saves_plot(tmp_path):
 
 
 def test_step_rejects_a_negative_amplitude():
-    result = memspice("step", "--amplitude=-2e-6")
+    result = memspice_stops("step", "--amplitude=-2e-6")
     assert result.returncode == 2
     assert "expected a positive number, got '-2e-6'" in result.stderr
 
@@ -40,7 +40,7 @@ def test_step_rejects_a_negative_amplitude():
     (["validate", "--device", "cuda:7"], "--device cuda:7: no CUDA device is available here"),
 ])
 def test_bad_values_fail_in_one_line(tmp_path, args, message):
-    result = memspice(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    result = memspice_stops(*(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
 
@@ -54,7 +54,7 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, where, message):
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder.npz").mkdir()
     out = where.format(file=tmp_path / "file", folder=tmp_path / "folder.npz")
-    result = memspice("simulate", "no-such-netlist.cir", "--out", out)  # the output is checked first
+    result = memspice_stops("simulate", "no-such-netlist.cir", "--out", out)  # the output is checked first
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
@@ -62,7 +62,7 @@ def test_validate_refuses_a_dt_before_running_ngspice(tmp_path):
     env_path = os.environ["PATH"]
     os.environ["PATH"] = str(tmp_path)  # no ngspice here: had it run, the error would say so
     try:
-        result = memspice("validate", "--dt", "1e-30", "--sandbox", "off")
+        result = memspice_stops("validate", "--dt", "1e-30", "--sandbox", "off")
     finally:
         os.environ["PATH"] = env_path
     assert result.returncode == 2 and "dt = 1e-30 s would take 1.2e+26 steps" in result.stderr

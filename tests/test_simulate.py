@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import NETLISTS_DIR, memspice
+from conftest import NETLISTS_DIR, memspice, memspice_stops
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,11 @@ def test_unknown_probe_lists_the_signals(mif_netlist):
 
 
 def test_missing_netlist_is_a_clear_error(tmp_path):
-    result = memspice("simulate", str(tmp_path / "nope.cir"))
+    result = memspice_stops("simulate", str(tmp_path / "nope.cir"))
     assert result.returncode == 2
     assert "cannot read the netlist: No such file or directory" in result.stderr
 
 
 def test_output_suffix_is_checked(mif_netlist):
-    result = memspice("simulate", str(mif_netlist), "--out", "w.txt")
+    result = memspice_stops("simulate", str(mif_netlist), "--out", "w.txt")
     assert result.returncode == 2 and "expected a file name ending in .npz or .csv" in result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import memspice
+from conftest import memspice, memspice_stops
 
 from memspice.cli import _train_config, build_parser
 from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
@@ -164,7 +164,7 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path):
         load_checkpoint(unsafe)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
-    result = memspice("verify", str(garbage))
+    result = memspice_stops("verify", str(garbage))
     assert result.returncode == 2 and "corrupt or not a checkpoint" in result.stderr
 
 
@@ -298,7 +298,7 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
     result = memspice("export", str(out / "checkpoint.pt"), "--sample", "2", "--out", str(cir))
     assert result.returncode == 0, result.stderr
     assert cir.read_text().startswith("* memspice: digits network 64-16-10, test sample 2")
-    result = memspice("export", str(out / "checkpoint.pt"), "--sample", "5000", "--out", str(cir))
+    result = memspice_stops("export", str(out / "checkpoint.pt"), "--sample", "5000", "--out", str(cir))
     assert result.returncode == 2 and "test set has samples 0..358" in result.stderr
     result = memspice("verify", str(out / "checkpoint.pt"), "--samples", "2", "--json")
     assert result.returncode == 0, result.stderr
@@ -318,15 +318,15 @@ def test_cli_export_and_verify(tiny_run, tmp_path):
     merged = json.loads(result.stdout)
     assert {k: merged[k] for k in ("samples", "acc_spice", "acc_torch", "agreement", "count_match")} == \
         {k: report[k] for k in ("samples", "acc_spice", "acc_torch", "agreement", "count_match")}
-    result = memspice("verify-merge", str(parts[0]), str(parts[0]))
+    result = memspice_stops("verify-merge", str(parts[0]), str(parts[0]))
     assert result.returncode == 2 and "overlap" in result.stderr
     (tmp_path / "junk.json").write_text("{}")
-    result = memspice("verify-merge", str(tmp_path / "junk.json"))
+    result = memspice_stops("verify-merge", str(tmp_path / "junk.json"))
     assert result.returncode == 2 and "not a report saved by `memspice verify --save`" in result.stderr
     broken = json.loads(parts[0].read_text())
     del broken["per_sample"][0]["counts_torch"]
     (tmp_path / "broken.json").write_text(json.dumps(broken))
-    result = memspice("verify-merge", str(tmp_path / "broken.json"), str(parts[1]))
+    result = memspice_stops("verify-merge", str(tmp_path / "broken.json"), str(parts[1]))
     assert result.returncode == 2 and "broken.json: per_sample[0] lacks one of" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -349,9 +349,9 @@ def test_cli_evaluate_reports_decisions_and_the_ablation(tiny_run, tmp_path):
     direct = evaluate(trained.model, trained.readout, trained.encoder, digits.test_x[:40], digits.test_y[:40],
                       trained.config.n_steps, 256, torch.float32)
     assert report["accuracy"] == direct["acc"]
-    result = memspice("evaluate", str(out / "checkpoint.pt"), "--samples", "5000", "--no-fused")
+    result = memspice_stops("evaluate", str(out / "checkpoint.pt"), "--samples", "5000", "--no-fused")
     assert result.returncode == 2 and "the digits test set has 359 samples" in result.stderr
-    result = memspice("evaluate", str(out / "checkpoint.pt"), "--samples", "few")
+    result = memspice_stops("evaluate", str(out / "checkpoint.pt"), "--samples", "few")
     assert result.returncode == 2 and "expected a whole number, got 'few'" in result.stderr
 
 
@@ -379,7 +379,7 @@ def test_cli_robustness_runs_sampled_chips_in_torch_and_one_in_ngspice(tiny_run,
     bad = tmp_path / "chip.json"
     bad.write_text(json.dumps({"program_noise": -0.1}))
     for hardware, message in (("nope", "neither a preset"), (str(bad), "program_noise must be a finite number >= 0")):
-        result = memspice("robustness", str(out / "checkpoint.pt"), "--hardware", hardware)
+        result = memspice_stops("robustness", str(out / "checkpoint.pt"), "--hardware", hardware)
         assert result.returncode == 2 and message in result.stderr
         assert "sandbox" not in result.stderr  # without --spice no ngspice runs, and none is announced
 
@@ -508,20 +508,20 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
 
 
 def test_cli_train_rejects_bad_options(tmp_path):
-    result = memspice("train", "--dataset", "cifar", "--out", str(tmp_path))
+    result = memspice_stops("train", "--dataset", "cifar", "--out", str(tmp_path))
     assert result.returncode == 2 and "invalid choice: 'cifar'" in result.stderr
-    result = memspice("train", "--window", "1e-7", "--out", str(tmp_path))
+    result = memspice_stops("train", "--window", "1e-7", "--out", str(tmp_path))
     assert result.returncode == 2 and "window" in result.stderr and "at least two steps" in result.stderr
-    result = memspice("train", "--out", str(tmp_path / "nothing"), "--resume")
+    result = memspice_stops("train", "--out", str(tmp_path / "nothing"), "--resume")
     assert result.returncode == 2 and "nothing to resume" in result.stderr
-    result = memspice("train", "--init-pos", "0.8", "0.2", "--out", str(tmp_path))
+    result = memspice_stops("train", "--init-pos", "0.8", "0.2", "--out", str(tmp_path))
     assert result.returncode == 2 and "init_pos = (0.8, 0.2) is invalid" in result.stderr
-    result = memspice("train", "--anneal-threshold", "0.1", "--out", str(tmp_path))
+    result = memspice_stops("train", "--anneal-threshold", "0.1", "--out", str(tmp_path))
     assert result.returncode == 2 and "anneal_threshold = 0.1 is invalid" in result.stderr \
         and "(0.22, 0.4] V" in result.stderr
-    result = memspice("train", "--hidden-rate", "2", "1", "--out", str(tmp_path))
+    result = memspice_stops("train", "--hidden-rate", "2", "1", "--out", str(tmp_path))
     assert result.returncode == 2 and "hidden_rate = (2.0, 1.0) is invalid" in result.stderr
-    result = memspice("train", "--v-high", "2.5", "--out", str(tmp_path))
+    result = memspice_stops("train", "--v-high", "2.5", "--out", str(tmp_path))
     assert result.returncode == 2 and "below the synapse write thresholds" in result.stderr \
         and "v_high=2.5" in result.stderr
 
