@@ -56,6 +56,10 @@ def step_current(amplitude: float, start: float, stop: float, t_end: float, rise
     return PWL([0, start, start + rise, stop, stop + rise, t_end], [0, 0, amplitude, amplitude, 0, 0])
 
 
+#: The instance name of :func:`current_clamp`'s neuron (ngspice's ``xneuron``: ``v(xneuron.x1)``).
+CLAMPED_NEURON = "neuron"
+
+
 def current_clamp(
     stimulus: DC | PWL,
     t_end: float,
@@ -69,7 +73,7 @@ def current_clamp(
     ``stimulus`` (A) into its membrane ``mem``."""
     net = Netlist(title)
     net.model(model, include_dir)
-    net.instance("neuron", ("mem",), model, params or {})
+    net.instance(CLAMPED_NEURON, ("mem",), model, params or {})
     net.element("Iin", ("0", "mem"), stimulus)
     net.analysis(settings or TranSettings(t_end=t_end))
     return str(net)

@@ -20,7 +20,7 @@ from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist, neuron_instance
-from memspice.netlist.examples import current_clamp, step_current
+from memspice.netlist.examples import CLAMPED_NEURON, current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
 from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.signals import spike_times
@@ -217,8 +217,8 @@ def mif_references(stimuli: list[PWL], workers: Workers = None, timeout: float =
     refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, neuron, settings=spice, model=model))
                            for k, s in enumerate(stimuli)], workers, timeout)
     reading = SpikeReading.of(model)
-    return ([(r.time, r.signals["v(mem)"]) for r in refs], [reading.ngspice(r, "xneuron", "mem") for r in refs],
-            spice, wall)
+    spikes = [reading.ngspice(r, f"x{CLAMPED_NEURON}", "mem") for r in refs]
+    return [(r.time, r.signals["v(mem)"]) for r in refs], spikes, spice, wall
 
 
 def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, float] | None = None,
@@ -227,9 +227,8 @@ def mif_torch(stimuli: list[PWL], settings: TorchSettings, neuron: Mapping[str, 
     it, the wall time and the solution (its local error estimates checked, :func:`_timed_torch`)."""
     t = grid(max(s.times[-1] for s in stimuli), settings.solver.dt)
     current = _tensor(np.stack([s.sample(t) for s in stimuli]), settings).unsqueeze(-1)
-    solution, wall = _timed_torch(lambda: simulate_neurons(current, settings.solver, neuron, model=model,
-                                                                   dense_output=True),
-                                  settings, case)
+    solution, wall = _timed_torch(
+        lambda: simulate_neurons(current, settings.solver, neuron, model=model, dense_output=True), settings, case)
     return t, solution.v[0][..., 0].double().cpu().numpy(), wall, solution
 
 
