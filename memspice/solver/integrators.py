@@ -299,18 +299,19 @@ class Stepper:
 
     def _guess(self, start: torch.Tensor, dt: float, tableau: Tableau) -> torch.Tensor:
         """The first Newton iterate ``(1+m, s, B, n)``: the previous step's collocation
-        polynomial (through its start and stages) extrapolated to this step's nodes, as Hairer
-        and Wanner's RADAU5 starts; the start ``y_n`` at every stage when there is no previous
-        step of the same size."""
+        polynomial (through its start and stages, or its method's ``predictor_points`` last ones)
+        extrapolated to this step's nodes, as Hairer and Wanner's RADAU5 starts; the start ``y_n``
+        at every stage when there is no previous step of the same size."""
         d, s, batch = start.shape[0], len(tableau.nodes), start.shape[2:]
         last = self.last_step
         if last is None or last[0] != dt or last[1].shape != start.shape:
             return start.detach().expand(d, s, *batch).clone()
-        points = (0.0, *tableau.nodes)  # Lagrange weights at 1 + c_j of the points 0, c_1..c_s
+        used = -(self.scheme.predictor_points or s + 1)
+        points = (0.0, *tableau.nodes)[used:]  # Lagrange weights at 1 + c_j of these points
         weights = torch.tensor([[math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points]
                                 for node in tableau.nodes], dtype=start.dtype, device=start.device)
-        values = torch.cat([last[1], last[2]], 1)  # (1+m, 1+s, B, n)
-        return (values.unsqueeze(1) * weights.reshape(1, s, 1 + s, *(1 for _ in batch))).sum(2)
+        values = torch.cat([last[1], last[2]], 1)[:, used:]  # (1+m, len(points), B, n)
+        return (values.unsqueeze(1) * weights.reshape(1, s, len(points), *(1 for _ in batch))).sum(2)
 
     def _fused_newton(self, z: torch.Tensor, start, a_stage, b_stage, explicit,
                       a_tilde) -> tuple[torch.Tensor, torch.Tensor] | None:
