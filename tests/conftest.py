@@ -116,7 +116,7 @@ def assert_close(actual, expected, rtol: float, what: str) -> None:
     )
 
 
-def memspice_stops(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def memspice_stops(*args: str) -> subprocess.CompletedProcess:
     """`memspice ARGS` run in this process, for commands that stop at their input checks: the same
     exit status, output and error message as :func:`memspice`, without a new interpreter and
     torch for each (seconds per call). What the command changes in the process (torch's threads,
@@ -133,7 +133,7 @@ def memspice_stops(*args: str, cwd: Path | None = None) -> subprocess.CompletedP
     out, err = io.StringIO(), io.StringIO()
     threads, show, sigterm = torch.get_num_threads(), warnings.showwarning, signal.getsignal(signal.SIGTERM)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or Path.cwd()):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = cli.main(list(args))
             except SystemExit as exit_:  # argparse's usage errors

@@ -63,7 +63,8 @@ def neuron_model(spec: str, trust: str | None = None) -> DeviceModel:
     ``MODULE:NAME``, imported only when it is ``trust``, the one the user named (``--neuron``):
     importing runs the module's code, so a name read from a checkpoint or a run's configuration
     alone is refused with what to give."""
-    if trust is not None and trust != check_neuron_spec(spec):
+    check_neuron_spec(spec)
+    if trust is not None and trust != spec:
         raise ConfigError(f"the network's neurons are {spec}; --neuron names {trust}")
     if spec in NEURONS:
         return NEURONS[spec]

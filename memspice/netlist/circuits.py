@@ -34,9 +34,9 @@ def membrane_node(layer: int, neuron: int) -> str:
 
 
 def neuron_instance(layer: int, neuron: int) -> str:
-    """ngspice's name of the subcircuit instance of neuron ``neuron`` (from 0) of layer ``layer``
-    (from 1): its internal nodes are ``v(<name>.<node>)``."""
-    return f"xl{layer}_neuron{neuron}"
+    """The subcircuit instance name of neuron ``neuron`` (from 0) of layer ``layer`` (from 1);
+    ngspice calls its internal nodes ``v(x<name>.<node>)``."""
+    return f"l{layer}_neuron{neuron}"
 
 
 def network_netlist(
@@ -89,7 +89,7 @@ def network_netlist(
                 net.element(f"Il{k}_noise{j}", ("0", membranes[j]), wave)
         net.comment(f"layer {k}: {neurons.size} {neurons.model.name} neurons")
         for j, node in enumerate(membranes):
-            net.instance(neuron_instance(k, j)[1:], (node,), neurons.model, neurons.neuron(j))
+            net.instance(neuron_instance(k, j), (node,), neurons.model, neurons.neuron(j))
     if save:
         net.save(save)
     net.analysis(settings)

@@ -56,7 +56,7 @@ def step_current(amplitude: float, start: float, stop: float, t_end: float, rise
     return PWL([0, start, start + rise, stop, stop + rise, t_end], [0, 0, amplitude, amplitude, 0, 0])
 
 
-#: The instance name of :func:`current_clamp`'s neuron (ngspice's ``xneuron``: ``v(xneuron.x1)``).
+#: The instance name of :func:`current_clamp`'s neuron (its internal nodes: ``v(xneuron.x1)``).
 CLAMPED_NEURON = "neuron"
 
 

@@ -131,9 +131,9 @@ class SpikeReading:
                    f"{event.state} crossing {event.level:g}" + (f" ({event.doc})" if event.doc else ""))
 
     def ngspice(self, waveforms: Waveforms, instance: str, membrane: str) -> np.ndarray:
-        """Spike times (s) of the neuron subcircuit ``instance`` (its ngspice name, e.g.
-        ``xneuron``) with the membrane node ``membrane``, on ngspice's own time points."""
-        name = f"v({instance}.{self.node})" if self.node else f"v({membrane})"
+        """Spike times (s) of the neuron subcircuit ``instance`` (its instance name in the netlist,
+        e.g. ``neuron``) with the membrane node ``membrane``, on ngspice's own time points."""
+        name = f"v(x{instance}.{self.node})" if self.node else f"v({membrane})"
         return spike_times(waveforms.time, waveforms.signals[name], self.level)
 
     def torch(self, solution: Solution, layer: int, item: int, neuron: int = 0) -> np.ndarray:
@@ -217,7 +217,7 @@ def mif_references(stimuli: list[PWL], workers: Workers = None, timeout: float =
     refs, wall = _ngspice([(f"mif{k}", current_clamp(s, t_end, neuron, settings=spice, model=model))
                            for k, s in enumerate(stimuli)], workers, timeout)
     reading = SpikeReading.of(model)
-    spikes = [reading.ngspice(r, f"x{CLAMPED_NEURON}", "mem") for r in refs]
+    spikes = [reading.ngspice(r, CLAMPED_NEURON, "mem") for r in refs]
     return [(r.time, r.signals["v(mem)"]) for r in refs], spikes, spice, wall
 
 
