@@ -124,9 +124,9 @@ def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float,
                       b: torch.Tensor, explicit: torch.Tensor | None, a_tilde: torch.Tensor, last: torch.Tensor):
     """One damped Newton update of the stages ``z`` (an iteration of the loop of
     :meth:`~memspice.solver.integrators.Stepper._reference_newton`, elementwise). Returns the
-    new stages and, per neuron ``(B, n)``, the update's size in units of the tolerance and the
-    error it leaves (:func:`remaining_error`, from the previous update's size ``last``; ≤ 1:
-    converged)."""
+    new stages, per neuron ``(B, n)`` the update's size in units of the tolerance, and the
+    largest error it leaves over the neurons (a 0-d tensor; :func:`remaining_error`, from the
+    previous update's size ``last``; ≤ 1: converged, NaN when any neuron met one)."""
     zs, y0 = _unpack(z), [component[0] for component in _unpack(start)]
     a_s, b_s, a_t = list(a.unbind(0)), list(b.unbind(0)), [list(row.unbind(0)) for row in a_tilde.unbind(0)]
     e = _unpack(explicit) if explicit is not None else None
@@ -145,7 +145,7 @@ def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float,
     misses = torch.maximum(size_v * (1 / tolerance[0]), size_x * (1 / tolerance[1]))
     damping = 1.0 / torch.clamp(torch.maximum(size_v * (1 / limit[0]), size_x * (1 / limit[1])), min=1.0)
     new = _pack([[z_ci - d_ci * damping for z_ci, d_ci in zip(z_c, d_c)] for z_c, d_c in zip(zs, delta)])
-    return new, misses, remaining_error(misses, last, damping)
+    return new, misses, remaining_error(misses, last, damping).amax()
 
 
 #: The contraction above which Newton's iterations do not count on it to stop early.
@@ -226,18 +226,28 @@ def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...],
                                                           *inputs))
 
 
+#: Inductor's settings for the kernels: no limit on the nodes fused into one loop (its default, 64,
+#: splits a Newton iteration into three loops that pass ~100 intermediates through memory: 1.4x
+#: slower on the bench's 784-128-10 layer, docs/solver.md)
+_INDUCTOR_OPTIONS = {"max_fusion_size": 4096}
+
+
 def _compile(function):
     # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
     warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
-    compiled = torch.compile(function, dynamic=None)
+    compiled = torch.compile(function, dynamic=None, options=_INDUCTOR_OPTIONS)
+    first = [True]
 
     def call(tensors, *inputs):
         # the neuron axes (the last two) are dynamic from the first call: one kernel for every
-        # layer and batch size; floats (parameters, tolerances) stay constants folded into it
-        for t in inputs:
-            if isinstance(t, torch.Tensor) and t.ndim >= 3:
-                torch._dynamo.maybe_mark_dynamic(t, t.ndim - 2)
-                torch._dynamo.maybe_mark_dynamic(t, t.ndim - 1)
+        # layer and batch size; floats (parameters, tolerances) stay constants folded into it.
+        # (Marked on the first call only: marking costs more than the kernel of a small layer.)
+        if first[0]:
+            first[0] = False
+            for t in inputs:
+                if isinstance(t, torch.Tensor) and t.ndim >= 3:
+                    torch._dynamo.maybe_mark_dynamic(t, t.ndim - 2)
+                    torch._dynamo.maybe_mark_dynamic(t, t.ndim - 1)
         return compiled(tensors, *inputs)
 
     return call
@@ -258,7 +268,7 @@ def _merge(floats: tuple, tensors: list) -> list:
 @functools.cache
 def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, float],
                   limit: tuple[float, float]):
-    """``f(tensor_params, z, start, a, b, explicit, a_tilde, last) -> (z, misses, remaining)``:
+    """``f(tensor_params, z, start, a, b, explicit, a_tilde, last) -> (z, misses, worst)``:
     :func:`_newton_iteration` for one device, its float parameters (:func:`split_params`) and
     options, compiled (built once; compiled on first call, for any shape)."""
     return _compile(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,

@@ -25,6 +25,7 @@ it hands any step it cannot finish to the reference path, whose errors say why).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,6 +107,7 @@ def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, st
     return solve(a_tilde, mass, jac, r), r
 
 
+@functools.cache
 def _states_uncoupled(model: DeviceModel) -> bool:
     """Whether every state's derivative is free of the other states (the Jacobian is an arrow
     matrix, :func:`~memspice.solver.linear.solve_arrow` applies)."""
@@ -155,6 +157,22 @@ class NewtonOptions:
         return (vtol if self.vtol is None else self.vtol, xtol if self.xtol is None else self.xtol)
 
 
+@functools.lru_cache(maxsize=64)
+def _scaled_matrix(matrix: tuple[tuple[float, ...], ...], dt: float, dtype: torch.dtype,
+                   device: torch.device) -> torch.Tensor:
+    """``dt·A`` ``(s, s)`` of a tableau's matrix ``A`` (made once: every step of a run needs it)."""
+    return dt * torch.tensor(matrix, dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=64)
+def _predictor_weights(nodes: tuple[float, ...], used: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(s, p)``: the Lagrange weights at ``1 + c_j`` (this step's nodes, in units of the step)
+    of the polynomial through the previous step's last ``p = -used`` points of ``(0, *nodes)``."""
+    points = (0.0, *nodes)[used:]
+    return torch.tensor([[math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points]
+                         for node in nodes], dtype=dtype, device=device)
+
+
 #: Newton's tolerances (V on the membrane, each state's own) by dtype, where not given.
 DEFAULT_TOLERANCES = {torch.float32: (1e-7, 1e-6), torch.float64: (1e-10, 1e-9)}
 
@@ -184,6 +202,11 @@ class Stepper:
         #: ``(dt, start, stages)`` of the last step solved (detached), for :meth:`_guess`; ``None``
         #: when there is none
         self.last_step: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        #: whether the step being taken was solved by the fused kernels, whose convergence
+        #: check (a NaN or Inf anywhere fails it) leaves nothing for :meth:`_check_finite`
+        self._converged_finite = False
+        self._fusable = fused and layer.solve is solve_arrow and not any(
+            isinstance(p, torch.Tensor) and p.requires_grad for p in layer.params)
 
     def step(self, y: torch.Tensor, drives: list[tuple[torch.Tensor, torch.Tensor]], dt: float,
              where: StepContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -191,13 +214,15 @@ class Stepper:
         ``drives[j] = (a, b)`` drive the neurons at ``t_n + nodes[j]·dt``. Raises
         :class:`NewtonFailure` when Newton's method does not converge."""
         y_c = y.movedim(-1, 0)  # components first: the layout of the linear algebra (a view)
+        self._converged_finite = False
         start_drive = None
         if self.nodes[0] == 0.0:
             start_drive, drives = drives[0], drives[1:]
         y_next, stages = self.scheme.advance(self, y_c, start_drive, drives, dt, where)
         if start_drive is not None:
             stages = [y_c[0], *stages]
-        self._check_finite(y_next.movedim(0, -1), where)
+        if not self._converged_finite:
+            self._check_finite(y_next.movedim(0, -1), where)
         if self.tolerance is not None:
             with torch.no_grad():
                 self._estimate(y_c.detach(), y_next.detach(), start_drive, dt, where)
@@ -271,7 +296,7 @@ class Stepper:
         (the step's end, contiguous) and the stage membranes ``(s, B, n)``."""
         batch = y.shape[1:]
         like = {"dtype": y.dtype, "device": y.device}
-        a_tilde = dt * torch.tensor(tableau.matrix, **like)
+        a_tilde = _scaled_matrix(tableau.matrix, dt, y.dtype, y.device)
         a_stage = torch.stack([torch.as_tensor(a, **like).expand(batch) for a, _ in drives])
         b_stage = torch.stack([torch.as_tensor(b, **like).expand(batch) for _, b in drives])
         start = y.unsqueeze(1)
@@ -281,6 +306,7 @@ class Stepper:
             if iterates is not None:
                 linearized_at, z = iterates
                 self.last_step = (dt, start.detach(), z)
+                self._converged_finite = True
                 inputs = (start, a_stage, b_stage, explicit)
                 if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
                     return fused_step.ImplicitStep.apply(z, linearized_at, *inputs, a_tilde, self.layer.device,
@@ -294,8 +320,7 @@ class Stepper:
     def fusable(self) -> bool:
         """Whether the fused kernels can take this layer's steps: an arrow Jacobian and no
         parameter that needs a gradient."""
-        return self.fused and self.layer.solve is solve_arrow and not any(
-            isinstance(p, torch.Tensor) and p.requires_grad for p in self.layer.params)
+        return self._fusable
 
     def _guess(self, start: torch.Tensor, dt: float, tableau: Tableau) -> torch.Tensor:
         """The first Newton iterate ``(1+m, s, B, n)``: the previous step's collocation
@@ -307,11 +332,9 @@ class Stepper:
         if last is None or last[0] != dt or last[1].shape != start.shape:
             return start.detach().expand(d, s, *batch).clone()
         used = -(self.scheme.predictor_points or s + 1)
-        points = (0.0, *tableau.nodes)[used:]  # Lagrange weights at 1 + c_j of these points
-        weights = torch.tensor([[math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points]
-                                for node in tableau.nodes], dtype=start.dtype, device=start.device)
         values = torch.cat([last[1], last[2]], 1)[:, used:]  # (1+m, len(points), B, n)
-        return (values.unsqueeze(1) * weights.reshape(1, s, len(points), *(1 for _ in batch))).sum(2)
+        weights = _predictor_weights(tableau.nodes, used, start.dtype, start.device)
+        return torch.einsum("jp,dp...->dj...", weights, values)
 
     def _fused_newton(self, z: torch.Tensor, start, a_stage, b_stage, explicit,
                       a_tilde) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -327,8 +350,8 @@ class Stepper:
             misses = torch.zeros(z.shape[2:], dtype=z.dtype, device=z.device)
             for iteration in range(opts.max_iter):
                 previous = z
-                z, misses, remaining = kernel(self.tensors, z, *inputs, a_tilde, misses)
-                worst = remaining.max().item()
+                z, misses, worst = kernel(self.tensors, z, *inputs, a_tilde, misses)
+                worst = worst.item()
                 if not math.isfinite(worst):
                     return None
                 if worst <= 1.0:
