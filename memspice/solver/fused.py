@@ -227,8 +227,8 @@ def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...],
 
 
 #: Inductor's settings for the kernels: no limit on the nodes fused into one loop (its default, 64,
-#: splits a Newton iteration into three loops that pass ~100 intermediates through memory: 1.4x
-#: slower on the bench's 784-128-10 layer, docs/solver.md)
+#: splits a Newton iteration of ~1100 operations into three loops that pass ~100 intermediates
+#: through memory; docs/solver.md, "Profile before and after")
 _INDUCTOR_OPTIONS = {"max_fusion_size": 4096}
 
 
