@@ -236,14 +236,15 @@ def _compile(function):
     # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
     warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
     compiled = torch.compile(function, dynamic=None, options=_INDUCTOR_OPTIONS)
-    first = [True]
+    marked = False
 
     def call(tensors, *inputs):
         # the neuron axes (the last two) are dynamic from the first call: one kernel for every
         # layer and batch size; floats (parameters, tolerances) stay constants folded into it.
-        # (Marked on the first call only: marking costs more than the kernel of a small layer.)
-        if first[0]:
-            first[0] = False
+        # (Marked on the first call only: marking costs a Python call per input and axis.)
+        nonlocal marked
+        if not marked:
+            marked = True
             for t in inputs:
                 if isinstance(t, torch.Tensor) and t.ndim >= 3:
                     torch._dynamo.maybe_mark_dynamic(t, t.ndim - 2)
