@@ -8,9 +8,11 @@ integrates it; both read the same objects. Conventions:
   column, and column ``j`` ties to the membrane of post-synaptic neuron ``j``;
 * the column current, loading term included, is
   ``I_j = Σ_i G⁺_ij (u_i - V_j) + G⁻_ij (-u_i - V_j)`` (:meth:`Crossbar.column_currents`);
-* layer 1's rows are driven by the input stimuli, later layers' rows by buffers of gain
-  ``+buffer_gain`` and ``-buffer_gain`` of the previous layer's membrane voltages: the only
-  non-memristive periphery. The default gain is 2, not 1: the loading
+* layer 1's rows are driven by the input stimuli, later layers' rows by buffers
+  (:class:`RowBuffer`) of the previous layer's membrane voltages, ``+b(V)`` and ``-b(V)``: the only
+  non-memristive periphery. Linear buffers pass the whole membrane, ``b(V) = buffer_gain·V``;
+  rectifying ones (``buffer_knee``) only what lies above a knee, the spikes when the knee is the
+  neuron's switching threshold. The default gain is 2, not 1: the loading
   term pins a membrane near the conductance-weighted mean of its row voltages, and with unity
   buffers and the KANG2021 neuron (membranes that peak at 0.48 V) that mean stays below the MIF
   threshold, so a second layer never fires (tests/test_netlister.py shows both). The re-timed
@@ -20,15 +22,78 @@ integrates it; both read the same objects. Conventions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import sympy as sp
+import torch
 
+from memspice.codegen.printers import spice_expr
 from memspice.devices import MIF, SYNAPSE, DeviceModel
 from memspice.errors import NetlistError
 
 SYNAPSE_KINDS = ("resistor", "memristor")
+#: How far (V) a rectifying buffer's knee is smoothed: its output is ``w·ln 2 ≈ 0.014 V`` times
+#: the gain at the knee and ``e^(-5)`` of that 0.1 V below it. Smooth, so that the solver's
+#: high-order steps stay accurate across it and a neuron just below it still has a gradient.
+RECTIFIER_WIDTH = 0.02
+_MEMBRANE = sp.Symbol("V")
+
+
+def _clamp_min(a, b):
+    """``Max(a, b)`` for the lambdified buffer: one of them a number (sympy orders the arguments)."""
+    return torch.clamp_min(a, b) if isinstance(a, torch.Tensor) else torch.clamp_min(b, a)
+
+
+@dataclass(frozen=True)
+class RowBuffer:
+    """The buffers from a layer's membranes ``V`` to the rows they drive, ``+b(V)`` into the G⁺
+    cells and ``-b(V)`` into the G⁻ cells. Without a ``knee`` (V) they are linear, ``b(V) =
+    gain·V``; with one they rectify, ``b(V) = gain·w·ln(1 + exp((V - knee)/w))`` (``w`` =
+    :data:`RECTIFIER_WIDTH`): a softplus that passes what lies above the knee and nothing below.
+    With the knee at the MIF neuron's M1 threshold (0.40 V) only its spikes pass, so the next
+    layer reads spikes, not the subthreshold membrane (a precision rectifier, op-amp and diode,
+    builds it: still no ADC). One expression (:meth:`expression`) gives both engines theirs:
+    the torch solver's (:meth:`__call__`) and ngspice's B-source (:meth:`spice`)."""
+
+    gain: float = 2.0
+    knee: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.gain, bool) or not isinstance(self.gain, (int, float)) or not 0 < self.gain <= 10:
+            raise NetlistError(f"buffer_gain must be a number in (0, 10] V/V; got {self.gain!r}")
+        if self.knee is not None and (isinstance(self.knee, bool) or not isinstance(self.knee, (int, float))
+                                      or not abs(self.knee) < 2):
+            raise NetlistError(f"buffer_knee must be None (linear buffers) or a voltage in (-2, 2) V; "
+                               f"got {self.knee!r}")
+
+    @property
+    def rectifying(self) -> bool:
+        return self.knee is not None
+
+    def expression(self) -> sp.Expr:
+        """``b(V)`` in the symbol ``V``; the softplus in its overflow-free form
+        ``max(x, 0) + w·ln(1 + exp(-|x|/w))``, ``x = V - knee``."""
+        if self.knee is None:
+            return sp.Float(self.gain) * _MEMBRANE
+        x, w = _MEMBRANE - sp.Float(self.knee), sp.Float(RECTIFIER_WIDTH)
+        above = sp.Max(x, 0)
+        return sp.Float(self.gain) * (above + w * sp.log(1 + sp.exp((x - 2 * above) / w)))
+
+    @functools.cached_property
+    def _torch(self):
+        return sp.lambdify(_MEMBRANE, self.expression(),
+                           modules=[{"Max": _clamp_min, "exp": torch.exp, "log": torch.log}])
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """``b(v)`` of membranes ``v`` (V, any shape), differentiable."""
+        return self.gain * v if self.knee is None else self._torch(v)
+
+    def spice(self, membrane: str) -> str:
+        """``b(V)`` as an ngspice expression of the node voltage ``V(membrane)``."""
+        return spice_expr(self.expression(), {_MEMBRANE: f"V({membrane})"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +199,8 @@ class Network:
     """A feed-forward network: ``layers`` of (crossbar, neuron layer); ``synapse`` is how a
     crossbar cell is built in SPICE: an ideal ``"resistor"`` or the ``"memristor"`` device model
     programmed to the same conductance (``synapse_params`` override its defaults).
-    ``buffer_gain`` is the gain of the row buffers between layers (V/V). ``wire_resistance`` (Ω,
+    ``buffer_gain`` (V/V) and ``buffer_knee`` (V, ``None``: linear) are the row buffers
+    between layers (:class:`RowBuffer`, :attr:`buffer`). ``wire_resistance`` (Ω,
     0: ideal wires) is each row and column wire segment between two cells, in tiles of
     ``tile_size`` rows and columns (``None``: one tile per layer; :mod:`memspice.hardware.wires`
     describes the layout).
@@ -152,6 +218,7 @@ class Network:
     wire_resistance: float = 0.0
     tile_size: int | None = None
     sources: tuple[tuple[int, ...], ...] | None = None
+    buffer_knee: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -167,9 +234,7 @@ class Network:
                 read = ", ".join("the inputs" if s == 0 else f"layer {s}" for s in self.layer_sources[k])
                 raise NetlistError(f"layer {k + 1}: the crossbar has {crossbar.n_in} rows but {read} "
                                    f"{'has' if len(self.layer_sources[k]) == 1 else 'have'} {rows} outputs")
-        if isinstance(self.buffer_gain, bool) or not isinstance(self.buffer_gain, (int, float)) \
-                or not 0 < self.buffer_gain <= 10:
-            raise NetlistError(f"buffer_gain must be a number in (0, 10] V/V; got {self.buffer_gain!r}")
+        self.buffer  # validates the buffers
         if isinstance(self.wire_resistance, bool) or not isinstance(self.wire_resistance, (int, float)) \
                 or not 0 <= self.wire_resistance < float("inf"):
             raise NetlistError(f"wire_resistance must be a finite number >= 0 Ω; got {self.wire_resistance!r}")
@@ -197,6 +262,11 @@ class Network:
     def _check_sources(self) -> None:
         if self.sources is not None:
             object.__setattr__(self, "sources", check_sources(self.sources, len(self.layers), NetlistError))
+
+    @property
+    def buffer(self) -> RowBuffer:
+        """The row buffers between layers."""
+        return RowBuffer(self.buffer_gain, self.buffer_knee)
 
     @property
     def layer_sources(self) -> tuple[tuple[int, ...], ...]:

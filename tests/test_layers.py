@@ -3,6 +3,7 @@ whole-network solver solves a chain."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +15,7 @@ from memspice.errors import ConfigError, NetlistError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
-from memspice.network import Network, NeuronLayer
+from memspice.network import RECTIFIER_WIDTH, Network, NeuronLayer, RowBuffer
 from memspice.nn import LayerGraph, MemristiveLayer, MemristiveSNN, spike_counts
 from memspice.solver import NewtonOptions, SolverOptions
 from memspice.spice.results import Waveforms
@@ -44,12 +45,21 @@ def run_chain(layers: list[MemristiveLayer], x: torch.Tensor) -> list[torch.Tens
     return [torch.stack(v, 1) for v in out]
 
 
-def test_a_chain_of_layers_is_the_network_waveforms_and_gradients():
-    network = MemristiveSNN((6, 5, 3), seed=1)
+#: Rectifying buffers that let layer 2 of these small networks fire (its rows pass only what
+#: lies above 0.2 V of layer 1's membranes).
+RECTIFYING = {"buffer_gain": 3.5, "buffer_knee": 0.2, "deep_init_pos": (0.6, 1.0), "deep_init_neg": (0.0, 0.2)}
+
+
+@pytest.mark.parametrize("buffers", [{}, RECTIFYING], ids=["linear", "rectifying"])
+def test_a_chain_of_layers_is_the_network_waveforms_and_gradients(buffers):
+    network = MemristiveSNN((6, 5, 3), seed=1, **buffers)
     x = rows(6)
     reference = network(x).v
     assert reference[0].max() > 0.45 and spike_counts(reference[-1]).sum() > 0  # spikes in both layers
-    stepped = run_chain(network.as_layers(), x)
+    # the network is its layers: they hold its crossbars, whose names every checkpoint keeps
+    assert [layer.crossbars[0] for layer in network.layers] == list(network.crossbars)
+    assert sorted(network.state_dict()) == [f"crossbars.{k}.theta_{side}" for k in (0, 1) for side in ("neg", "pos")]
+    stepped = run_chain(network.layers, x)
     for a, b in zip(stepped, reference):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
     grads = []
@@ -118,8 +128,8 @@ def test_a_two_branch_network_with_a_skip_trains():
 def test_a_step_newton_cannot_finish_is_redone_in_substeps():
     network = MemristiveSNN((6, 5, 3), seed=1)
     x = rows(6)
-    whole = run_chain(network.as_layers(), x)
-    layers = network.as_layers()
+    whole = run_chain(network.layers, x)
+    layers = network.layers
     for layer in layers:
         layer.solver = layer.solver.replace(newton=NewtonOptions(max_iter=3, max_splits=6))  # too few for a spike
     split = run_chain(layers, x)
@@ -165,6 +175,42 @@ def test_a_two_branch_network_with_a_skip_runs_the_same_in_ngspice():
             m = compare(reference.time, reference.signals[name], t, membranes[k - 1][0, :, j].numpy())
             assert m["spikes_ref"] == m["spikes_torch"] >= 5, name
             assert m["spike_time_error_over_isi"] <= 0.01 and m["nrmse"] <= 0.02, (name, m)
+
+
+@pytest.mark.ngspice
+def test_rectifying_buffers_run_the_same_in_ngspice():
+    """Layer 2 driven by B-sources of RowBuffer.spice in ngspice, by RowBuffer.__call__ in torch."""
+    dt, t_end = 200e-9, 30e-6
+    levels = np.random.default_rng(0).uniform(0.5, 1.0, size=6)
+    inputs = [PWL([0, 1e-6, t_end], [0, level, level]) for level in levels]
+    t = np.arange(round(t_end / dt) + 1) * dt
+    model = MemristiveSNN((6, 5, 3), seed=1, **RECTIFYING).double()
+    with torch.no_grad():
+        membranes = model(torch.tensor(np.stack([u.sample(t) for u in inputs], -1)).unsqueeze(0)).v
+    netlist = network_netlist(model.describe(), inputs, TranSettings(t_end=t_end))
+    assert "Bl2_b0p l2_r0p 0 V = " in netlist and "El2_b" not in netlist
+    reference = Waveforms.from_plot(run_netlist(netlist)[-1])
+    for k, n in enumerate(model.sizes[1:], start=1):
+        for j in range(n):
+            name = f"v({membrane_node(k, j)})"
+            m = compare(reference.time, reference.signals[name], t, membranes[k - 1][0, :, j].numpy())
+            assert m["spikes_ref"] == m["spikes_torch"] >= 3, name
+            assert m["spike_time_error_over_isi"] <= 0.01 and m["nrmse"] <= 0.02, (name, m)
+
+
+def test_row_buffers_pass_what_lies_above_their_knee():
+    v = torch.tensor([-0.5, 0.0, 0.1, 0.2, 0.3, 0.5], dtype=torch.float64)
+    assert torch.equal(RowBuffer(2.0)(v), 2.0 * v)
+    rectified = RowBuffer(4.0, 0.2)(v)
+    assert rectified[:2].abs().max() < 4e-6 and rectified[2] == pytest.approx(4 * 0.02 * math.log1p(math.exp(-5)))
+    assert rectified[3] == pytest.approx(4 * RECTIFIER_WIDTH * math.log(2))  # the knee
+    np.testing.assert_allclose(rectified[4:], 4 * (v[4:] - 0.2), atol=4 * RECTIFIER_WIDTH * math.exp(-5))
+    for gain, knee, match in ((0.0, None, "buffer_gain must be"), (11.0, None, "buffer_gain must be"),
+                              (2.0, 2.5, "buffer_knee must be"), (2.0, True, "buffer_knee must be")):
+        with pytest.raises(NetlistError, match=match):
+            RowBuffer(gain, knee)
+    with pytest.raises(NetlistError, match="buffer_knee must be"):
+        MemristiveSNN((4, 3, 2), buffer_knee=float("nan"))
 
 
 def test_topologies_are_checked_where_they_are_described():

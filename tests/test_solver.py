@@ -199,7 +199,7 @@ def test_one_options_object_reaches_the_network_its_layers_and_the_training_conf
     model, _, _ = build(config, 4, 2)
     assert model.solver == solver and (model.dt, model.method) == (100e-9, "radau3")
     assert model.config()["checkpoint_every"] == 7
-    layers = model.as_layers()
+    layers = model.layers
     assert all(layer.solver == solver.replace(checkpoint_every=None) for layer in layers)
     rows = torch.full((1, 6, 4), 1.5)
     with pytest.raises(SolverError, match="Newton did not converge in 1 iterations"):

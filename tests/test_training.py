@@ -144,6 +144,9 @@ def test_a_run_can_start_from_a_trained_network(tiny_run, digits, tmp_path):
     assert tuned.config.v_high == 0.9
     for name, tensor in tuned.model.state_dict().items():
         torch.testing.assert_close(tensor, start[name], rtol=0, atol=1e-6)
+    rectified = config.__class__(**{**config.to_dict(), "buffer_knee": 0.0})  # fine-tuned for other buffers
+    train(rectified, tmp_path / "rectified", progress=False, dataset=digits)
+    assert load_trained(tmp_path / "rectified" / "checkpoint.pt").model.buffer.knee == 0.0
     with pytest.raises(CheckpointError, match="sizes"):
         train(config.__class__(**{**config.to_dict(), "hidden": (8,)}), tmp_path / "other", progress=False,
               dataset=digits)
@@ -444,7 +447,7 @@ def test_annealing_and_the_rate_band_train_and_leave_the_device_threshold(tmp_pa
     assert history[0]["threshold"] == pytest.approx(0.3 + 0.1 * 1 / 3)
     assert history[1]["threshold"] == pytest.approx(0.4)  # the device's value once annealing has ended
     trained = load_trained(tmp_path / "checkpoint.pt")
-    assert trained.model.neurons[0].params()["th1"] == pytest.approx(0.4)  # the module, and its netlist, keep it
+    assert trained.model.layers[0].device_params()["th1"] == pytest.approx(0.4)  # the module, and its netlist, keep it
     assert re.search(r" th1=0\.4\s", export_netlist(trained, digits.test_x[0], 0, 0))
 
 
@@ -675,11 +678,16 @@ def test_decisions_go_by_spikes_first():
         decide(counts, firsts, means, ("membrane",))
 
 
-@pytest.mark.parametrize("kind", ["count", "first-spike", "membrane-mean"])
-def test_readout_losses_have_the_finite_difference_gradient(kind):
+@pytest.mark.parametrize("kind, buffers", [("count", {}), ("first-spike", {}), ("membrane-mean", {}),
+                                           ("first-spike", {"buffer_gain": 3.5, "buffer_knee": 0.2})],
+                         ids=["count", "first-spike", "membrane-mean", "first-spike-rectifying"])
+def test_readout_losses_have_the_finite_difference_gradient(kind, buffers):
     """Each readout's loss, differentiated through the circuit solver, against central differences
-    in one crossbar conductance (float64): the gradient that trains it is the true one."""
-    model = MemristiveSNN((6, 4, 3), seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3)).double()
+    in one crossbar conductance (float64): the gradient that trains it is the true one; through
+    rectifying buffers too."""
+    model = MemristiveSNN((6, 4, 3), seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3),
+                          **buffers, **({"deep_init_pos": (0.6, 1.0), "deep_init_neg": (0.0, 0.2)} if buffers else {})
+                          ).double()
     rows = torch.cat([torch.zeros(2, 1, 6), torch.rand(2, 40, 6, generator=torch.Generator().manual_seed(1)) * 1.2],
                      1).double()
     labels = torch.tensor([0, 2])

@@ -304,7 +304,8 @@ class Chip:
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
                            NeuronLayer(neurons.size, neurons.params, per_neuron=varied)))
         return Network(tuple(layers), synapse=network.synapse, synapse_params=network.synapse_params,
-                       buffer_gain=network.buffer_gain, wire_resistance=self.spec.wire_resistance,
+                       buffer_gain=network.buffer_gain, buffer_knee=network.buffer_knee,
+                       wire_resistance=self.spec.wire_resistance,
                        tile_size=self.spec.tile_size)
 
 

@@ -4,8 +4,8 @@ Node names (layers count from 1, indices from 0), also what to probe:
 
 * ``in{i}p`` / ``in{i}n``: input row ``i`` at ``+u_i`` / ``-u_i``;
 * ``l{k}_m{j}``: membrane of neuron ``j`` of layer ``k`` (:func:`membrane_node`);
-* ``l{k}_r{i}p`` / ``l{k}_r{i}n``: row ``i`` of layer ``k`` driven by a buffer (gain
-  ±``buffer_gain``) of an earlier layer's membrane: ``l{k-1}_m{i}`` in a chain (rows count on
+* ``l{k}_r{i}p`` / ``l{k}_r{i}n``: row ``i`` of layer ``k`` driven by a buffer ``±b``
+  (:class:`~memspice.network.RowBuffer`) of an earlier layer's membrane: ``l{k-1}_m{i}`` in a chain (rows count on
   across the layer's sources, :attr:`memspice.network.Network.sources`);
 * ``l{k}_c{j}``: column ``j`` of layer ``k`` when ``sense=True`` puts a 0 V source
   ``Vl{k}_sense{j}`` between column and membrane, so that ``i(vl{k}_sense{j})`` is the
@@ -25,7 +25,7 @@ from memspice.errors import NetlistError
 from memspice.netlist import text
 from memspice.netlist.builder import Netlist, TranSettings
 from memspice.netlist.stimuli import Waveform
-from memspice.network import Crossbar, Network
+from memspice.network import Crossbar, Network, RowBuffer
 
 
 def membrane_node(layer: int, neuron: int) -> str:
@@ -97,7 +97,7 @@ def network_netlist(
 
 
 def _rows(net: Netlist, network: Network, k: int) -> tuple[list[str], list[str]]:
-    """The row nodes (+u, -u) of layer ``k``: the input rows, or buffers (gain ±buffer_gain) of
+    """The row nodes (+u, -u) of layer ``k``: the input rows, or buffers (:attr:`Network.buffer`) of
     an earlier layer's membranes, for each of its sources in order."""
     rows_p, rows_n = [], []
     for source in network.layer_sources[k - 1]:
@@ -106,15 +106,30 @@ def _rows(net: Netlist, network: Network, k: int) -> tuple[list[str], list[str]]
             rows_p += [f"in{i}p" for i in range(n)]
             rows_n += [f"in{i}n" for i in range(n)]
             continue
-        gain = text.number(network.buffer_gain, "buffer gain")
-        net.comment(f"layer {k} rows: buffers (gain +-{gain}) of layer {source}'s membranes")
         first = len(rows_p)
         rows_p += [f"l{k}_r{first + i}p" for i in range(n)]
         rows_n += [f"l{k}_r{first + i}n" for i in range(n)]
-        net.extend(f"El{k}_b{first + i}p {rows_p[first + i]} 0 {membrane_node(source, i)} 0 {gain}\n"
-                   f"El{k}_b{first + i}n {rows_n[first + i]} 0 {membrane_node(source, i)} 0 -{gain}"
-                   for i in range(n))
+        net.extend(_buffer_cards(network.buffer, k, source, first, n))
     return rows_p, rows_n
+
+
+def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) -> list[str]:
+    """The buffers from layer ``source``'s ``n`` membranes onto layer ``k``'s rows ``first``...:
+    linear ones as voltage-controlled voltage sources, rectifying ones as B-sources of
+    :meth:`~memspice.network.RowBuffer.spice` (the expression the torch solver evaluates)."""
+    gain = text.number(buffer.gain, "buffer gain")
+    of = f"of layer {source}'s membranes"
+    if not buffer.rectifying:
+        return [f"* {text.comment(f'layer {k} rows: buffers (gain +-{gain}) {of}')}",
+                *(f"El{k}_b{first + i}p l{k}_r{first + i}p 0 {membrane_node(source, i)} 0 {gain}\n"
+                  f"El{k}_b{first + i}n l{k}_r{first + i}n 0 {membrane_node(source, i)} 0 -{gain}" for i in range(n))]
+    knee = text.number(buffer.knee, "buffer knee")
+    cards = [f"* {text.comment(f'layer {k} rows: rectifying buffers (gain +-{gain}, knee {knee} V) {of}')}"]
+    for i in range(n):
+        b = buffer.spice(membrane_node(source, i))
+        cards += [f"Bl{k}_b{first + i}p l{k}_r{first + i}p 0 V = {b}",
+                  f"Bl{k}_b{first + i}n l{k}_r{first + i}n 0 V = -({b})"]
+    return cards
 
 
 def _crossbar_cards(k, crossbar: Crossbar, rows_p, rows_n, columns, network: Network) -> list[str]:

@@ -16,7 +16,8 @@ Each step is the implicit solve of :class:`~memspice.nn.MemristiveSNN`: the load
 ``-Σ(G⁺ + G⁻)·v`` inside the Newton system, the implicit-function gradient, the same methods.
 An input is either a tensor of row voltages at the step's end (linear in between, from the
 previous step's value: the convention of every memspice input) or the :class:`LayerState` of
-an upstream layer after its step: its membranes, through the buffers of gain ``±buffer_gain``,
+an upstream layer after its step: its membranes, through the buffers ``±b``
+(:class:`~memspice.network.RowBuffer`: gain ``buffer_gain``, linear or rectifying),
 at every stage of the step (the same values the whole-network solver uses, so a chain of layers
 equals :class:`~memspice.nn.MemristiveSNN` to rounding). A step whose Newton iterations fail is
 redone as 2, 4, ... substeps of this layer, its upstream inputs read from their stages'
@@ -40,7 +41,7 @@ from torch import nn
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
 from memspice.network import Crossbar as CrossbarDescription
-from memspice.network import Network, NeuronLayer, check_sources
+from memspice.network import Network, NeuronLayer, RowBuffer, check_sources
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.solver.accuracy import LayerError
 from memspice.solver.integrators import NeuronLayer as NeuronEquations
@@ -95,8 +96,9 @@ class MemristiveLayer(nn.Module):
     neurons of ``neuron_model`` (a one-port :class:`~memspice.devices.DeviceModel`, the MIF neuron
     by default; ``neuron_params``: overrides of its defaults), advanced by :meth:`step`.
     Conductances as in :class:`~memspice.nn.Crossbar` (``g_max = column_conductance / n_in`` per
-    input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``:
-    the buffers between an upstream layer's membranes and these rows; ``solver``: how each step is
+    input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``
+    (V/V) and ``buffer_knee`` (V, ``None``: linear): the buffers between an upstream layer's
+    membranes and these rows (:class:`~memspice.network.RowBuffer`); ``solver``: how each step is
     integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
     ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
     ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.Crossbar` modules to use
@@ -107,7 +109,8 @@ class MemristiveLayer(nn.Module):
                  solver: SolverOptions | float = SolverOptions(), column_conductance: float = COLUMN_CONDUCTANCE,
                  on_off_ratio: float = ON_OFF_RATIO, init_pos: tuple[float, float] = INIT_POS,
                  init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
-                 crossbars: Sequence[Crossbar] | None = None, neuron_model: DeviceModel = MIF) -> None:
+                 crossbars: Sequence[Crossbar] | None = None, neuron_model: DeviceModel = MIF,
+                 buffer_knee: float | None = None) -> None:
         super().__init__()
         sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
         for n in (*sizes, out_features):
@@ -132,7 +135,7 @@ class MemristiveLayer(nn.Module):
         self.in_features, self.out_features = sizes, out_features
         self.crossbars = nn.ModuleList(crossbars)
         self.neuron_model, self.overrides = neuron_model, dict(neuron_params or {})
-        self.buffer_gain, self.solver = float(buffer_gain), solver
+        self.buffer, self.solver = RowBuffer(float(buffer_gain), buffer_knee), solver
 
     def init_state(self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                    rows: Sequence[torch.Tensor | None] | None = None) -> LayerState:
@@ -172,7 +175,7 @@ class MemristiveLayer(nn.Module):
             currents = []
             for source, previous, now, transfer in zip(inputs, state.rows, rows_now, state.transfers):
                 if isinstance(source, LayerState):
-                    rows = [self.buffer_gain * v for v in source.membranes_at(fractions)]
+                    rows = [self.buffer(v) for v in source.membranes_at(fractions)]
                 else:
                     rows = [torch.lerp(previous, now, f) for f in fractions]
                 currents.append((torch.stack(rows) @ transfer).unbind(0))
@@ -191,7 +194,7 @@ class MemristiveLayer(nn.Module):
                 if split == self.solver.newton.max_splits:
                     raise
         nodes, stages = zip(*trace)
-        rows = [self.buffer_gain * source.v if isinstance(source, LayerState) else now
+        rows = [self.buffer(source.v) if isinstance(source, LayerState) else now
                 for source, now in zip(inputs, rows_now)]
         return y[..., 0], LayerState(y, state.step + 1, tuple(nodes), list(stages), rows, stepper, state.transfers,
                                      load)
@@ -216,6 +219,11 @@ class MemristiveLayer(nn.Module):
                                   f"LayerState; got {shape}")
         return rows
 
+    def device_params(self) -> dict[str, float]:
+        """Every device parameter of the layer's neurons (the model's defaults with the layer's
+        overrides), SI units."""
+        return self.neuron_model.resolve(self.overrides)
+
     def error(self, state: LayerState) -> LayerError | None:
         """The largest local error estimate of the steps so far (with a ``tolerance``)."""
         return state.stepper.error(1, self.solver.dt)
@@ -233,8 +241,8 @@ class MemristiveLayer(nn.Module):
 class LayerGraph(nn.Module):
     """``layers`` wired into a feed-forward network: ``sources[k]`` lists what drives layer
     ``k+1``'s inputs, in its crossbars' order: ``0`` for the network's input rows, ``j`` for layer
-    ``j`` (``j <= k``). Every layer takes the same step ``dt`` and ``buffer_gain`` (the circuit has
-    one kind of buffer)."""
+    ``j`` (``j <= k``). Every layer takes the same step ``dt`` and buffers (the circuit has one
+    kind of buffer)."""
 
     def __init__(self, layers: Sequence[MemristiveLayer], sources: Sequence[Sequence[int]]) -> None:
         super().__init__()
@@ -243,7 +251,7 @@ class LayerGraph(nn.Module):
             raise ConfigError("a LayerGraph needs at least one layer")
         self.sources = check_sources(sources, len(layers), ConfigError)
         for name, values in (("dt", [layer.solver.dt for layer in layers]),
-                             ("buffer_gain", [layer.buffer_gain for layer in layers])):
+                             ("buffer", [layer.buffer for layer in layers])):
             if len(set(values)) > 1:
                 raise ConfigError(f"every layer needs the same {name}; got {values}")
         n_inputs = layers[0].in_features[0]
@@ -282,7 +290,9 @@ class LayerGraph(nn.Module):
                                           np.concatenate([p.g_neg for p in parts]),
                                           g_range=ranges.pop() if len(ranges) == 1 else None)
             layers.append((stacked, NeuronLayer(layer.out_features, layer.overrides, model=layer.neuron_model)))
-        return Network(tuple(layers), synapse=synapse, buffer_gain=self.layers[0].buffer_gain, sources=self.sources)
+        buffer = self.layers[0].buffer
+        return Network(tuple(layers), synapse=synapse, buffer_gain=buffer.gain, buffer_knee=buffer.knee,
+                       sources=self.sources)
 
     def project_(self) -> None:
         """Put every crossbar's parameters back in range (after each optimizer step)."""

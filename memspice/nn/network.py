@@ -10,10 +10,9 @@ from torch import nn
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
-from memspice.network import Network, NeuronLayer
+from memspice.network import Network, NeuronLayer, RowBuffer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
 from memspice.nn.layer import MemristiveLayer
-from memspice.nn.neurons import MemristiveNeurons
 from memspice.solver.options import SolverOptions, solver_options
 from memspice.solver.transient import Solution, simulate_network
 
@@ -22,9 +21,16 @@ class MemristiveSNN(nn.Module):
     """Layers ``sizes = (n_in, n_hidden..., n_out)`` of differential crossbars and neurons of
     ``neuron_model`` (a one-port :class:`~memspice.devices.DeviceModel`: the MIF neuron unless
     another is given; ``neuron_params``: overrides of its defaults); layer ``k > 1``'s rows are
-    ``±buffer_gain`` times layer ``k-1``'s membranes (the only non-memristive periphery).
+    buffers of layer ``k-1``'s membranes (the only non-memristive periphery,
+    :class:`~memspice.network.RowBuffer`): ``±buffer_gain`` times them, or with a
+    ``buffer_knee`` (V) rectified, so that only what lies above it drives the next layer.
     Crossbar ``k``'s conductance range is :func:`~memspice.nn.crossbar.conductance_range` of its
     fan-in.
+
+    The network is the chain of its step-wise layers (:attr:`layers`,
+    :class:`~memspice.nn.MemristiveLayer`, one crossbar and its neurons each): stepping them in
+    order is :meth:`forward`, which solves the chain in one run (and adds what only whole runs
+    do: adaptive steps, checkpointing, chips).
 
     ``forward`` integrates the circuit as ``solver`` says (:class:`~memspice.solver.SolverOptions`,
     or a step dt in s with the default options; an attribute too): on the grid ``t_n = n·dt`` with
@@ -46,37 +52,47 @@ class MemristiveSNN(nn.Module):
                  column_conductance: float = COLUMN_CONDUCTANCE, on_off_ratio: float = ON_OFF_RATIO, seed: int = 0,
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
                  parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
-                 deep_init_neg: tuple[float, float] = INIT_NEG, neuron_model: DeviceModel = MIF) -> None:
+                 deep_init_neg: tuple[float, float] = INIT_NEG, neuron_model: DeviceModel = MIF,
+                 buffer_knee: float | None = None) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
         generator = torch.Generator().manual_seed(seed)
         self.sizes, self._solver = sizes, solver_options(solver)
-        self.buffer_gain = float(buffer_gain)
+        self.buffer = RowBuffer(float(buffer_gain), buffer_knee)
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
         self.parametrization = parametrization
+        # the parameters live here, so that the state dict's names stay those of every checkpoint
         self.crossbars = nn.ModuleList(
             Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
                      init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
                      parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
-        self.neurons = nn.ModuleList(MemristiveNeurons(n, neuron_params, self._solver, neuron_model)
-                                     for n in sizes[1:])
         self.neuron_model = neuron_model
-        self.describe()  # validates buffer_gain as the netlister will
+        # a plain list, not submodules: the layers own no parameters beyond these crossbars
+        self.layers = [MemristiveLayer(crossbar.n_in, crossbar.n_out, neuron_params, self.buffer.gain,
+                                       _stepwise(self._solver), crossbars=[crossbar], neuron_model=neuron_model,
+                                       buffer_knee=self.buffer.knee)
+                       for crossbar in self.crossbars]
+        self.describe()  # validates the network as the netlister will
 
     @property
     def solver(self) -> SolverOptions:
         """How :meth:`forward` integrates (:class:`~memspice.solver.SolverOptions`); setting it sets
-        every neuron layer's too."""
+        every layer's too (less what belongs to whole runs: adaptive steps, checkpointing)."""
         return self._solver
 
     @solver.setter
     def solver(self, solver: SolverOptions | float) -> None:
         self._solver = solver_options(solver)
-        for neurons in self.neurons:
-            neurons.solver = self._solver
+        for layer in self.layers:
+            layer.solver = _stepwise(self._solver)
+
+    @property
+    def buffer_gain(self) -> float:
+        """The row buffers' gain (V/V): :attr:`buffer`'s."""
+        return self.buffer.gain
 
     @property
     def dt(self) -> float:
@@ -101,14 +117,14 @@ class MemristiveSNN(nn.Module):
         if self.neuron_model is not MIF:
             raise ConfigError(f"the hidden-spike ablation keeps the MIF neuron's switch M1 off; this network's neurons "
                               f"are {self.neuron_model.name}")
-        hidden = [{"gon1": layer.params()["goff1"]} for layer in self.neurons[:-1]]
+        hidden = [{"gon1": layer.device_params()["goff1"]} for layer in self.layers[:-1]]
         return [*hidden, None]
 
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
         return {"sizes": list(self.sizes), "neuron_model": self.neuron_model.name,
-                "neuron_params": dict(self.neurons[0].overrides),
-                "buffer_gain": self.buffer_gain, "dt": self.dt, "method": self.method,
+                "neuron_params": dict(self.layers[0].overrides),
+                "buffer_gain": self.buffer_gain, "buffer_knee": self.buffer.knee, "dt": self.dt, "method": self.method,
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
                 "checkpoint_every": self.solver.checkpoint_every, "parametrization": self.parametrization}
 
@@ -132,19 +148,19 @@ class MemristiveSNN(nn.Module):
         if chip is not None:
             self.check_chip(chip)
         weights = [(c.g_pos.to(inputs.dtype), c.g_neg.to(inputs.dtype)) for c in self.crossbars]
-        if neuron_overrides is not None and len(neuron_overrides) != len(self.neurons):
-            raise ConfigError(f"neuron_overrides needs one entry per layer ({len(self.neurons)}); "
+        if neuron_overrides is not None and len(neuron_overrides) != len(self.layers):
+            raise ConfigError(f"neuron_overrides needs one entry per layer ({len(self.layers)}); "
                              f"got {len(neuron_overrides)}")
         params = [{**layer.overrides, **(extra or {})}
-                  for layer, extra in zip(self.neurons, neuron_overrides or [None] * len(self.neurons))]
+                  for layer, extra in zip(self.layers, neuron_overrides or [None] * len(self.layers))]
         noise = None
         if chip is not None:
             ranges = [(c.g_min, c.g_max) for c in self.crossbars]
             programmed = [(chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
                           for k, (g_pos, g_neg) in enumerate(weights)]
             weights = [chip.ports(k, *sides) for k, sides in enumerate(programmed)]
-            params = [chip.neuron_params(k, {**layer.params(), **p}, inputs)
-                      for k, (layer, p) in enumerate(zip(self.neurons, params))]
+            params = [chip.neuron_params(k, {**layer.device_params(), **p}, inputs)
+                      for k, (layer, p) in enumerate(zip(self.layers, params))]
             if chip.spec.read_noise:
                 if samples is None or len(samples) != inputs.shape[0]:
                     raise ConfigError("a chip with read noise needs the dataset index of every sample (samples=...)")
@@ -152,7 +168,7 @@ class MemristiveSNN(nn.Module):
                                                          inputs.shape[1]), dtype=inputs.dtype, device=inputs.device)
                          for k, sides in enumerate(programmed)]
         solver = self.solver if adaptive is False else self.solver.replace(adaptive=adaptive)
-        return simulate_network(weights, inputs, solver, params, self.buffer_gain, self.neuron_model,
+        return simulate_network(weights, inputs, solver, params, self.buffer, self.neuron_model,
                                 record_states=record_states, column_noise=noise)
 
     def check_chip(self, chip: Chip) -> None:
@@ -165,24 +181,21 @@ class MemristiveSNN(nn.Module):
             raise ConfigError(f"chips vary MIF neurons (memspice.hardware); this network's neurons are "
                               f"{self.neuron_model.name}")
 
-    def as_layers(self) -> list[MemristiveLayer]:
-        """The network as step-wise layers (:mod:`memspice.nn.layer`) that share its crossbars
-        (training them trains this module): for a time loop of your own; stepped in order, each
-        fed the one before, they give :meth:`forward`'s membranes."""
-        solver = self.solver.replace(checkpoint_every=None)
-        return [MemristiveLayer(crossbar.n_in, crossbar.n_out, neurons.overrides, self.buffer_gain, solver,
-                                crossbars=[crossbar], neuron_model=self.neuron_model)
-                for crossbar, neurons in zip(self.crossbars, self.neurons)]
-
     def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:
         """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with
         ideal resistors or memristors (programmed states) as synapses; as ``chip`` holds it when
         given (:meth:`memspice.hardware.Chip.apply`)."""
-        layers = tuple((c.describe(), NeuronLayer(n.size, n.overrides, model=self.neuron_model))
-                       for c, n in zip(self.crossbars, self.neurons))
-        network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain)
+        layers = tuple((c.describe(), NeuronLayer(layer.out_features, layer.overrides, model=self.neuron_model))
+                       for c, layer in zip(self.crossbars, self.layers))
+        network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain, buffer_knee=self.buffer.knee)
         return network if chip is None else chip.apply(network)
 
     def extra_repr(self) -> str:
         return (f"sizes={'-'.join(map(str, self.sizes))}, neurons={self.neuron_model.name}, dt={self.dt:g} s, "
                 f"method={self.method}")
+
+
+def _stepwise(solver: SolverOptions) -> SolverOptions:
+    """``solver`` for a step-wise layer: without what only whole runs do (adaptive steps,
+    checkpointing)."""
+    return solver.replace(checkpoint_every=None, adaptive=False)

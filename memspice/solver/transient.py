@@ -3,7 +3,8 @@
 Batch first: inputs are ``(batch, n_steps + 1, n)`` tensors sampled at the grid times, results
 ``(batch, n_steps + 1, n)``. Layers are solved in order within each step (the network is
 feed-forward, so this is exact for the implicit methods too): layer 1's rows are the inputs,
-layer ``k``'s rows are ``±buffer_gain`` times layer ``k-1``'s membranes at the same instant.
+layer ``k``'s rows are the buffers (:class:`~memspice.network.RowBuffer`) ``±b`` of layer
+``k-1``'s membranes at the same instant.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
 from memspice.errors import ConfigError
+from memspice.network import RowBuffer
 from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
@@ -165,7 +167,7 @@ def simulate_network(
     inputs: torch.Tensor,
     solver: SolverOptions | float = SolverOptions(),
     params: Sequence[Params | None] | None = None,
-    buffer_gain: float = 2.0,
+    buffer: RowBuffer | float = 2.0,
     model: DeviceModel = MIF,
     record_states: bool = False,
     column_noise: Sequence[torch.Tensor | None] | None = None,
@@ -174,12 +176,14 @@ def simulate_network(
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
     neuron layers, driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1, n_in)``); see
-    :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``solver``.
+    :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``solver``;
+    ``buffer``: the row buffers between layers (a number: linear buffers of that gain, V/V).
     ``column_noise[k]``: currents (A, ``(batch, n_steps + 1, n_k)``, linear between samples)
     added to layer ``k+1``'s column currents (a chip's read noise); ``dense_output`` as in
     :func:`simulate_neurons`."""
     _check_input(inputs, "inputs")
     solver = solver_options(solver)
+    buffer = buffer if isinstance(buffer, RowBuffer) else RowBuffer(buffer)
     params = list(params) if params is not None else [None] * len(weights)
     if len(params) != len(weights):
         raise ConfigError(f"{len(weights)} crossbars but {len(params)} neuron parameter sets")
@@ -207,14 +211,14 @@ def simulate_network(
         if k == 0:
             currents = [input_currents(n, node) for node in nodes]
         else:
-            currents = ((buffer_gain * torch.stack(upstream)) @ ports[k].transfer).unbind(0)  # every node at once
+            currents = (buffer(torch.stack(upstream)) @ ports[k].transfer).unbind(0)  # every node at once
             if later_noise[k] is not None:
                 currents = [a + later_noise[k](n, node) for a, node in zip(currents, nodes)]
         coupling = ports[k].coupling(start)
         return [(a if coupling is None else a - coupling, loads[k]) for a in currents]
 
     solution = _integrate(layers, sizes, drive, inputs, solver, record_states, dense_output)
-    solution.cells = cell_voltages([inputs, *(buffer_gain * v for v in solution.v[:-1])], solution.v)
+    solution.cells = cell_voltages([inputs, *(buffer(v) for v in solution.v[:-1])], solution.v)
     return solution
 
 

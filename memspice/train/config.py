@@ -13,8 +13,9 @@ from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_e
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
 from memspice.devices.user import NEURONS, check_neuron_spec
-from memspice.errors import ConfigError
+from memspice.errors import ConfigError, NetlistError
 from memspice.hardware import PRESETS, load_spec
+from memspice.network import RowBuffer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver import NewtonOptions, SolverOptions
@@ -72,6 +73,9 @@ class TrainConfig:
     on_off_ratio: float = _option(ON_OFF_RATIO, "g_max / g_min of the synapse memristors", "positive")
     buffer_gain: float = _option(2.0, "gain of the buffers that drive a layer's rows from the previous layer's "
                                       "membranes", "positive")
+    buffer_knee: float | None = _option(None, "V: rectifying buffers that pass only what lies above this membrane "
+                                              "voltage (the MIF neuron's M1 threshold, 0.4, passes only spikes); "
+                                              "none: linear buffers", "finite")
     init_pos: tuple[float, float] = _option(INIT_POS, "the input crossbar's G+ start uniform in these fractions "
                                                       "of the conductance range", "finite", nargs=2,
                                             metavar=("LOW", "HIGH"))
@@ -121,8 +125,8 @@ class TrainConfig:
                                              "its write threshold (the torch solver holds conductances fixed; a "
                                              "chip would rewrite them)")
     init_from: str | None = _option(None, "start from this trained network's weights instead of random ones "
-                                          "(fine-tuning with other options; same layer sizes and network "
-                                          "settings)", metavar="CHECKPOINT")
+                                          "(fine-tuning with other options, buffers included; same layer sizes "
+                                          "and other network settings)", metavar="CHECKPOINT")
     hardware: str | None = _option(None, "hardware-aware training: every batch runs on a fresh chip of this preset "
                                          f"({', '.join(PRESETS)}) or JSON chip description (docs/hardware.md)",
                                    metavar="PRESET|FILE.json")
@@ -194,6 +198,10 @@ class TrainConfig:
             if not isinstance(self.hardware, str):
                 bad("hardware", "None, a preset name or the path of a JSON chip description")
             load_spec(self.hardware)  # one clear error now, not after the data have loaded
+        try:
+            RowBuffer(self.buffer_gain, self.buffer_knee)
+        except NetlistError as exc:
+            raise ConfigError(str(exc)) from None
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "float32, float64")
         for name in ("train_samples", "eval_samples", "checkpoint_every", "threads", "lr_restart_epochs",

@@ -79,7 +79,8 @@ class Trained:
 
 
 #: The network's settings that a training configuration restates (under the same names).
-_RESTATED = ("dt", "method", "buffer_gain", "column_conductance", "on_off_ratio", "parametrization")
+_RESTATED = ("dt", "method", "buffer_gain", "buffer_knee", "column_conductance", "on_off_ratio",
+             "parametrization")
 
 
 def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str,
@@ -105,7 +106,7 @@ def build(config: TrainConfig, n_in: int, n_out: int, neuron: str | None = None
                           seed=config.seed, init_pos=config.init_pos,
                           init_neg=config.init_neg, parametrization=config.parametrization,
                           deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg,
-                          neuron_model=neuron_model(config.neuron, neuron))
+                          neuron_model=neuron_model(config.neuron, neuron), buffer_knee=config.buffer_knee)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight)
     return model, readout, input_encoder(config)
 
@@ -283,7 +284,7 @@ class _TrainingRun:
         self.net = self.model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.n_batches = math.ceil(len(self.train_x) / config.batch_size)
-        self.device_th1 = self.model.neurons[0].params().get("th1")  # the MIF's, which annealing raises
+        self.device_th1 = self.model.layers[0].device_params().get("th1")  # the MIF's, which annealing raises
         self.hardware = load_spec(config.hardware) if config.hardware else None
         self.monitor = SolutionMonitor(config.strict, config.allow_cell_writes,
                                        context=f"training (dt = {config.dt:g} s, {config.method})")
@@ -358,7 +359,7 @@ class _TrainingRun:
         threshold = annealed_threshold(config, step, self.n_batches, self.device_th1)
         # a tensor: the annealed value changes every step without recompiling the solver
         overrides = None if threshold is None else \
-            [{"th1": torch.tensor(threshold, dtype=dtype, device=group.device)}] * len(model.neurons)
+            [{"th1": torch.tensor(threshold, dtype=dtype, device=group.device)}] * len(model.layers)
         share = group.shard(index)
         xb = torch.as_tensor(self.train_x[share.numpy()], dtype=dtype, device=group.device)
         yb = torch.as_tensor(self.train_y[share.numpy()], device=group.device)
@@ -395,11 +396,17 @@ class _TrainingRun:
                        f"{row['output_spikes']:.2f} output spikes per neuron | {row['epoch_s']:.0f} s")
 
 
+#: Module arguments a run that starts from another network's weights may change: memory, and the
+#: periphery the crossbars are fine-tuned for.
+_REFINABLE = ("checkpoint_every", "buffer_gain", "buffer_knee")
+
+
 def _starting_weights(config: TrainConfig, model: MemristiveSNN, neuron: str | None) -> dict:
     """The weights of ``config.init_from`` for ``model``; :class:`CheckpointError` when that network's
-    layer sizes or settings (dt, method, ...) are not the new run's."""
+    layer sizes or settings (dt, method, ...) are not the new run's. Its row buffers may differ:
+    the weights are the crossbars', and fine-tuning them for other buffers is what such a run is for."""
     start = load_trained(config.init_from, neuron=neuron)
-    theirs = {k: v for k, v in start.model.config().items() if k != "checkpoint_every"}  # memory, not the network
+    theirs = {k: v for k, v in start.model.config().items() if k not in _REFINABLE}
     _refuse_differences(theirs, model.config(), f"the network of {config.init_from}", "this run",
                         "a run starts from the weights of a network like its own")
     return start.model.state_dict()

@@ -315,7 +315,7 @@ def xbar_net(settings: TorchSettings, workers: Workers = None, timeout: float = 
     weights = [(_tensor(c.g_pos, settings), _tensor(c.g_neg, settings)) for c, _ in network.layers]
     params = [dict(neurons.params) for _, neurons in network.layers]
     solution, wall = _timed_torch(lambda: simulate_network(weights, rows, settings.solver, params,
-                                                           network.buffer_gain, model, dense_output=True),
+                                                           network.buffer, model, dense_output=True),
                                   settings, "xbar-net")
     (ref,), wall_ref = _ngspice([("xbar_net", netlist)], workers, timeout)
     probes, main = {}, None
