@@ -284,10 +284,10 @@ def test_arrow_solve_equals_the_dense_solve(method):
     """The MIF's states couple only through the membrane: the elimination that exploits it gives
     the dense factorization's Newton update, at states around and inside a spike."""
     from memspice.devices import MIF
-    from memspice.solver.integrators import NeuronLayer
+    from memspice.solver.integrators import NeuronEquations
     from memspice.solver.linear import solve_arrow, solve_dense
 
-    layer = NeuronLayer(MIF)
+    layer = NeuronEquations(MIF)
     assert layer.solve is solve_arrow
     generator = torch.Generator().manual_seed(0)
     tableau = METHODS[method].tableau

@@ -27,7 +27,7 @@ from memspice.errors import ConfigError
 from memspice.hardware import PRESETS, HardwareSpec
 from memspice.nn import (
     DECIDERS,
-    Crossbar,
+    MemristiveCrossbar,
     MemristiveSNN,
     Readout,
     decide,
@@ -62,7 +62,7 @@ def tiny_run(tmp_path_factory, digits):
 
 @pytest.mark.parametrize("parametrization", ["sigmoid", "clamp"])
 def test_conductances_never_leave_their_range(parametrization):
-    crossbar = Crossbar(8, 4, 1e-8, 1e-6, parametrization=parametrization)
+    crossbar = MemristiveCrossbar(8, 4, 1e-8, 1e-6, parametrization=parametrization)
     optimizer = torch.optim.SGD(crossbar.parameters(), lr=1e6)
     for _ in range(3):  # huge steps drive the parameters far out
         loss = (crossbar(torch.ones(2, 8), torch.zeros(2, 4)) ** 2).sum() * 1e12 - crossbar.g_neg.sum() * 1e9

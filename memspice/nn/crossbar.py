@@ -12,7 +12,7 @@ with one of two documented maps (``parametrization``):
   a bound, which anneals the steps; but there the gradient vanishes: with Adam's fixed-size
   steps many cells of a long run end in the flat tails and stop learning;
 * ``"clamp"``: ``f = clamp(θ, 0, 1)``, ``θ`` the fraction of the range, and
-  :meth:`Crossbar.project_` puts ``θ`` back into ``[0, 1]`` after every optimizer step
+  :meth:`MemristiveCrossbar.project_` puts ``θ`` back into ``[0, 1]`` after every optimizer step
   (projected gradient descent: a programming pulse cannot take a device past its bounds
   either). The gradient of ``clamp`` is 1 at the end points, so a cell at a bound still learns
   and can come back.
@@ -35,7 +35,7 @@ from memspice.network import Crossbar as CrossbarDescription
 COLUMN_CONDUCTANCE = 16e-6
 #: g_max / g_min, the on/off ratio of the synapse memristors.
 ON_OFF_RATIO = 100.0
-#: Default initial fractions of the conductance range for G⁺ and G⁻ (see :class:`Crossbar`).
+#: Default initial fractions of the conductance range for G⁺ and G⁻ (see :class:`MemristiveCrossbar`).
 INIT_POS, INIT_NEG = (0.3, 0.9), (0.0, 0.4)
 #: The maps from parameters to conductances (module docstring).
 PARAMETRIZATIONS = ("sigmoid", "clamp")
@@ -58,7 +58,7 @@ def conductance_range(n_in: int, column_conductance: float = COLUMN_CONDUCTANCE,
     return g_max / on_off_ratio, g_max
 
 
-class Crossbar(nn.Module):
+class MemristiveCrossbar(nn.Module):
     """``n_in x n_out`` differential pairs with conductances in ``[g_min, g_max]`` (S).
 
     ``G⁺`` and ``G⁻`` start uniform in the fractions ``init_pos`` and ``init_neg`` of the range.

@@ -42,10 +42,16 @@ from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
 from memspice.network import Crossbar as CrossbarDescription
 from memspice.network import Network, NeuronLayer, RowBuffer, check_sources
-from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
+from memspice.nn.crossbar import (
+    COLUMN_CONDUCTANCE,
+    INIT_NEG,
+    INIT_POS,
+    ON_OFF_RATIO,
+    MemristiveCrossbar,
+    conductance_range,
+)
 from memspice.solver.accuracy import LayerError
-from memspice.solver.integrators import NeuronLayer as NeuronEquations
-from memspice.solver.integrators import StepContext, Stepper
+from memspice.solver.integrators import NeuronEquations, StepContext, Stepper
 from memspice.solver.options import SolverOptions, solver_options
 
 
@@ -95,13 +101,13 @@ class MemristiveLayer(nn.Module):
     """Crossbars from ``in_features`` inputs (one int, or one per input) onto ``out_features``
     neurons of ``neuron_model`` (a one-port :class:`~memspice.devices.DeviceModel`, the MIF neuron
     by default; ``neuron_params``: overrides of its defaults), advanced by :meth:`step`.
-    Conductances as in :class:`~memspice.nn.Crossbar` (``g_max = column_conductance / n_in`` per
+    Conductances as in :class:`~memspice.nn.MemristiveCrossbar` (``g_max = column_conductance / n_in`` per
     input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``
     (V/V) and ``buffer_knee`` (V, ``None``: linear): the buffers between an upstream layer's
     membranes and these rows (:class:`~memspice.network.RowBuffer`); ``solver``: how each step is
     integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
     ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
-    ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.Crossbar` modules to use
+    ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.MemristiveCrossbar` modules to use
     instead of new ones (shared parameters)."""
 
     def __init__(self, in_features: int | Sequence[int], out_features: int,
@@ -109,7 +115,7 @@ class MemristiveLayer(nn.Module):
                  solver: SolverOptions | float = SolverOptions(), column_conductance: float = COLUMN_CONDUCTANCE,
                  on_off_ratio: float = ON_OFF_RATIO, init_pos: tuple[float, float] = INIT_POS,
                  init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
-                 crossbars: Sequence[Crossbar] | None = None, neuron_model: DeviceModel = MIF,
+                 crossbars: Sequence[MemristiveCrossbar] | None = None, neuron_model: DeviceModel = MIF,
                  buffer_knee: float | None = None) -> None:
         super().__init__()
         sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
@@ -126,7 +132,7 @@ class MemristiveLayer(nn.Module):
         neuron_model.resolve(neuron_params or {})  # validates: one clear error here, not inside the solver
         if crossbars is None:
             generator = torch.Generator().manual_seed(seed)
-            crossbars = [Crossbar(n, out_features, *conductance_range(n, column_conductance, on_off_ratio),
+            crossbars = [MemristiveCrossbar(n, out_features, *conductance_range(n, column_conductance, on_off_ratio),
                                   init_pos=init_pos, init_neg=init_neg, parametrization=parametrization,
                                   generator=generator) for n in sizes]
         elif [(c.n_in, c.n_out) for c in crossbars] != [(n, out_features) for n in sizes]:

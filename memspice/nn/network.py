@@ -11,7 +11,14 @@ from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
 from memspice.network import Network, NeuronLayer, RowBuffer
-from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, Crossbar, conductance_range
+from memspice.nn.crossbar import (
+    COLUMN_CONDUCTANCE,
+    INIT_NEG,
+    INIT_POS,
+    ON_OFF_RATIO,
+    MemristiveCrossbar,
+    conductance_range,
+)
 from memspice.nn.layer import MemristiveLayer
 from memspice.solver.options import SolverOptions, solver_options
 from memspice.solver.transient import Solution, simulate_network
@@ -41,7 +48,7 @@ class MemristiveSNN(nn.Module):
     (:mod:`memspice.solver.accuracy`; ``None``: no estimate), which each solution reports in
     ``errors``. Of these, ``dt``, ``method`` and ``checkpoint_every`` are part of :meth:`config`.
     ``init_pos``, ``init_neg``: the input crossbar's initial fractions of its conductance range
-    (:class:`~memspice.nn.crossbar.Crossbar`); ``deep_init_pos``, ``deep_init_neg``: those of every
+    (:class:`~memspice.nn.MemristiveCrossbar`); ``deep_init_pos``, ``deep_init_neg``: those of every
     later crossbar. They are not part of :meth:`config`: a checkpoint's weights replace the
     initial ones.
     ``parametrization``: every crossbar's map from parameters to conductances
@@ -65,7 +72,7 @@ class MemristiveSNN(nn.Module):
         self.parametrization = parametrization
         # the parameters live here, so that the state dict's names stay those of every checkpoint
         self.crossbars = nn.ModuleList(
-            Crossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
+            MemristiveCrossbar(n_in, n_out, *conductance_range(n_in, column_conductance, on_off_ratio),
                      init_pos=init_pos if k == 0 else deep_init_pos, init_neg=init_neg if k == 0 else deep_init_neg,
                      parametrization=parametrization, generator=generator)
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))

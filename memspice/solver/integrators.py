@@ -51,7 +51,7 @@ class StepContext:
     layer: int
 
 
-class NeuronLayer:
+class NeuronEquations:
     """The equations of ``n`` neurons of one device model, with their (float or tensor)
     parameters; tensors have shape ``(n,)`` or broadcast to it."""
 
@@ -82,7 +82,7 @@ class NeuronLayer:
 
 def _system(device: TorchDevice, params: list, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
             jacobian: bool = True):
-    """:meth:`NeuronLayer.system` as a function of its data (what :func:`torch.compile` traces)."""
+    """:meth:`NeuronEquations.system` as a function of its data (what :func:`torch.compile` traces)."""
     v, x = y[0], y[1:]
     if not jacobian:
         currents, derivatives, capacitance = device.residual_ordered([v], x.unbind(0), params)
@@ -187,7 +187,7 @@ class Stepper:
     With a ``tolerance`` every step estimates its local error (:mod:`memspice.solver.accuracy`)
     and the stepper keeps each neuron's largest (:meth:`error`)."""
 
-    def __init__(self, layer: NeuronLayer, method: str, newton: NewtonOptions | None = None,
+    def __init__(self, layer: NeuronEquations, method: str, newton: NewtonOptions | None = None,
                  fused: bool = False, tolerance: Tolerance | None = None) -> None:
         self.scheme = method_class(method)()
         self.nodes = self.scheme.nodes(estimate=tolerance is not None)

@@ -25,7 +25,7 @@ from memspice.network import RowBuffer
 from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
-from memspice.solver.integrators import NeuronLayer, NewtonFailure, StepContext, Stepper
+from memspice.solver.integrators import NeuronEquations, NewtonFailure, StepContext, Stepper
 from memspice.solver.methods import method_class
 from memspice.solver.options import SolverOptions, solver_options
 
@@ -150,7 +150,7 @@ def simulate_neurons(
     its dense output. ``dense_output`` keeps every step with its stages, every component
     (:attr:`Solution.dense`), for :meth:`Solution.spike_times` between grid points."""
     _check_input(current, "current")
-    layer = NeuronLayer(model, params)
+    layer = NeuronEquations(model, params)
 
     solver = solver_options(solver)
     between = _Between(current, method_class(solver.method)().nodes(solver.step_tolerance is not None))
@@ -195,7 +195,7 @@ def simulate_network(
             raise ConfigError(f"layer {k + 1}: the crossbar has {tuple(port.transfer.shape)} cells per side; it must "
                               f"be ({n_in}, n_out)")
         sizes.append(port.transfer.shape[1])
-    layers = [NeuronLayer(model, p) for p in params]
+    layers = [NeuronEquations(model, p) for p in params]
     loads = [-port.self_load for port in ports]
     grid_nodes = method_class(solver.method)().nodes(solver.step_tolerance is not None)
     noise = list(column_noise) if column_noise is not None else [None] * len(ports)
@@ -248,7 +248,7 @@ class _Between:
 
 
 def _integrate(
-    layers: list[NeuronLayer],
+    layers: list[NeuronEquations],
     sizes: list[int],
     drive: Callable[[int, int, list[float], list[torch.Tensor | None]], list[tuple[torch.Tensor, torch.Tensor]]],
     reference: torch.Tensor,
@@ -289,7 +289,7 @@ class _Integration:
     split where Newton fails, or (``adaptive``) in as many substeps as the error estimate asks,
     and what the solution reports of them."""
 
-    def __init__(self, layers: list[NeuronLayer], start: list[torch.Tensor], drive: Callable,
+    def __init__(self, layers: list[NeuronEquations], start: list[torch.Tensor], drive: Callable,
                  solver: SolverOptions, dense: bool = False) -> None:
         self.drive, self.dt, self.newton, self.adaptive = drive, solver.dt, solver.newton, solver.adaptive is not False
         self.tolerance = solver.step_tolerance
