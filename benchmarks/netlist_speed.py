@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 
+from memspice.circuit import Crossbar, Network, NeuronLayer
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import network_netlist
 from memspice.netlist.stimuli import DC
-from memspice.network import Crossbar, Network, NeuronLayer
 
 SIZES = (784, 128, 10)
 

@@ -773,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _trained_network_args(p: argparse.ArgumentParser) -> None:
     """What export and verify share: the checkpoint, the synapse model and the dataset folder."""
-    from memspice.network import SYNAPSE_KINDS
+    from memspice.circuit import SYNAPSE_KINDS
 
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
     _checkpoint_neuron_arg(p)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import NETLISTS_DIR, memspice
 
+from memspice.circuit import Crossbar
 from memspice.devices import SYNAPSE
 from memspice.netlist import examples
-from memspice.network import Crossbar
 from memspice.signals import spike_times
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_file

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from memspice.circuit import RECTIFIER_WIDTH, Network, NeuronLayer, RowBuffer
 from memspice.devices import RELAXATION_NEURON
 from memspice.errors import ConfigError, NetlistError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
-from memspice.network import RECTIFIER_WIDTH, Network, NeuronLayer, RowBuffer
 from memspice.nn import LayerGraph, MemristiveLayer, MemristiveSNN, spike_counts
 from memspice.solver import NewtonOptions, SolverOptions
 from memspice.spice.results import Waveforms

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memspice.circuit import Crossbar, Network, NeuronLayer
 from memspice.devices import MIF
 from memspice.devices.mif import KANG2021
 from memspice.errors import NetlistError, ParameterError
@@ -13,7 +14,6 @@ from memspice.netlist import text
 from memspice.netlist.builder import Netlist, TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import DC, PWL, Pulse
-from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
 

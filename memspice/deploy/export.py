@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from memspice.circuit import SYNAPSE_KINDS
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
 from memspice.netlist.stimuli import PWL
-from memspice.network import SYNAPSE_KINDS
 
 #: ngspice settings of exported networks: looser than the ground-truth settings of
 #: ``memspice validate`` (reltol 1e-6, 5 ns) because a 784-128-10 network is 200k elements, but

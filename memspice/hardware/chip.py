@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memspice.circuit import Crossbar, Network, NeuronLayer
 from memspice.errors import ConfigError
 from memspice.hardware.wires import side_ports
-from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.solver.transient import CrossbarPorts
 
 #: MIF parameters that vary from neuron to neuron, in groups that share one factor, and the spec's

@@ -5,8 +5,8 @@ Node names (layers count from 1, indices from 0), also what to probe:
 * ``in{i}p`` / ``in{i}n``: input row ``i`` at ``+u_i`` / ``-u_i``;
 * ``l{k}_m{j}``: membrane of neuron ``j`` of layer ``k`` (:func:`membrane_node`);
 * ``l{k}_r{i}p`` / ``l{k}_r{i}n``: row ``i`` of layer ``k`` driven by a buffer ``±b``
-  (:class:`~memspice.network.RowBuffer`) of an earlier layer's membrane: ``l{k-1}_m{i}`` in a chain (rows count on
-  across the layer's sources, :attr:`memspice.network.Network.sources`);
+  (:class:`~memspice.circuit.RowBuffer`) of an earlier layer's membrane: ``l{k-1}_m{i}`` in a chain (rows count on
+  across the layer's sources, :attr:`memspice.circuit.Network.sources`);
 * ``l{k}_c{j}``: column ``j`` of layer ``k`` when ``sense=True`` puts a 0 V source
   ``Vl{k}_sense{j}`` between column and membrane, so that ``i(vl{k}_sense{j})`` is the
   column current.
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from memspice.circuit import Crossbar, Network, RowBuffer
 from memspice.devices import SYNAPSE
 from memspice.errors import NetlistError
 from memspice.netlist import text
 from memspice.netlist.builder import Netlist, TranSettings
 from memspice.netlist.stimuli import Waveform
-from memspice.network import Crossbar, Network, RowBuffer
 
 
 def membrane_node(layer: int, neuron: int) -> str:
@@ -116,7 +116,7 @@ def _rows(net: Netlist, network: Network, k: int) -> tuple[list[str], list[str]]
 def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) -> list[str]:
     """The buffers from layer ``source``'s ``n`` membranes onto layer ``k``'s rows ``first``...:
     linear ones as voltage-controlled voltage sources, rectifying ones as B-sources of
-    :meth:`~memspice.network.RowBuffer.spice` (the expression the torch solver evaluates)."""
+    :meth:`~memspice.circuit.RowBuffer.spice` (the expression the torch solver evaluates)."""
     gain = text.number(buffer.gain, "buffer gain")
     of = f"of layer {source}'s membranes"
     if not buffer.rectifying:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from memspice.circuit import Crossbar, Network, NeuronLayer
 from memspice.devices import MIF, SYNAPSE, DeviceModel
 from memspice.devices.mif import KANG2021
 from memspice.fileio import stale_files, write_files
 from memspice.netlist.builder import Netlist, TranSettings
 from memspice.netlist.circuits import network_netlist
 from memspice.netlist.stimuli import DC, PWL
-from memspice.network import Crossbar, Network, NeuronLayer
 
 #: Where `memspice netlists` writes (`netlists/` in the current folder) and the model folder as its files include it.
 DEFAULT_DIR = Path("netlists")

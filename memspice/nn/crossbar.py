@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from memspice.circuit import Crossbar as CrossbarDescription
 from memspice.errors import ConfigError
-from memspice.network import Crossbar as CrossbarDescription
 
 #: The total conductance (S) one column may hold on one side at g_max: it sets g_max = this / n_in.
 COLUMN_CONDUCTANCE = 16e-6
@@ -124,7 +124,7 @@ class MemristiveCrossbar(nn.Module):
         return rows @ (g_pos - g_neg) - v * (g_pos + g_neg).sum(0)
 
     def describe(self) -> CrossbarDescription:
-        """The conductances as a :class:`memspice.network.Crossbar` (float64 numpy), for netlists."""
+        """The conductances as a :class:`memspice.circuit.Crossbar` (float64 numpy), for netlists."""
         with torch.no_grad():
             return CrossbarDescription(np.asarray(self.g_pos.double().cpu()), np.asarray(self.g_neg.double().cpu()),
                                        g_range=(self.g_min, self.g_max))

@@ -17,7 +17,7 @@ Each step is the implicit solve of :class:`~memspice.nn.MemristiveSNN`: the load
 An input is either a tensor of row voltages at the step's end (linear in between, from the
 previous step's value: the convention of every memspice input) or the :class:`LayerState` of
 an upstream layer after its step: its membranes, through the buffers ``±b``
-(:class:`~memspice.network.RowBuffer`: gain ``buffer_gain``, linear or rectifying),
+(:class:`~memspice.circuit.RowBuffer`: gain ``buffer_gain``, linear or rectifying),
 at every stage of the step (the same values the whole-network solver uses, so a chain of layers
 equals :class:`~memspice.nn.MemristiveSNN` to rounding). A step whose Newton iterations fail is
 redone as 2, 4, ... substeps of this layer, its upstream inputs read from their stages'
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from memspice.circuit import Crossbar as CrossbarDescription
+from memspice.circuit import Network, NeuronLayer, RowBuffer, check_sources
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
-from memspice.network import Crossbar as CrossbarDescription
-from memspice.network import Network, NeuronLayer, RowBuffer, check_sources
 from memspice.nn.crossbar import (
     COLUMN_CONDUCTANCE,
     INIT_NEG,
@@ -104,7 +104,7 @@ class MemristiveLayer(nn.Module):
     Conductances as in :class:`~memspice.nn.MemristiveCrossbar` (``g_max = column_conductance / n_in`` per
     input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``
     (V/V) and ``buffer_knee`` (V, ``None``: linear): the buffers between an upstream layer's
-    membranes and these rows (:class:`~memspice.network.RowBuffer`); ``solver``: how each step is
+    membranes and these rows (:class:`~memspice.circuit.RowBuffer`); ``solver``: how each step is
     integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
     ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
     ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.MemristiveCrossbar` modules to use
@@ -285,7 +285,7 @@ class LayerGraph(nn.Module):
         return [torch.stack(v, 1) for v in membranes]
 
     def describe(self, synapse: str = "resistor") -> Network:
-        """The circuit as a :class:`memspice.network.Network` with these :attr:`sources`: each
+        """The circuit as a :class:`memspice.circuit.Network` with these :attr:`sources`: each
         layer's crossbars stacked row-wise into one (float64), ideal resistors or memristors as
         synapses (memristors need one conductance range per layer)."""
         layers = []

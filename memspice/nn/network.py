@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from memspice.circuit import Network, NeuronLayer, RowBuffer
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
-from memspice.network import Network, NeuronLayer, RowBuffer
 from memspice.nn.crossbar import (
     COLUMN_CONDUCTANCE,
     INIT_NEG,
@@ -29,7 +29,7 @@ class MemristiveSNN(nn.Module):
     ``neuron_model`` (a one-port :class:`~memspice.devices.DeviceModel`: the MIF neuron unless
     another is given; ``neuron_params``: overrides of its defaults); layer ``k > 1``'s rows are
     buffers of layer ``k-1``'s membranes (the only non-memristive periphery,
-    :class:`~memspice.network.RowBuffer`): ``±buffer_gain`` times them, or with a
+    :class:`~memspice.circuit.RowBuffer`): ``±buffer_gain`` times them, or with a
     ``buffer_knee`` (V) rectified, so that only what lies above it drives the next layer.
     Crossbar ``k``'s conductance range is :func:`~memspice.nn.crossbar.conductance_range` of its
     fan-in.
@@ -189,7 +189,7 @@ class MemristiveSNN(nn.Module):
                               f"{self.neuron_model.name}")
 
     def describe(self, synapse: str = "resistor", chip: Chip | None = None) -> Network:
-        """The trained circuit as a :class:`memspice.network.Network` (for the netlister), with
+        """The trained circuit as a :class:`memspice.circuit.Network` (for the netlister), with
         ideal resistors or memristors (programmed states) as synapses; as ``chip`` holds it when
         given (:meth:`memspice.hardware.Chip.apply`)."""
         layers = tuple((c.describe(), NeuronLayer(layer.out_features, layer.overrides, model=self.neuron_model))

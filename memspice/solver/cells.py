@@ -5,7 +5,7 @@ The torch solver holds every synapse conductance fixed. A real memristor (and th
 SET thresholds (``vreset`` < v < ``vset``, :mod:`memspice.devices.synapse`); beyond them a read
 writes the cell, and ngspice then drifts away from the torch solution.
 
-Every cell of a differential crossbar sees, row side minus column side (:mod:`memspice.network`),
+Every cell of a differential crossbar sees, row side minus column side (:mod:`memspice.circuit`),
 ``u_i - V_j`` (G⁺) or ``-u_i - V_j`` (G⁻), where the column is tied to the membrane ``V_j`` (the
 loading term). Over all cells of a layer at one instant the extremes are therefore
 

@@ -3,7 +3,7 @@
 Batch first: inputs are ``(batch, n_steps + 1, n)`` tensors sampled at the grid times, results
 ``(batch, n_steps + 1, n)``. Layers are solved in order within each step (the network is
 feed-forward, so this is exact for the implicit methods too): layer 1's rows are the inputs,
-layer ``k``'s rows are the buffers (:class:`~memspice.network.RowBuffer`) ``±b`` of layer
+layer ``k``'s rows are the buffers (:class:`~memspice.circuit.RowBuffer`) ``±b`` of layer
 ``k-1``'s membranes at the same instant.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from memspice.circuit import RowBuffer
 from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
 from memspice.errors import ConfigError
-from memspice.network import RowBuffer
 from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
@@ -176,7 +176,7 @@ def simulate_network(
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
     neuron layers, driven by the row voltages ``inputs`` (V, ``(batch, n_steps + 1, n_in)``); see
-    :mod:`memspice.network` for the conventions and :func:`simulate_neurons` for ``solver``;
+    :mod:`memspice.circuit` for the conventions and :func:`simulate_neurons` for ``solver``;
     ``buffer``: the row buffers between layers (a number: linear buffers of that gain, V/V).
     ``column_noise[k]``: currents (A, ``(batch, n_steps + 1, n_k)``, linear between samples)
     added to layer ``k+1``'s column currents (a chip's read noise); ``dense_output`` as in

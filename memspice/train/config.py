@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
+from memspice.circuit import RowBuffer
 from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_encoder
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
 from memspice.devices.user import NEURONS, check_neuron_spec
 from memspice.errors import ConfigError, NetlistError
 from memspice.hardware import PRESETS, load_spec
-from memspice.network import RowBuffer
 from memspice.nn.crossbar import COLUMN_CONDUCTANCE, INIT_NEG, INIT_POS, ON_OFF_RATIO, PARAMETRIZATIONS
 from memspice.nn.readout import READOUTS
 from memspice.solver import NewtonOptions, SolverOptions

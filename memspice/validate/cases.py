@@ -1,6 +1,6 @@
 """Validation cases: the same circuit in ngspice (ground truth) and in the torch solver.
 
-Each case builds its circuit once as memspice objects (stimuli, a :class:`~memspice.network.Network`),
+Each case builds its circuit once as memspice objects (stimuli, a :class:`~memspice.circuit.Network`),
 writes it for ngspice with the ground-truth settings and integrates it in torch on the grid
 ``t_n = n·dt``; ngspice's waveforms are interpolated onto that grid and compared
 (:func:`memspice.validate.metrics.compare`).
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from memspice.circuit import Crossbar, Network, NeuronLayer
 from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
@@ -22,7 +23,6 @@ from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist, neuron_instance
 from memspice.netlist.examples import CLAMPED_NEURON, current_clamp, step_current
 from memspice.netlist.stimuli import DC, PWL
-from memspice.network import Crossbar, Network, NeuronLayer
 from memspice.signals import spike_times
 from memspice.solver import Solution, simulate_network, simulate_neurons
 from memspice.solver.accuracy import LayerError, check_accuracy

@@ -1,4 +1,4 @@
-"""Network description: what a memristive SNN *is*, independent of the engine that solves it.
+"""The circuit description: what a memristive SNN *is*, independent of the engine that solves it.
 
 The netlister (:mod:`memspice.netlist.circuits`) writes it for ngspice and the torch solver
 integrates it; both read the same objects. Conventions:
