@@ -470,20 +470,23 @@ def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
     assert again["acc"] >= 0.95 and again["decided_by_spikes"] >= 0.95
 
 
-def test_the_shipped_fashion_network_reports_belong_to_it():
-    """pretrained/fashion-mnist-intermediate: its evaluation is of this checkpoint, on the whole test
-    set, decided by spikes, within the solver's tolerance and with every synapse cell below its
-    write threshold; ngspice agreed on its samples."""
+@pytest.mark.parametrize("folder, knee, verified", [("fashion-mnist-intermediate", None, 20),
+                                                    ("fashion-mnist-rectified", 0.0, 10)])
+def test_the_shipped_fashion_networks_reports_belong_to_them(folder, knee, verified):
+    """pretrained/fashion-mnist-*: each evaluation is of its checkpoint, on the whole test set,
+    decided by spikes, within the solver's tolerance and with every synapse cell below its write
+    threshold; ngspice agreed on its samples; its buffers are the ones its folder names."""
     from memspice.fileio import file_sha256
 
-    path = PRETRAINED / "fashion-mnist-intermediate" / "checkpoint.pt"
+    path = PRETRAINED / folder / "checkpoint.pt"
+    assert load_trained(path).model.buffer.knee == knee
     report = json.loads((path.parent / "results.json").read_text())
     assert report["checkpoint_sha256"] == file_sha256(path) and report["samples"] == 10_000
     assert report["decided_by_spikes"] >= 0.95 and report["error_ratio"] < 1 and report["cell_margin"] > 0
     checked = json.loads((path.parent / "verify.json").read_text())
     assert checked["checkpoint_sha256"] == report["checkpoint_sha256"]
     assert checked["network_sha256"] == network_sha256(load_trained(path).state())
-    assert checked["agreement"] >= 0.95 and checked["count_match"] >= 0.99 and checked["samples"] >= 20
+    assert checked["agreement"] >= 0.95 and checked["count_match"] >= 0.99 and checked["samples"] >= verified
     assert checked["cell_margin"] > 0
 
 
