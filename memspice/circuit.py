@@ -53,10 +53,11 @@ class RowBuffer:
     cells and ``-b(V)`` into the G⁻ cells. Without a ``knee`` (V) they are linear, ``b(V) =
     gain·V``; with one they rectify, ``b(V) = gain·w·ln(1 + exp((V - knee)/w))`` (``w`` =
     :data:`RECTIFIER_WIDTH`): a softplus that passes what lies above the knee and nothing below.
-    With the knee at the MIF neuron's M1 threshold (0.40 V) only its spikes pass, so the next
-    layer reads spikes, not the subthreshold membrane (a precision rectifier, op-amp and diode,
-    builds it: still no ADC). One expression (:meth:`expression`) gives both engines theirs:
-    the torch solver's (:meth:`__call__`) and ngspice's B-source (:meth:`spice`)."""
+    A knee of 0 V makes it a ReLU of the membranes; with the knee at the MIF neuron's M1
+    threshold (0.40 V) only spikes pass, too little to lift a loaded column to threshold
+    (docs/devices.md). A precision rectifier (op-amp and diode) builds it: still no ADC. One
+    expression (:meth:`expression`) gives both engines theirs: the torch solver's
+    (:meth:`__call__`) and ngspice's B-source (:meth:`spice`)."""
 
     gain: float = 2.0
     knee: float | None = None

@@ -682,15 +682,14 @@ def test_decisions_go_by_spikes_first():
 
 
 @pytest.mark.parametrize("kind, buffers", [("count", {}), ("first-spike", {}), ("membrane-mean", {}),
-                                           ("first-spike", {"buffer_gain": 3.5, "buffer_knee": 0.2})],
+                                           ("first-spike", {"buffer_gain": 3.5, "buffer_knee": 0.2,
+                                                            "deep_init_pos": (0.6, 1.0), "deep_init_neg": (0.0, 0.2)})],
                          ids=["count", "first-spike", "membrane-mean", "first-spike-rectifying"])
 def test_readout_losses_have_the_finite_difference_gradient(kind, buffers):
     """Each readout's loss, differentiated through the circuit solver, against central differences
     in one crossbar conductance (float64): the gradient that trains it is the true one; through
     rectifying buffers too."""
-    model = MemristiveSNN((6, 4, 3), seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3),
-                          **buffers, **({"deep_init_pos": (0.6, 1.0), "deep_init_neg": (0.0, 0.2)} if buffers else {})
-                          ).double()
+    model = MemristiveSNN((6, 4, 3), seed=3, init_pos=(0.5, 1.0), init_neg=(0.0, 0.3), **buffers).double()
     rows = torch.cat([torch.zeros(2, 1, 6), torch.rand(2, 40, 6, generator=torch.Generator().manual_seed(1)) * 1.2],
                      1).double()
     labels = torch.tensor([0, 2])

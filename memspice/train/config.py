@@ -74,8 +74,9 @@ class TrainConfig:
     buffer_gain: float = _option(2.0, "gain of the buffers that drive a layer's rows from the previous layer's "
                                       "membranes", "positive")
     buffer_knee: float | None = _option(None, "V: rectifying buffers that pass only what lies above this membrane "
-                                              "voltage (the MIF neuron's M1 threshold, 0.4, passes only spikes); "
-                                              "none: linear buffers", "finite")
+                                              "voltage (0: a ReLU of the membranes; near the M1 threshold, 0.4, only "
+                                              "spikes, which leave the next layer silent); none: linear buffers",
+                                        "finite")
     init_pos: tuple[float, float] = _option(INIT_POS, "the input crossbar's G+ start uniform in these fractions "
                                                       "of the conductance range", "finite", nargs=2,
                                             metavar=("LOW", "HIGH"))
