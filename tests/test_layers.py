@@ -31,8 +31,9 @@ def rows(n_in: int, seed: int = 0) -> torch.Tensor:
     return 0.5 + 0.5 * torch.rand(BATCH, STEPS + 1, n_in, dtype=torch.float64, generator=generator)
 
 
-def run_chain(layers: list[MemristiveLayer], x: torch.Tensor) -> list[torch.Tensor]:
-    """Each layer fed the one before; membranes per layer (V, ``(BATCH, STEPS + 1, n)``)."""
+def run_chain(layers: list[MemristiveLayer], x: torch.Tensor, errors: list | None = None) -> list[torch.Tensor]:
+    """Each layer fed the one before; membranes per layer (V, ``(BATCH, STEPS + 1, n)``). Each
+    layer's largest local error estimate (:meth:`MemristiveLayer.error`) is appended to ``errors``."""
     states = [layer.init_state(BATCH, torch.float64, rows=[x[:, 0]] if k == 0 else None)
               for k, layer in enumerate(layers)]
     out = [[s.v] for s in states]
@@ -42,6 +43,8 @@ def run_chain(layers: list[MemristiveLayer], x: torch.Tensor) -> list[torch.Tens
             v, states[k] = layer.step(source, states[k])
             source = states[k]
             out[k].append(v)
+    if errors is not None:
+        errors += [layer.error(state) for layer, state in zip(layers, states)]
     return [torch.stack(v, 1) for v in out]
 
 
@@ -54,14 +57,22 @@ RECTIFYING = {"buffer_gain": 3.5, "buffer_knee": 0.2, "deep_init_pos": (0.6, 1.0
 def test_a_chain_of_layers_is_the_network_waveforms_and_gradients(buffers):
     network = MemristiveSNN((6, 5, 3), seed=1, **buffers)
     x = rows(6)
-    reference = network(x).v
+    solution = network(x)
+    reference = solution.v
     assert reference[0].max() > 0.45 and spike_counts(reference[-1]).sum() > 0  # spikes in both layers
     # the network is its layers: they hold its crossbars, whose names every checkpoint keeps
     assert [layer.crossbars[0] for layer in network.layers] == list(network.crossbars)
     assert sorted(network.state_dict()) == [f"crossbars.{k}.theta_{side}" for k in (0, 1) for side in ("neg", "pos")]
-    stepped = run_chain(network.layers, x)
+    errors = []
+    stepped = run_chain(network.layers, x, errors)
     for a, b in zip(stepped, reference):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
+    # the network estimates its steps' errors after the run, all at once; the layers step by step
+    assert len(solution.errors) == 2
+    for whole, step_by_step in zip(solution.errors, errors):
+        assert (whole.step, whole.batch_item, whole.neuron, whole.component) == \
+            (step_by_step.step, step_by_step.batch_item, step_by_step.neuron, step_by_step.component)
+        assert whole.ratio == pytest.approx(step_by_step.ratio, rel=1e-9) and whole.ratio > 0
     grads = []
     for membranes in (stepped, network(x).v):
         network.zero_grad()

@@ -177,15 +177,15 @@ class MemristiveLayer(nn.Module):
         rows_now = self._check_inputs(inputs, state)
         stepper, dt, load = state.stepper, self.solver.dt, state.load
 
-        def drive(fractions: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            currents = []
+        def drive(fractions: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+            currents = 0.0
             for source, previous, now, transfer in zip(inputs, state.rows, rows_now, state.transfers):
                 if isinstance(source, LayerState):
-                    rows = [self.buffer(v) for v in source.membranes_at(fractions)]
+                    rows = self.buffer(torch.stack(source.membranes_at(fractions)))
                 else:
-                    rows = [torch.lerp(previous, now, f) for f in fractions]
-                currents.append((torch.stack(rows) @ transfer).unbind(0))
-            return [(sum(parts), load) for parts in zip(*currents)]
+                    rows = torch.stack([torch.lerp(previous, now, f) for f in fractions])
+                currents = currents + rows @ transfer
+            return currents, load
 
         for split in range(self.solver.newton.max_splits + 1):
             parts, y, trace = 2**split, state.y, [(0.0, state.y[..., 0])]

@@ -21,7 +21,10 @@ state once and keeps the rest in registers:
 
 Layouts as in :mod:`memspice.solver.integrators`: stage values ``z`` ``(d, s, B, n)`` with
 ``d = 1 + m`` components (membrane first) and ``s`` stages; the step's start ``(d, 1, B, n)``;
-the drive ``a`` (A), ``b`` (S) ``(s, B, n)``; ``a_tilde = dt·A`` ``(s, s)``.
+the drive ``a`` (A), ``b`` (S) ``(k, B, n)`` at the step's ``k >= s`` nodes, the stages' the last
+``s`` (a run hands over its drives whole: slicing them here is free, and every input then starts
+at its storage's beginning, which keeps one compiled kernel for all of them); ``a_tilde = dt·A``
+``(s, s)``.
 """
 
 from __future__ import annotations
@@ -128,9 +131,9 @@ def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float,
     largest error it leaves over the neurons (a 0-d tensor; :func:`remaining_error`, from the
     previous update's size ``last``; ≤ 1: converged, NaN when any neuron met one)."""
     zs, y0 = _unpack(z), [component[0] for component in _unpack(start)]
-    a_s, b_s, a_t = list(a.unbind(0)), list(b.unbind(0)), [list(row.unbind(0)) for row in a_tilde.unbind(0)]
+    s = z.shape[1]
+    a_s, b_s, a_t = a.unbind(0)[-s:], b.unbind(0)[-s:], [list(row.unbind(0)) for row in a_tilde.unbind(0)]
     e = _unpack(explicit) if explicit is not None else None
-    s = len(a_s)
     stages = _linearize(device, params, zs)
     g = [[a_s[j] + b_s[j] * zs[0][j] - stages[j].current for j in range(s)],
          *([stage.derivatives[k] for stage in stages] for k in range(len(zs) - 1))]
@@ -167,13 +170,13 @@ def remaining_error(misses: torch.Tensor, last: torch.Tensor, damping: torch.Ten
 def _adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor, a_tilde: torch.Tensor,
              grad_end: torch.Tensor, grad_v: torch.Tensor, explicit: bool):
     """The gradients of :class:`ImplicitStep` with respect to its start ``(d, 1, B, n)``, drive
-    ``a``, ``b`` ``(s, B, n)`` and explicit term (or ``None``) from the gradients of its outputs:
-    ``grad_end`` ``(d, B, n)`` of the last stage (the step's end), ``grad_v`` ``(s, B, n)`` of
-    the stage membranes."""
-    zs, b_s = _unpack(z), list(b.unbind(0))
+    ``a``, ``b`` ``(k, B, n)`` (zero at the nodes before the stages) and explicit term (or
+    ``None``) from the gradients of its outputs: ``grad_end`` ``(d, B, n)`` of the last stage
+    (the step's end), ``grad_v`` ``(s, B, n)`` of the stage membranes."""
+    zs, s = _unpack(z), z.shape[1]
+    b_s, before = b.unbind(0)[-s:], [torch.zeros_like(b[0])] * (b.shape[0] - s)
     a_t = [list(row.unbind(0)) for row in a_tilde.unbind(0)]
     stages = _linearize(device, params, zs)
-    s = len(b_s)
     ends, membranes = list(grad_end.unbind(0)), list(grad_v.unbind(0))
     grad = [[(membranes[i] if c == 0 else 0.0) + (ends[c] if i == s - 1 else 0.0) for i in range(s)]
             for c in range(len(zs))]
@@ -183,9 +186,8 @@ def _adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor
     masses = [[stage.capacitance for stage in stages], *([1.0] * s for _ in zs[1:])]
     grad_start = [sum(m_i * l_i for m_i, l_i in zip(mass, lam_c)) for mass, lam_c in zip(masses, lam)]
     drive = _matvec_transposed(a_t, lam[0])
-    grad_a = torch.stack(drive)
-    return (torch.stack(grad_start).unsqueeze(1), grad_a, grad_a * z[0],
-            _pack(lam) if explicit else None)
+    return (torch.stack(grad_start).unsqueeze(1), torch.stack(before + drive),
+            torch.stack(before + [g * v for g, v in zip(drive, zs[0])]), _pack(lam) if explicit else None)
 
 
 def keep_worst(worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ratio: torch.Tensor, component: torch.Tensor,

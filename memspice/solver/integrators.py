@@ -39,7 +39,7 @@ from memspice.errors import ConfigError, NewtonFailure, SolverError
 from memspice.solver import fused as fused_step
 from memspice.solver.accuracy import LayerError, Tolerance
 from memspice.solver.linear import arrow_factor, solve_arrow, solve_dense, solve_factored
-from memspice.solver.methods import Tableau, method_class
+from memspice.solver.methods import Tableau, at_nodes, method_class
 
 
 @dataclass
@@ -105,6 +105,13 @@ def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, st
     if detach:
         jac, mass = jac.detach(), mass.detach()
     return solve(a_tilde, mass, jac, r), r
+
+
+@functools.cache
+def _no_error(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A worst-error record (ratio, time, component; :meth:`Stepper.error`) of no error yet."""
+    return (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros(shape, dtype=torch.long, device=device))
 
 
 @functools.cache
@@ -185,16 +192,22 @@ class Stepper:
     it returns the membrane voltages at the same instants, which drive the next layer.
 
     With a ``tolerance`` every step estimates its local error (:mod:`memspice.solver.accuracy`)
-    and the stepper keeps each neuron's largest (:meth:`error`)."""
+    and the stepper keeps each neuron's largest (:meth:`error`). With ``defer_estimates`` (a run
+    on a fixed grid, which needs no estimate before its end) the steps of a method whose estimate
+    needs nothing but the step itself are estimated later, all at once (:meth:`fold_deferred`):
+    one call instead of one per step, the same figures."""
 
     def __init__(self, layer: NeuronEquations, method: str, newton: NewtonOptions | None = None,
-                 fused: bool = False, tolerance: Tolerance | None = None) -> None:
+                 fused: bool = False, tolerance: Tolerance | None = None, defer_estimates: bool = False) -> None:
         self.scheme = method_class(method)()
         self.nodes = self.scheme.nodes(estimate=tolerance is not None)
         self.layer, self.method, self.fused, self.tolerance = layer, method, fused, tolerance
         #: per neuron ``(B, n)``: the largest estimate / tolerance so far, its time (s) and component
         self._worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._kept = self._worst  #: the run's worst while an adaptive step is tried (:meth:`open_attempt`)
+        self._defer = defer_estimates and self.scheme.estimate_from_step_alone
+        #: the steps whose estimate is still to be folded in: ``(y, y_next, start_drive, dt, time, stages)``
+        self._deferred: list[tuple] = []
         self.newton = newton or NewtonOptions()
         self.iterations = 0  #: Newton iterations so far, every step and stage at once counting one
         #: the layer's parameters as the fused kernels take them: constants, and tensors
@@ -208,25 +221,32 @@ class Stepper:
         self._fusable = fused and layer.solve is solve_arrow and not any(
             isinstance(p, torch.Tensor) and p.requires_grad for p in layer.params)
 
-    def step(self, y: torch.Tensor, drives: list[tuple[torch.Tensor, torch.Tensor]], dt: float,
-             where: StepContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``) and the membrane voltages at :attr:`nodes`;
-        ``drives[j] = (a, b)`` drive the neurons at ``t_n + nodes[j]·dt``. Raises
+    def step(self, y: torch.Tensor, drive: tuple[torch.Tensor, torch.Tensor], dt: float,
+             where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``) and the membrane voltages ``(k, B, n)`` at
+        the ``k`` :attr:`nodes`; ``drive = (a, b)`` drives the neurons at ``t_n + nodes[j]·dt``
+        (:data:`~memspice.solver.methods.Drive`: ``a`` ``(k, B, n)``). Raises
         :class:`NewtonFailure` when Newton's method does not converge."""
         y_c = y.movedim(-1, 0)  # components first: the layout of the linear algebra (a view)
         self._converged_finite = False
-        start_drive = None
-        if self.nodes[0] == 0.0:
-            start_drive, drives = drives[0], drives[1:]
-        y_next, stages = self.scheme.advance(self, y_c, start_drive, drives, dt, where)
+        start_drive = at_nodes(drive, 0) if self.nodes[0] == 0.0 else None
+        y_next, membranes = self.scheme.advance(self, y_c, start_drive, drive, dt, where)
         if start_drive is not None:
-            stages = [y_c[0], *stages]
+            membranes = torch.cat([y_c[:1], membranes])
         if not self._converged_finite:
             self._check_finite(y_next.movedim(0, -1), where)
         if self.tolerance is not None:
             with torch.no_grad():
-                self._estimate(y_c.detach(), y_next.detach(), start_drive, dt, where)
-        return y_next.movedim(0, -1), stages
+                solved = (y_c.detach(), y_next.detach(), start_drive, dt)
+                if self._defer:
+                    batch = y_c.shape[1:]
+                    start = tuple(torch.as_tensor(t, dtype=y.dtype, device=y.device).detach().expand(batch)
+                                  for t in start_drive)
+                    self._deferred.append((*solved[:2], start, dt, where.time, self.last_step[1:]))
+                else:
+                    self._estimate(*solved, torch.tensor(where.time, dtype=y.dtype, device=y.device),
+                                   self.last_step[1:] if self.last_step is not None else None)
+        return y_next.movedim(0, -1), membranes
 
     def stage_states(self, y_next: torch.Tensor) -> torch.Tensor:
         """Every component at the nodes after the start of the step just taken, detached,
@@ -236,15 +256,36 @@ class Stepper:
             return y_next.detach().unsqueeze(1)
         return self.last_step[2].detach().permute(2, 1, 3, 0)
 
-    def _estimate(self, y: torch.Tensor, y_next: torch.Tensor, start_drive, dt: float, where: StepContext) -> None:
-        """The local error of the step ``y -> y_next`` (``(d, B, n)``) against the tolerance,
-        folded into each neuron's worst so far."""
-        like = {"dtype": y.dtype, "device": y.device}
+    def _estimate(self, y: torch.Tensor, y_next: torch.Tensor, start_drive, dt: float, time: torch.Tensor,
+                  stages: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """The local error of the step ``y -> y_next`` (``(d, B, n)``, its ``stages`` as in
+        :attr:`last_step`) against the tolerance, folded into each neuron's worst so far with
+        ``time`` (s, 0-d or broadcasting to ``(B, n)``)."""
         if self._worst is None:
-            self._worst = (torch.zeros(y.shape[1:], **like), torch.zeros(y.shape[1:], **like),
-                           torch.zeros(y.shape[1:], dtype=torch.long, device=y.device))
+            self._worst = _no_error(y.shape[1:], y.dtype, y.device)
         self._worst = self.scheme.fold_error(self, self._worst, (self.tolerance.v, self.tolerance.x), y, y_next,
-                                             start_drive, dt, torch.tensor(where.time, **like))
+                                             start_drive, dt, time, stages)
+
+    def fold_deferred(self) -> None:
+        """Estimates the deferred steps (``defer_estimates``), those of one step size in one call
+        with the steps side by side on the batch axis, and folds each neuron's worst in."""
+        deferred, self._deferred = self._deferred, []
+        for dt in dict.fromkeys(entry[3] for entry in deferred):  # a fixed grid has one; split steps add others
+            steps = [entry for entry in deferred if entry[3] == dt]
+            y, y_next = (torch.cat([entry[k] for entry in steps], 1) for k in (0, 1))
+            drive = tuple(torch.cat([entry[2][k] for entry in steps]) for k in range(2))
+            stages = tuple(torch.cat([entry[5][k] for entry in steps], 2) for k in range(2))
+            with torch.no_grad():
+                ratio, _, component = self.scheme.fold_error(
+                    self, _no_error(y.shape[1:], y.dtype, y.device), (self.tolerance.v, self.tolerance.x), y, y_next,
+                    drive, dt, torch.zeros((), dtype=y.dtype, device=y.device), stages)
+                # each neuron's worst step (the first of equals, as folding them one by one keeps)
+                ratio, step = ratio.reshape(len(steps), *steps[0][0].shape[1:]).max(0)
+                times = torch.tensor([entry[4] for entry in steps], dtype=y.dtype, device=y.device)
+                component = component.reshape(len(steps), *ratio.shape).gather(0, step.unsqueeze(0))[0]
+                if self._worst is None:
+                    self._worst = _no_error(ratio.shape, y.dtype, y.device)
+                self._worst = fused_step.keep_worst(self._worst, ratio, component, times[step])
 
     def open_attempt(self) -> None:
         """Estimate the steps from here on apart from the run's worst (an adaptive step's try)."""
@@ -289,16 +330,17 @@ class Stepper:
                               f"{value} at step {where.step} (t = {where.time:.6g} s), layer {where.layer}; "
                               f"check the inputs and parameters, or try a smaller dt")
 
-    def solve_stages(self, y: torch.Tensor, explicit: torch.Tensor | None, tableau: Tableau, drives, dt: float,
+    def solve_stages(self, y: torch.Tensor, explicit: torch.Tensor | None, tableau: Tableau,
+                     drive: tuple[torch.Tensor, torch.Tensor], dt: float,
                      where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stages of ``tableau`` from ``y`` ``(1+m, B, n)``, by Newton's method on all
-        stages at once (damped as :class:`NewtonOptions` says): the last stage ``(1+m, B, n)``
-        (the step's end, contiguous) and the stage membranes ``(s, B, n)``."""
-        batch = y.shape[1:]
-        like = {"dtype": y.dtype, "device": y.device}
+        """The stages of ``tableau`` from ``y`` ``(1+m, B, n)`` driven by ``drive`` at the step's
+        nodes (``a`` ``(k, B, n)``, the stages' the last ``s``), by Newton's method on all stages
+        at once (damped as :class:`NewtonOptions` says): the last stage ``(1+m, B, n)`` (the
+        step's end, contiguous) and the stage membranes ``(s, B, n)``."""
         a_tilde = _scaled_matrix(tableau.matrix, dt, y.dtype, y.device)
-        a_stage = torch.stack([torch.as_tensor(a, **like).expand(batch) for a, _ in drives])
-        b_stage = torch.stack([torch.as_tensor(b, **like).expand(batch) for _, b in drives])
+        a_stage, b_stage = drive
+        if b_stage.shape != a_stage.shape:  # the kernels take b like a (a run's loads already are)
+            b_stage = b_stage.expand(a_stage.shape).contiguous()
         start = y.unsqueeze(1)
         guess = self._guess(start, dt, tableau)
         if self.fusable():
@@ -313,7 +355,8 @@ class Stepper:
                                                          self.floats, self.tensors)
                 return z[:, -1].contiguous(), z[0]
             # not converged, or not finite: the reference path says why (or splits the step)
-        z = self._reference_newton(guess, start, a_stage, b_stage, explicit, a_tilde, where)
+        s = len(tableau.nodes)
+        z = self._reference_newton(guess, start, a_stage[-s:], b_stage[-s:], explicit, a_tilde, where)
         self.last_step = (dt, start.detach(), z.detach())
         return z[:, -1].contiguous(), z[0]
 

@@ -35,8 +35,19 @@ if TYPE_CHECKING:
 
 #: An error record per neuron: the largest estimate / tolerance, its time (s) and component.
 Worst = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-#: A drive ``(a, b)``: the input current ``a + b·v`` (A, S).
+#: A drive ``(a, b)``: the input current ``a + b·v`` (A, S) at one or more nodes of a step, ``a``
+#: ``(B, n)`` at one, ``(k, B, n)`` at ``k``; ``b`` of that shape or any that broadcasts to it without
+#: the node axis (a per-neuron load ``(n,)``, a scalar).
 Drive = tuple[torch.Tensor, torch.Tensor]
+
+
+def at_nodes(drive: Drive, index: int | slice) -> Drive:
+    """The drive at node ``index`` (or the nodes of a slice) of a drive at several nodes."""
+    a, b = drive
+    return a[index], (b[index] if b.ndim == a.ndim else b)
+
+#: A step's start ``(1+m, 1, B, n)`` and stages ``(1+m, s, B, n)``.
+Stages = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,9 @@ class Method(ABC):
     sizes need it); ``tableau``: the stages Newton's method solves for, ``None`` for a method
     without iterations; ``predictor_points``: how many of the previous step's last points (its
     start, then its stages) the first Newton iterate extrapolates through (``None``: all of them,
-    the collocation polynomial, as RADAU5 does)."""
+    the collocation polynomial, as RADAU5 does); ``estimate_from_step_alone``: whether the local
+    error estimate needs nothing but the step (not earlier steps), so that steps can be estimated
+    later, many at once."""
 
     name: ClassVar[str]
     order: ClassVar[int]
@@ -67,6 +80,7 @@ class Method(ABC):
     adaptive: ClassVar[bool] = False
     tableau: ClassVar[Tableau | None] = None
     predictor_points: ClassVar[int | None] = None
+    estimate_from_step_alone: ClassVar[bool] = False
 
     @abstractmethod
     def nodes(self, estimate: bool = False) -> tuple[float, ...]:
@@ -74,23 +88,25 @@ class Method(ABC):
         what its error estimate needs too)."""
 
     @abstractmethod
-    def advance(self, stepper: Stepper, y: torch.Tensor, start_drive: Drive | None, drives: list[Drive],
-                dt: float, where: StepContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``y_{n+1}`` ``(1+m, B, n)`` from ``y`` (components first) and the membranes ``(B, n)``
-        at the nodes after the start; ``start_drive`` is the drive at the start when
-        :meth:`nodes` asks for it, ``drives`` at the other nodes."""
+    def advance(self, stepper: Stepper, y: torch.Tensor, start_drive: Drive | None, drive: Drive,
+                dt: float, where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y_{n+1}`` ``(1+m, B, n)`` from ``y`` (components first) and the membranes at the
+        nodes after the start, ``(k, B, n)``; ``drive`` is the drive at every node of
+        :meth:`nodes`, ``start_drive`` the one at the start when they begin there."""
 
     @abstractmethod
     def local_error(self, stepper: Stepper, y: torch.Tensor, y_next: torch.Tensor, start_drive: Drive | None,
-                    dt: float) -> torch.Tensor | None:
-        """The estimated local error ``(1+m, B, n)`` of the step ``y -> y_next``, or ``None``
-        when there is none yet (a predictor that needs more points)."""
+                    dt: float, stages: Stages | None) -> torch.Tensor | None:
+        """The estimated local error ``(1+m, B, n)`` of the step ``y -> y_next`` (``stages``: its
+        start and stages, as :attr:`Stepper.last_step <memspice.solver.integrators.Stepper.last_step>`
+        holds them), or ``None`` when there is none yet (a predictor that needs more points)."""
 
     def fold_error(self, stepper: Stepper, worst: Worst, tolerance: tuple[float, float], y: torch.Tensor,
-                   y_next: torch.Tensor, start_drive: Drive | None, dt: float, time: torch.Tensor) -> Worst:
+                   y_next: torch.Tensor, start_drive: Drive | None, dt: float, time: torch.Tensor,
+                   stages: Stages | None) -> Worst:
         """``worst`` with this step's error against ``tolerance`` (V on the membrane, each state's
         own) folded in."""
-        error = self.local_error(stepper, y, y_next, start_drive, dt)
+        error = self.local_error(stepper, y, y_next, start_drive, dt, stages)
         if error is None:
             return worst
         scale = torch.tensor([tolerance[0]] + [tolerance[1]] * (y.shape[0] - 1), dtype=y.dtype, device=y.device)
@@ -133,7 +149,7 @@ class _PredictorDifference:
         self._spacing = 0.0  #: their spacing (s)
 
     def local_error(self, stepper: Stepper, y: torch.Tensor, y_next: torch.Tensor, start_drive: Drive | None,
-                    dt: float) -> torch.Tensor | None:
+                    dt: float, stages: Stages | None) -> torch.Tensor | None:
         if self._spacing != dt:  # a new run, or a split step: the points no longer fit
             self._points, self._spacing = [y], dt
         points, self._points = self._points, [*self._points, y_next][-len(self.weights):]
@@ -153,11 +169,11 @@ class LinearlyImplicitEuler(_PredictorDifference, Method):
     def nodes(self, estimate: bool = False) -> tuple[float, ...]:
         return (1.0,)
 
-    def advance(self, stepper, y, start_drive, drives, dt, where):
-        g, jac, mass = stepper.layer.system(y, *drives[0])
+    def advance(self, stepper, y, start_drive, drive, dt, where):
+        g, jac, mass = stepper.layer.system(y, *at_nodes(drive, 0))
         a_tilde = torch.full((1, 1), dt, dtype=y.dtype, device=y.device)
         y_next = y + stepper.layer.solve(a_tilde, mass.unsqueeze(1), jac.unsqueeze(2), dt * g.unsqueeze(1))[:, 0]
-        return y_next, [y_next[0]]
+        return y_next, y_next[:1]
 
 
 @register
@@ -171,10 +187,9 @@ class Trapezoidal(_PredictorDifference, Method):
     def nodes(self, estimate: bool = False) -> tuple[float, ...]:
         return (0.0, *self.tableau.nodes)  # g(y_n) needs the drive at the step's start
 
-    def advance(self, stepper, y, start_drive, drives, dt, where):
+    def advance(self, stepper, y, start_drive, drive, dt, where):
         g_now, _, _ = stepper.layer.system(y, *start_drive, jacobian=False)
-        y_next, membranes = stepper.solve_stages(y, 0.5 * dt * g_now.unsqueeze(1), self.tableau, drives, dt, where)
-        return y_next, list(membranes.unbind(0))
+        return stepper.solve_stages(y, 0.5 * dt * g_now.unsqueeze(1), self.tableau, drive, dt, where)
 
 
 class RadauIIA(Method):
@@ -184,6 +199,7 @@ class RadauIIA(Method):
     the same stages and the weight ``γ₀`` on ``f(y_n)``, ``O(dt^(s+1))``."""
 
     adaptive = True
+    estimate_from_step_alone = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -192,12 +208,11 @@ class RadauIIA(Method):
     def nodes(self, estimate: bool = False) -> tuple[float, ...]:
         return (0.0, *self.tableau.nodes) if estimate else self.tableau.nodes  # the estimate needs f(y_n)
 
-    def advance(self, stepper, y, start_drive, drives, dt, where):
-        y_next, membranes = stepper.solve_stages(y, None, self.tableau, drives, dt, where)
-        return y_next, list(membranes.unbind(0))
+    def advance(self, stepper, y, start_drive, drive, dt, where):
+        return stepper.solve_stages(y, None, self.tableau, drive, dt, where)
 
-    def local_error(self, stepper, y, y_next, start_drive, dt):
-        _, start, z = stepper.last_step  # (d, 1, B, n), (d, s, B, n)
+    def local_error(self, stepper, y, y_next, start_drive, dt, stages):
+        start, z = stages  # (d, 1, B, n), (d, s, B, n)
         like = {"dtype": y.dtype, "device": y.device}
         a, b = (torch.as_tensor(t, **like).detach().expand(y.shape[1:]) for t in start_drive)
         g, jac, mass = stepper.layer.system(y, a, b)
@@ -206,10 +221,10 @@ class RadauIIA(Method):
         a_tilde = torch.full((1, 1), dt * self.gamma, **like)
         return stepper.layer.solve(a_tilde, mass.unsqueeze(1), jac.unsqueeze(2), rhs.unsqueeze(1))[:, 0]
 
-    def fold_error(self, stepper, worst, tolerance, y, y_next, start_drive, dt, time):
+    def fold_error(self, stepper, worst, tolerance, y, y_next, start_drive, dt, time, stages):
         if not stepper.fusable():
-            return super().fold_error(stepper, worst, tolerance, y, y_next, start_drive, dt, time)
-        _, start, z = stepper.last_step
+            return super().fold_error(stepper, worst, tolerance, y, y_next, start_drive, dt, time, stages)
+        start, z = stages
         like = {"dtype": y.dtype, "device": y.device}
         a, b = (torch.as_tensor(t, **like).detach().expand(y.shape[1:]).contiguous() for t in start_drive)
         kernel = fused_step.error_kernel(stepper.layer.device, stepper.floats, tuple(self.error_weights.tolist()),

@@ -156,8 +156,8 @@ def simulate_neurons(
     between = _Between(current, method_class(solver.method)().nodes(solver.step_tolerance is not None))
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
-    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
-        return [(between(n, node), no_load) for node in nodes]
+    def drive(k: int, n: int, nodes: list[float], upstream: torch.Tensor | None, start: torch.Tensor):
+        return between(n, nodes), no_load
 
     return _integrate([layer], [current.shape[-1]], drive, current, solver, record_states, dense_output)
 
@@ -196,8 +196,9 @@ def simulate_network(
                               f"be ({n_in}, n_out)")
         sizes.append(port.transfer.shape[1])
     layers = [NeuronEquations(model, p) for p in params]
-    loads = [-port.self_load for port in ports]
     grid_nodes = method_class(solver.method)().nodes(solver.step_tolerance is not None)
+    # each layer's loading term at every node of a step, made once: the kernels take (nodes, B, n)
+    loads = [-port.self_load.expand(len(grid_nodes), inputs.shape[0], n).contiguous() for port, n in zip(ports, sizes)]
     noise = list(column_noise) if column_noise is not None else [None] * len(ports)
     if len(noise) != len(ports) or any(c is not None and c.shape != (*inputs.shape[:2], n)
                                        for c, n in zip(noise, sizes)):
@@ -207,15 +208,15 @@ def simulate_network(
     input_currents = _Between(inputs @ ports[0].transfer + (0.0 if noise[0] is None else noise[0]), grid_nodes)
     later_noise = [None] + [None if c is None else _Between(c, grid_nodes) for c in noise[1:]]
 
-    def drive(k: int, n: int, nodes: list[float], upstream: list[torch.Tensor | None], start: torch.Tensor):
+    def drive(k: int, n: int, nodes: list[float], upstream: torch.Tensor | None, start: torch.Tensor):
         if k == 0:
-            currents = [input_currents(n, node) for node in nodes]
+            currents = input_currents(n, nodes)
         else:
-            currents = (buffer(torch.stack(upstream)) @ ports[k].transfer).unbind(0)  # every node at once
+            currents = buffer(upstream) @ ports[k].transfer  # every node at once
             if later_noise[k] is not None:
-                currents = [a + later_noise[k](n, node) for a, node in zip(currents, nodes)]
+                currents = currents + later_noise[k](n, nodes)
         coupling = ports[k].coupling(start)
-        return [(a if coupling is None else a - coupling, loads[k]) for a in currents]
+        return (currents if coupling is None else currents - coupling), loads[k]
 
     solution = _integrate(layers, sizes, drive, inputs, solver, record_states, dense_output)
     solution.cells = cell_voltages([inputs, *(buffer(v) for v in solution.v[:-1])], solution.v)
@@ -231,20 +232,24 @@ def _check_input(tensor: torch.Tensor, name: str) -> None:
 
 
 class _Between:
-    """``samples`` (``(batch, n_steps + 1, ...)``) at ``t_n + node·dt``: inputs are piecewise
-    linear between the grid samples. At the method's own ``nodes`` every step is interpolated
-    at once and unbound into per-step views, whose backward is one stack (indexing step by step
-    would fill a zero gradient of the whole input at every step); the other fractions, those of
-    a step split into substeps, are interpolated where they are asked for."""
+    """``samples`` (``(batch, n_steps + 1, ...)``) at ``t_n + node·dt`` for the nodes of a step,
+    stacked ``(nodes, batch, ...)``: inputs are piecewise linear between the grid samples. At
+    the method's own ``nodes`` every step is interpolated at once and unbound into per-step
+    tensors, whose backward is one stack (indexing step by step would fill a zero gradient of
+    the whole input at every step); the other fractions, those of a step split into substeps,
+    are interpolated where they are asked for."""
 
     def __init__(self, samples: torch.Tensor, nodes: tuple[float, ...]) -> None:
-        self.samples = samples
-        self._per_step = {node: torch.lerp(samples[:, :-1], samples[:, 1:], node).unbind(1) for node in nodes}
+        self.samples, self.nodes = samples, tuple(nodes)
+        between = torch.stack([torch.lerp(samples[:, :-1], samples[:, 1:], node) for node in nodes])
+        # a tensor of its own per step (not views into one): the solver's kernels are compiled for
+        # inputs at the start of their storage
+        self._per_step = [step.contiguous() for step in between.unbind(2)]
 
-    def __call__(self, n: int, node: float) -> torch.Tensor:
-        if node in self._per_step:
-            return self._per_step[node][n]
-        return torch.lerp(self.samples[:, n], self.samples[:, n + 1], node)
+    def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
+        if tuple(nodes) == self.nodes:
+            return self._per_step[n]
+        return torch.stack([torch.lerp(self.samples[:, n], self.samples[:, n + 1], node) for node in nodes])
 
 
 def _integrate(
@@ -293,8 +298,8 @@ class _Integration:
                  solver: SolverOptions, dense: bool = False) -> None:
         self.drive, self.dt, self.newton, self.adaptive = drive, solver.dt, solver.newton, solver.adaptive is not False
         self.tolerance = solver.step_tolerance
-        self.steppers = [Stepper(layer, solver.method, solver.newton, solver.fused, self.tolerance)
-                         for layer in layers]
+        self.steppers = [Stepper(layer, solver.method, solver.newton, solver.fused, self.tolerance,
+                                 defer_estimates=not self.adaptive) for layer in layers]
         self.split_steps: set[int] = set()  #: grid steps Newton only finished in substeps
         self.parts = 1  #: adaptive: the substeps per grid step, carried from one step to the next
         self.substeps_taken = 0  #: adaptive: the substeps of the whole run
@@ -310,13 +315,13 @@ class _Integration:
         components, at its end and at its nodes, appended to ``visited``, when given)."""
         dt = self.dt
         for part in range(parts):
-            upstream: list[torch.Tensor | None] = [None] * len(self.steppers[0].nodes)
+            upstream = None  # the membranes of the layer before at this substep's nodes (nodes, B, n)
             new_states, at_nodes = [], []
             for k, stepper in enumerate(self.steppers):
-                drives = self.drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream,
-                                    states[k][..., 0])
+                drive = self.drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream,
+                                   states[k][..., 0])
                 where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
-                y, upstream = stepper.step(states[k], drives, dt / parts, where)
+                y, upstream = stepper.step(states[k], drive, dt / parts, where)
                 new_states.append(y)
                 if visited is not None:
                     at_nodes.append(stepper.stage_states(y))
@@ -390,6 +395,8 @@ class _Integration:
                 out_v[k].append(y[..., 0])
                 if record_states:
                     out_x[k].append(y[..., 1:])
+        for stepper in self.steppers:
+            stepper.fold_deferred()
         return states, out_v, out_x
 
     def solution(self, t: torch.Tensor, v: list[torch.Tensor], x: list[torch.Tensor] | None) -> Solution:
