@@ -298,7 +298,7 @@ class ImplicitStep(torch.autograd.Function):
         ctx.save_for_backward(linearized_at, b, a_tilde)
         ctx.device, ctx.params, ctx.start_shape = device, (floats, tensors), start.shape
         ctx.explicit_shape = explicit.shape if explicit is not None else None
-        return z[:, -1].contiguous(), z[0].clone()
+        return z[:, -1].contiguous(), z[0]  # (a view of z: its stages are not changed afterwards)
 
     @staticmethod
     def backward(ctx, grad_end, grad_v):

@@ -206,7 +206,7 @@ class Stepper:
         self._worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._kept = self._worst  #: the run's worst while an adaptive step is tried (:meth:`open_attempt`)
         self._defer = defer_estimates and self.scheme.estimate_from_step_alone
-        #: the steps whose estimate is still to be folded in: ``(y, y_next, start_drive, dt, time, stages)``
+        #: the steps whose estimate is still to be folded in: ``(start_drive, dt, time, (start, stages))``
         self._deferred: list[tuple] = []
         self.newton = newton or NewtonOptions()
         self.iterations = 0  #: Newton iterations so far, every step and stage at once counting one
@@ -237,14 +237,14 @@ class Stepper:
             self._check_finite(y_next.movedim(0, -1), where)
         if self.tolerance is not None:
             with torch.no_grad():
-                solved = (y_c.detach(), y_next.detach(), start_drive, dt)
                 if self._defer:
                     batch = y_c.shape[1:]
                     start = tuple(torch.as_tensor(t, dtype=y.dtype, device=y.device).detach().expand(batch)
                                   for t in start_drive)
-                    self._deferred.append((*solved[:2], start, dt, where.time, self.last_step[1:]))
+                    self._deferred.append((start, dt, where.time, self.last_step[1:]))
                 else:
-                    self._estimate(*solved, torch.tensor(where.time, dtype=y.dtype, device=y.device),
+                    self._estimate(y_c.detach(), y_next.detach(), start_drive, dt,
+                                   torch.tensor(where.time, dtype=y.dtype, device=y.device),
                                    self.last_step[1:] if self.last_step is not None else None)
         return y_next.movedim(0, -1), membranes
 
@@ -270,18 +270,20 @@ class Stepper:
         """Estimates the deferred steps (``defer_estimates``), those of one step size in one call
         with the steps side by side on the batch axis, and folds each neuron's worst in."""
         deferred, self._deferred = self._deferred, []
-        for dt in dict.fromkeys(entry[3] for entry in deferred):  # a fixed grid has one; split steps add others
-            steps = [entry for entry in deferred if entry[3] == dt]
-            y, y_next = (torch.cat([entry[k] for entry in steps], 1) for k in (0, 1))
-            drive = tuple(torch.cat([entry[2][k] for entry in steps]) for k in range(2))
-            stages = tuple(torch.cat([entry[5][k] for entry in steps], 2) for k in range(2))
+        for dt in dict.fromkeys(entry[1] for entry in deferred):  # a fixed grid has one; split steps add others
+            steps = [entry for entry in deferred if entry[1] == dt]
+            drive = tuple(torch.cat([entry[0][k] for entry in steps]) for k in range(2))
+            stages = tuple(torch.cat([entry[3][k] for entry in steps], 2) for k in range(2))
+            # (a method that estimates from its stages alone is stiffly accurate: y_n starts the
+            # stages, y_{n+1} is the last)
+            y, y_next = stages[0][:, 0], stages[1][:, -1]
             with torch.no_grad():
                 ratio, _, component = self.scheme.fold_error(
                     self, _no_error(y.shape[1:], y.dtype, y.device), (self.tolerance.v, self.tolerance.x), y, y_next,
                     drive, dt, torch.zeros((), dtype=y.dtype, device=y.device), stages)
                 # each neuron's worst step (the first of equals, as folding them one by one keeps)
-                ratio, step = ratio.reshape(len(steps), *steps[0][0].shape[1:]).max(0)
-                times = torch.tensor([entry[4] for entry in steps], dtype=y.dtype, device=y.device)
+                ratio, step = ratio.reshape(len(steps), *steps[0][0][0].shape).max(0)
+                times = torch.tensor([entry[2] for entry in steps], dtype=y.dtype, device=y.device)
                 component = component.reshape(len(steps), *ratio.shape).gather(0, step.unsqueeze(0))[0]
                 if self._worst is None:
                     self._worst = _no_error(ratio.shape, y.dtype, y.device)

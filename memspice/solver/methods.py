@@ -71,8 +71,9 @@ class Method(ABC):
     without iterations; ``predictor_points``: how many of the previous step's last points (its
     start, then its stages) the first Newton iterate extrapolates through (``None``: all of them,
     the collocation polynomial, as RADAU5 does); ``estimate_from_step_alone``: whether the local
-    error estimate needs nothing but the step (not earlier steps), so that steps can be estimated
-    later, many at once."""
+    error estimate needs nothing but the step's start, stages and drive at the start (not earlier
+    steps; the method is then stiffly accurate, its end its last stage), so that steps can be
+    estimated later, many at once."""
 
     name: ClassVar[str]
     order: ClassVar[int]

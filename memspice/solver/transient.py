@@ -241,10 +241,13 @@ class _Between:
 
     def __init__(self, samples: torch.Tensor, nodes: tuple[float, ...]) -> None:
         self.samples, self.nodes = samples, tuple(nodes)
-        between = torch.stack([torch.lerp(samples[:, :-1], samples[:, 1:], node) for node in nodes])
+        # every step's nodes at once, laid out step by step: (steps, nodes, batch, ...)
+        ends = [edge.movedim(1, 0).unsqueeze(1) for edge in (samples[:, :-1], samples[:, 1:])]
+        fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
+        between = torch.lerp(*ends, fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
         # a tensor of its own per step (not views into one): the solver's kernels are compiled for
         # inputs at the start of their storage
-        self._per_step = [step.contiguous() for step in between.unbind(2)]
+        self._per_step = [step.clone() for step in between.unbind(0)]
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
