@@ -234,21 +234,25 @@ def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...],
 _INDUCTOR_OPTIONS = {"max_fusion_size": 4096}
 
 
-def _compile(function):
+def _compile(function, matrix: int | None = None):
+    """``function(tensors, *inputs)`` compiled, its inputs' neuron axes dynamic; ``matrix``: the
+    index in ``inputs`` of the one input that is not batch-shaped (``a_tilde``, ``(s, s)``)."""
     # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
     warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
     compiled = torch.compile(function, dynamic=None, options=_INDUCTOR_OPTIONS)
     marked = False
 
     def call(tensors, *inputs):
-        # the neuron axes (the last two) are dynamic from the first call: one kernel for every
-        # layer and batch size; floats (parameters, tolerances) stay constants folded into it.
-        # (Marked on the first call only: marking costs a Python call per input and axis.)
+        # the neuron axes (the last two of every batch-shaped input) are dynamic from the first
+        # call: one kernel for every layer and batch size, compiled once (an input left static
+        # would specialize the first kernel to the first layer's shape); floats (parameters,
+        # tolerances) stay constants folded into it. (Marked on the first call only: marking
+        # costs a Python call per input and axis.)
         nonlocal marked
         if not marked:
             marked = True
-            for t in inputs:
-                if isinstance(t, torch.Tensor) and t.ndim >= 3:
+            for index, t in enumerate(inputs):
+                if isinstance(t, torch.Tensor) and t.ndim >= 2 and index != matrix:
                     torch._dynamo.maybe_mark_dynamic(t, t.ndim - 2)
                     torch._dynamo.maybe_mark_dynamic(t, t.ndim - 1)
         return compiled(tensors, *inputs)
@@ -275,12 +279,12 @@ def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, fl
     :func:`_newton_iteration` for one device, its float parameters (:func:`split_params`) and
     options, compiled (built once; compiled on first call, for any shape)."""
     return _compile(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,
-                                                               *inputs))
+                                                               *inputs), matrix=5)
 
 
 @functools.cache
 def _adjoint_kernel(device: TorchDevice, floats: tuple, explicit: bool):
-    return _compile(lambda tensors, *inputs: _adjoint(device, _merge(floats, tensors), *inputs, explicit))
+    return _compile(lambda tensors, *inputs: _adjoint(device, _merge(floats, tensors), *inputs, explicit), matrix=2)
 
 
 class ImplicitStep(torch.autograd.Function):

@@ -180,6 +180,9 @@ def _predictor_weights(nodes: tuple[float, ...], used: int, dtype: torch.dtype, 
                          for node in nodes], dtype=dtype, device=device)
 
 
+#: The most steps whose error estimates :class:`Stepper` defers before it folds them in.
+MAX_DEFERRED = 64
+
 #: Newton's tolerances (V on the membrane, each state's own) by dtype, where not given.
 DEFAULT_TOLERANCES = {torch.float32: (1e-7, 1e-6), torch.float64: (1e-10, 1e-9)}
 
@@ -242,6 +245,8 @@ class Stepper:
                     start = tuple(torch.as_tensor(t, dtype=y.dtype, device=y.device).detach().expand(batch)
                                   for t in start_drive)
                     self._deferred.append((start, dt, where.time, self.last_step[1:]))
+                    if len(self._deferred) >= MAX_DEFERRED:  # memory stays bounded on long runs
+                        self.fold_deferred()
                 else:
                     self._estimate(y_c.detach(), y_next.detach(), start_drive, dt,
                                    torch.tensor(where.time, dtype=y.dtype, device=y.device),
