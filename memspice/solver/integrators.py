@@ -107,7 +107,6 @@ def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, st
     return solve(a_tilde, mass, jac, r), r
 
 
-@functools.cache
 def _no_error(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     """A worst-error record (ratio, time, component; :meth:`Stepper.error`) of no error yet."""
     return (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device),

@@ -39,15 +39,14 @@ Worst = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 #: ``(B, n)`` at one, ``(k, B, n)`` at ``k``; ``b`` of that shape or any that broadcasts to it without
 #: the node axis (a per-neuron load ``(n,)``, a scalar).
 Drive = tuple[torch.Tensor, torch.Tensor]
+#: A step's start ``(1+m, 1, B, n)`` and stages ``(1+m, s, B, n)``.
+Stages = tuple[torch.Tensor, torch.Tensor]
 
 
 def at_nodes(drive: Drive, index: int | slice) -> Drive:
     """The drive at node ``index`` (or the nodes of a slice) of a drive at several nodes."""
     a, b = drive
     return a[index], (b[index] if b.ndim == a.ndim else b)
-
-#: A step's start ``(1+m, 1, B, n)`` and stages ``(1+m, s, B, n)``.
-Stages = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,7 @@ class _Between:
 def _integrate(
     layers: list[NeuronEquations],
     sizes: list[int],
-    drive: Callable[[int, int, list[float], list[torch.Tensor | None]], list[tuple[torch.Tensor, torch.Tensor]]],
+    drive: Callable[[int, int, list[float], torch.Tensor | None, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     reference: torch.Tensor,
     solver: SolverOptions,
     record_states: bool,
