@@ -19,7 +19,7 @@ import torch
 
 from memspice.devices import MIF
 from memspice.solver import fused
-from memspice.solver.integrators import DEFAULT_TOLERANCES, NeuronEquations, NewtonOptions, _scaled_matrix
+from memspice.solver.integrators import NeuronEquations, NewtonOptions, _scaled_matrix
 from memspice.solver.methods import method_class
 
 
@@ -40,7 +40,7 @@ def newton_call(batch: int, n: int):
     layer = NeuronEquations(MIF)
     floats, tensors = fused.split_params(layer.params)
     options = NewtonOptions()
-    kernel = fused.newton_kernel(layer.device, floats, DEFAULT_TOLERANCES[torch.float32],
+    kernel = fused.newton_kernel(layer.device, floats, options.tolerances(torch.float32),
                                  (options.max_dv, options.max_dx))
     tableau = method_class("radau5").tableau
     d, s = 1 + len(layer.initial), len(tableau.nodes)
