@@ -1,10 +1,11 @@
 """What one call of a compiled kernel costs on top of its arithmetic: the solver's Newton
 iteration kernel (radau5, the default neuron, float32) called at a batch of one neuron, where its
 arithmetic is nil, and at the bench's first layer (64 x 128 neurons), against ``x + 1`` compiled
-the same way (the floor of a :func:`torch.compile` call: dynamo's frame and guards, inductor's
-wrapper). A training iteration of ``memspice bench`` makes about 220 such calls (2.7 Newton
-iterations per step and layer, one gradient kernel per step and layer, 30 steps, 2 layers).
-Prints the median time per call of each. Run:
+the two ways: by :func:`torch.compile` (dynamo's frame and guards on every call, then inductor's
+wrapper) and as the solver compiles its kernels (:class:`memspice.solver.fused.CompiledKernel`:
+traced once, inductor's wrapper only). A training iteration of ``memspice bench`` makes about 220 such
+calls (2.7 Newton iterations per step and layer, one gradient kernel per step and layer, 30 steps,
+2 layers). Prints the median time per call of each. Run:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compiled_call_cost.py [--calls 2000]
 """
@@ -58,8 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     plus_one = torch.compile(lambda x: x + 1, dynamic=True)
+    plus_one_traced = fused.CompiledKernel(lambda tensors, x: (x + 1,))
     x = torch.zeros(1, 1)
-    print(f"x + 1, compiled:                      {per_call(lambda: plus_one(x), args.calls) * 1e6:7.1f} us per call")
+    print(f"x + 1, torch.compile:                 {per_call(lambda: plus_one(x), args.calls) * 1e6:7.1f} us per call")
+    print(f"x + 1, as the solver compiles:        "
+          f"{per_call(lambda: plus_one_traced([], x), args.calls) * 1e6:7.1f} us per call")
     for batch, n in ((1, 1), (64, 128)):
         seconds = per_call(newton_call(batch, n), max(int(args.calls / (batch * n) ** 0.5), 20))
         print(f"Newton iteration kernel, {batch:2d} x {n:3d} neurons: {seconds * 1e6:7.1f} us per call")

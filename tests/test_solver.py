@@ -15,6 +15,7 @@ from memspice.devices.mif import KANG2021
 from memspice.errors import ConfigError, SolverError
 from memspice.netlist.stimuli import PWL
 from memspice.solver import METHODS, SolverOptions, simulate_network, simulate_neurons
+from memspice.solver.fused import CompiledKernel
 from memspice.solver.integrators import NewtonOptions
 from memspice.train.config import recipe
 from memspice.train.loop import build
@@ -328,3 +329,30 @@ def test_fused_step_gives_the_reference_solution_gradient_and_iterations():
     assert iterations[0] == iterations[1] and min(iterations[0]) >= 40  # at least one per step and layer
     for a, b in zip(v_eager + grad_eager, v_fused + grad_fused):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-15)
+
+
+def test_a_compiled_kernel_serves_every_layer_and_batch_size():
+    """The fused path's kernels (traced once with symbolic neuron axes, compiled by inductor,
+    called without torch.compile's frame): one compilation serves every batch and layer size,
+    single neurons included, and parameters along the neuron axis; a new layout of the static
+    axes compiles a kernel of its own. Each call equals the function run eagerly."""
+    def function(tensors, z, start, a_tilde, extra):
+        scaled = torch.einsum("ij,jbn->ibn", a_tilde, z) * tensors[0]
+        return scaled + start, (z * extra).sum(0) if extra is not None else None, scaled.amax()
+
+    kernel = CompiledKernel(function, matrix=2)
+    generator = torch.Generator().manual_seed(0)
+    a_tilde = torch.randn(3, 3, generator=generator, dtype=torch.float64)
+    calls = []
+    for batch, n, extra in ((4, 6, True), (1, 1, True), (7, 2, True), (4, 6, False)):
+        z, start, e = (torch.randn(*shape, batch, n, generator=generator, dtype=torch.float64)
+                       for shape in ((3,), (1,), (3,)))
+        inputs = ([torch.rand(n, generator=generator, dtype=torch.float64)], z, start, a_tilde, e if extra else None)
+        calls.append(len(kernel.variants))
+        for got, want in zip(kernel(*inputs), function(*inputs), strict=True):
+            if want is None:
+                assert got is None
+            else:
+                torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    calls.append(len(kernel.variants))
+    assert calls == [0, 1, 1, 1, 2]  # compiled for the first layout, again for the call without ``extra``

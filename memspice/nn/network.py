@@ -43,7 +43,7 @@ class MemristiveSNN(nn.Module):
     or a step dt in s with the default options; an attribute too): on the grid ``t_n = n·dt`` with
     its method; ``checkpoint_every`` steps trades recomputation for memory in the backward pass;
     ``fused`` compiles each Newton iteration and each step's gradient into one kernel with
-    :func:`torch.compile` (:mod:`memspice.solver.fused`): the same numerics, several times faster
+    torch's inductor compiler (:mod:`memspice.solver.fused`): the same numerics, several times faster
     once compiled; ``tolerance``: the local error every step is checked against
     (:mod:`memspice.solver.accuracy`; ``None``: no estimate), which each solution reports in
     ``errors``. Of these, ``dt``, ``method`` and ``checkpoint_every`` are part of :meth:`config`.

@@ -6,9 +6,10 @@ its one definition, the stage elimination of :func:`memspice.solver.linear.arrow
 written per neuron: every quantity is one tensor of the batch shape ``(B, n)`` (one element
 per neuron; a tensor of any other shape would cost a loop and a round trip through memory of
 its own), and every small matrix (stages by stages) a nested list of them, unrolled
-when traced. Nothing is then left but elementwise arithmetic, and :func:`torch.compile` turns
-it into one loop over the neurons (C++ on the CPU, Triton on CUDA) that reads each neuron's
-state once and keeps the rest in registers:
+when traced. Nothing is then left but elementwise arithmetic, and inductor (the compiler of
+:func:`torch.compile`, here without its frame evaluation: :class:`CompiledKernel`) turns it
+into one loop over the neurons (C++ on the CPU, Triton on CUDA) that reads each neuron's state
+once and keeps the rest in registers:
 
 * :func:`newton_kernel`: one damped Newton iteration on all stages (the device's currents,
   state derivatives and Jacobians at every stage, the elimination, the update and each
@@ -33,6 +34,7 @@ import functools
 import warnings
 
 import torch
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from memspice.codegen.torch_functions import TorchDevice
 from memspice.solver.linear import Matrix, list_matmul, small_inverse
@@ -224,7 +226,7 @@ def _local_error(device: TorchDevice, params: list, weights: tuple[float, ...], 
 def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...], tolerance: tuple[float, float]):
     """``f(tensor_params, start, z, a, b, gamma_dt, *worst, time) -> worst``: :func:`_local_error`
     compiled (as :func:`newton_kernel`)."""
-    return _compile(lambda tensors, *inputs: _local_error(device, _merge(floats, tensors), weights, tolerance,
+    return CompiledKernel(lambda tensors, *inputs: _local_error(device, _merge(floats, tensors), weights, tolerance,
                                                           *inputs))
 
 
@@ -234,30 +236,83 @@ def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...],
 _INDUCTOR_OPTIONS = {"max_fusion_size": 4096}
 
 
-def _compile(function, matrix: int | None = None):
-    """``function(tensors, *inputs)`` compiled, its inputs' neuron axes dynamic; ``matrix``: the
-    index in ``inputs`` of the one input that is not batch-shaped (``a_tilde``, ``(s, s)``)."""
-    # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
-    warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
-    compiled = torch.compile(function, dynamic=None, options=_INDUCTOR_OPTIONS)
-    marked = False
+#: Sizes the kernels are traced at on their dynamic axes (batch, neurons): the first two that no
+#: static axis has, so that the tracer, which gives equal sizes one symbol, keeps them apart
+_TRACE_SIZES = (11, 13, 17, 19, 23, 29, 31, 37)
 
-    def call(tensors, *inputs):
-        # the neuron axes (the last two of every batch-shaped input) are dynamic from the first
-        # call: one kernel for every layer and batch size, compiled once (an input left static
-        # would specialize the first kernel to the first layer's shape); floats (parameters,
-        # tolerances) stay constants folded into it. (Marked on the first call only: marking
-        # costs a Python call per input and axis.)
-        nonlocal marked
-        if not marked:
-            marked = True
-            for index, t in enumerate(inputs):
-                if isinstance(t, torch.Tensor) and t.ndim >= 2 and index != matrix:
-                    torch._dynamo.maybe_mark_dynamic(t, t.ndim - 2)
-                    torch._dynamo.maybe_mark_dynamic(t, t.ndim - 1)
-        return compiled(tensors, *inputs)
 
-    return call
+class CompiledKernel:
+    """``function(tensors, *inputs)`` (``tensors`` the device's tensor parameters, ``(n,)`` or
+    broadcasting to it) traced into an ATen graph with the neuron axes of every batch-shaped
+    input symbolic (the last two; ``matrix``, the index in ``inputs`` of the one input that is
+    not batch-shaped, ``a_tilde`` ``(s, s)``, and the inputs under two axes keep their shapes), and
+    compiled by inductor once per layout of the other axes: one kernel for every layer and batch
+    size. Called without :func:`torch.compile`'s frame evaluation and guards, which cost more than
+    a small layer's arithmetic (docs/solver.md, "Fewer calls around the kernels"); the compiled
+    code checks every input's sizes and strides itself."""
+
+    def __init__(self, function, matrix: int | None = None) -> None:
+        self.function, self.matrix = function, matrix
+        self.variants = {}  #: the compiled kernels by :meth:`_layout`
+        self.by_shapes = {}  #: the same by every input's shape, dtype, device and thread count: a lookup per call
+
+    def _batch_shaped(self, inputs) -> list[bool]:
+        return [isinstance(t, torch.Tensor) and t.ndim >= 2 and i != self.matrix for i, t in enumerate(inputs)]
+
+    def _layout(self, tensors, inputs) -> tuple:
+        """What a kernel is compiled for: dtype, device, thread count, the static axes of every
+        input, and which parameters run along the neuron axis (``-1``)."""
+        n = next(t.shape[-1] for t, batch in zip(inputs, self._batch_shaped(inputs)) if batch)
+        return (inputs[0].dtype, inputs[0].device, torch.get_num_threads(),
+                tuple((*t.shape[:-1], -1) if t.ndim and t.shape[-1] == n else t.shape for t in tensors),
+                tuple(None if t is None else t.shape[:-2] if batch else t.shape
+                      for t, batch in zip(inputs, self._batch_shaped(inputs))))
+
+    def _compile(self, layout: tuple, tensors, inputs):
+        from torch._inductor import standalone_compile  # (imports inductor: only when a kernel is first needed)
+
+        dtype, device, _, param_shapes, input_shapes = layout
+        static = {size for shape in (*param_shapes, *input_shapes) if shape is not None for size in shape}
+        batch, n = [size for size in _TRACE_SIZES if size not in static][:2]
+        like = {"dtype": dtype, "device": device}
+        examples = [torch.zeros(*(n if size == -1 else size for size in shape), **like) for shape in param_shapes]
+        for t, shape, batched in zip(inputs, input_shapes, self._batch_shaped(inputs)):
+            if t is not None:
+                examples.append(torch.zeros(*shape, batch, n, **like) if batched else t.detach().clone())
+        present, count = [t is not None for t in inputs], len(tensors)
+
+        outputs = []  # whether each output is a tensor (a graph returns tensors only)
+
+        def flat(*args):
+            rest = iter(args[count:])
+            out = self.function(list(args[:count]), *(next(rest) if p else None for p in present))
+            outputs[:] = [t is not None for t in out]
+            return tuple(t for t in out if t is not None)
+
+        # inductor 2.13 warns about its own use of a deprecated helper on every compile: noise to users
+        warnings.filterwarnings("ignore", message=r".*_prims_common\.check.*", category=FutureWarning)
+        graph = make_fx(flat, tracing_mode="symbolic")(*examples)
+        kernel = standalone_compile(graph, examples, dynamic_shapes="from_graph",
+                                    options={"config_patches": _INDUCTOR_OPTIONS})
+        if all(outputs):
+            return kernel
+
+        def with_nones(*args):
+            out = iter(kernel(*args))
+            return tuple(next(out) if tensor else None for tensor in outputs)
+
+        return with_nones
+
+    def __call__(self, tensors, *inputs):
+        shapes = (inputs[0].dtype, inputs[0].device, torch.get_num_threads(), *[t.shape for t in tensors],
+                  *[None if t is None else t.shape for t in inputs])
+        kernel = self.by_shapes.get(shapes)
+        if kernel is None:
+            layout = self._layout(tensors, inputs)
+            if layout not in self.variants:
+                self.variants[layout] = self._compile(layout, tensors, inputs)
+            kernel = self.by_shapes[shapes] = self.variants[layout]
+        return kernel(*tensors, *(t for t in inputs if t is not None))
 
 
 def split_params(params: list) -> tuple[tuple, list[torch.Tensor]]:
@@ -278,13 +333,14 @@ def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, fl
     """``f(tensor_params, z, start, a, b, explicit, a_tilde, last) -> (z, misses, worst)``:
     :func:`_newton_iteration` for one device, its float parameters (:func:`split_params`) and
     options, compiled (built once; compiled on first call, for any shape)."""
-    return _compile(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,
+    return CompiledKernel(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,
                                                                *inputs), matrix=5)
 
 
 @functools.cache
 def _adjoint_kernel(device: TorchDevice, floats: tuple, explicit: bool):
-    return _compile(lambda tensors, *inputs: _adjoint(device, _merge(floats, tensors), *inputs, explicit), matrix=2)
+    return CompiledKernel(lambda tensors, *inputs: _adjoint(device, _merge(floats, tensors), *inputs, explicit),
+                          matrix=2)
 
 
 class ImplicitStep(torch.autograd.Function):

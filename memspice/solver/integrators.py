@@ -82,7 +82,7 @@ class NeuronEquations:
 
 def _system(device: TorchDevice, params: list, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
             jacobian: bool = True):
-    """:meth:`NeuronEquations.system` as a function of its data (what :func:`torch.compile` traces)."""
+    """:meth:`NeuronEquations.system` as a function of its data (the device, its parameters, the tensors)."""
     v, x = y[0], y[1:]
     if not jacobian:
         currents, derivatives, capacitance = device.residual_ordered([v], x.unbind(0), params)

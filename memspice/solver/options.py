@@ -32,7 +32,7 @@ class SolverOptions:
       methods with an embedded estimate only);
     * ``checkpoint_every`` (steps): recompute the forward pass in chunks of this many steps in
       backward, trading time for memory;
-    * ``fused``: each Newton iteration and each step's gradient as one :func:`torch.compile`
+    * ``fused``: each Newton iteration and each step's gradient as one compiled (inductor)
       kernel (:mod:`memspice.solver.fused`): the same numerics, faster once compiled.
     """
 

@@ -140,7 +140,7 @@ def simulate_neurons(
     """Neurons driven by input currents ``current`` (A, ``(batch, n_steps + 1, n)``) into their
     membranes, from rest, integrated as ``solver`` says (:class:`~memspice.solver.options.SolverOptions`;
     a bare number is the step dt in s with the default options). ``solver.fused`` runs each Newton
-    iteration, and the gradient of each step, as one :func:`torch.compile` kernel
+    iteration, and the gradient of each step, as one compiled kernel
     (:mod:`memspice.solver.fused`; the same numerics; it compiles once per device, dtype and method,
     cached on disk by torch). Every step estimates its local error against ``solver.tolerance``
     (``None``: no estimate), reported in :attr:`Solution.errors`;

@@ -99,7 +99,7 @@ class TrainConfig:
     checkpoint_every: int | None = _option(None, "recompute the forward pass in chunks of this many steps in "
                                                  "backward (less memory)", "positive_int")
     threads: int | None = _option(None, "torch CPU threads", "positive_int")
-    fused: bool = _option(True, "compile the solver's Newton iterations with torch.compile: the same numerics, "
+    fused: bool = _option(True, "compile the solver's Newton iterations with torch's inductor: the same numerics, "
                                 "several times faster after compiling once, cached on disk")
     newton_vtol: float | None = _option(None, "V: Newton's tolerance on the membrane (none: by dtype, "
                                               f"{_TOLERANCES[0][0]:g} V in float32, {_TOLERANCES[1][0]:g} V in "
