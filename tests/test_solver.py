@@ -335,7 +335,8 @@ def test_a_compiled_kernel_serves_every_layer_and_batch_size():
     """The fused path's kernels (traced once with symbolic neuron axes, compiled by inductor,
     called without torch.compile's frame): one compilation serves every batch and layer size,
     single neurons included, and parameters along the neuron axis; a new layout of the static
-    axes compiles a kernel of its own. Each call equals the function run eagerly."""
+    axes compiles a kernel of its own. Each call equals the function run eagerly, inputs that are
+    views into a larger tensor (a storage offset) included."""
     def function(tensors, z, start, a_tilde, extra):
         scaled = torch.einsum("ij,jbn->ibn", a_tilde, z) * tensors[0]
         return scaled + start, (z * extra).sum(0) if extra is not None else None, scaled.amax()
@@ -347,6 +348,7 @@ def test_a_compiled_kernel_serves_every_layer_and_batch_size():
     for batch, n, extra in ((4, 6, True), (1, 1, True), (7, 2, True), (4, 6, False)):
         z, start, e = (torch.randn(*shape, batch, n, generator=generator, dtype=torch.float64)
                        for shape in ((3,), (1,), (3,)))
+        z = torch.stack([torch.zeros_like(z), z])[1]  # a view, past the start of its storage
         inputs = ([torch.rand(n, generator=generator, dtype=torch.float64)], z, start, a_tilde, e if extra else None)
         calls.append(len(kernel.variants))
         for got, want in zip(kernel(*inputs), function(*inputs), strict=True):

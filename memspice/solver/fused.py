@@ -117,7 +117,9 @@ def _unpack(z: torch.Tensor) -> list[Vector]:
 
 
 def _pack(values: list[Vector]) -> torch.Tensor:
-    return torch.stack([torch.stack(component) for component in values])
+    """``[component][stage]`` tensors ``(B, n)`` as one ``(d, s, B, n)`` (one stack: nested
+    stacks would each fill a buffer of their own and copy it into the outer one)."""
+    return torch.stack([t for component in values for t in component]).unflatten(0, (len(values), len(values[0])))
 
 
 def _linearize(device: TorchDevice, params: list, z: list[Vector]) -> list[_Stage]:

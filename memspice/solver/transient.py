@@ -245,9 +245,8 @@ class _Between:
         ends = [edge.movedim(1, 0).unsqueeze(1) for edge in (samples[:, :-1], samples[:, 1:])]
         fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
         between = torch.lerp(*ends, fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
-        # a contiguous tensor of its own per step (not views into one): the solver's kernels are
-        # compiled for inputs laid out so, at the start of their storage
-        self._per_step = [step.clone(memory_format=torch.contiguous_format) for step in between.unbind(0)]
+        # laid out step by step in one copy: each step's a contiguous view, as the solver's kernels take them
+        self._per_step = between.contiguous().unbind(0)
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
