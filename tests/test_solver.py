@@ -336,7 +336,7 @@ def test_a_compiled_kernel_serves_every_layer_and_batch_size():
     called without torch.compile's frame): one compilation serves every batch and layer size,
     single neurons included, and parameters along the neuron axis; a new layout of the static
     axes compiles a kernel of its own. Each call equals the function run eagerly, inputs that are
-    views into a larger tensor (a storage offset) included."""
+    views into a larger tensor (a storage offset) or not contiguous included."""
     def function(tensors, z, start, a_tilde, extra):
         scaled = torch.einsum("ij,jbn->ibn", a_tilde, z) * tensors[0]
         return scaled + start, (z * extra).sum(0) if extra is not None else None, scaled.amax()
@@ -349,6 +349,7 @@ def test_a_compiled_kernel_serves_every_layer_and_batch_size():
         z, start, e = (torch.randn(*shape, batch, n, generator=generator, dtype=torch.float64)
                        for shape in ((3,), (1,), (3,)))
         z = torch.stack([torch.zeros_like(z), z])[1]  # a view, past the start of its storage
+        e = e.transpose(1, 2).contiguous().transpose(1, 2)  # the same values, strided otherwise
         inputs = ([torch.rand(n, generator=generator, dtype=torch.float64)], z, start, a_tilde, e if extra else None)
         calls.append(len(kernel.variants))
         for got, want in zip(kernel(*inputs), function(*inputs), strict=True):

@@ -250,8 +250,8 @@ class CompiledKernel:
     not batch-shaped, ``a_tilde`` ``(s, s)``, and the inputs under two axes keep their shapes), and
     compiled by inductor once per layout of the other axes: one kernel for every layer and batch
     size. Called without :func:`torch.compile`'s frame evaluation and guards, which cost more than
-    a small layer's arithmetic (docs/solver.md, "Fewer calls around the kernels"); the compiled
-    code checks every input's sizes and strides itself."""
+    a small layer's arithmetic (docs/solver.md, "Kernels without dynamo"); the compiled code
+    checks every input's sizes and strides itself (inputs are made contiguous first)."""
 
     def __init__(self, function, matrix: int | None = None) -> None:
         self.function, self.matrix = function, matrix
@@ -314,7 +314,8 @@ class CompiledKernel:
             if layout not in self.variants:
                 self.variants[layout] = self._compile(layout, tensors, inputs)
             kernel = self.by_shapes[shapes] = self.variants[layout]
-        return kernel(*tensors, *(t for t in inputs if t is not None))
+        # (the compiled code takes the layout it was traced with: contiguous; a no-op for the solver's own inputs)
+        return kernel(*(t.contiguous() for t in tensors), *(t.contiguous() for t in inputs if t is not None))
 
 
 def split_params(params: list) -> tuple[tuple, list[torch.Tensor]]:

@@ -241,12 +241,13 @@ class _Between:
 
     def __init__(self, samples: torch.Tensor, nodes: tuple[float, ...]) -> None:
         self.samples, self.nodes = samples, tuple(nodes)
-        # every step's nodes at once, laid out step by step: (steps, nodes, batch, ...)
-        ends = [edge.movedim(1, 0).unsqueeze(1) for edge in (samples[:, :-1], samples[:, 1:])]
+        # every step's nodes at once, laid out step by step in memory, (steps, nodes, batch, ...): each
+        # step's a contiguous view, as the solver's kernels take them
+        by_step = samples.movedim(1, 0).contiguous()
         fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
-        between = torch.lerp(*ends, fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
-        # laid out step by step in one copy: each step's a contiguous view, as the solver's kernels take them
-        self._per_step = between.contiguous().unbind(0)
+        between = torch.lerp(by_step[:-1].unsqueeze(1), by_step[1:].unsqueeze(1),
+                             fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
+        self._per_step = between.contiguous().unbind(0)  # (contiguous already: a no-op)
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
