@@ -229,7 +229,7 @@ def error_kernel(device: TorchDevice, floats: tuple, weights: tuple[float, ...],
     """``f(tensor_params, start, z, a, b, gamma_dt, *worst, time) -> worst``: :func:`_local_error`
     compiled (as :func:`newton_kernel`)."""
     return CompiledKernel(lambda tensors, *inputs: _local_error(device, _merge(floats, tensors), weights, tolerance,
-                                                          *inputs))
+                                                                *inputs))
 
 
 #: Inductor's settings for the kernels: no limit on the nodes fused into one loop (its default, 64,
@@ -337,7 +337,7 @@ def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, fl
     :func:`_newton_iteration` for one device, its float parameters (:func:`split_params`) and
     options, compiled (built once; compiled on first call, for any shape)."""
     return CompiledKernel(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,
-                                                               *inputs), matrix=5)
+                                                                     *inputs), matrix=5)
 
 
 @functools.cache

@@ -247,7 +247,7 @@ class _Between:
         fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
         between = torch.lerp(by_step[:-1].unsqueeze(1), by_step[1:].unsqueeze(1),
                              fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
-        self._per_step = between.contiguous().unbind(0)  # (contiguous already: a no-op)
+        self._per_step = between.contiguous().unbind(0)  # (a no-op where lerp keeps the ends' layout, as it does)
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
