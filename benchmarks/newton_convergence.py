@@ -18,7 +18,6 @@ import torch
 from memspice.bench.measure import BenchSettings, _inputs
 from memspice.nn import MemristiveSNN
 from memspice.solver import fused
-from memspice.solver.integrators import Stepper
 
 
 def main() -> None:
@@ -28,33 +27,34 @@ def main() -> None:
     model = MemristiveSNN(settings.network, solver=settings.solver)
     steps = collections.Counter()  # (layer size, iterations) -> steps
     unconverged = collections.defaultdict(list)  # (layer size, iteration) -> shares
-    solve = Stepper._fused_newton
+    iteration = collections.Counter()  # layer size -> the iteration of the step under way
+    build = fused.newton_kernel
 
-    def counting(self, z, start, a, b, explicit, a_tilde):
-        """The iterations of :meth:`Stepper._fused_newton` once more, counted, then the solver's own."""
-        options, first = self.newton, z
-        kernel = fused.newton_kernel(self.layer.device, self.floats, options.tolerances(z.dtype),
-                                     (options.max_dv, options.max_dx))
-        inputs = [t.detach() if t is not None else None for t in (start, a, b, explicit)]
-        misses = torch.zeros(z.shape[2:], dtype=z.dtype)
-        for iteration in range(1, options.max_iter + 1):
-            z, now, worst = kernel(self.tensors, z, *inputs, a_tilde, misses)
+    def watched(*args):
+        kernel = build(*args)
+
+        def call(tensors, z, start, a, b, explicit, a_tilde, last):
+            """The solver's own iteration; ``last`` (the previous update's size, 0 before the
+            first) says where in its step it is."""
+            new, misses, worst = kernel(tensors, z, start, a, b, explicit, a_tilde, last)
+            n = z.shape[-1]
+            iteration[n] = 1 if not last.any() else iteration[n] + 1
             # (every update counted as undamped: near convergence, where the shares matter, none is damped)
-            left = fused.remaining_error(now, misses, torch.ones_like(now))
-            unconverged[(z.shape[-1], iteration)].append((left > 1.0).double().mean().item())
-            misses = now
+            left = fused.remaining_error(misses, last, torch.ones_like(misses))
+            unconverged[(n, iteration[n])].append((left > 1.0).double().mean().item())
             if worst.item() <= 1.0:
-                break
-        steps[(z.shape[-1], iteration)] += 1
-        return solve(self, first, start, a, b, explicit, a_tilde)
+                steps[(n, iteration[n])] += 1
+            return new, misses, worst
 
-    Stepper._fused_newton = counting
+        return call
+
+    fused.newton_kernel = watched
     with torch.no_grad():
         model(rows)
     for (n, iterations), count in sorted(steps.items()):
         print(f"layer of {n} neurons: {count} steps took {iterations} Newton iterations")
-    for (n, iteration), shares in sorted(unconverged.items()):
-        print(f"layer of {n} neurons, after iteration {iteration}: {statistics.mean(shares):.3f} of its neurons "
+    for (n, number), shares in sorted(unconverged.items()):
+        print(f"layer of {n} neurons, after iteration {number}: {statistics.mean(shares):.3f} of its neurons "
               f"not converged on average, {max(shares):.3f} at most")
 
 

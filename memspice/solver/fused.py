@@ -23,8 +23,7 @@ once and keeps the rest in registers:
 Layouts as in :mod:`memspice.solver.integrators`: stage values ``z`` ``(d, s, B, n)`` with
 ``d = 1 + m`` components (membrane first) and ``s`` stages; the step's start ``(d, 1, B, n)``;
 the drive ``a`` (A), ``b`` (S) ``(k, B, n)`` at the step's ``k >= s`` nodes, the stages' the last
-``s`` (a run hands over its drives whole: slicing them here is free, and every input then starts
-at its storage's beginning, which keeps one compiled kernel for all of them); ``a_tilde = dt·A``
+``s`` (a run hands over its drives whole: slicing them here is free); ``a_tilde = dt·A``
 ``(s, s)``.
 """
 
@@ -264,11 +263,11 @@ class CompiledKernel:
     def _layout(self, tensors, inputs) -> tuple:
         """What a kernel is compiled for: dtype, device, thread count, the static axes of every
         input, and which parameters run along the neuron axis (``-1``)."""
-        n = next(t.shape[-1] for t, batch in zip(inputs, self._batch_shaped(inputs)) if batch)
+        batched = self._batch_shaped(inputs)
+        n = next(t.shape[-1] for t, batch in zip(inputs, batched) if batch)
         return (inputs[0].dtype, inputs[0].device, torch.get_num_threads(),
                 tuple((*t.shape[:-1], -1) if t.ndim and t.shape[-1] == n else t.shape for t in tensors),
-                tuple(None if t is None else t.shape[:-2] if batch else t.shape
-                      for t, batch in zip(inputs, self._batch_shaped(inputs))))
+                tuple(None if t is None else t.shape[:-2] if batch else t.shape for t, batch in zip(inputs, batched)))
 
     def _compile(self, layout: tuple, tensors, inputs):
         from torch._inductor import standalone_compile  # (imports inductor: only when a kernel is first needed)
@@ -369,7 +368,7 @@ class ImplicitStep(torch.autograd.Function):
         explicit = ctx.explicit_shape is not None
         floats, tensors = ctx.params
         kernel = _adjoint_kernel(ctx.device, floats, explicit)
-        grad_start, grad_a, grad_b, grad_e = kernel(tensors, z, b, a_tilde, grad_end.contiguous(), grad_v.contiguous())
+        grad_start, grad_a, grad_b, grad_e = kernel(tensors, z, b, a_tilde, grad_end, grad_v)
         if explicit and ctx.explicit_shape[1] == 1:
             grad_e = grad_e.sum(1, keepdim=True)
         return None, None, grad_start.reshape(ctx.start_shape), grad_a, grad_b, grad_e, None, None, None, None
