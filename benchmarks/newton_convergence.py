@@ -28,27 +28,30 @@ def main() -> None:
     steps = collections.Counter()  # (layer size, iterations) -> steps
     unconverged = collections.defaultdict(list)  # (layer size, iteration) -> shares
     iteration = collections.Counter()  # layer size -> the iteration of the step under way
-    build = fused.newton_kernel
 
-    def watched(*args):
-        kernel = build(*args)
+    def watch(build, first: bool):
+        def watched(*args):
+            kernel = build(*args)
 
-        def call(tensors, z, start, a, b, explicit, a_tilde, last):
-            """The solver's own iteration; ``last`` (the previous update's size, 0 before the
-            first) says where in its step it is."""
-            new, misses, worst = kernel(tensors, z, start, a, b, explicit, a_tilde, last)
-            n = z.shape[-1]
-            iteration[n] = 1 if not last.any() else iteration[n] + 1
-            # (every update counted as undamped: near convergence, where the shares matter, none is damped)
-            left = fused.remaining_error(misses, last, torch.ones_like(misses))
-            unconverged[(n, iteration[n])].append((left > 1.0).double().mean().item())
-            if worst.item() <= 1.0:
-                steps[(n, iteration[n])] += 1
-            return new, misses, worst
+            def call(tensors, *inputs):
+                """The solver's own iteration: a step's first (the predicted kernel, or with
+                ``last``, the previous update's size, all 0) or a later one."""
+                new, misses, worst = kernel(tensors, *inputs)
+                n, last = inputs[0].shape[-1], None if first else inputs[-1]
+                iteration[n] = 1 if first or not last.any() else iteration[n] + 1
+                # (every update counted as undamped: near convergence, where the shares matter, none is damped)
+                left = misses if last is None else fused.remaining_error(misses, last, torch.ones_like(misses))
+                unconverged[(n, iteration[n])].append((left > 1.0).double().mean().item())
+                if worst.item() <= 1.0:
+                    steps[(n, iteration[n])] += 1
+                return new, misses, worst
 
-        return call
+            return call
 
-    fused.newton_kernel = watched
+        return watched
+
+    fused.newton_kernel = watch(fused.newton_kernel, first=False)
+    fused.predicted_newton_kernel = watch(fused.predicted_newton_kernel, first=True)
     with torch.no_grad():
         model(rows)
     for (n, iterations), count in sorted(steps.items()):

@@ -52,6 +52,7 @@ from memspice.nn.crossbar import (
 )
 from memspice.solver.accuracy import LayerError
 from memspice.solver.integrators import NeuronEquations, StepContext, Stepper
+from memspice.solver.methods import at_nodes
 from memspice.solver.options import SolverOptions, solver_options
 
 
@@ -193,7 +194,11 @@ class MemristiveLayer(nn.Module):
                 for part in range(parts):
                     fractions = [(part + node) / parts for node in stepper.nodes]
                     where = StepContext(state.step + 1, (state.step + (part + 1) / parts) * dt, 1)
-                    y, stages = stepper.step(y, drive(fractions), dt / parts, where)
+                    start = None
+                    if stepper.needs_start_drive:  # (what the step's error estimate reads)
+                        with torch.no_grad():
+                            start = at_nodes(drive([part / parts]), 0)
+                    y, stages = stepper.step(y, drive(fractions), dt / parts, where, start)
                     trace += [(f, v) for f, v in zip(fractions, stages) if f > 0]
                 break
             except NewtonFailure:

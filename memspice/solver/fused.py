@@ -133,8 +133,32 @@ def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float,
     new stages, per neuron ``(B, n)`` the update's size in units of the tolerance, and the
     largest error it leaves over the neurons (a 0-d tensor; :func:`remaining_error`, from the
     previous update's size ``last``; ≤ 1: converged, NaN when any neuron met one)."""
-    zs, y0 = _unpack(z), [component[0] for component in _unpack(start)]
-    s = z.shape[1]
+    return _iterate(device, params, tolerance, limit, _unpack(z), start, a, b, explicit, a_tilde, last)
+
+
+def _predicted_newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float, float],
+                                limit: tuple[float, float], weights: tuple[tuple[float, ...], ...],
+                                previous_start: torch.Tensor, previous_z: torch.Tensor, start: torch.Tensor,
+                                a: torch.Tensor, b: torch.Tensor, explicit: torch.Tensor | None,
+                                a_tilde: torch.Tensor):
+    """The first Newton iteration of a step (:func:`_newton_iteration` without a previous update)
+    from the previous step's collocation polynomial extrapolated to this step's stages: the
+    polynomial through the last ``len(weights[0])`` points of that step's start
+    ``previous_start`` ``(d, 1, B, n)`` and stages ``previous_z`` ``(d, s, B, n)``, with the Lagrange
+    ``weights`` (``(s, p)`` floats, :meth:`~memspice.solver.integrators.Stepper.predictor`).
+    Extrapolated in the kernel, the first iterate never goes through memory."""
+    points = [[y[0], *z_c][-len(weights[0]):] for y, z_c in zip(_unpack(previous_start), _unpack(previous_z))]
+    guess = [[sum(w * p for w, p in zip(row, component)) for row in weights] for component in points]
+    return _iterate(device, params, tolerance, limit, guess, start, a, b, explicit, a_tilde, None)
+
+
+def _iterate(device: TorchDevice, params: list, tolerance: tuple[float, float], limit: tuple[float, float],
+             zs: list[Vector], start: torch.Tensor, a: torch.Tensor, b: torch.Tensor, explicit: torch.Tensor | None,
+             a_tilde: torch.Tensor, last: torch.Tensor | None):
+    """:func:`_newton_iteration` from the stages as ``[component][stage]`` tensors; ``last``
+    ``None`` in a step's first iteration (the error it leaves is then its update's size)."""
+    y0 = [component[0] for component in _unpack(start)]
+    s = len(zs[0])
     a_s, b_s, a_t = a.unbind(0)[-s:], b.unbind(0)[-s:], [list(row.unbind(0)) for row in a_tilde.unbind(0)]
     e = _unpack(explicit) if explicit is not None else None
     stages = _linearize(device, params, zs)
@@ -151,7 +175,8 @@ def _newton_iteration(device: TorchDevice, params: list, tolerance: tuple[float,
     misses = torch.maximum(size_v * (1 / tolerance[0]), size_x * (1 / tolerance[1]))
     damping = 1.0 / torch.clamp(torch.maximum(size_v * (1 / limit[0]), size_x * (1 / limit[1])), min=1.0)
     new = _pack([[z_ci - d_ci * damping for z_ci, d_ci in zip(z_c, d_c)] for z_c, d_c in zip(zs, delta)])
-    return new, misses, remaining_error(misses, last, damping).amax()
+    left = misses if last is None else remaining_error(misses, last, damping)
+    return new, misses, left.amax()
 
 
 #: The contraction above which Newton's iterations do not count on it to stop early.
@@ -337,6 +362,16 @@ def newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, fl
     options, compiled (built once; compiled on first call, for any shape)."""
     return CompiledKernel(lambda tensors, *inputs: _newton_iteration(device, _merge(floats, tensors), tolerance, limit,
                                                                      *inputs), matrix=5)
+
+
+@functools.cache
+def predicted_newton_kernel(device: TorchDevice, floats: tuple, tolerance: tuple[float, float],
+                            limit: tuple[float, float], weights: tuple[tuple[float, ...], ...]):
+    """``f(tensor_params, previous_start, previous_z, start, a, b, explicit, a_tilde) -> (z,
+    misses, worst)``: :func:`_predicted_newton_iteration`, a step's first iteration, compiled (as
+    :func:`newton_kernel`; the predictor's ``weights`` are constants of the kernel)."""
+    return CompiledKernel(lambda tensors, *inputs: _predicted_newton_iteration(
+        device, _merge(floats, tensors), tolerance, limit, weights, *inputs), matrix=6)
 
 
 @functools.cache

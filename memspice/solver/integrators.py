@@ -170,13 +170,19 @@ def _scaled_matrix(matrix: tuple[tuple[float, ...], ...], dt: float, dtype: torc
     return dt * torch.tensor(matrix, dtype=dtype, device=device)
 
 
-@functools.lru_cache(maxsize=64)
-def _predictor_weights(nodes: tuple[float, ...], used: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+@functools.cache
+def predictor_weights(nodes: tuple[float, ...], used: int) -> tuple[tuple[float, ...], ...]:
     """``(s, p)``: the Lagrange weights at ``1 + c_j`` (this step's nodes, in units of the step)
     of the polynomial through the previous step's last ``p = -used`` points of ``(0, *nodes)``."""
     points = (0.0, *nodes)[used:]
-    return torch.tensor([[math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points]
-                         for node in nodes], dtype=dtype, device=device)
+    return tuple(tuple(math.prod((1.0 + node - q) / (p - q) for q in points if q != p) for p in points)
+                 for node in nodes)
+
+
+@functools.lru_cache(maxsize=64)
+def _predictor_matrix(weights: tuple[tuple[float, ...], ...], dtype: torch.dtype,
+                      device: torch.device) -> torch.Tensor:
+    return torch.tensor(weights, dtype=dtype, device=device)
 
 
 #: The most steps whose error estimates :class:`Stepper` defers before it folds them in.
@@ -191,7 +197,9 @@ class Stepper:
     :data:`~memspice.solver.methods.METHODS`).
 
     :attr:`nodes` are the fractions of the step at which :meth:`step` needs the layer's drive;
-    it returns the membrane voltages at the same instants, which drive the next layer.
+    it returns the membrane voltages at the same instants, which drive the next layer. Where
+    :attr:`needs_start_drive`, the step's error estimate also reads the drive at the step's
+    start, which the caller hands over apart (no gradient flows through an estimate).
 
     With a ``tolerance`` every step estimates its local error (:mod:`memspice.solver.accuracy`)
     and the stepper keeps each neuron's largest (:meth:`error`). With ``defer_estimates`` (a run
@@ -202,7 +210,10 @@ class Stepper:
     def __init__(self, layer: NeuronEquations, method: str, newton: NewtonOptions | None = None,
                  fused: bool = False, tolerance: Tolerance | None = None, defer_estimates: bool = False) -> None:
         self.scheme = method_class(method)()
-        self.nodes = self.scheme.nodes(estimate=tolerance is not None)
+        self.nodes = self.scheme.nodes()
+        #: whether :meth:`step` takes the drive at the step's start apart (its ``start_drive``)
+        self.needs_start_drive = (tolerance is not None and self.scheme.estimate_reads_start_drive
+                                  and self.nodes[0] != 0.0)
         self.layer, self.method, self.fused, self.tolerance = layer, method, fused, tolerance
         #: per neuron ``(B, n)``: the largest estimate / tolerance so far, its time (s) and component
         self._worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -224,16 +235,21 @@ class Stepper:
             isinstance(p, torch.Tensor) and p.requires_grad for p in layer.params)
 
     def step(self, y: torch.Tensor, drive: tuple[torch.Tensor, torch.Tensor], dt: float,
-             where: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+             where: StepContext, start_drive: tuple[torch.Tensor, torch.Tensor] | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``) and the membrane voltages ``(k, B, n)`` at
         the ``k`` :attr:`nodes`; ``drive = (a, b)`` drives the neurons at ``t_n + nodes[j]·dt``
-        (:data:`~memspice.solver.methods.Drive`: ``a`` ``(k, B, n)``). Raises
+        (:data:`~memspice.solver.methods.Drive`: ``a`` ``(k, B, n)``), ``start_drive`` (``a``
+        ``(B, n)``, detached) at ``t_n``, where :attr:`needs_start_drive`. Raises
         :class:`NewtonFailure` when Newton's method does not converge."""
         y_c = y.movedim(-1, 0)  # components first: the layout of the linear algebra (a view)
         self._converged_finite = False
-        start_drive = at_nodes(drive, 0) if self.nodes[0] == 0.0 else None
+        if self.nodes[0] == 0.0:
+            start_drive = at_nodes(drive, 0)
+        elif self.needs_start_drive and start_drive is None:
+            raise ConfigError(f"{self.method}: the error estimate needs the drive at the step's start (start_drive)")
         y_next, membranes = self.scheme.advance(self, y_c, start_drive, drive, dt, where)
-        if start_drive is not None:
+        if self.nodes[0] == 0.0:
             membranes = torch.cat([y_c[:1], membranes])
         if not self._converged_finite:
             self._check_finite(y_next.movedim(0, -1), where)
@@ -348,9 +364,8 @@ class Stepper:
         if b_stage.shape != a_stage.shape:  # the kernels take b like a (a run's loads already are)
             b_stage = b_stage.expand(a_stage.shape).contiguous()
         start = y.unsqueeze(1)
-        guess = self._guess(start, dt, tableau)
         if self.fusable():
-            iterates = self._fused_newton(guess, start, a_stage, b_stage, explicit, a_tilde)
+            iterates = self._fused_newton(start, a_stage, b_stage, explicit, a_tilde, dt, tableau)
             if iterates is not None:
                 linearized_at, z = iterates
                 self.last_step = (dt, start.detach(), z)
@@ -362,7 +377,8 @@ class Stepper:
                 return z[:, -1].contiguous(), z[0]
             # not converged, or not finite: the reference path says why (or splits the step)
         s = len(tableau.nodes)
-        z = self._reference_newton(guess, start, a_stage[-s:], b_stage[-s:], explicit, a_tilde, where)
+        z = self._reference_newton(self._guess(start, dt, tableau), start, a_stage[-s:], b_stage[-s:], explicit,
+                                   a_tilde, where)
         self.last_step = (dt, start.detach(), z.detach())
         return z[:, -1].contiguous(), z[0]
 
@@ -377,35 +393,58 @@ class Stepper:
         extrapolated to this step's nodes, as Hairer and Wanner's RADAU5 starts; the start ``y_n``
         at every stage when there is no previous step of the same size."""
         d, s, batch = start.shape[0], len(tableau.nodes), start.shape[2:]
+        last = self._history(start, dt)
+        if last is None:
+            return start.detach().expand(d, s, *batch).clone()
+        weights = _predictor_matrix(self._predictor(tableau), start.dtype, start.device)
+        values = torch.cat([last[0], last[1]], 1)[:, -weights.shape[1]:]  # (1+m, len(points), B, n)
+        # one batched product over the components (half the time of the same einsum)
+        return torch.matmul(weights, values.reshape(d, weights.shape[1], -1)).reshape(d, s, *batch)
+
+    def _history(self, start: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The previous step's start ``(1+m, 1, B, n)`` and stages ``(1+m, s, B, n)`` when it had
+        this step's size ``dt`` and shape, else ``None`` (then there is nothing to extrapolate)."""
         last = self.last_step
         if last is None or last[0] != dt or last[1].shape != start.shape:
-            return start.detach().expand(d, s, *batch).clone()
-        used = -(self.scheme.predictor_points or s + 1)
-        values = torch.cat([last[1], last[2]], 1)[:, used:]  # (1+m, len(points), B, n)
-        weights = _predictor_weights(tableau.nodes, used, start.dtype, start.device)
-        # one batched product over the components (half the time of the same einsum)
-        return torch.matmul(weights, values.reshape(d, -used, -1)).reshape(d, s, *batch)
+            return None
+        return last[1], last[2]
 
-    def _fused_newton(self, z: torch.Tensor, start, a_stage, b_stage, explicit,
-                      a_tilde) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _predictor(self, tableau: Tableau) -> tuple[tuple[float, ...], ...]:
+        """:func:`predictor_weights` of this method's predictor (its ``predictor_points`` last
+        points, else the start and every stage)."""
+        return predictor_weights(tableau.nodes, -(self.scheme.predictor_points or len(tableau.nodes) + 1))
+
+    def _fused_newton(self, start, a_stage, b_stage, explicit, a_tilde, dt: float,
+                      tableau: Tableau) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The last two iterates (the converged stages are the second; the first is where their
-        Newton matrix was taken) from the guess ``z``, each iteration one kernel
-        (:func:`memspice.solver.fused.newton_kernel`), or ``None`` when Newton does not converge
-        within ``max_iter`` iterations or meets a NaN (the reference path then says why)."""
+        Newton matrix was taken), each iteration one kernel, or ``None`` when Newton does not
+        converge within ``max_iter`` iterations or meets a NaN (the reference path then says
+        why). The first iteration starts from :meth:`_guess`, extrapolated inside its kernel
+        (:func:`memspice.solver.fused.predicted_newton_kernel`) when there is a previous step to
+        extrapolate; the others are :func:`memspice.solver.fused.newton_kernel`."""
         opts, layer = self.newton, self.layer
-        kernel = fused_step.newton_kernel(layer.device, self.floats, opts.tolerances(z.dtype),
-                                          (opts.max_dv, opts.max_dx))
+        options = (layer.device, self.floats, opts.tolerances(start.dtype), (opts.max_dv, opts.max_dx))
+        kernel = fused_step.newton_kernel(*options)
         inputs = [t.detach() if t is not None else None for t in (start, a_stage, b_stage, explicit)]
+        last = self._history(start, dt)
         with torch.no_grad():
-            misses = torch.zeros(z.shape[2:], dtype=z.dtype, device=z.device)
+            if last is None:
+                z = previous = self._guess(start, dt, tableau)
+                misses = torch.zeros(z.shape[2:], dtype=z.dtype, device=z.device)
             for iteration in range(opts.max_iter):
-                previous = z
-                z, misses, worst = kernel(self.tensors, z, *inputs, a_tilde, misses)
+                if iteration == 0 and last is not None:
+                    predicted = fused_step.predicted_newton_kernel(*options, self._predictor(tableau))
+                    z, misses, worst = predicted(self.tensors, *last, *inputs, a_tilde)
+                else:
+                    previous = z
+                    z, misses, worst = kernel(self.tensors, z, *inputs, a_tilde, misses)
                 worst = worst.item()
                 if not math.isfinite(worst):
                     return None
                 if worst <= 1.0:
                     self.iterations += iteration + 1
+                    if iteration == 0 and last is not None:  # converged at once: at the guess itself
+                        previous = self._guess(start, dt, tableau)
                     return previous, z
         return None
 

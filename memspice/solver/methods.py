@@ -72,7 +72,9 @@ class Method(ABC):
     the collocation polynomial, as RADAU5 does); ``estimate_from_step_alone``: whether the local
     error estimate needs nothing but the step's start, stages and drive at the start (not earlier
     steps; the method is then stiffly accurate, its end its last stage), so that steps can be
-    estimated later, many at once."""
+    estimated later, many at once; ``estimate_reads_start_drive``: whether that estimate reads the
+    drive at the step's start (which the caller then hands over apart, without a gradient, when
+    :meth:`nodes` do not begin there)."""
 
     name: ClassVar[str]
     order: ClassVar[int]
@@ -81,11 +83,11 @@ class Method(ABC):
     tableau: ClassVar[Tableau | None] = None
     predictor_points: ClassVar[int | None] = None
     estimate_from_step_alone: ClassVar[bool] = False
+    estimate_reads_start_drive: ClassVar[bool] = False
 
     @abstractmethod
-    def nodes(self, estimate: bool = False) -> tuple[float, ...]:
-        """The fractions of a step at which the method needs the drive (with ``estimate``,
-        what its error estimate needs too)."""
+    def nodes(self) -> tuple[float, ...]:
+        """The fractions of a step at which the method needs the drive."""
 
     @abstractmethod
     def advance(self, stepper: Stepper, y: torch.Tensor, start_drive: Drive | None, drive: Drive,
@@ -166,7 +168,7 @@ class LinearlyImplicitEuler(_PredictorDifference, Method):
     name, order, estimate_order = "euler", 1, 2
     weights, factor = (-1.0, 2.0), 1 / 3
 
-    def nodes(self, estimate: bool = False) -> tuple[float, ...]:
+    def nodes(self) -> tuple[float, ...]:
         return (1.0,)
 
     def advance(self, stepper, y, start_drive, drive, dt, where):
@@ -184,7 +186,7 @@ class Trapezoidal(_PredictorDifference, Method):
     tableau = Tableau(((0.5,),), (1.0,))
     weights, factor = (1.0, -3.0, 3.0), 1 / 13
 
-    def nodes(self, estimate: bool = False) -> tuple[float, ...]:
+    def nodes(self) -> tuple[float, ...]:
         return (0.0, *self.tableau.nodes)  # g(y_n) needs the drive at the step's start
 
     def advance(self, stepper, y, start_drive, drive, dt, where):
@@ -200,13 +202,14 @@ class RadauIIA(Method):
 
     adaptive = True
     estimate_from_step_alone = True
+    estimate_reads_start_drive = True  # f(y_n)
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.gamma, cls.error_weights = embedded_estimate(cls.tableau)
 
-    def nodes(self, estimate: bool = False) -> tuple[float, ...]:
-        return (0.0, *self.tableau.nodes) if estimate else self.tableau.nodes  # the estimate needs f(y_n)
+    def nodes(self) -> tuple[float, ...]:
+        return self.tableau.nodes
 
     def advance(self, stepper, y, start_drive, drive, dt, where):
         return stepper.solve_stages(y, None, self.tableau, drive, dt, where)

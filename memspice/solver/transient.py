@@ -26,7 +26,7 @@ from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
 from memspice.solver.integrators import NeuronEquations, NewtonFailure, StepContext, Stepper
-from memspice.solver.methods import method_class
+from memspice.solver.methods import at_nodes, method_class
 from memspice.solver.options import SolverOptions, solver_options
 
 Params = Mapping[str, "float | torch.Tensor"]
@@ -153,7 +153,7 @@ def simulate_neurons(
     layer = NeuronEquations(model, params)
 
     solver = solver_options(solver)
-    between = _Between(current, method_class(solver.method)().nodes(solver.step_tolerance is not None))
+    between = _Between(current, method_class(solver.method)().nodes())
     no_load = torch.zeros((), dtype=current.dtype, device=current.device)
 
     def drive(k: int, n: int, nodes: list[float], upstream: torch.Tensor | None, start: torch.Tensor):
@@ -196,7 +196,7 @@ def simulate_network(
                               f"be ({n_in}, n_out)")
         sizes.append(port.transfer.shape[1])
     layers = [NeuronEquations(model, p) for p in params]
-    grid_nodes = method_class(solver.method)().nodes(solver.step_tolerance is not None)
+    grid_nodes = method_class(solver.method)().nodes()
     # each layer's loading term at every node of a step, made once: the kernels take (nodes, B, n)
     loads = [-port.self_load.expand(len(grid_nodes), inputs.shape[0], n).contiguous() for port, n in zip(ports, sizes)]
     noise = list(column_noise) if column_noise is not None else [None] * len(ports)
@@ -319,19 +319,27 @@ class _Integration:
         dt = self.dt
         for part in range(parts):
             upstream = None  # the membranes of the layer before at this substep's nodes (nodes, B, n)
-            new_states, at_nodes = [], []
+            new_states, stage_states = [], []
             for k, stepper in enumerate(self.steppers):
                 drive = self.drive(k, n, [(part + node) / parts for node in stepper.nodes], upstream,
                                    states[k][..., 0])
+                start_drive = self.start_drive(k, n, part / parts, states) if stepper.needs_start_drive else None
                 where = StepContext(n + 1, (n + (part + 1) / parts) * dt, k + 1)
-                y, upstream = stepper.step(states[k], drive, dt / parts, where)
+                y, upstream = stepper.step(states[k], drive, dt / parts, where, start_drive)
                 new_states.append(y)
                 if visited is not None:
-                    at_nodes.append(stepper.stage_states(y))
+                    stage_states.append(stepper.stage_states(y))
             states = new_states
             if visited is not None:
-                visited.append(((n + (part + 1) / parts) * dt, [y.detach() for y in states], at_nodes))
+                visited.append(((n + (part + 1) / parts) * dt, [y.detach() for y in states], stage_states))
         return states
+
+    def start_drive(self, k: int, n: int, fraction: float, states: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Layer ``k``'s drive ``(B, n)`` at ``t_n + fraction·dt`` (a (sub)step's start, where
+        every layer is at ``states``), detached: what an error estimate reads."""
+        with torch.no_grad():
+            upstream = None if k == 0 else states[k - 1][..., 0].unsqueeze(0)
+            return at_nodes(self.drive(k, n, [fraction], upstream, states[k][..., 0]), 0)
 
     def adaptive_step(self, n: int, states: list[torch.Tensor]) -> list[torch.Tensor]:
         """Step ``n -> n+1`` in equal substeps, their number doubled until every layer's local
@@ -365,9 +373,9 @@ class _Integration:
 
     def record(self, visited: list) -> None:
         """Keeps the (sub)steps of one grid step in the dense output."""
-        for time, ends, at_nodes in visited:
+        for time, ends, stage_states in visited:
             self.dense_t.append(time)
-            for k, (y, y_nodes) in enumerate(zip(ends, at_nodes)):
+            for k, (y, y_nodes) in enumerate(zip(ends, stage_states)):
                 self.dense_y[k].append(y)
                 self.dense_nodes[k].append(y_nodes)
 
