@@ -243,15 +243,17 @@ class _Between:
         self.samples, self.nodes = samples, tuple(nodes)
         # every step's nodes at once, laid out step by step in memory, (steps, nodes, batch, ...): each
         # step's a contiguous view, as the solver's kernels take them
-        by_step = samples.movedim(1, 0).contiguous()
+        self._by_step = samples.movedim(1, 0).contiguous()
         fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
-        between = torch.lerp(by_step[:-1].unsqueeze(1), by_step[1:].unsqueeze(1),
+        between = torch.lerp(self._by_step[:-1].unsqueeze(1), self._by_step[1:].unsqueeze(1),
                              fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
         self._per_step = between.contiguous().unbind(0)  # (a no-op where lerp keeps the ends' layout, as it does)
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
             return self._per_step[n]
+        if tuple(nodes) == (0.0,):  # a step's start: the sample itself
+            return self._by_step[n].unsqueeze(0)
         return torch.stack([torch.lerp(self.samples[:, n], self.samples[:, n + 1], node) for node in nodes])
 
 
