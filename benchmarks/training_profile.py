@@ -4,7 +4,7 @@ Prints the warm-up time (compilation included), the steady-state time of the for
 backward pass, the Newton iterations per step and layer, and torch.profiler's table of the
 operators with the most self CPU time over one iteration. Run:
 
-    .venv/bin/python benchmarks/training_profile.py [--threads 2] [--no-fused] [--rows 20]
+    .venv/bin/python benchmarks/training_profile.py [--threads 2] [--no-fused] [--no-estimate] [--rows 20]
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-fused", dest="fused", action="store_false")
+    parser.add_argument("--no-estimate", dest="estimate", action="store_false",
+                        help="without the solver's local error estimate (tolerance None)")
     parser.add_argument("--rows", type=int, default=20, help="operators in the profile table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = BenchSettings()
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
     labels = torch.arange(settings.train_batch) % settings.network[-1]
-    model = MemristiveSNN(settings.network, solver=settings.solver.replace(fused=args.fused))
+    solver = settings.solver.replace(fused=args.fused, **({} if args.estimate else {"tolerance": None}))
+    model = MemristiveSNN(settings.network, solver=solver)
     readout = Readout("membrane-mean", 100.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 

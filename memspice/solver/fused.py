@@ -14,6 +14,8 @@ once and keeps the rest in registers:
 * :func:`newton_kernel`: one damped Newton iteration on all stages (the device's currents,
   state derivatives and Jacobians at every stage, the elimination, the update and each
   neuron's convergence measure), as :class:`~memspice.solver.integrators.NewtonOptions` says;
+  :func:`predicted_newton_kernel` the same as a step's first iteration, its first iterate
+  extrapolated from the previous step inside the kernel;
 * :class:`ImplicitStep`: the converged stages as a differentiable function of the step's
   inputs. Its backward is the implicit-function gradient ``-M⁻¹·∂r/∂θ`` (``M`` the Newton
   matrix at the solution, ``r`` the residual), one compiled kernel too: the transposed
