@@ -147,7 +147,7 @@ def _predicted_newton_iteration(device: TorchDevice, params: list, tolerance: tu
     from the previous step's collocation polynomial extrapolated to this step's stages: the
     polynomial through the last ``len(weights[0])`` points of that step's start
     ``previous_start`` ``(d, 1, B, n)`` and stages ``previous_z`` ``(d, s, B, n)``, with the Lagrange
-    ``weights`` (``(s, p)`` floats, :meth:`~memspice.solver.integrators.Stepper.predictor`).
+    ``weights`` (``(s, p)`` floats, :meth:`~memspice.solver.integrators.Stepper._guess`'s).
     Extrapolated in the kernel, the first iterate never goes through memory."""
     points = [[y[0], *z_c][-len(weights[0]):] for y, z_c in zip(_unpack(previous_start), _unpack(previous_z))]
     guess = [[sum(w * p for w, p in zip(row, component)) for row in weights] for component in points]

@@ -171,7 +171,7 @@ def _scaled_matrix(matrix: tuple[tuple[float, ...], ...], dt: float, dtype: torc
 
 
 @functools.cache
-def predictor_weights(nodes: tuple[float, ...], used: int) -> tuple[tuple[float, ...], ...]:
+def _predictor_weights(nodes: tuple[float, ...], used: int) -> tuple[tuple[float, ...], ...]:
     """``(s, p)``: the Lagrange weights at ``1 + c_j`` (this step's nodes, in units of the step)
     of the polynomial through the previous step's last ``p = -used`` points of ``(0, *nodes)``."""
     points = (0.0, *nodes)[used:]
@@ -234,9 +234,8 @@ class Stepper:
         self._fusable = fused and layer.solve is solve_arrow and not any(
             isinstance(p, torch.Tensor) and p.requires_grad for p in layer.params)
 
-    def step(self, y: torch.Tensor, drive: tuple[torch.Tensor, torch.Tensor], dt: float,
-             where: StepContext, start_drive: tuple[torch.Tensor, torch.Tensor] | None = None,
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, y: torch.Tensor, drive: tuple[torch.Tensor, torch.Tensor], dt: float, where: StepContext,
+             start_drive: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``y_{n+1}`` from ``y_n`` (``(B, n, 1+m)``) and the membrane voltages ``(k, B, n)`` at
         the ``k`` :attr:`nodes`; ``drive = (a, b)`` drives the neurons at ``t_n + nodes[j]·dt``
         (:data:`~memspice.solver.methods.Drive`: ``a`` ``(k, B, n)``), ``start_drive`` (``a``
@@ -410,9 +409,9 @@ class Stepper:
         return last[1], last[2]
 
     def _predictor(self, tableau: Tableau) -> tuple[tuple[float, ...], ...]:
-        """:func:`predictor_weights` of this method's predictor (its ``predictor_points`` last
+        """:func:`_predictor_weights` of this method's predictor (its ``predictor_points`` last
         points, else the start and every stage)."""
-        return predictor_weights(tableau.nodes, -(self.scheme.predictor_points or len(tableau.nodes) + 1))
+        return _predictor_weights(tableau.nodes, -(self.scheme.predictor_points or len(tableau.nodes) + 1))
 
     def _fused_newton(self, start, a_stage, b_stage, explicit, a_tilde, dt: float,
                       tableau: Tableau) -> tuple[torch.Tensor, torch.Tensor] | None:
