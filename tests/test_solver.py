@@ -11,12 +11,15 @@ import torch
 from conftest import memspice
 
 from memspice.defaults import DT, METHOD
+from memspice.devices import MIF
 from memspice.devices.mif import KANG2021
 from memspice.errors import ConfigError, SolverError
 from memspice.netlist.stimuli import PWL
 from memspice.solver import METHODS, SolverOptions, simulate_network, simulate_neurons
+from memspice.solver.accuracy import Tolerance
 from memspice.solver.fused import CompiledKernel
-from memspice.solver.integrators import NewtonOptions
+from memspice.solver.integrators import NeuronEquations, NewtonOptions, StepContext, Stepper
+from memspice.solver.methods import at_nodes
 from memspice.train.config import recipe
 from memspice.train.loop import build
 from memspice.validate.cases import TorchSettings, mif_batch, mif_current, xbar_net
@@ -359,3 +362,22 @@ def test_a_compiled_kernel_serves_every_layer_and_batch_size():
                 torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
     calls.append(len(kernel.variants))
     assert calls == [0, 1, 1, 1, 2]  # compiled for the first layout, again for the call without ``extra``
+
+
+def test_a_step_whose_estimate_reads_the_start_drive_is_handed_it_apart():
+    """Radau IIA's drive is at its stages' nodes only; its error estimate needs the drive at the
+    step's start, which the caller hands over apart: a step without it is refused by name."""
+    equations = NeuronEquations(MIF)
+    stepper = Stepper(equations, "radau5", tolerance=Tolerance())
+    assert stepper.needs_start_drive and 0.0 not in stepper.nodes
+    y = equations.initial_state(2, 3, torch.float64, torch.device("cpu"))
+    drive = (torch.full((len(stepper.nodes), 2, 3), 2e-6, dtype=torch.float64), torch.zeros((), dtype=torch.float64))
+    where = StepContext(1, DT, 1)
+    with pytest.raises(ConfigError, match="start_drive"):
+        stepper.step(y, drive, DT, where)
+    y_next, membranes = stepper.step(y, drive, DT, where, at_nodes(drive, 0))
+    assert membranes.shape == (len(stepper.nodes), 2, 3) and torch.equal(membranes[-1], y_next[..., 0])
+    assert stepper.error(1, DT) is not None
+    # without an estimate, or with the start among the nodes (trap), nothing is asked for
+    assert not Stepper(equations, "radau5").needs_start_drive
+    assert not Stepper(equations, "trap", tolerance=Tolerance()).needs_start_drive
