@@ -42,9 +42,18 @@ RECTIFIER_WIDTH = 0.02
 _MEMBRANE = sp.Symbol("V")
 
 
-def _clamp_min(a, b):
-    """``Max(a, b)`` for the lambdified buffer: one of them a number (sympy orders the arguments)."""
-    return torch.clamp_min(a, b) if isinstance(a, torch.Tensor) else torch.clamp_min(b, a)
+class _Softplus(sp.Function):
+    """``ln(1 + e^y)``, kept whole in :meth:`RowBuffer.expression`: the torch solver takes it as
+    torch's ``softplus`` (one operation and one for its gradient, where the expression written
+    out costs nine of each), ngspice as :func:`_softplus_written_out`."""
+
+    nargs = 1
+
+
+def _softplus_written_out(y: sp.Expr) -> sp.Expr:
+    """``ln(1 + e^y)`` in its overflow-free form ``max(y, 0) + ln(1 + e^(-|y|))``."""
+    above = sp.Max(y, 0)
+    return above + sp.log(1 + sp.exp(y - 2 * above))
 
 
 @dataclass(frozen=True)
@@ -75,18 +84,17 @@ class RowBuffer:
         return self.knee is not None
 
     def expression(self) -> sp.Expr:
-        """``b(V)`` in the symbol ``V``; the softplus in its overflow-free form
-        ``max(x, 0) + w·ln(1 + exp(-|x|/w))``, ``x = V - knee``."""
+        """``b(V)`` in the symbol ``V``, the softplus ``ln(1 + e^y)`` (:class:`_Softplus`) kept
+        whole: ``gain·w·softplus((V - knee)/w)``."""
         if self.knee is None:
             return sp.Float(self.gain) * _MEMBRANE
-        x, w = _MEMBRANE - sp.Float(self.knee), sp.Float(RECTIFIER_WIDTH)
-        above = sp.Max(x, 0)
-        return sp.Float(self.gain) * (above + w * sp.log(1 + sp.exp((x - 2 * above) / w)))
+        w = sp.Float(RECTIFIER_WIDTH)
+        return sp.Float(self.gain) * w * _Softplus((_MEMBRANE - sp.Float(self.knee)) / w)
 
     @functools.cached_property
     def _torch(self):
-        return sp.lambdify(_MEMBRANE, self.expression(),
-                           modules=[{"Max": _clamp_min, "exp": torch.exp, "log": torch.log}])
+        # (torch's softplus returns y itself above y = 20, where ln(1 + e^y) differs from y by 2e-9)
+        return sp.lambdify(_MEMBRANE, self.expression(), modules=[{"_Softplus": torch.nn.functional.softplus}])
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """``b(v)`` of membranes ``v`` (V, any shape), differentiable."""
@@ -94,7 +102,7 @@ class RowBuffer:
 
     def spice(self, membrane: str) -> str:
         """``b(V)`` as an ngspice expression of the node voltage ``V(membrane)``."""
-        return spice_expr(self.expression(), {_MEMBRANE: f"V({membrane})"})
+        return spice_expr(self.expression().replace(_Softplus, _softplus_written_out), {_MEMBRANE: f"V({membrane})"})
 
 
 @dataclass(frozen=True, eq=False)
