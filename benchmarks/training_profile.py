@@ -5,6 +5,10 @@ backward pass, the Newton iterations per step and layer, and torch.profiler's ta
 operators with the most self CPU time over one iteration. Run:
 
     .venv/bin/python benchmarks/training_profile.py [--threads 2] [--no-fused] [--no-estimate] [--rows 20]
+        [--network 784 10]
+
+``--network`` profiles other sizes at the same settings: a 784-10 network is the bench's second layer's
+bookkeeping (10 neurons, nearly no arithmetic) with the input layer's products.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ def main() -> None:
     parser.add_argument("--no-estimate", dest="estimate", action="store_false",
                         help="without the solver's local error estimate (tolerance None)")
     parser.add_argument("--rows", type=int, default=20, help="operators in the profile table")
+    parser.add_argument("--network", type=int, nargs="+", default=list(BenchSettings.network),
+                        help="layer sizes, inputs first (default: the bench's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = BenchSettings()
+    settings = BenchSettings(network=tuple(args.network))
     rows, _ = _inputs(settings, settings.train_batch, settings.train_window)
     labels = torch.arange(settings.train_batch) % settings.network[-1]
     solver = settings.solver.replace(fused=args.fused, **({} if args.estimate else {"tolerance": None}))

@@ -51,7 +51,7 @@ def cell_voltages(rows: Sequence[torch.Tensor], membranes: Sequence[torch.Tensor
     n_out)``), instant by instant (module docstring)."""
     out = []
     for k, (u, v) in enumerate(zip(rows, membranes)):
-        drive = u.abs().amax(-1)
+        drive = torch.maximum(u.amax(-1), u.amin(-1).neg_())  # max |u|, without a tensor of |u|
         out.append(CellVoltage(k + 1, float((drive - v.amin(-1)).max()), float(-(drive + v.amax(-1)).max())))
     return out
 

@@ -107,10 +107,18 @@ def _newton_update(device: TorchDevice, params: list, solve, z: torch.Tensor, st
     return solve(a_tilde, mass, jac, r), r
 
 
+@functools.lru_cache(maxsize=8)
 def _no_error(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """A worst-error record (ratio, time, component; :meth:`Stepper.error`) of no error yet."""
+    """A worst-error record (ratio, time, component; :meth:`Stepper.error`) of no error yet; read
+    only (every fold makes new tensors), so kept for the next run of the same shape: a fresh
+    zero-filled megabyte per layer and run cost more than the estimate's arithmetic."""
     return (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device),
             torch.zeros(shape, dtype=torch.long, device=device))
+
+
+def _is_batch_tensor(value, batch: torch.Size, dtype: torch.dtype) -> bool:
+    """Whether ``value`` is already a tensor of shape ``batch`` and ``dtype`` (no conversion needed)."""
+    return isinstance(value, torch.Tensor) and value.shape == batch and value.dtype == dtype
 
 
 @functools.cache
@@ -256,7 +264,8 @@ class Stepper:
             with torch.no_grad():
                 if self._defer:
                     batch = y_c.shape[1:]
-                    start = tuple(torch.as_tensor(t, dtype=y.dtype, device=y.device).detach().expand(batch)
+                    start = tuple(t.detach() if _is_batch_tensor(t, batch, y.dtype)
+                                  else torch.as_tensor(t, dtype=y.dtype, device=y.device).detach().expand(batch)
                                   for t in start_drive)
                     self._deferred.append((start, dt, where.time, self.last_step[1:]))
                     if len(self._deferred) >= MAX_DEFERRED:  # memory stays bounded on long runs
