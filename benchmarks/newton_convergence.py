@@ -3,7 +3,10 @@ batch 64, 30 steps of 200 ns, float32, the fused path), each step's Newton itera
 and after each iteration the share of the layer's neurons whose remaining error (the stopping
 rule's, :func:`memspice.solver.fused.remaining_error`) is still above the tolerance. The layer's
 worst neuron decides when the whole layer stops; the shares say what an iteration on the
-unconverged neurons alone would cost. Run:
+unconverged neurons alone would cost. Then, per layer, the worst neuron's first update in units of the
+tolerance and the contraction of its last iteration (the largest ``misses / last`` over the neurons
+still above the tolerance before it): RADAU5 stops a step after its first iteration when that update
+times the previous step's ``θ/(1 - θ)`` is within the tolerance. Run:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/newton_convergence.py
 """
@@ -28,6 +31,8 @@ def main() -> None:
     steps = collections.Counter()  # (layer size, iterations) -> steps
     unconverged = collections.defaultdict(list)  # (layer size, iteration) -> shares
     iteration = collections.Counter()  # layer size -> the iteration of the step under way
+    first_update = collections.defaultdict(list)  # layer size -> each step's worst first update / tolerance
+    contraction = collections.defaultdict(list)  # layer size -> each step's worst last contraction
 
     def watch(build, first: bool):
         def watched(*args):
@@ -42,8 +47,12 @@ def main() -> None:
                 # (every update counted as undamped: near convergence, where the shares matter, none is damped)
                 left = misses if last is None else fused.remaining_error(misses, last, torch.ones_like(misses))
                 unconverged[(n, iteration[n])].append((left > 1.0).double().mean().item())
+                if first:
+                    first_update[n].append(misses.max().item())
                 if worst.item() <= 1.0:
                     steps[(n, iteration[n])] += 1
+                    if last is not None and (last > 1.0).any():
+                        contraction[n].append((misses / last)[last > 1.0].max().item())
                 return new, misses, worst
 
             return call
@@ -59,6 +68,11 @@ def main() -> None:
     for (n, number), shares in sorted(unconverged.items()):
         print(f"layer of {n} neurons, after iteration {number}: {statistics.mean(shares):.3f} of its neurons "
               f"not converged on average, {max(shares):.3f} at most")
+    for n, updates in sorted(first_update.items()):
+        thetas = contraction[n]
+        print(f"layer of {n} neurons: the first update of the worst neuron {statistics.median(updates):.3g} x the "
+              f"tolerance (median over {len(updates)} steps, smallest {min(updates):.3g}); the last iteration's "
+              f"contraction {statistics.median(thetas):.3g} (median, largest {max(thetas):.3g})")
 
 
 if __name__ == "__main__":
