@@ -381,3 +381,21 @@ def test_a_step_whose_estimate_reads_the_start_drive_is_handed_it_apart():
     # without an estimate, or with the start among the nodes (trap), nothing is asked for
     assert not Stepper(equations, "radau5").needs_start_drive
     assert not Stepper(equations, "trap", tolerance=Tolerance()).needs_start_drive
+
+
+def test_a_runs_drive_between_its_samples_has_the_gradient_of_linear_interpolation():
+    """The input currents at every step's nodes (one operation, its own backward) against
+    torch.lerp step by step under autograd, values and gradients, in float64."""
+    from memspice.solver.transient import _Between
+
+    nodes = METHODS[METHOD]().nodes()
+    samples = torch.randn(3, 6, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, len(nodes), 3, 4, dtype=torch.float64)
+    between = _Between(samples, nodes)
+    got = sum((between(n, list(nodes)) * weights[n]).sum() for n in range(5))
+    want = sum((torch.stack([torch.lerp(samples[:, n], samples[:, n + 1], c) for c in nodes]) * weights[n]).sum()
+               for n in range(5))
+    assert torch.allclose(got, want, rtol=1e-13, atol=0)
+    (grad_got,) = torch.autograd.grad(got, samples)
+    (grad_want,) = torch.autograd.grad(want, samples)
+    assert torch.allclose(grad_got, grad_want, rtol=1e-12, atol=1e-14)

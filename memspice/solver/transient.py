@@ -245,9 +245,7 @@ class _Between:
         # step's a contiguous view, as the solver's kernels take them
         self._by_step = samples.movedim(1, 0).contiguous()
         fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
-        between = torch.lerp(self._by_step[:-1].unsqueeze(1), self._by_step[1:].unsqueeze(1),
-                             fractions.reshape(-1, *(1 for _ in samples.shape[:1] + samples.shape[2:])))
-        self._per_step = between.contiguous().unbind(0)  # (a no-op where lerp keeps the ends' layout, as it does)
+        self._per_step = _StepNodes.apply(self._by_step, fractions).unbind(0)
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
@@ -255,6 +253,32 @@ class _Between:
         if tuple(nodes) == (0.0,):  # a step's start: the sample itself
             return self._by_step[n].unsqueeze(0)
         return torch.stack([torch.lerp(self.samples[:, n], self.samples[:, n + 1], node) for node in nodes])
+
+
+class _StepNodes(torch.autograd.Function):
+    """``by_step`` (``(n_steps + 1, ...)``, contiguous) linear between its samples, at the
+    ``fractions`` (``(k,)``) of every step: ``(n_steps, k, ...)``, contiguous. The backward is one
+    batched product of each step's ``k`` gradients with the ``(2, k)`` weights on its two ends, where
+    autograd's own gradient of ``torch.lerp`` multiplies and sums the broadcast gradient over the
+    nodes twice (four passes over the largest tensor of the input layer's backward)."""
+
+    @staticmethod
+    def forward(ctx, by_step: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(fractions)
+        shape = (-1, *(1 for _ in by_step.shape[1:]))
+        return torch.lerp(by_step[:-1].unsqueeze(1), by_step[1:].unsqueeze(1), fractions.reshape(shape)).contiguous()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (fractions,) = ctx.saved_tensors
+        steps, rest = grad.shape[0], grad.shape[2:]
+        ends = torch.stack([1.0 - fractions, fractions])  # (2, k): each node's weight on the step's start and end
+        at_ends = torch.matmul(ends, grad.reshape(steps, len(fractions), -1))  # (n_steps, 2, ...)
+        out = grad.new_zeros((steps + 1, at_ends.shape[-1]))
+        out[:-1] += at_ends[:, 0]
+        out[1:] += at_ends[:, 1]
+        return out.reshape(steps + 1, *rest), None
 
 
 def _integrate(
