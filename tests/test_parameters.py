@@ -90,3 +90,15 @@ def test_parameter_names_ngspice_would_read_as_its_own_are_refused(name):
     p = Parameter(name.lower(), "S", 1e-6, "a conductance")
     with pytest.raises(ModelDefinitionError, match="ngspice's own constants"):
         DeviceModel("leak", "a leak", ("a",), (p,), (Branch("g", "a", "0", current=p.symbol * node_voltage("a")),))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_model_pickles_after_resolving_its_parameters(name):
+    """Process pools and Dask workers receive device models pickled: checking a model's
+    constraints must not leave anything unpicklable on it."""
+    import pickle
+
+    model = MODELS[name]
+    model.resolve()
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.resolve() == model.resolve()

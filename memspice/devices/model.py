@@ -93,15 +93,17 @@ class Constraint:
     doc: str
 
     def holds(self, values: Mapping[str, float]) -> bool:
-        names, check = self._check
+        names, check = _relation_check(self.relation)
         return bool(check(*(values[name] for name in names)))
 
-    @functools.cached_property
-    def _check(self) -> tuple[tuple[str, ...], Callable[..., bool]]:
-        """The relation as a plain function of its parameters' values (sympy's subs costs ~0.1 ms a
-        call, and a network's layers resolve their parameters on every forward pass)."""
-        symbols = sorted(self.relation.free_symbols, key=lambda symbol: symbol.name)
-        return tuple(symbol.name for symbol in symbols), sp.lambdify(symbols, self.relation, modules="math")
+
+@functools.lru_cache(maxsize=None)
+def _relation_check(relation: sp.Rel) -> tuple[tuple[str, ...], Callable[..., bool]]:
+    """``relation`` as a plain function of its parameters' values, and their names: sympy's
+    ``subs`` costs far more, and a network's layers resolve their parameters on every forward
+    pass. (Cached here, not on the :class:`Constraint`, which stays picklable.)"""
+    symbols = sorted(relation.free_symbols, key=lambda symbol: symbol.name)
+    return tuple(symbol.name for symbol in symbols), sp.lambdify(symbols, relation, modules="math")
 
 
 @dataclass(frozen=True)
