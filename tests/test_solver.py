@@ -334,6 +334,44 @@ def test_fused_step_gives_the_reference_solution_gradient_and_iterations():
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-15)
 
 
+def test_a_fused_run_taken_a_layer_at_a_time_has_the_reference_states_and_gradients():
+    """A fused run on a fixed grid goes a layer at a time (every step of layer 1, then layer 2 driven
+    by all of its stage membranes in one product; the gradient one adjoint pass per layer, with no
+    graph node per step): the reference path's membranes, states and gradients step by step, to 1e-9
+    in float64, with read noise on the second layer's columns and a loss on every output."""
+    generator = torch.Generator().manual_seed(2)
+    sizes = (6, 5, 3)
+    g_pos = [(0.2 + torch.rand(n_in, n_out, generator=generator, dtype=torch.float64)) * 4e-6
+             for n_in, n_out in zip(sizes, sizes[1:])]
+    rows = 0.3 + 0.7 * torch.rand(3, 1, 6, generator=generator, dtype=torch.float64).expand(3, 31, 6).clone()
+    rows[:, 0] = 0.0
+    noise = [None, 0.2e-6 * torch.randn(3, 31, 3, generator=generator, dtype=torch.float64)]
+    results = []
+    for fused in (False, True):
+        leaves = [g.clone().requires_grad_() for g in g_pos]
+        solution = simulate_network([(g, torch.full_like(g, 0.1e-6)) for g in leaves], rows,
+                                    SolverOptions(200e-9, fused=fused), record_states=True, column_noise=noise)
+        loss = sum(torch.sigmoid((v - 0.45) / 0.05).sum() + x.square().sum() for v, x in zip(solution.v, solution.x))
+        loss.backward()
+        results.append([*solution.v, *solution.x, *(g.grad for g in leaves)])
+    assert (results[0][1] > 0.45).any()  # the output layer spiked
+    for reference, fused in zip(*results):
+        torch.testing.assert_close(fused, reference, rtol=1e-9, atol=1e-15)
+
+
+def test_a_fused_run_whose_newton_iterations_fail_splits_those_steps_as_the_reference_does():
+    """Where a step's Newton iterations do not converge, a run taken a layer at a time starts again
+    step by step and splits that step: the same solution as the reference path, the same splits."""
+    current = torch.full((2, 41, 3), 2e-6, dtype=torch.float64)
+    current[1] *= 1.5
+    current[:, 0] = 0.0
+    solutions = [simulate_neurons(current, SolverOptions(400e-9, newton=NewtonOptions(max_iter=3), fused=fused))
+                 for fused in (False, True)]
+    assert solutions[0].split_steps == solutions[1].split_steps > 0
+    assert solutions[0].newton_iterations == solutions[1].newton_iterations
+    torch.testing.assert_close(solutions[1].v[0], solutions[0].v[0], rtol=1e-9, atol=1e-15)
+
+
 def test_a_compiled_kernel_serves_every_layer_and_batch_size():
     """The fused path's kernels (traced once with symbolic neuron axes, compiled by inductor,
     called without torch.compile's frame): one compilation serves every batch and layer size,

@@ -409,3 +409,44 @@ class ImplicitStep(torch.autograd.Function):
         if explicit and ctx.explicit_shape[1] == 1:
             grad_e = grad_e.sum(1, keepdim=True)
         return None, None, grad_start.reshape(ctx.start_shape), grad_a, grad_b, grad_e, None, None, None, None
+
+
+class ImplicitRun(torch.autograd.Function):
+    """A layer's whole run on a fixed grid, its steps solved already (``stages``: per step the
+    converged ``z`` ``(d, s, B, n)``; ``linearized``: per step the iterate its Newton matrix was
+    taken at), as a differentiable function of the run's ``start`` ``(d, 1, B, n)``, its drive
+    ``a`` ``(steps, s, B, n)`` at every step's stages and its load ``b`` ``(s, B, n)`` (the same at
+    every step). Forward returns the stage membranes ``(steps, s, B, n)`` (the next layer's drive;
+    the last stage is the step's end) and every step's end ``(steps, d, B, n)``. Backward is
+    :class:`ImplicitStep`'s gradient step by step in reverse, one adjoint kernel per step, the
+    gradient of each step's start carried into the end of the step before: what autograd would do
+    with a graph of ``ImplicitStep`` nodes, without the graph (a few nodes per step whose
+    bookkeeping costs more than a small layer's arithmetic)."""
+
+    @staticmethod
+    def forward(ctx, start, a, b, stages, linearized, a_tilde, device, floats, tensors):
+        ctx.save_for_backward(b, a_tilde)
+        ctx.linearized, ctx.device, ctx.params, ctx.start_shape = linearized, device, (floats, tensors), start.shape
+        v_nodes = torch.stack([z[0] for z in stages])
+        ends = torch.stack([z[:, -1] for z in stages])
+        return v_nodes, ends
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_v, grad_ends):
+        b, a_tilde = ctx.saved_tensors
+        floats, tensors = ctx.params
+        kernel = _adjoint_kernel(ctx.device, floats, False)
+        d, steps = ctx.start_shape[0], len(ctx.linearized)
+        carry = torch.zeros((d, *b.shape[1:]), dtype=b.dtype, device=b.device)  # the gradient of a step's end
+        zeros_v = torch.zeros_like(b)
+        grad_a, grad_b = [], None
+        for n in reversed(range(steps)):
+            grad_end = carry if grad_ends is None else carry + grad_ends[n]
+            grad_start, step_a, step_b, _ = kernel(tensors, ctx.linearized[n], b, a_tilde, grad_end,
+                                                   zeros_v if grad_v is None else grad_v[n])
+            grad_a.append(step_a)
+            grad_b = step_b if grad_b is None else grad_b + step_b
+            carry = grad_start.reshape(carry.shape)
+        grad_a.reverse()
+        return carry.reshape(ctx.start_shape), torch.stack(grad_a), grad_b, None, None, None, None, None, None

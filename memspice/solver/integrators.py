@@ -390,6 +390,38 @@ class Stepper:
         self.last_step = (dt, start.detach(), z.detach())
         return z[:, -1].contiguous(), z[0]
 
+    def fused_run(self, start: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dt: float,
+                  start_drives: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every step of a run on a fixed grid of ``dt`` by the fused kernels (a method whose steps are
+        their stages, Radau IIA), from ``start`` ``(B, n, 1+m)``, driven by ``a`` ``(steps, s, B, n)``
+        at each step's stages and the load ``b`` ``(s, B, n)``; ``start_drives`` ``(≥ steps, B, n)``,
+        the drive at each step's start, is what the error estimates read (with a tolerance). Returns
+        the stage membranes ``(steps, s, B, n)`` and every step's end ``(steps, 1+m, B, n)``,
+        differentiable in ``start``, ``a`` and ``b`` (:class:`~memspice.solver.fused.ImplicitRun`),
+        or ``None`` when a step's Newton iterations do not converge (step by step, the caller then
+        splits the step or says why)."""
+        tableau = self.scheme.tableau
+        a_tilde = _scaled_matrix(tableau.matrix, dt, start.dtype, start.device)
+        first = start.movedim(-1, 0).unsqueeze(1)  # (d, 1, B, n)
+        y, drive, load = first.detach().contiguous(), a.detach(), b.detach()
+        stages, linearized = [], []
+        for n in range(drive.shape[0]):
+            iterates = self._fused_newton(y, drive[n], load, None, a_tilde, dt, tableau)
+            if iterates is None:
+                return None
+            linearized_at, z = iterates
+            self.last_step = (dt, y, z)
+            if self.tolerance is not None:
+                self._estimate(y[:, 0], z[:, -1], (start_drives[n], load[0]), dt,
+                               torch.tensor((n + 1) * dt, dtype=y.dtype, device=y.device), (y, z))
+            stages.append(z)
+            linearized.append(linearized_at)
+            y = z[:, -1:].contiguous()
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (start, a, b)):
+            return fused_step.ImplicitRun.apply(first, a, b, stages, linearized, a_tilde, self.layer.device,
+                                                self.floats, self.tensors)
+        return torch.stack([z[0] for z in stages]), torch.stack([z[:, -1] for z in stages])
+
     def fusable(self) -> bool:
         """Whether the fused kernels can take this layer's steps: an arrow Jacobian and no
         parameter that needs a gradient."""

@@ -1,10 +1,12 @@
 """Transient runs of neurons and feed-forward networks on a fixed time grid ``t_n = n·dt``.
 
 Batch first: inputs are ``(batch, n_steps + 1, n)`` tensors sampled at the grid times, results
-``(batch, n_steps + 1, n)``. Layers are solved in order within each step (the network is
-feed-forward, so this is exact for the implicit methods too): layer 1's rows are the inputs,
-layer ``k``'s rows are the buffers (:class:`~memspice.circuit.RowBuffer`) ``±b`` of layer
-``k-1``'s membranes at the same instant.
+``(batch, n_steps + 1, n)``. Layer 1's rows are the inputs, layer ``k``'s rows are the buffers
+(:class:`~memspice.circuit.RowBuffer`) ``±b`` of layer ``k-1``'s membranes at the same instant.
+The network is feed-forward, so a layer's steps need nothing of the layers after it: exact for
+the implicit methods too, the layers are solved in order within each step, or, with the fused
+kernels on a fixed grid, one whole layer after the other (:func:`_integrate_layers`: a layer's
+drive at every step in one matrix product, its gradient one adjoint pass).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
 from memspice.solver.integrators import NeuronEquations, NewtonFailure, StepContext, Stepper
-from memspice.solver.methods import at_nodes, method_class
+from memspice.solver.methods import RadauIIA, at_nodes, method_class
 from memspice.solver.options import SolverOptions, solver_options
 
 Params = Mapping[str, "float | torch.Tensor"]
@@ -153,13 +155,10 @@ def simulate_neurons(
     layer = NeuronEquations(model, params)
 
     solver = solver_options(solver)
-    between = _Between(current, method_class(solver.method)().nodes())
-    no_load = torch.zeros((), dtype=current.dtype, device=current.device)
-
-    def drive(k: int, n: int, nodes: list[float], upstream: torch.Tensor | None, start: torch.Tensor):
-        return between(n, nodes), no_load
-
-    return _integrate([layer], [current.shape[-1]], drive, current, solver, record_states, dense_output)
+    nodes = method_class(solver.method)().nodes()
+    no_load = torch.zeros((len(nodes), *current.shape[::2]), dtype=current.dtype, device=current.device)
+    drives = _Drives(_Between(current, nodes), [no_load])
+    return _integrate([layer], [current.shape[-1]], drives, current, solver, record_states, dense_output)
 
 
 def simulate_network(
@@ -207,18 +206,8 @@ def simulate_network(
     # linear in the rows, so interpolating them equals driving with the interpolated rows
     input_currents = _Between(inputs @ ports[0].transfer + (0.0 if noise[0] is None else noise[0]), grid_nodes)
     later_noise = [None] + [None if c is None else _Between(c, grid_nodes) for c in noise[1:]]
-
-    def drive(k: int, n: int, nodes: list[float], upstream: torch.Tensor | None, start: torch.Tensor):
-        if k == 0:
-            currents = input_currents(n, nodes)
-        else:
-            currents = buffer(upstream) @ ports[k].transfer  # every node at once
-            if later_noise[k] is not None:
-                currents = currents + later_noise[k](n, nodes)
-        coupling = ports[k].coupling(start)
-        return (currents if coupling is None else currents - coupling), loads[k]
-
-    solution = _integrate(layers, sizes, drive, inputs, solver, record_states, dense_output)
+    drives = _Drives(input_currents, loads, ports, buffer, later_noise)
+    solution = _integrate(layers, sizes, drives, inputs, solver, record_states, dense_output)
     solution.cells = cell_voltages([inputs, *(buffer(v) for v in solution.v[:-1])], solution.v)
     return solution
 
@@ -229,6 +218,59 @@ def _check_input(tensor: torch.Tensor, name: str) -> None:
         raise ConfigError(f"{name} must be a (batch, n_steps + 1, n) tensor with n_steps >= 1; got {shape}")
     if not tensor.is_floating_point():
         raise ConfigError(f"{name} must be a float tensor; got {tensor.dtype}")
+
+
+class _Drives:
+    """Each layer's drive in a run: the current ``a + b·v`` (A, with ``b`` in S) into its
+    membranes. Layer 1's ``a`` are the grid samples ``first`` (linear between them, :class:`_Between`);
+    layer ``k``'s the column currents of its crossbar ``ports[k]`` under the row voltages
+    ``buffer(upstream)`` of the layer before, plus ``noise[k]`` (:class:`_Between`, or ``None``),
+    less what wires couple in from the other columns; ``loads[k]`` is ``b`` at a step's nodes
+    ``(nodes, B, n)``. Step by step (:meth:`step`) or, where no layer's drive depends on its own
+    membranes (no coupled columns), every step of a layer at once (:meth:`run`, :meth:`on_grid`)."""
+
+    def __init__(self, first: _Between, loads: list[torch.Tensor], ports: Sequence[CrossbarPorts] = (),
+                 buffer: RowBuffer | None = None, noise: Sequence[_Between | None] = ()) -> None:
+        self.first, self.loads, self.ports, self.buffer, self.noise = first, loads, ports, buffer, noise
+        #: whether :meth:`run` applies (every layer's drive free of its own membranes)
+        self.layer_by_layer = all(port.coupled is None for port in ports)
+
+    def _columns(self, k: int, rows: torch.Tensor) -> torch.Tensor:
+        """Layer ``k``'s column currents under the membranes ``rows`` (``(..., n_{k-1})``) of the layer before."""
+        return self.buffer(rows) @ self.ports[k].transfer
+
+    def step(self, k: int, n: int, nodes: list[float], upstream: torch.Tensor | None,
+             start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``k``'s ``(a, b)`` at the fractions ``nodes`` of step ``n`` (``(len(nodes), B, n_k)``),
+        from the membranes ``upstream`` of the layer before at the same instants and the layer's own at
+        the step's start ``start`` ``(B, n_k)``."""
+        if k == 0:
+            currents = self.first(n, nodes)
+        else:
+            currents = self._columns(k, upstream)  # every node at once
+            if self.noise[k] is not None:
+                currents = currents + self.noise[k](n, nodes)
+        coupling = self.ports[k].coupling(start) if self.ports else None
+        return (currents if coupling is None else currents - coupling), self.loads[k]
+
+    def run(self, k: int, upstream: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``k``'s ``(a, b)`` at every step's nodes, ``a`` ``(steps, nodes, B, n_k)`` from the
+        membranes ``upstream`` of the layer before at the same instants (one matrix product), ``b``
+        ``(nodes, B, n_k)``, the same at every step."""
+        if k == 0:
+            return self.first.every_step, self.loads[k]
+        currents = self._columns(k, upstream)
+        return (currents if self.noise[k] is None else currents + self.noise[k].every_step), self.loads[k]
+
+    def on_grid(self, k: int, upstream: torch.Tensor | None) -> torch.Tensor:
+        """Layer ``k``'s ``a`` at the grid times ``(n_steps + 1, B, n_k)``, from the membranes ``upstream``
+        of the layer before there (``(n_steps + 1, B, n_{k-1})``), without a gradient: what the error
+        estimates read at every step's start."""
+        with torch.no_grad():
+            if k == 0:
+                return self.first.by_step
+            currents = self._columns(k, upstream)
+            return currents if self.noise[k] is None else currents + self.noise[k].by_step
 
 
 class _Between:
@@ -243,15 +285,20 @@ class _Between:
         self.samples, self.nodes = samples, tuple(nodes)
         # every step's nodes at once, laid out step by step in memory, (steps, nodes, batch, ...): each
         # step's a contiguous view, as the solver's kernels take them
-        self._by_step = samples.movedim(1, 0).contiguous()
+        self.by_step = samples.movedim(1, 0).contiguous()
         fractions = torch.tensor(nodes, dtype=samples.dtype, device=samples.device)
-        self._per_step = _StepNodes.apply(self._by_step, fractions).unbind(0)
+        #: ``(n_steps, nodes, batch, ...)``: every step's nodes
+        self.every_step = _StepNodes.apply(self.by_step, fractions)
+
+    @functools.cached_property
+    def _per_step(self) -> tuple[torch.Tensor, ...]:
+        return self.every_step.unbind(0)
 
     def __call__(self, n: int, nodes: list[float]) -> torch.Tensor:
         if tuple(nodes) == self.nodes:
             return self._per_step[n]
         if tuple(nodes) == (0.0,):  # a step's start: the sample itself
-            return self._by_step[n].unsqueeze(0)
+            return self.by_step[n].unsqueeze(0)
         return torch.stack([torch.lerp(self.samples[:, n], self.samples[:, n + 1], node) for node in nodes])
 
 
@@ -284,7 +331,7 @@ class _StepNodes(torch.autograd.Function):
 def _integrate(
     layers: list[NeuronEquations],
     sizes: list[int],
-    drive: Callable[[int, int, list[float], torch.Tensor | None, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    drives: _Drives,
     reference: torch.Tensor,
     solver: SolverOptions,
     record_states: bool,
@@ -296,7 +343,12 @@ def _integrate(
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
-    run = _Integration(layers, ys, drive, solver, dense_output)
+    t = torch.arange(n_points, dtype=dtype, device=device) * solver.dt
+    if _layer_by_layer(layers, drives, solver, dense_output):
+        solution = _integrate_layers(layers, ys, drives, solver, record_states, t)
+        if solution is not None:
+            return solution
+    run = _Integration(layers, ys, drives.step, solver, dense_output)
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]
     checkpoint_every = solver.checkpoint_every
@@ -312,10 +364,49 @@ def _integrate(
         for k in range(len(layers)):
             record_v[k] += out_v[k]
             record_x[k] += out_x[k]
-    t = torch.arange(n_points, dtype=dtype, device=device) * solver.dt
     v = [torch.stack(r, dim=1) for r in record_v]
     x = [torch.stack(r, dim=1) for r in record_x] if record_states else None
     return run.solution(t, v, x)
+
+
+def _layer_by_layer(layers: list[NeuronEquations], drives: _Drives, solver: SolverOptions, dense_output: bool) -> bool:
+    """Whether a run can be integrated a whole layer at a time (:func:`_integrate_layers`): a fixed
+    grid (no adaptive steps, no dense output, no checkpointed chunks), the fused kernels on every
+    layer, a method whose steps are their stages alone (Radau IIA), and no layer driven by its own
+    membranes."""
+    scheme = method_class(solver.method)
+    return (solver.fused and solver.adaptive is False and not dense_output and not solver.checkpoint_every
+            and issubclass(scheme, RadauIIA) and drives.layer_by_layer)
+
+
+def _integrate_layers(layers: list[NeuronEquations], starts: list[torch.Tensor], drives: _Drives,
+                      solver: SolverOptions, record_states: bool, t: torch.Tensor) -> Solution | None:
+    """A run on a fixed grid one layer at a time: layer ``k``'s every step, then layer ``k+1``'s
+    driven by the membranes of all of them in one matrix product (the network is feed-forward;
+    the same steps as step by step, in another order). Each layer's run is one
+    :class:`~memspice.solver.fused.ImplicitRun`: its gradient is the adjoint of every step without a
+    graph node per step. ``None`` when a step's Newton iterations fail or a layer cannot take the
+    fused kernels: the caller then integrates step by step, where steps split and errors say why."""
+    steppers = [Stepper(layer, solver.method, solver.newton, solver.fused, solver.tolerance) for layer in layers]
+    if not all(stepper.fusable() for stepper in steppers):
+        return None
+    upstream = upstream_grid = None  # the layer before's membranes at every step's nodes, and on the grid
+    v, x = [], []
+    for k, (stepper, start) in enumerate(zip(steppers, starts)):
+        a, b = drives.run(k, upstream)
+        start_drives = drives.on_grid(k, upstream_grid) if solver.tolerance is not None else None
+        run = stepper.fused_run(start, a, b, solver.dt, start_drives)
+        if run is None:
+            return None
+        upstream, ends = run  # (n_steps, s, B, n_k), (n_steps, 1+m, B, n_k)
+        # (B, n_steps + 1, n_k): the start, then every step's end
+        v.append(torch.cat([start[..., 0].unsqueeze(1), ends[:, 0].movedim(0, 1)], dim=1))
+        if record_states:
+            x.append(torch.cat([start[..., 1:].unsqueeze(1), ends[:, 1:].permute(2, 0, 3, 1)], dim=1))
+        upstream_grid = v[-1].detach().movedim(1, 0)
+    errors = None if solver.tolerance is None else [
+        e for e in (stepper.error(k + 1, solver.dt) for k, stepper in enumerate(steppers)) if e is not None]
+    return Solution(t, v, x if record_states else None, [stepper.iterations for stepper in steppers], errors, 0)
 
 
 class _Integration:
