@@ -382,6 +382,22 @@ def _adjoint_kernel(device: TorchDevice, floats: tuple, explicit: bool):
                           matrix=2)
 
 
+def _run_adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor, a_tilde: torch.Tensor,
+                 grad_end: torch.Tensor, carried: torch.Tensor, grad_v: torch.Tensor, grad_b: torch.Tensor):
+    """One step of :class:`ImplicitRun`'s backward: :func:`_adjoint` of the step whose end has the
+    gradient ``grad_end + carried`` (the run's own and the next step's start's, ``(d, B, n)``), with
+    the load's gradient accumulated over the steps so far ``grad_b`` ``(s, B, n)`` (the same load
+    drives every step). Returns the gradient of the step's start ``(d, B, n)`` (carried into the
+    step before), of its drive ``a`` ``(s, B, n)`` and ``grad_b`` with the step's added."""
+    grad_start, grad_a, step_b, _ = _adjoint(device, params, z, b, a_tilde, grad_end + carried, grad_v, False)
+    return grad_start[:, 0], grad_a, grad_b + step_b
+
+
+@functools.cache
+def _run_adjoint_kernel(device: TorchDevice, floats: tuple):
+    return CompiledKernel(lambda tensors, *inputs: _run_adjoint(device, _merge(floats, tensors), *inputs), matrix=2)
+
+
 class ImplicitStep(torch.autograd.Function):
     """The converged stages ``z`` (``(d, s, B, n)``, no graph of their own) as a function of the
     step's ``start``, drive ``a``, ``b`` and ``explicit`` term (or ``None``). Forward returns
@@ -436,17 +452,16 @@ class ImplicitRun(torch.autograd.Function):
     def backward(ctx, grad_v, grad_ends):
         b, a_tilde = ctx.saved_tensors
         floats, tensors = ctx.params
-        kernel = _adjoint_kernel(ctx.device, floats, False)
+        kernel = _run_adjoint_kernel(ctx.device, floats)
         d, steps = ctx.start_shape[0], len(ctx.linearized)
         carry = torch.zeros((d, *b.shape[1:]), dtype=b.dtype, device=b.device)  # the gradient of a step's end
-        zeros_v = torch.zeros_like(b)
-        grad_a, grad_b = [], None
+        grad_v = torch.zeros((steps, *b.shape), dtype=b.dtype, device=b.device) if grad_v is None else grad_v
+        grad_ends = torch.zeros((steps, *carry.shape), dtype=b.dtype, device=b.device) if grad_ends is None \
+            else grad_ends
+        grad_a, grad_b = [], torch.zeros_like(b)
         for n in reversed(range(steps)):
-            grad_end = carry if grad_ends is None else carry + grad_ends[n]
-            grad_start, step_a, step_b, _ = kernel(tensors, ctx.linearized[n], b, a_tilde, grad_end,
-                                                   zeros_v if grad_v is None else grad_v[n])
+            carry, step_a, grad_b = kernel(tensors, ctx.linearized[n], b, a_tilde, grad_ends[n], carry, grad_v[n],
+                                           grad_b)
             grad_a.append(step_a)
-            grad_b = step_b if grad_b is None else grad_b + step_b
-            carry = grad_start.reshape(carry.shape)
         grad_a.reverse()
         return carry.reshape(ctx.start_shape), torch.stack(grad_a), grad_b, None, None, None, None, None, None
