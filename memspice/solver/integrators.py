@@ -404,16 +404,21 @@ class Stepper:
         a_tilde = _scaled_matrix(tableau.matrix, dt, start.dtype, start.device)
         first = start.movedim(-1, 0).unsqueeze(1)  # (d, 1, B, n)
         y, drive, load = first.detach().contiguous(), a.detach(), b.detach()
+        steps, like = drive.shape[0], {"dtype": y.dtype, "device": y.device}
+        if self.tolerance is not None:
+            fold = self.scheme.fused_error_fold(self, (self.tolerance.v, self.tolerance.x), dt, **like)
+            times = torch.arange(1, steps + 1, **like) * dt  # each step's end (s)
+            if self._worst is None:
+                self._worst = _no_error(y.shape[2:], **like)
         stages, linearized = [], []
-        for n in range(drive.shape[0]):
+        for n in range(steps):
             iterates = self._fused_newton(y, drive[n], load, None, a_tilde, dt, tableau)
             if iterates is None:
                 return None
             linearized_at, z = iterates
             self.last_step = (dt, y, z)
             if self.tolerance is not None:
-                self._estimate(y[:, 0], z[:, -1], (start_drives[n], load[0]), dt,
-                               torch.tensor((n + 1) * dt, dtype=y.dtype, device=y.device), (y, z))
+                self._worst = fold(self._worst, y, z, start_drives[n], load[0], times[n])
             stages.append(z)
             linearized.append(linearized_at)
             y = z[:, -1:].contiguous()

@@ -227,12 +227,21 @@ class RadauIIA(Method):
     def fold_error(self, stepper, worst, tolerance, y, y_next, start_drive, dt, time, stages):
         if not stepper.fusable():
             return super().fold_error(stepper, worst, tolerance, y, y_next, start_drive, dt, time, stages)
-        start, z = stages
         like = {"dtype": y.dtype, "device": y.device}
         a, b = (torch.as_tensor(t, **like).detach().expand(y.shape[1:]).contiguous() for t in start_drive)
+        return self.fused_error_fold(stepper, tolerance, dt, y.dtype, y.device)(worst, *stages, a, b, time)
+
+    def fused_error_fold(self, stepper: Stepper, tolerance: tuple[float, float], dt: float, dtype: torch.dtype,
+                         device: torch.device):
+        """:meth:`fold_error` of a fused layer's steps of ``dt``, its kernel and constants bound once (a
+        run folds every step): ``f(worst, start, z, a, b, time) -> worst`` for a step's start
+        ``(d, 1, B, n)``, stages ``(d, s, B, n)``, drive at its start ``a``, ``b`` ``(B, n)``
+        (contiguous) and end time (s, 0-d)."""
         kernel = fused_step.error_kernel(stepper.layer.device, stepper.floats, tuple(self.error_weights.tolist()),
                                          tolerance)
-        return kernel(stepper.tensors, start, z, a, b, torch.tensor(dt * self.gamma, **like), *worst, time)
+        gamma_dt = torch.tensor(dt * self.gamma, dtype=dtype, device=device)
+        tensors = stepper.tensors
+        return lambda worst, start, z, a, b, time: kernel(tensors, start, z, a, b, gamma_dt, *worst, time)
 
 
 def embedded_estimate(tableau: Tableau) -> tuple[float, torch.Tensor]:
