@@ -237,6 +237,8 @@ class _Drives:
 
     def _columns(self, k: int, rows: torch.Tensor) -> torch.Tensor:
         """Layer ``k``'s column currents under the membranes ``rows`` (``(..., n_{k-1})``) of the layer before."""
+        if not self.buffer.rectifying:  # linear buffers commute with the product: scale its (smaller) result
+            return (rows @ self.ports[k].transfer) * self.buffer.gain
         return self.buffer(rows) @ self.ports[k].transfer
 
     def step(self, k: int, n: int, nodes: list[float], upstream: torch.Tensor | None,
