@@ -383,13 +383,15 @@ def _adjoint_kernel(device: TorchDevice, floats: tuple, explicit: bool):
 
 
 def _run_adjoint(device: TorchDevice, params: list, z: torch.Tensor, b: torch.Tensor, a_tilde: torch.Tensor,
-                 grad_end: torch.Tensor, carried: torch.Tensor, grad_v: torch.Tensor, grad_b: torch.Tensor):
+                 grad_x: torch.Tensor, carried: torch.Tensor, grad_v: torch.Tensor, grad_b: torch.Tensor):
     """One step of :class:`ImplicitRun`'s backward: :func:`_adjoint` of the step whose end has the
-    gradient ``grad_end + carried`` (the run's own and the next step's start's, ``(d, B, n)``), with
+    gradient ``carried`` (the next step's start's, ``(d, B, n)``) plus the run's own on its states
+    ``grad_x`` ``(m, B, n)`` (its membrane's is the last stage's, in ``grad_v`` ``(s, B, n)``), with
     the load's gradient accumulated over the steps so far ``grad_b`` ``(s, B, n)`` (the same load
     drives every step). Returns the gradient of the step's start ``(d, B, n)`` (carried into the
     step before), of its drive ``a`` ``(s, B, n)`` and ``grad_b`` with the step's added."""
-    grad_start, grad_a, step_b, _ = _adjoint(device, params, z, b, a_tilde, grad_end + carried, grad_v, False)
+    grad_end = carried + torch.cat([torch.zeros_like(grad_x[:1]), grad_x])
+    grad_start, grad_a, step_b, _ = _adjoint(device, params, z, b, a_tilde, grad_end, grad_v, False)
     return grad_start[:, 0], grad_a, grad_b + step_b
 
 
@@ -433,35 +435,36 @@ class ImplicitRun(torch.autograd.Function):
     taken at), as a differentiable function of the run's ``start`` ``(d, 1, B, n)``, its drive
     ``a`` ``(steps, s, B, n)`` at every step's stages and its load ``b`` ``(s, B, n)`` (the same at
     every step). Forward returns the stage membranes ``(steps, s, B, n)`` (the next layer's drive;
-    the last stage is the step's end) and every step's end ``(steps, d, B, n)``. Backward is
-    :class:`ImplicitStep`'s gradient step by step in reverse, one adjoint kernel per step, the
-    gradient of each step's start carried into the end of the step before: what autograd would do
-    with a graph of ``ImplicitStep`` nodes, without the graph (a few nodes per step whose
-    bookkeeping costs more than a small layer's arithmetic)."""
+    the last stage is the step's end) and, ``with_states``, the states at every step's end
+    ``(steps, m, B, n)`` (else an empty tensor). Backward is :class:`ImplicitStep`'s gradient step
+    by step in reverse, one kernel per step (:func:`_run_adjoint`), the gradient of each step's
+    start carried into the end of the step before: what autograd would do with a graph of
+    ``ImplicitStep`` nodes, without the graph (a few nodes per step whose bookkeeping costs more
+    than a small layer's arithmetic)."""
 
     @staticmethod
-    def forward(ctx, start, a, b, stages, linearized, a_tilde, device, floats, tensors):
+    def forward(ctx, start, a, b, stages, linearized, a_tilde, device, floats, tensors, with_states):
         ctx.save_for_backward(b, a_tilde)
         ctx.linearized, ctx.device, ctx.params, ctx.start_shape = linearized, device, (floats, tensors), start.shape
         v_nodes = torch.stack([z[0] for z in stages])
-        ends = torch.stack([z[:, -1] for z in stages])
-        return v_nodes, ends
+        states = torch.stack([z[1:, -1] for z in stages]) if with_states else v_nodes.new_empty(0)
+        return v_nodes, states
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_v, grad_ends):
+    def backward(ctx, grad_v, grad_x):
         b, a_tilde = ctx.saved_tensors
         floats, tensors = ctx.params
         kernel = _run_adjoint_kernel(ctx.device, floats)
         d, steps = ctx.start_shape[0], len(ctx.linearized)
-        carry = torch.zeros((d, *b.shape[1:]), dtype=b.dtype, device=b.device)  # the gradient of a step's end
-        grad_v = torch.zeros((steps, *b.shape), dtype=b.dtype, device=b.device) if grad_v is None else grad_v
-        grad_ends = torch.zeros((steps, *carry.shape), dtype=b.dtype, device=b.device) if grad_ends is None \
-            else grad_ends
+        like = {"dtype": b.dtype, "device": b.device}
+        carry = torch.zeros((d, *b.shape[1:]), **like)  # the gradient of a step's end
+        grad_v = torch.zeros((steps, *b.shape), **like) if grad_v is None else grad_v
+        no_grad_x = torch.zeros((d - 1, *b.shape[1:]), **like) if grad_x is None or grad_x.numel() == 0 else None
         grad_a, grad_b = [], torch.zeros_like(b)
         for n in reversed(range(steps)):
-            carry, step_a, grad_b = kernel(tensors, ctx.linearized[n], b, a_tilde, grad_ends[n], carry, grad_v[n],
-                                           grad_b)
+            carry, step_a, grad_b = kernel(tensors, ctx.linearized[n], b, a_tilde,
+                                           grad_x[n] if no_grad_x is None else no_grad_x, carry, grad_v[n], grad_b)
             grad_a.append(step_a)
         grad_a.reverse()
-        return carry.reshape(ctx.start_shape), torch.stack(grad_a), grad_b, None, None, None, None, None, None
+        return carry.reshape(ctx.start_shape), torch.stack(grad_a), grad_b, None, None, None, None, None, None, None

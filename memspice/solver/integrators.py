@@ -391,12 +391,13 @@ class Stepper:
         return z[:, -1].contiguous(), z[0]
 
     def fused_run(self, start: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dt: float,
-                  start_drives: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+                  start_drives: torch.Tensor | None, with_states: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Every step of a run on a fixed grid of ``dt`` by the fused kernels (a method whose steps are
         their stages, Radau IIA), from ``start`` ``(B, n, 1+m)``, driven by ``a`` ``(steps, s, B, n)``
         at each step's stages and the load ``b`` ``(s, B, n)``; ``start_drives`` ``(≥ steps, B, n)``,
         the drive at each step's start, is what the error estimates read (with a tolerance). Returns
-        the stage membranes ``(steps, s, B, n)`` and every step's end ``(steps, 1+m, B, n)``,
+        the stage membranes ``(steps, s, B, n)`` (the last stage is the step's end) and,
+        ``with_states``, the states at every step's end ``(steps, m, B, n)`` (else an empty tensor),
         differentiable in ``start``, ``a`` and ``b`` (:class:`~memspice.solver.fused.ImplicitRun`),
         or ``None`` when a step's Newton iterations do not converge (step by step, the caller then
         splits the step or says why)."""
@@ -424,8 +425,9 @@ class Stepper:
             y = z[:, -1:].contiguous()
         if torch.is_grad_enabled() and any(t.requires_grad for t in (start, a, b)):
             return fused_step.ImplicitRun.apply(first, a, b, stages, linearized, a_tilde, self.layer.device,
-                                                self.floats, self.tensors)
-        return torch.stack([z[0] for z in stages]), torch.stack([z[:, -1] for z in stages])
+                                                self.floats, self.tensors, with_states)
+        v_nodes = torch.stack([z[0] for z in stages])
+        return v_nodes, torch.stack([z[1:, -1] for z in stages]) if with_states else v_nodes.new_empty(0)
 
     def fusable(self) -> bool:
         """Whether the fused kernels can take this layer's steps: an arrow Jacobian and no

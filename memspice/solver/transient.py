@@ -397,14 +397,14 @@ def _integrate_layers(layers: list[NeuronEquations], starts: list[torch.Tensor],
     for k, (stepper, start) in enumerate(zip(steppers, starts)):
         a, b = drives.run(k, upstream)
         start_drives = drives.on_grid(k, upstream_grid) if solver.tolerance is not None else None
-        run = stepper.fused_run(start, a, b, solver.dt, start_drives)
+        run = stepper.fused_run(start, a, b, solver.dt, start_drives, record_states)
         if run is None:
             return None
-        upstream, ends = run  # (n_steps, s, B, n_k), (n_steps, 1+m, B, n_k)
-        # (B, n_steps + 1, n_k): the start, then every step's end
-        v.append(torch.cat([start[..., 0].unsqueeze(1), ends[:, 0].movedim(0, 1)], dim=1))
+        upstream, states = run  # (n_steps, s, B, n_k), (n_steps, m, B, n_k) or empty
+        # (B, n_steps + 1, n_k): the start, then every step's end (its last stage)
+        v.append(torch.cat([start[..., 0].unsqueeze(1), upstream[:, -1].movedim(0, 1)], dim=1))
         if record_states:
-            x.append(torch.cat([start[..., 1:].unsqueeze(1), ends[:, 1:].permute(2, 0, 3, 1)], dim=1))
+            x.append(torch.cat([start[..., 1:].unsqueeze(1), states.permute(2, 0, 3, 1)], dim=1))
         upstream_grid = v[-1].detach().movedim(1, 0)
     errors = None if solver.tolerance is None else [
         e for e in (stepper.error(k + 1, solver.dt) for k, stepper in enumerate(steppers)) if e is not None]
