@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -232,7 +233,7 @@ class RadauIIA(Method):
         return self.fused_error_fold(stepper, tolerance, dt, y.dtype, y.device)(worst, *stages, a, b, time)
 
     def fused_error_fold(self, stepper: Stepper, tolerance: tuple[float, float], dt: float, dtype: torch.dtype,
-                         device: torch.device):
+                         device: torch.device) -> Callable[..., Worst]:
         """:meth:`fold_error` of a fused layer's steps of ``dt``, its kernel and constants bound once (a
         run folds every step): ``f(worst, start, z, a, b, time) -> worst`` for a step's start
         ``(d, 1, B, n)``, stages ``(d, s, B, n)``, drive at its start ``a``, ``b`` ``(B, n)``
