@@ -346,7 +346,7 @@ def _integrate(
     dtype, device = reference.dtype, reference.device
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
     t = torch.arange(n_points, dtype=dtype, device=device) * solver.dt
-    if _layer_by_layer(layers, drives, solver, dense_output):
+    if _layer_by_layer(drives, solver, dense_output):
         solution = _integrate_layers(layers, ys, drives, solver, record_states, t)
         if solution is not None:
             return solution
@@ -371,11 +371,10 @@ def _integrate(
     return run.solution(t, v, x)
 
 
-def _layer_by_layer(layers: list[NeuronEquations], drives: _Drives, solver: SolverOptions, dense_output: bool) -> bool:
+def _layer_by_layer(drives: _Drives, solver: SolverOptions, dense_output: bool) -> bool:
     """Whether a run can be integrated a whole layer at a time (:func:`_integrate_layers`): a fixed
-    grid (no adaptive steps, no dense output, no checkpointed chunks), the fused kernels on every
-    layer, a method whose steps are their stages alone (Radau IIA), and no layer driven by its own
-    membranes."""
+    grid (no adaptive steps, no dense output, no checkpointed chunks), the fused kernels, a method
+    whose steps are their stages alone (Radau IIA), and no layer driven by its own membranes."""
     scheme = method_class(solver.method)
     return (solver.fused and solver.adaptive is False and not dense_output and not solver.checkpoint_every
             and issubclass(scheme, RadauIIA) and drives.layer_by_layer)
