@@ -429,6 +429,14 @@ class ImplicitStep(torch.autograd.Function):
         return None, None, grad_start.reshape(ctx.start_shape), grad_a, grad_b, grad_e, None, None, None, None
 
 
+def run_outputs(stages: list[torch.Tensor], with_states: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a layer's run hands on from its steps' stages (each ``(d, s, B, n)``): the stage membranes
+    ``(steps, s, B, n)`` and, ``with_states``, the states at every step's end ``(steps, m, B, n)``
+    (else an empty tensor)."""
+    v_nodes = torch.stack([z[0] for z in stages])
+    return v_nodes, torch.stack([z[1:, -1] for z in stages]) if with_states else v_nodes.new_empty(0)
+
+
 class ImplicitRun(torch.autograd.Function):
     """A layer's whole run on a fixed grid, its steps solved already (``stages``: per step the
     converged ``z`` ``(d, s, B, n)``; ``linearized``: per step the iterate its Newton matrix was
@@ -446,9 +454,7 @@ class ImplicitRun(torch.autograd.Function):
     def forward(ctx, start, a, b, stages, linearized, a_tilde, device, floats, tensors, with_states):
         ctx.save_for_backward(b, a_tilde)
         ctx.linearized, ctx.device, ctx.params, ctx.start_shape = linearized, device, (floats, tensors), start.shape
-        v_nodes = torch.stack([z[0] for z in stages])
-        states = torch.stack([z[1:, -1] for z in stages]) if with_states else v_nodes.new_empty(0)
-        return v_nodes, states
+        return run_outputs(stages, with_states)
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -426,8 +426,7 @@ class Stepper:
         if torch.is_grad_enabled() and any(t.requires_grad for t in (start, a, b)):
             return fused_step.ImplicitRun.apply(first, a, b, stages, linearized, a_tilde, self.layer.device,
                                                 self.floats, self.tensors, with_states)
-        v_nodes = torch.stack([z[0] for z in stages])
-        return v_nodes, torch.stack([z[1:, -1] for z in stages]) if with_states else v_nodes.new_empty(0)
+        return fused_step.run_outputs(stages, with_states)
 
     def fusable(self) -> bool:
         """Whether the fused kernels can take this layer's steps: an arrow Jacobian and no
