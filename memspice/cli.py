@@ -74,10 +74,10 @@ def _train_config(args: argparse.Namespace):
     import json
     from dataclasses import replace
 
-    from memspice.train.config import INIT_FIELDS, TrainConfig, recipe
+    from memspice.train.config import TUPLE_FIELDS, TrainConfig, recipe
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    for name in ("hidden", *INIT_FIELDS, "hidden_rate"):
+    for name in TUPLE_FIELDS:
         if name in given:
             given[name] = tuple(given[name])
     saved = Path(args.out) / "config.json"

@@ -152,6 +152,22 @@ def test_a_run_can_start_from_a_trained_network(tiny_run, digits, tmp_path):
               dataset=digits)
 
 
+def test_each_crossbar_learns_at_its_own_rate(tiny_run, digits, tmp_path):
+    """--layer-lr: a rate too small to move the input crossbar leaves it where it started while
+    the output crossbar learns; the run records both rates and resumes with them."""
+    out, _ = tiny_run
+    start = load_checkpoint(out / "checkpoint.pt")["model"]
+    config = recipe("digits", **{**TINY, "epochs": 1, "layer_lr": (1e-9, 0.1), "init_from": str(out / "checkpoint.pt")})
+    train(config, tmp_path, progress=False, dataset=digits)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    for name, tensor in state["model"].items():
+        moved = (tensor - start[name]).abs().max().item()
+        assert moved < 1e-6 if name.startswith("crossbars.0.") else moved > 1e-2, (name, moved)
+    rates = [group["lr"] for group in state["optimizer"]["param_groups"]]  # both decayed alike
+    assert len(rates) == 2 and rates[1] / rates[0] == pytest.approx(1e8)
+    assert state["config"]["layer_lr"] == [1e-9, 0.1]
+
+
 def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
@@ -424,13 +440,16 @@ def test_verify_draws_a_random_sample_of_the_test_set(tmp_path):
 
 
 def test_schedules_restart_the_learning_rate_and_anneal_the_threshold():
-    from memspice.train.schedules import LR_FLOOR, annealed_threshold, learning_rate
+    from memspice.train.schedules import LR_FLOOR, annealed_threshold, learning_rates
 
     once = recipe("digits", epochs=4, lr=0.1)
-    assert learning_rate(once, 0, 10) == pytest.approx(0.1)
-    assert learning_rate(once, 40, 10) == pytest.approx(0.1 * LR_FLOOR)
+    assert learning_rates(once, 0, 10) == pytest.approx((0.1,))
+    assert learning_rates(once, 40, 10) == pytest.approx((0.1 * LR_FLOOR,))
     restarts = recipe("digits", epochs=4, lr=0.1, lr_restart_epochs=2)
-    assert learning_rate(restarts, 19, 10) < 0.02 and learning_rate(restarts, 20, 10) == pytest.approx(0.1)
+    assert learning_rates(restarts, 19, 10)[0] < 0.02 and learning_rates(restarts, 20, 10) == pytest.approx((0.1,))
+    per_layer = recipe("digits", epochs=4, lr=0.1, layer_lr=(0.01, 0.2))  # one rate per crossbar, --lr unused
+    assert learning_rates(per_layer, 0, 10) == pytest.approx((0.01, 0.2))
+    assert learning_rates(per_layer, 20, 10) == pytest.approx((0.01 * (1 + LR_FLOOR) / 2, 0.2 * (1 + LR_FLOOR) / 2))
     assert annealed_threshold(once, 0, 10, 0.4) is None  # no annealing asked for
     anneal = recipe("digits", anneal_threshold=0.3, anneal_epochs=2)
     assert annealed_threshold(anneal, 0, 10, 0.4) == pytest.approx(0.3)
@@ -527,6 +546,9 @@ def test_cli_train_rejects_bad_options(tmp_path):
         and "(0.22, 0.4] V" in result.stderr
     result = memspice_stops("train", "--hidden-rate", "2", "1", "--out", str(tmp_path))
     assert result.returncode == 2 and "hidden_rate = (2.0, 1.0) is invalid" in result.stderr
+    result = memspice_stops("train", "--layer-lr", "0.1", "--out", str(tmp_path))
+    assert result.returncode == 2 and "layer_lr = (0.1,) is invalid" in result.stderr \
+        and "2 finite numbers > 0, one per crossbar" in result.stderr
     result = memspice_stops("train", "--v-high", "2.5", "--out", str(tmp_path))
     assert result.returncode == 2 and "below the synapse write thresholds" in result.stderr \
         and "v_high=2.5" in result.stderr
@@ -549,7 +571,7 @@ def test_every_training_option_is_on_the_command_line(tmp_path):
               "encoder": ["rate"], "readout": ["count"], "parametrization": ["clamp"], "dtype": ["float64"],
               "device": ["cpu"], "init_from": ["c.pt"], "seed": ["3"], "dt": ["1e-7"], "window": ["1e-6"],
               "v_low": ["0.1"], "anneal_threshold": ["0.3"], "epochs": ["2"], "threads": ["2"], "hardware": ["stress"],
-              "neuron": ["mif"]}
+              "neuron": ["mif"], "layer_lr": ["0.01", "0.02", "0.03"]}
     pairs = {"init_pos", "init_neg", "deep_init_pos", "deep_init_neg", "hidden_rate"}
     argv, expected = ["train", "--out", str(tmp_path / "run")], {}
     for option in fields(TrainConfig):

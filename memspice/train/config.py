@@ -26,6 +26,8 @@ from memspice.solver.methods import METHODS
 _TOLERANCES = (DEFAULT_TOLERANCES[torch.float32], DEFAULT_TOLERANCES[torch.float64])
 #: The options that are (low, high) fractions of a conductance range.
 INIT_FIELDS = ("init_pos", "init_neg", "deep_init_pos", "deep_init_neg")
+#: The options that hold several numbers: tuples in a configuration, lists in JSON and on the command line.
+TUPLE_FIELDS = ("hidden", *INIT_FIELDS, "hidden_rate", "layer_lr")
 
 
 def _option(default, help: str, kind: str | None = None, **cli):
@@ -52,6 +54,12 @@ class TrainConfig:
     batch_size: int = _option(32, "samples per optimizer step", "positive_int")
     lr: float = _option(0.1, "Adam learning rate on the crossbar parameters (logits or fractions, see "
                               "--parametrization), cosine decay to 5 %", "positive")
+    layer_lr: tuple[float, ...] | None = _option(None, "one learning rate per crossbar, the input crossbar's first, "
+                                                       "instead of --lr (the same cosine decay scales each): e.g. "
+                                                       "a hidden layer that moves slower than the output layer, "
+                                                       "whose neurons saturate where they fire at their highest "
+                                                       "rate (docs/results.md)", "positive", nargs="+",
+                                                 metavar="LR")
     dt: float = _option(DT, "solver step, s", "positive")
     window: float = _option(10e-6, "simulated time per sample, s", "positive")
     method: str = _option(METHOD, "integration method", choices=METHODS)
@@ -152,6 +160,12 @@ class TrainConfig:
                     or not 0 <= rate[0] <= rate[1]:
                 bad("hidden_rate", "None or two numbers 0 <= low <= high (spikes per hidden neuron and sample)")
             object.__setattr__(self, "hidden_rate", (float(rate[0]), float(rate[1])))
+        if self.layer_lr is not None:
+            if not isinstance(self.layer_lr, (tuple, list)) or len(self.layer_lr) != len(self.hidden) + 1 \
+                    or not all(_is_number(r) and r > 0 for r in self.layer_lr):
+                bad("layer_lr", f"None or {len(self.hidden) + 1} finite numbers > 0, one per crossbar (hidden "
+                                f"layers {list(self.hidden)} and the output layer)")
+            object.__setattr__(self, "layer_lr", tuple(float(r) for r in self.layer_lr))
         check_neuron_spec(self.neuron)
         if self.neuron != MIF.name:
             for name in ("anneal_threshold", "hardware"):
@@ -226,7 +240,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for name in ("hidden", *INIT_FIELDS, "hidden_rate"):
+        for name in TUPLE_FIELDS:
             out[name] = list(out[name]) if out[name] is not None else None
         return out
 

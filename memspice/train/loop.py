@@ -37,7 +37,7 @@ from memspice.solver.monitor import SolutionMonitor
 from memspice.train import distributed
 from memspice.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from memspice.train.config import TrainConfig, input_encoder
-from memspice.train.schedules import annealed_threshold, learning_rate
+from memspice.train.schedules import annealed_threshold, learning_rates
 
 METRICS = ("epoch", "train_loss", "train_acc", "train_samples", "eval_loss", "eval_acc", "eval_samples", "lr",
            "epoch_s", "processes", "hidden_spikes", "output_spikes", "decided_by_spikes", "threshold",
@@ -282,7 +282,9 @@ class _TrainingRun:
         self.model, self.readout, self.encoder = build(config, data.n_features, len(data.classes), neuron)
         self.model = self.model.to(device=group.device, dtype=self.dtype)
         self.net = self.model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        groups = [{"params": self.model.parameters()}] if config.layer_lr is None else \
+            [{"params": crossbar.parameters()} for crossbar in self.model.crossbars]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr)
         self.n_batches = math.ceil(len(self.train_x) / config.batch_size)
         self.device_th1 = self.model.layers[0].device_params().get("th1")  # the MIF's, which annealing raises
         self.hardware = load_spec(config.hardware) if config.hardware else None
@@ -326,7 +328,7 @@ class _TrainingRun:
         bar = tqdm(range(first_batch, n_batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not self.progress, initial=first_batch, total=n_batches)
         next_batch = first_batch
-        lr = learning_rate(config, epoch * n_batches + first_batch, n_batches)  # also when no batch is left
+        lr = learning_rates(config, epoch * n_batches + first_batch, n_batches)[0]  # also when no batch is left
         threshold = annealed_threshold(config, epoch * n_batches + first_batch, n_batches, self.device_th1)
         try:
             for batch in bar:
@@ -350,11 +352,12 @@ class _TrainingRun:
 
     def step(self, epoch: int, batch: int, index: torch.Tensor, running: dict) -> tuple[float, float | None]:
         """One optimizer step on the dataset rows ``index`` (this process's share of them), its
-        loss and accuracy added to ``running``; returns its learning rate and annealed threshold."""
+        loss and accuracy added to ``running``; returns its learning rate (the input crossbar's) and
+        annealed threshold."""
         config, group, dtype, model = self.config, self.group, self.dtype, self.model
         step = epoch * self.n_batches + batch
-        lr = learning_rate(config, step, self.n_batches)
-        for param_group in self.optimizer.param_groups:
+        rates = learning_rates(config, step, self.n_batches)
+        for param_group, lr in zip(self.optimizer.param_groups, rates, strict=True):
             param_group["lr"] = lr
         threshold = annealed_threshold(config, step, self.n_batches, self.device_th1)
         # a tensor: the annealed value changes every step without recompiling the solver
@@ -382,7 +385,7 @@ class _TrainingRun:
         running["loss_sum"] += loss.item() * len(share)
         running["correct"] += (self.readout.predict(v[-1].detach()) == yb).sum().item()
         running["seen"] += len(share)
-        return lr, threshold
+        return rates[0], threshold
 
     def record(self, epoch: int, figures: dict) -> None:
         """The history's row of ``epoch`` (from 0), printed with progress."""

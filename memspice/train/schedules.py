@@ -11,13 +11,15 @@ from memspice.train.config import TrainConfig
 LR_FLOOR = 0.05
 
 
-def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Cosine decay from ``config.lr`` to ``LR_FLOOR`` of it over the run, or, with
-    ``config.lr_restart_epochs``, over every cycle of that many epochs (warm restarts, SGDR:
-    Loshchilov & Hutter, ICLR 2017)."""
+def learning_rates(config: TrainConfig, step: int, steps_per_epoch: int) -> tuple[float, ...]:
+    """The learning rate of each of the optimizer's parameter groups at ``step``: ``config.lr``
+    (one group), or ``config.layer_lr`` (one group per crossbar), each decayed by a cosine from
+    its value to ``LR_FLOOR`` of it over the run, or, with ``config.lr_restart_epochs``, over every
+    cycle of that many epochs (warm restarts, SGDR: Loshchilov & Hutter, ICLR 2017)."""
     cycle = (config.lr_restart_epochs or config.epochs) * steps_per_epoch
     phase = (step % cycle) / cycle if config.lr_restart_epochs else min(step / max(cycle, 1), 1.0)
-    return config.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * phase)))
+    factor = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * phase))
+    return tuple(lr * factor for lr in (config.layer_lr or (config.lr,)))
 
 
 def annealed_threshold(config: TrainConfig, step: int, steps_per_epoch: int, device_value: float) -> float | None:
