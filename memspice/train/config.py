@@ -55,11 +55,8 @@ class TrainConfig:
     lr: float = _option(0.1, "Adam learning rate on the crossbar parameters (logits or fractions, see "
                               "--parametrization), cosine decay to 5 %", "positive")
     layer_lr: tuple[float, ...] | None = _option(None, "one learning rate per crossbar, the input crossbar's first, "
-                                                       "instead of --lr (the same cosine decay scales each): e.g. "
-                                                       "a hidden layer that moves slower than the output layer, "
-                                                       "whose neurons saturate where they fire at their highest "
-                                                       "rate (docs/results.md)", "positive", nargs="+",
-                                                 metavar="LR")
+                                                       "instead of --lr (the same cosine decay scales each)",
+                                                 "positive", nargs="+", metavar="LR")
     dt: float = _option(DT, "solver step, s", "positive")
     window: float = _option(10e-6, "simulated time per sample, s", "positive")
     method: str = _option(METHOD, "integration method", choices=METHODS)
