@@ -3,14 +3,15 @@ hidden units saturate as the MIF neuron's mean membrane does, trained with Adam 
 train the circuit.
 
 A MIF neuron passes on a mean membrane that is linear in its column's drive up to the first spike
-and then hardly rises (``benchmarks/mif_transfer.py``: 0.19 V at one spike, 0.28 V at four in an
-8 µs window, where the rate stops rising). The perceptron here is 784-128-10 without biases (a
-crossbar has none), its hidden units ``clamp(h, 0, level)``: the same family of functions for
-every ``level`` (the weights can scale), so what differs between the rows is only where
-training meets the saturation. Each row trains from the same seed, 6 epochs, batch 64, and prints
-training and test accuracy and the share of hidden units saturated on the training set. The
-last rows continue the saturated network for 3 more epochs with both layers at one rate, or with
-the hidden layer 10x slower (``memspice train --layer-lr``). Run:
+and then hardly rises (``benchmarks/mif_transfer.py --window 8e-6``: 0.20 V at one spike, 0.28 V
+at four in an 8 µs window on a 16 µS column, where the rate stops rising). The perceptron here
+is 784-128-10 (``--hidden``) without biases (a crossbar has none), its hidden units
+``clamp(h, 0, level)``: the same family of functions for every ``level`` (the weights can
+scale), so what differs between the rows is only where training meets the saturation. Each row
+trains from the same seed, 6 epochs, batch 64, and prints training and test accuracy and the
+share of hidden units saturated on the training set. The last rows continue the saturated
+network for 3 more epochs with both layers at one rate, or with the hidden layer 10x slower
+(``memspice train --layer-lr``). Run:
 
     .venv/bin/python benchmarks/hidden_saturation.py [--dataset fashion-mnist] [--epochs 6]
 """
