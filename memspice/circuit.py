@@ -31,8 +31,9 @@ import sympy as sp
 import torch
 
 from memspice.codegen.printers import spice_expr
+from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF, SYNAPSE, DeviceModel
-from memspice.errors import NetlistError
+from memspice.errors import ConfigError, NetlistError
 
 SYNAPSE_KINDS = ("resistor", "memristor")
 #: How far (V) a rectifying buffer's knee is smoothed: its output is ``w·ln 2 ≈ 0.014 V`` times
@@ -56,6 +57,62 @@ def _softplus_written_out(y: sp.Expr) -> sp.Expr:
     return above + sp.log(1 + sp.exp(y - 2 * above))
 
 
+#: The pulse extenders' default time constant (s): a spike's charge (its membrane above the knee
+#: for ~0.2 µs) spread over a few inter-spike intervals, so that it reaches the next layer as a
+#: step the cells can carry within their write thresholds, and a count within an 8 µs window adds up.
+PULSE_TAU = 2e-6
+_PULSE = sp.Symbol("Q")
+
+
+@dataclass(frozen=True)
+class PulseExtender:
+    """A pulse extender (as in neuromorphic VLSI: Indiveri et al., Front. Neurosci. 2011, the
+    circuit that stretches an address-event into a current pulse) between a neuron's membrane
+    ``V`` and the buffers of the rows it drives: a transconductor that rectifies the membrane
+    above ``knee`` (V) charges a capacitor with a leak, so that each spike leaves a charge that
+    decays with ``tau`` (s)::
+
+        tau·dQ/dt = gain·w·ln(1 + exp((V - knee)/w)) - Q
+
+    (``w`` = :data:`RECTIFIER_WIDTH`; ``gain`` V/V). The knee is the readouts' spike level
+    (:data:`~memspice.defaults.SPIKE_THRESHOLD`): only spikes charge it, so ``Q`` counts them
+    with their recent past, where a membrane's mean saturates below the threshold. The rows get
+    ``±(b(V) + Q)`` (:class:`RowBuffer`). ngspice holds ``Q`` on a capacitor charged by a
+    B-source (:meth:`charge_expression`); the torch solver integrates the same linear equation
+    at the neurons' own Radau IIA stages (:func:`memspice.solver.pulses.extend_pulses`)."""
+
+    gain: float
+    tau: float = PULSE_TAU
+    knee: float = SPIKE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        for name, value, allowed, ok in (
+                ("pulse_gain", self.gain, "a number in (0, 1000] V/V", lambda x: 0 < x <= 1000),
+                ("pulse_tau", self.tau, "a time in [1e-9, 1e-3] s", lambda x: 1e-9 <= x <= 1e-3),
+                ("pulse_knee", self.knee, "a voltage in (-2, 2) V", lambda x: abs(x) < 2)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise NetlistError(f"{name} must be {allowed}; got {value!r}")
+
+    def charge_expression(self) -> sp.Expr:
+        """``gain·w·softplus((V - knee)/w)`` (V) in the symbol ``V``: what ``Q`` relaxes to."""
+        w = sp.Float(RECTIFIER_WIDTH)
+        return sp.Float(self.gain) * w * _Softplus((_MEMBRANE - sp.Float(self.knee)) / w)
+
+    @functools.cached_property
+    def _torch(self):
+        return sp.lambdify(_MEMBRANE, self.charge_expression(),
+                           modules=[{"_Softplus": torch.nn.functional.softplus}])
+
+    def charge(self, v: torch.Tensor) -> torch.Tensor:
+        """What ``Q`` relaxes to (V) for membranes ``v`` (V, any shape), differentiable."""
+        return self._torch(v)
+
+    def spice_charge(self, membrane: str) -> str:
+        """:meth:`charge_expression` as an ngspice expression of ``V(membrane)``."""
+        return spice_expr(self.charge_expression().replace(_Softplus, _softplus_written_out),
+                          {_MEMBRANE: f"V({membrane})"})
+
+
 @dataclass(frozen=True)
 class RowBuffer:
     """The buffers from a layer's membranes ``V`` to the rows they drive, ``+b(V)`` into the G⁺
@@ -64,12 +121,14 @@ class RowBuffer:
     :data:`RECTIFIER_WIDTH`): a softplus that passes what lies above the knee and nothing below.
     A knee of 0 V makes it a ReLU of the membranes; with the knee at the MIF neuron's M1
     threshold (0.40 V) only spikes pass, too little to lift a loaded column to threshold
-    (docs/devices.md). A precision rectifier (op-amp and diode) builds it: still no ADC. One
-    expression (:meth:`expression`) gives both engines theirs: the torch solver's
-    (:meth:`__call__`) and ngspice's B-source (:meth:`spice`)."""
+    (docs/devices.md). A precision rectifier (op-amp and diode) builds it: still no ADC. With a
+    ``pulse`` extender (:class:`PulseExtender`) the rows get ``±(b(V) + Q)``: each spike's charge
+    added to the membrane's share. One expression (:meth:`expression`) gives both engines theirs:
+    the torch solver's (:meth:`__call__` and :meth:`rows`) and ngspice's B-source (:meth:`spice`)."""
 
     gain: float = 2.0
     knee: float | None = None
+    pulse: PulseExtender | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.gain, bool) or not isinstance(self.gain, (int, float)) or not 0 < self.gain <= 10:
@@ -78,14 +137,21 @@ class RowBuffer:
                                       or not abs(self.knee) < 2):
             raise NetlistError(f"buffer_knee must be None (linear buffers) or a voltage in (-2, 2) V; "
                                f"got {self.knee!r}")
+        if self.pulse is not None and not isinstance(self.pulse, PulseExtender):
+            raise NetlistError(f"pulse must be None or a PulseExtender; got {self.pulse!r}")
 
     @property
     def rectifying(self) -> bool:
         return self.knee is not None
 
     def expression(self) -> sp.Expr:
-        """``b(V)`` in the symbol ``V``, the softplus ``ln(1 + e^y)`` (:class:`_Softplus`) kept
-        whole: ``gain·w·softplus((V - knee)/w)``."""
+        """The row voltage in the symbols ``V`` (and ``Q`` with a pulse extender), the softplus
+        ``ln(1 + e^y)`` (:class:`_Softplus`) kept whole: ``b(V)``, ``gain·V`` or
+        ``gain·w·softplus((V - knee)/w)``, plus ``Q``."""
+        b = self._membrane_share()
+        return b if self.pulse is None else b + _PULSE
+
+    def _membrane_share(self) -> sp.Expr:
         if self.knee is None:
             return sp.Float(self.gain) * _MEMBRANE
         w = sp.Float(RECTIFIER_WIDTH)
@@ -94,15 +160,27 @@ class RowBuffer:
     @functools.cached_property
     def _torch(self):
         # (torch's softplus returns y itself above y = 20, where ln(1 + e^y) differs from y by 2e-9)
-        return sp.lambdify(_MEMBRANE, self.expression(), modules=[{"_Softplus": torch.nn.functional.softplus}])
+        return sp.lambdify(_MEMBRANE, self._membrane_share(), modules=[{"_Softplus": torch.nn.functional.softplus}])
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        """``b(v)`` of membranes ``v`` (V, any shape), differentiable."""
+        """``b(v)`` of membranes ``v`` (V, any shape), differentiable: the rows without a pulse
+        extender's share."""
         return self.gain * v if self.knee is None else self._torch(v)
 
-    def spice(self, membrane: str) -> str:
-        """``b(V)`` as an ngspice expression of the node voltage ``V(membrane)``."""
-        return spice_expr(self.expression().replace(_Softplus, _softplus_written_out), {_MEMBRANE: f"V({membrane})"})
+    def rows(self, v: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+        """The row voltages ``b(v) + q`` (V; :meth:`expression`) of membranes ``v`` and the pulse
+        extenders' ``q`` (V, the same shape; ``None`` without extenders), differentiable."""
+        if (q is None) != (self.pulse is None):
+            raise ConfigError("the pulse extenders' voltages are needed exactly when the buffers have extenders")
+        return self(v) if q is None else self(v) + q
+
+    def spice(self, membrane: str, pulse: str | None = None) -> str:
+        """The row voltage as an ngspice expression of the node voltages ``V(membrane)`` and (with a
+        pulse extender) ``V(pulse)``, the extender's capacitor."""
+        if (pulse is None) != (self.pulse is None):
+            raise NetlistError("a pulse extender's node is needed exactly when the buffers have extenders")
+        nodes = {_MEMBRANE: f"V({membrane})", **({_PULSE: f"V({pulse})"} if pulse else {})}
+        return spice_expr(self.expression().replace(_Softplus, _softplus_written_out), nodes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,6 +264,12 @@ class NeuronLayer:
         return {**self.params, **{name: float(values[j]) for name, values in self.per_neuron.items()}}
 
 
+def row_buffer(gain: float, knee: float | None, pulse_gain: float | None, pulse_tau: float = PULSE_TAU) -> RowBuffer:
+    """The :class:`RowBuffer` of the flat settings a network's config and checkpoints hold
+    (``pulse_gain`` ``None``: no pulse extenders)."""
+    return RowBuffer(gain, knee, None if pulse_gain is None else PulseExtender(pulse_gain, pulse_tau))
+
+
 def check_sources(sources, n_layers: int, error: type[Exception]) -> tuple[tuple[int, ...], ...]:
     """``sources`` as tuples if they describe a feed-forward network of ``n_layers`` layers (one
     non-empty entry per layer of distinct sources, 0 for the inputs and ``j`` for layer ``j``,
@@ -209,10 +293,11 @@ class Network:
     crossbar cell is built in SPICE: an ideal ``"resistor"`` or the ``"memristor"`` device model
     programmed to the same conductance (``synapse_params`` override its defaults).
     ``buffer_gain`` (V/V) and ``buffer_knee`` (V, ``None``: linear) are the row buffers
-    between layers (:class:`RowBuffer`, :attr:`buffer`). ``wire_resistance`` (Ω,
-    0: ideal wires) is each row and column wire segment between two cells, in tiles of
-    ``tile_size`` rows and columns (``None``: one tile per layer; :mod:`memspice.hardware.wires`
-    describes the layout).
+    between layers (:class:`RowBuffer`, :attr:`buffer`), ``pulse_gain`` (V/V, ``None``: none) and
+    ``pulse_tau`` (s) the pulse extenders of every membrane that drives rows
+    (:class:`PulseExtender`). ``wire_resistance`` (Ω, 0: ideal wires) is each row and column
+    wire segment between two cells, in tiles of ``tile_size`` rows and columns (``None``: one tile
+    per layer; :mod:`memspice.hardware.wires` describes the layout).
 
     ``sources`` (``None``: a chain, each layer reading the one before) gives the topology of any
     other feed-forward network: ``sources[k]`` lists what drives layer ``k+1``'s rows, ``0`` for
@@ -228,6 +313,8 @@ class Network:
     tile_size: int | None = None
     sources: tuple[tuple[int, ...], ...] | None = None
     buffer_knee: float | None = None
+    pulse_gain: float | None = None
+    pulse_tau: float = PULSE_TAU
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -275,7 +362,7 @@ class Network:
     @property
     def buffer(self) -> RowBuffer:
         """The row buffers between layers."""
-        return RowBuffer(self.buffer_gain, self.buffer_knee)
+        return row_buffer(self.buffer_gain, self.buffer_knee, self.pulse_gain, self.pulse_tau)
 
     @property
     def layer_sources(self) -> tuple[tuple[int, ...], ...]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memspice.circuit import PULSE_TAU
 from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
 from memspice.errors import ConfigError, JournalError, MemspiceError
 from memspice.fileio import atomic_write_text
@@ -75,7 +76,7 @@ _DEFINING_OPTIONS = ("dataset", "encoder", "v_low", "v_high", "seed", "dt", "win
 
 #: Module arguments added since the first reports were written, left out of a network's digest at
 #: these values so that the networks those reports name keep their digests.
-_LATER_ARGUMENTS = {"neuron_model": "mif", "buffer_knee": None}
+_LATER_ARGUMENTS = {"neuron_model": "mif", "buffer_knee": None, "pulse_gain": None, "pulse_tau": PULSE_TAU}
 
 
 def network_sha256(state: dict) -> str:

@@ -41,6 +41,7 @@ they matter most: a network whose neurons work near their threshold feels a few 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -303,10 +304,8 @@ class Chip:
                       self.neuron_params(k, neurons.resolved, like).items() if isinstance(value, torch.Tensor)}
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
                            NeuronLayer(neurons.size, neurons.params, per_neuron=varied)))
-        return Network(tuple(layers), synapse=network.synapse, synapse_params=network.synapse_params,
-                       buffer_gain=network.buffer_gain, buffer_knee=network.buffer_knee,
-                       wire_resistance=self.spec.wire_resistance,
-                       tile_size=self.spec.tile_size)
+        return dataclasses.replace(network, layers=tuple(layers), wire_resistance=self.spec.wire_resistance,
+                                   tile_size=self.spec.tile_size)
 
 
 def load_spec(text: str) -> HardwareSpec:

@@ -7,6 +7,8 @@ Node names (layers count from 1, indices from 0), also what to probe:
 * ``l{k}_r{i}p`` / ``l{k}_r{i}n``: row ``i`` of layer ``k`` driven by a buffer ``±b``
   (:class:`~memspice.circuit.RowBuffer`) of an earlier layer's membrane: ``l{k-1}_m{i}`` in a chain (rows count on
   across the layer's sources, :attr:`memspice.circuit.Network.sources`);
+* ``l{k}_q{j}``: the pulse extender of neuron ``j`` of layer ``k`` (:func:`pulse_node`), when the
+  buffers have them (:class:`~memspice.circuit.PulseExtender`);
 * ``l{k}_c{j}``: column ``j`` of layer ``k`` when ``sense=True`` puts a 0 V source
   ``Vl{k}_sense{j}`` between column and membrane, so that ``i(vl{k}_sense{j})`` is the
   column current.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memspice.circuit import Crossbar, Network, RowBuffer
+from memspice.circuit import Crossbar, Network, PulseExtender, RowBuffer
 from memspice.devices import SYNAPSE
 from memspice.errors import NetlistError
 from memspice.netlist import text
@@ -31,6 +33,11 @@ from memspice.netlist.stimuli import Waveform
 def membrane_node(layer: int, neuron: int) -> str:
     """Node name of neuron ``neuron`` (from 0) of layer ``layer`` (from 1)."""
     return f"l{layer}_m{neuron}"
+
+
+def pulse_node(layer: int, neuron: int) -> str:
+    """Node name of the pulse extender's capacitor of neuron ``neuron`` (from 0) of layer ``layer`` (from 1)."""
+    return f"l{layer}_q{neuron}"
 
 
 def neuron_instance(layer: int, neuron: int) -> str:
@@ -90,6 +97,8 @@ def network_netlist(
         net.comment(f"layer {k}: {neurons.size} {neurons.model.name} neurons")
         for j, node in enumerate(membranes):
             net.instance(neuron_instance(k, j), (node,), neurons.model, neurons.neuron(j))
+        if network.buffer.pulse is not None and any(k in read for read in network.layer_sources):
+            net.extend(_pulse_cards(network.buffer.pulse, k, neurons.size))
     if save:
         net.save(save)
     net.analysis(settings)
@@ -119,6 +128,14 @@ def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) ->
     :meth:`~memspice.circuit.RowBuffer.spice` (the expression the torch solver evaluates)."""
     gain = text.number(buffer.gain, "buffer gain")
     of = f"of layer {source}'s membranes"
+    if buffer.pulse is not None:
+        what = f"layer {k} rows: buffers (gain +-{gain}) {of} plus their pulse extenders"
+        cards = [f"* {text.comment(what)}"]
+        for i in range(n):
+            b = buffer.spice(membrane_node(source, i), pulse_node(source, i))
+            cards += [f"Bl{k}_b{first + i}p l{k}_r{first + i}p 0 V = {b}",
+                      f"Bl{k}_b{first + i}n l{k}_r{first + i}n 0 V = -({b})"]
+        return cards
     if not buffer.rectifying:
         return [f"* {text.comment(f'layer {k} rows: buffers (gain +-{gain}) {of}')}",
                 *(f"El{k}_b{first + i}p l{k}_r{first + i}p 0 {membrane_node(source, i)} 0 {gain}\n"
@@ -129,6 +146,26 @@ def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) ->
         b = buffer.spice(membrane_node(source, i))
         cards += [f"Bl{k}_b{first + i}p l{k}_r{first + i}p 0 V = {b}",
                   f"Bl{k}_b{first + i}n l{k}_r{first + i}n 0 V = -({b})"]
+    return cards
+
+
+#: The pulse extender's leak (Ω): its capacitor is ``tau / PULSE_RESISTANCE``, its B-source's current the
+#: charge expression over it, so that the node's voltage is ``Q`` (the values are a scale, not physics).
+PULSE_RESISTANCE = 1e6
+
+
+def _pulse_cards(pulse: PulseExtender, k: int, n: int) -> list[str]:
+    """The pulse extenders of layer ``k``'s ``n`` membranes: a B-source pushing ``charge/R`` into node
+    :func:`pulse_node`, which ``R`` and ``C = tau/R`` hold (``R·C·dQ/dt = charge - Q``), from 0 V."""
+    ohms = text.number(PULSE_RESISTANCE, "pulse extender resistance")
+    farads = text.number(pulse.tau / PULSE_RESISTANCE, "pulse extender capacitance")
+    what = f"layer {k}: pulse extenders (gain {pulse.gain:g}, tau {pulse.tau:g} s, knee {pulse.knee:g} V)"
+    cards = [f"* {text.comment(what)}"]
+    for j in range(n):
+        q = pulse_node(k, j)
+        cards += [f"Bl{k}_pulse{j} 0 {q} I = ({pulse.spice_charge(membrane_node(k, j))}) / {ohms}",
+                  f"Rl{k}_pulse{j} {q} 0 {ohms}",
+                  f"Cl{k}_pulse{j} {q} 0 {farads} IC=0"]
     return cards
 
 

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from memspice.circuit import PULSE_TAU, Network, NeuronLayer, check_sources, row_buffer
 from memspice.circuit import Crossbar as CrossbarDescription
-from memspice.circuit import Network, NeuronLayer, RowBuffer, check_sources
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError, NewtonFailure
 from memspice.nn.crossbar import (
@@ -105,7 +105,8 @@ class MemristiveLayer(nn.Module):
     Conductances as in :class:`~memspice.nn.MemristiveCrossbar` (``g_max = column_conductance / n_in`` per
     input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``
     (V/V) and ``buffer_knee`` (V, ``None``: linear): the buffers between an upstream layer's
-    membranes and these rows (:class:`~memspice.circuit.RowBuffer`); ``solver``: how each step is
+    membranes and these rows (:class:`~memspice.circuit.RowBuffer`; ``pulse_gain``, ``pulse_tau``:
+    its pulse extenders, which only whole runs integrate: :meth:`step` refuses them); ``solver``: how each step is
     integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
     ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
     ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.MemristiveCrossbar` modules to use
@@ -117,7 +118,8 @@ class MemristiveLayer(nn.Module):
                  on_off_ratio: float = ON_OFF_RATIO, init_pos: tuple[float, float] = INIT_POS,
                  init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
                  crossbars: Sequence[MemristiveCrossbar] | None = None, neuron_model: DeviceModel = MIF,
-                 buffer_knee: float | None = None) -> None:
+                 buffer_knee: float | None = None, pulse_gain: float | None = None,
+                 pulse_tau: float = PULSE_TAU) -> None:
         super().__init__()
         sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
         for n in (*sizes, out_features):
@@ -142,7 +144,7 @@ class MemristiveLayer(nn.Module):
         self.in_features, self.out_features = sizes, out_features
         self.crossbars = nn.ModuleList(crossbars)
         self.neuron_model, self.overrides = neuron_model, dict(neuron_params or {})
-        self.buffer, self.solver = RowBuffer(float(buffer_gain), buffer_knee), solver
+        self.buffer, self.solver = row_buffer(float(buffer_gain), buffer_knee, pulse_gain, pulse_tau), solver
 
     def init_state(self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                    rows: Sequence[torch.Tensor | None] | None = None) -> LayerState:
@@ -175,6 +177,9 @@ class MemristiveLayer(nn.Module):
         inputs = [inputs] if isinstance(inputs, (torch.Tensor, LayerState)) else list(inputs)
         if len(inputs) != len(self.crossbars):
             raise ConfigError(f"the layer has {len(self.crossbars)} inputs; got {len(inputs)}")
+        if self.buffer.pulse is not None and any(isinstance(source, LayerState) for source in inputs):
+            raise ConfigError("a step-wise layer does not integrate pulse extenders; run the whole network "
+                              "(MemristiveSNN.forward, simulate_network)")
         rows_now = self._check_inputs(inputs, state)
         stepper, dt, load = state.stepper, self.solver.dt, state.load
 

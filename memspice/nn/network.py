@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from memspice.circuit import Network, NeuronLayer, RowBuffer
+from memspice.circuit import PULSE_TAU, Network, NeuronLayer, row_buffer
 from memspice.devices import MIF, DeviceModel
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
@@ -30,7 +30,10 @@ class MemristiveSNN(nn.Module):
     another is given; ``neuron_params``: overrides of its defaults); layer ``k > 1``'s rows are
     buffers of layer ``k-1``'s membranes (the only non-memristive periphery,
     :class:`~memspice.circuit.RowBuffer`): ``±buffer_gain`` times them, or with a
-    ``buffer_knee`` (V) rectified, so that only what lies above it drives the next layer.
+    ``buffer_knee`` (V) rectified, so that only what lies above it drives the next layer; with
+    ``pulse_gain`` (V/V), plus each neuron's pulse extender of time constant ``pulse_tau`` (s),
+    the charge of its recent spikes (:class:`~memspice.circuit.PulseExtender`; :meth:`forward`
+    only, not the step-wise layers).
     Crossbar ``k``'s conductance range is :func:`~memspice.nn.crossbar.conductance_range` of its
     fan-in.
 
@@ -60,14 +63,15 @@ class MemristiveSNN(nn.Module):
                  init_pos: tuple[float, float] = INIT_POS, init_neg: tuple[float, float] = INIT_NEG,
                  parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
                  deep_init_neg: tuple[float, float] = INIT_NEG, neuron_model: DeviceModel = MIF,
-                 buffer_knee: float | None = None) -> None:
+                 buffer_knee: float | None = None, pulse_gain: float | None = None,
+                 pulse_tau: float = PULSE_TAU) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
         generator = torch.Generator().manual_seed(seed)
         self.sizes, self._solver = sizes, solver_options(solver)
-        self.buffer = RowBuffer(float(buffer_gain), buffer_knee)
+        self.buffer = row_buffer(float(buffer_gain), buffer_knee, pulse_gain, pulse_tau)
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
         self.parametrization = parametrization
         # the parameters live here, so that the state dict's names stay those of every checkpoint
@@ -80,7 +84,7 @@ class MemristiveSNN(nn.Module):
         # a plain list, not submodules: the layers own no parameters beyond these crossbars
         self.layers = [MemristiveLayer(crossbar.n_in, crossbar.n_out, neuron_params, self.buffer.gain,
                                        _stepwise(self._solver), crossbars=[crossbar], neuron_model=neuron_model,
-                                       buffer_knee=self.buffer.knee)
+                                       buffer_knee=self.buffer.knee, pulse_gain=pulse_gain, pulse_tau=pulse_tau)
                        for crossbar in self.crossbars]
         self.describe()  # validates the network as the netlister will
 
@@ -127,11 +131,20 @@ class MemristiveSNN(nn.Module):
         hidden = [{"gon1": layer.device_params()["goff1"]} for layer in self.layers[:-1]]
         return [*hidden, None]
 
+    def pulse_config(self) -> dict:
+        """The pulse extenders' settings as :meth:`config` and :class:`~memspice.circuit.Network` name
+        them (``pulse_gain`` ``None``: none)."""
+        pulse = self.buffer.pulse
+        if pulse is None:
+            return {"pulse_gain": None, "pulse_tau": PULSE_TAU}
+        return {"pulse_gain": pulse.gain, "pulse_tau": pulse.tau}
+
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
         return {"sizes": list(self.sizes), "neuron_model": self.neuron_model.name,
                 "neuron_params": dict(self.layers[0].overrides),
-                "buffer_gain": self.buffer_gain, "buffer_knee": self.buffer.knee, "dt": self.dt, "method": self.method,
+                "buffer_gain": self.buffer_gain, "buffer_knee": self.buffer.knee, **self.pulse_config(),
+                "dt": self.dt, "method": self.method,
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
                 "checkpoint_every": self.solver.checkpoint_every, "parametrization": self.parametrization}
 
@@ -194,7 +207,8 @@ class MemristiveSNN(nn.Module):
         given (:meth:`memspice.hardware.Chip.apply`)."""
         layers = tuple((c.describe(), NeuronLayer(layer.out_features, layer.overrides, model=self.neuron_model))
                        for c, layer in zip(self.crossbars, self.layers))
-        network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain, buffer_knee=self.buffer.knee)
+        network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain, buffer_knee=self.buffer.knee,
+                          **self.pulse_config())
         return network if chip is None else chip.apply(network)
 
     def extra_repr(self) -> str:

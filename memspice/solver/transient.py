@@ -23,13 +23,14 @@ from memspice.circuit import RowBuffer
 from memspice.defaults import SPIKE_THRESHOLD
 from memspice.devices import MIF
 from memspice.devices.model import DeviceModel
-from memspice.errors import ConfigError
+from memspice.errors import ConfigError, SolverError
 from memspice.signals import dense_spike_times, spike_times
 from memspice.solver.accuracy import LayerError
 from memspice.solver.cells import CellVoltage, cell_voltages
 from memspice.solver.integrators import NeuronEquations, NewtonFailure, StepContext, Stepper
 from memspice.solver.methods import RadauIIA, at_nodes, method_class
 from memspice.solver.options import SolverOptions, solver_options
+from memspice.solver.pulses import extend_pulses
 
 Params = Mapping[str, "float | torch.Tensor"]
 #: The most substeps an adaptive step splits a grid step into (dt / 64).
@@ -45,7 +46,8 @@ class Solution:
     largest local error estimate against the tolerance (:mod:`memspice.solver.accuracy`; ``None``
     when not estimated); ``split_steps``: grid steps that Newton's method only finished as
     substeps; ``cells``: per crossbar, the extreme voltages across its synapse cells
-    (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars).
+    (:mod:`memspice.solver.cells`; ``None`` for neurons without crossbars); ``pulses``: with pulse
+    extenders, those of every layer but the last (V, ``(batch, n_steps + 1, n_k)``).
 
     With adaptive steps: ``substeps``, the steps taken (each grid step in ``2^k`` equal
     substeps). With adaptive steps or ``dense_output``: ``dense`` (:class:`DenseOutput`), every
@@ -61,6 +63,7 @@ class Solution:
     cells: list[CellVoltage] | None = None
     substeps: int | None = None
     dense: DenseOutput | None = None
+    pulses: list[torch.Tensor] | None = None
 
     def spike_times(self, layer: int = 0, item: int = 0, neuron: int = 0, component: int = 0,
                     level: float = SPIKE_THRESHOLD) -> np.ndarray:
@@ -206,9 +209,18 @@ def simulate_network(
     # linear in the rows, so interpolating them equals driving with the interpolated rows
     input_currents = _Between(inputs @ ports[0].transfer + (0.0 if noise[0] is None else noise[0]), grid_nodes)
     later_noise = [None] + [None if c is None else _Between(c, grid_nodes) for c in noise[1:]]
-    drives = _Drives(input_currents, loads, ports, buffer, later_noise)
+    pulses = None if buffer.pulse is None else functools.partial(
+        extend_pulses, dt=solver.dt, tau=buffer.pulse.tau, matrix=method_class(solver.method).tableau.matrix)
+    drives = _Drives(input_currents, loads, ports, buffer, later_noise, pulses)
+    if pulses is not None and not _layer_by_layer(drives, solver, dense_output):
+        raise ConfigError("pulse extenders are integrated at the stages of a whole layer's run: they need a fixed "
+                          "grid (no adaptive steps, dense output or checkpoint_every), the fused kernels, a Radau "
+                          "IIA method and ideal wires")
     solution = _integrate(layers, sizes, drives, inputs, solver, record_states, dense_output)
-    solution.cells = cell_voltages([inputs, *(buffer(v) for v in solution.v[:-1])], solution.v)
+    if pulses is not None:
+        solution.pulses = [q.movedim(0, 1) for q in drives.pulse_grid]
+    rows = [buffer.rows(v, q) for v, q in zip(solution.v[:-1], solution.pulses or [None] * (len(sizes) - 1))]
+    solution.cells = cell_voltages([inputs, *rows], solution.v)
     return solution
 
 
@@ -227,19 +239,25 @@ class _Drives:
     ``buffer(upstream)`` of the layer before, plus ``noise[k]`` (:class:`_Between`, or ``None``),
     less what wires couple in from the other columns; ``loads[k]`` is ``b`` at a step's nodes
     ``(nodes, B, n)``. Step by step (:meth:`step`) or, where no layer's drive depends on its own
-    membranes (no coupled columns), every step of a layer at once (:meth:`run`, :meth:`on_grid`)."""
+    membranes (no coupled columns), every step of a layer at once (:meth:`run`, :meth:`on_grid`).
+    ``pulses``: with pulse extenders in the buffers, :func:`~memspice.solver.pulses.extend_pulses`
+    on the run's grid; they are integrated at the stages of a layer's whole run (:meth:`run`, which
+    keeps each layer's on the grid in :attr:`pulse_grid`), not step by step."""
 
     def __init__(self, first: _Between, loads: list[torch.Tensor], ports: Sequence[CrossbarPorts] = (),
-                 buffer: RowBuffer | None = None, noise: Sequence[_Between | None] = ()) -> None:
+                 buffer: RowBuffer | None = None, noise: Sequence[_Between | None] = (),
+                 pulses: Callable | None = None) -> None:
         self.first, self.loads, self.ports, self.buffer, self.noise = first, loads, ports, buffer, noise
+        self.pulses, self.pulse_grid = pulses, []
         #: whether :meth:`run` applies (every layer's drive free of its own membranes)
         self.layer_by_layer = all(port.coupled is None for port in ports)
 
-    def _columns(self, k: int, rows: torch.Tensor) -> torch.Tensor:
-        """Layer ``k``'s column currents under the membranes ``rows`` (``(..., n_{k-1})``) of the layer before."""
-        if not self.buffer.rectifying:  # linear buffers commute with the product: scale its (smaller) result
+    def _columns(self, k: int, rows: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer ``k``'s column currents under the membranes ``rows`` (``(..., n_{k-1})``) of the layer
+        before and their pulse extenders' ``q`` (the same shape, or ``None``)."""
+        if not self.buffer.rectifying and q is None:  # linear buffers commute with the product: scale its result
             return (rows @ self.ports[k].transfer) * self.buffer.gain
-        return self.buffer(rows) @ self.ports[k].transfer
+        return self.buffer.rows(rows, q) @ self.ports[k].transfer
 
     def step(self, k: int, n: int, nodes: list[float], upstream: torch.Tensor | None,
              start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,6 +267,8 @@ class _Drives:
         if k == 0:
             currents = self.first(n, nodes)
         else:
+            if self.pulses is not None:
+                raise ConfigError("pulse extenders are integrated with a layer's whole run, not step by step")
             currents = self._columns(k, upstream)  # every node at once
             if self.noise[k] is not None:
                 currents = currents + self.noise[k](n, nodes)
@@ -261,7 +281,11 @@ class _Drives:
         ``(nodes, B, n_k)``, the same at every step."""
         if k == 0:
             return self.first.every_step, self.loads[k]
-        currents = self._columns(k, upstream)
+        q = None
+        if self.pulses is not None:
+            q, grid = self.pulses(self.buffer.pulse.charge(upstream))
+            self.pulse_grid.append(grid)
+        currents = self._columns(k, upstream, q)
         return (currents if self.noise[k] is None else currents + self.noise[k].every_step), self.loads[k]
 
     def on_grid(self, k: int, upstream: torch.Tensor | None) -> torch.Tensor:
@@ -271,7 +295,7 @@ class _Drives:
         with torch.no_grad():
             if k == 0:
                 return self.first.by_step
-            currents = self._columns(k, upstream)
+            currents = self._columns(k, upstream, None if self.pulses is None else self.pulse_grid[k - 1])
             return currents if self.noise[k] is None else currents + self.noise[k].by_step
 
 
@@ -350,6 +374,10 @@ def _integrate(
         solution = _integrate_layers(layers, ys, drives, solver, record_states, t)
         if solution is not None:
             return solution
+        if drives.pulses is not None:
+            raise SolverError("pulse extenders need the fused layer-by-layer run, and it did not apply: Newton's "
+                              "method failed in a step (step by step, it would be split; try a smaller dt) or a "
+                              "layer's device parameters need a gradient")
     run = _Integration(layers, ys, drives.step, solver, dense_output)
     record_v = [[y[..., 0]] for y in ys]
     record_x = [[y[..., 1:]] for y in ys]

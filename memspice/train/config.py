@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
-from memspice.circuit import RowBuffer
+from memspice.circuit import PULSE_TAU, row_buffer
 from memspice.data import DATASETS, ENCODERS, DirectEncoder, RateEncoder, make_encoder
 from memspice.defaults import DT, METHOD
 from memspice.devices import MIF
@@ -82,6 +82,10 @@ class TrainConfig:
                                               "voltage (0: a ReLU of the membranes; near the M1 threshold, 0.4, only "
                                               "spikes, which leave the next layer silent); none: linear buffers",
                                         "finite")
+    pulse_gain: float | None = _option(None, "V/V: a pulse extender per hidden neuron adds the charge of its recent "
+                                             "spikes to its rows (tau·dQ/dt = gain·relu(V - 0.45 V) - Q); none: "
+                                             "the membranes alone drive the next layer", "positive")
+    pulse_tau: float = _option(PULSE_TAU, "s: the pulse extenders' time constant", "positive")
     init_pos: tuple[float, float] = _option(INIT_POS, "the input crossbar's G+ start uniform in these fractions "
                                                       "of the conductance range", "finite", nargs=2,
                                             metavar=("LOW", "HIGH"))
@@ -211,7 +215,7 @@ class TrainConfig:
                 bad("hardware", "None, a preset name or the path of a JSON chip description")
             load_spec(self.hardware)  # one clear error now, not after the data have loaded
         try:
-            RowBuffer(self.buffer_gain, self.buffer_knee)
+            row_buffer(self.buffer_gain, self.buffer_knee, self.pulse_gain, self.pulse_tau)
         except NetlistError as exc:
             raise ConfigError(str(exc)) from None
         if self.dtype not in ("float32", "float64"):
