@@ -9,7 +9,8 @@ is 784-128-10 (``--hidden``) without biases (a crossbar has none), its hidden un
 ``clamp(h, 0, level)``: the same family of functions for every ``level`` (the weights can
 scale), so what differs between the rows is only where training meets the saturation. Each row
 trains from the same seed, 6 epochs, batch 64, and prints training and test accuracy and the
-share of hidden units saturated on the training set. The last rows continue the saturated
+share of hidden units saturated on the training set. A row adds a slowly rising channel above the
+saturation (``count_channel``: what a spike count adds). The last rows continue the saturated
 network for 3 more epochs with both layers at one rate, or with the hidden layer 10x slower
 (``memspice train --layer-lr``). Run:
 
@@ -32,17 +33,22 @@ SATURATION = 0.4  # a level on the scale of nn.Linear's initial pre-activations,
 
 class Perceptron(nn.Module):
     """``n_in``-``hidden``-``n_out`` without biases, hidden units ``clamp(h, 0, level)`` (no
-    ``level``: a ReLU)."""
+    ``level``: a ReLU); ``count_channel``: plus ``level·ln(1 + relu(h - level)/level)``, a channel
+    that goes on rising, slowly, above the saturation, as a spike count does with the drive
+    (the pulse extenders' share of a hidden neuron's rows, docs/results.md)."""
 
-    def __init__(self, n_in: int, hidden: int, n_out: int, level: float | None) -> None:
+    def __init__(self, n_in: int, hidden: int, n_out: int, level: float | None, count_channel: bool = False) -> None:
         super().__init__()
         self.hidden, self.out = nn.Linear(n_in, hidden, bias=False), nn.Linear(hidden, n_out, bias=False)
-        self.level = level
+        self.level, self.count_channel = level, count_channel
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, hidden pre-activations)``."""
         h = self.hidden(x)
-        return self.out(h.clamp(0, self.level) if self.level else F.relu(h)), h
+        out = h.clamp(0, self.level) if self.level else F.relu(h)
+        if self.count_channel:
+            out = out + self.level * torch.log1p(F.relu(h - self.level) / self.level)
+        return self.out(out), h
 
 
 def fit(model: Perceptron, data, epochs: int, lr_hidden: float, lr_out: float) -> None:
@@ -80,9 +86,9 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_dir)
     sizes = (data.n_features, args.hidden, len(data.classes))
 
-    def fresh(level: float | None, out_scale: float = 1.0) -> Perceptron:
+    def fresh(level: float | None, out_scale: float = 1.0, count_channel: bool = False) -> Perceptron:
         torch.manual_seed(0)
-        model = Perceptron(*sizes, level)
+        model = Perceptron(*sizes, level, count_channel)
         with torch.no_grad():
             model.out.weight.mul_(out_scale)
         return model
@@ -101,6 +107,10 @@ def main() -> None:
         report(name, model, data)
         if level == SATURATION and lr_hidden == lr_out:
             saturated = copy.deepcopy(model)
+    model = fresh(SATURATION, count_channel=True)
+    fit(model, data, args.epochs, 1e-3, 1e-3)
+    report(f"clamp at {SATURATION:g} plus {SATURATION:g}·ln(1 + relu(h - {SATURATION:g})/{SATURATION:g}), 1e-3 both",
+           model, data)
     for name, lr_hidden in (("1e-3 both", 1e-3), ("hidden 1e-4, output 1e-3", 1e-4)):
         model = copy.deepcopy(saturated)
         torch.manual_seed(1)

@@ -571,7 +571,8 @@ def test_every_training_option_is_on_the_command_line(tmp_path):
               "encoder": ["rate"], "readout": ["count"], "parametrization": ["clamp"], "dtype": ["float64"],
               "device": ["cpu"], "init_from": ["c.pt"], "seed": ["3"], "dt": ["1e-7"], "window": ["1e-6"],
               "v_low": ["0.1"], "anneal_threshold": ["0.3"], "epochs": ["2"], "threads": ["2"], "hardware": ["stress"],
-              "neuron": ["mif"], "layer_lr": ["0.01", "0.02", "0.03"]}
+              "neuron": ["mif"], "layer_lr": ["0.01", "0.02", "0.03"],
+              "pulse_tau": ["3e-6"]}
     pairs = {"init_pos", "init_neg", "deep_init_pos", "deep_init_neg", "hidden_rate"}
     argv, expected = ["train", "--out", str(tmp_path / "run")], {}
     for option in fields(TrainConfig):

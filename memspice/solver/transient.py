@@ -267,8 +267,6 @@ class _Drives:
         if k == 0:
             currents = self.first(n, nodes)
         else:
-            if self.pulses is not None:
-                raise ConfigError("pulse extenders are integrated with a layer's whole run, not step by step")
             currents = self._columns(k, upstream)  # every node at once
             if self.noise[k] is not None:
                 currents = currents + self.noise[k](n, nodes)
