@@ -167,6 +167,12 @@ class RowBuffer:
         extender's share."""
         return self.gain * v if self.knee is None else self._torch(v)
 
+    def settings(self) -> dict:
+        """The flat settings :func:`row_buffer` takes, as :class:`Network` and a network's config name them."""
+        pulse = self.pulse
+        return {"buffer_gain": self.gain, "buffer_knee": self.knee, "pulse_gain": None if pulse is None else pulse.gain,
+                "pulse_tau": PULSE_TAU if pulse is None else pulse.tau}
+
     def rows(self, v: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         """The row voltages ``b(v) + q`` (V; :meth:`expression`) of membranes ``v`` and the pulse
         extenders' ``q`` (V, the same shape; ``None`` without extenders), differentiable."""

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 from test_layers import T_END, assert_ngspice_agrees, step_inputs
+from test_training import TINY
 
 from memspice.circuit import PulseExtender, RowBuffer
+from memspice.data import load_dataset
+from memspice.deploy.verify import verify
 from memspice.errors import ConfigError, NetlistError
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import network_netlist, pulse_node
@@ -20,7 +23,8 @@ from memspice.solver.methods import method_class
 from memspice.solver.pulses import extend_pulses
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
-from memspice.train.config import TrainConfig
+from memspice.train.config import TrainConfig, recipe
+from memspice.train.loop import load_trained, train
 
 RADAU5 = method_class("radau5")
 FUSED = SolverOptions(fused=True)
@@ -117,3 +121,19 @@ def test_pulse_extenders_need_a_whole_layer_run():
         second.step(s1, s2)
     with pytest.raises(ConfigError, match=r"pulse_gain must be a number in \(0, 1000\] V/V; got -1.0"):
         TrainConfig(pulse_gain=-1.0)
+
+
+@pytest.mark.ngspice
+def test_a_network_with_pulse_extenders_trains_saves_and_verifies(tmp_path):
+    """``memspice train --pulse-gain``'s network keeps its extenders in the checkpoint, and
+    ``verify`` runs it in both engines (its torch side needs the fused run: float64, compiled)."""
+    digits = load_dataset("digits")
+    config = recipe("digits", **{**TINY, "fused": True, "epochs": 1}, buffer_gain=1.0, buffer_knee=0.0,
+                    pulse_gain=60.0, pulse_tau=1e-6)
+    train(config, tmp_path, progress=False, dataset=digits)
+    trained = load_trained(tmp_path / "checkpoint.pt")
+    assert trained.model.buffer.pulse == PulseExtender(60.0, 1e-6)
+    assert trained.model.describe().buffer.pulse == PulseExtender(60.0, 1e-6)
+    report = verify(trained, digits.test_x, digits.test_y, np.arange(2), progress=False)
+    assert report["agreement"] == 1.0 and report["count_match"] == 1.0
+    assert sum(sum(row["counts_spice"]) for row in report["per_sample"]) > 0

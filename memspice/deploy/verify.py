@@ -202,7 +202,8 @@ def _torch_readings(trained, x: np.ndarray, indices: np.ndarray, monitor: Soluti
     device = next(model.parameters()).device
     original = next(model.parameters()).dtype
     solver = model.solver
-    model.solver = solver.replace(fused=False)  # one float64 batch: compiling would cost more than it saves
+    # one float64 batch: compiling would cost more than it saves, but pulse extenders need the fused run
+    model.solver = solver.replace(fused=model.buffer.pulse is not None)
     model.to(torch.float64)
     try:
         with torch.no_grad():

@@ -307,7 +307,7 @@ class LayerGraph(nn.Module):
                                           g_range=ranges.pop() if len(ranges) == 1 else None)
             layers.append((stacked, NeuronLayer(layer.out_features, layer.overrides, model=layer.neuron_model)))
         buffer = self.layers[0].buffer
-        return Network(tuple(layers), synapse=synapse, buffer_gain=buffer.gain, buffer_knee=buffer.knee,
+        return Network(tuple(layers), synapse=synapse, **buffer.settings(),
                        sources=self.sources)
 
     def project_(self) -> None:

@@ -131,20 +131,11 @@ class MemristiveSNN(nn.Module):
         hidden = [{"gon1": layer.device_params()["goff1"]} for layer in self.layers[:-1]]
         return [*hidden, None]
 
-    def pulse_config(self) -> dict:
-        """The pulse extenders' settings as :meth:`config` and :class:`~memspice.circuit.Network` name
-        them (``pulse_gain`` ``None``: none)."""
-        pulse = self.buffer.pulse
-        if pulse is None:
-            return {"pulse_gain": None, "pulse_tau": PULSE_TAU}
-        return {"pulse_gain": pulse.gain, "pulse_tau": pulse.tau}
-
     def config(self) -> dict:
         """The constructor arguments (JSON-serializable): a checkpoint rebuilds the module from them."""
         return {"sizes": list(self.sizes), "neuron_model": self.neuron_model.name,
                 "neuron_params": dict(self.layers[0].overrides),
-                "buffer_gain": self.buffer_gain, "buffer_knee": self.buffer.knee, **self.pulse_config(),
-                "dt": self.dt, "method": self.method,
+                **self.buffer.settings(), "dt": self.dt, "method": self.method,
                 "column_conductance": self.column_conductance, "on_off_ratio": self.on_off_ratio,
                 "checkpoint_every": self.solver.checkpoint_every, "parametrization": self.parametrization}
 
@@ -207,8 +198,7 @@ class MemristiveSNN(nn.Module):
         given (:meth:`memspice.hardware.Chip.apply`)."""
         layers = tuple((c.describe(), NeuronLayer(layer.out_features, layer.overrides, model=self.neuron_model))
                        for c, layer in zip(self.crossbars, self.layers))
-        network = Network(layers, synapse=synapse, buffer_gain=self.buffer_gain, buffer_knee=self.buffer.knee,
-                          **self.pulse_config())
+        network = Network(layers, synapse=synapse, **self.buffer.settings())
         return network if chip is None else chip.apply(network)
 
     def extra_repr(self) -> str:
