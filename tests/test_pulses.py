@@ -15,6 +15,7 @@ from memspice.circuit import PulseExtender, RowBuffer
 from memspice.data import load_dataset
 from memspice.deploy.verify import verify
 from memspice.errors import ConfigError, NetlistError
+from memspice.hardware import HardwareSpec
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import network_netlist, pulse_node
 from memspice.nn import MemristiveSNN, spike_counts
@@ -114,6 +115,9 @@ def test_pulse_extenders_need_a_whole_layer_run():
     with pytest.raises(ConfigError, match="pulse extenders are integrated at the stages of a whole layer's run"):
         MemristiveSNN((6, 5, 3), **PULSED).double()(x)  # the reference (not fused) solver steps one step at a time
     model = MemristiveSNN((6, 5, 3), solver=FUSED, **PULSED)
+    wired = HardwareSpec(wire_resistance=10.0).sample(model.sizes, seed=0)
+    with pytest.raises(ConfigError, match="and ideal wires"):  # coupled columns are stepped one step at a time
+        model(x.float(), chip=wired)
     first, second = model.layers
     s1, s2 = first.init_state(1), second.init_state(1)
     _, s1 = first.step(torch.zeros(1, 6), s1)
