@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from memspice.data import load_dataset
-from memspice.defaults import SPIKE_THRESHOLD
 from memspice.nn import spike_counts
+from memspice.nn.readout import first_spike_steps
 from memspice.train.config import TrainConfig
 from memspice.train.loop import build, load_trained
 
@@ -31,14 +31,6 @@ SETTINGS = ("2:none", "2:60", "1:none", "1:60", "0.5:80")
 def _setting(text: str) -> tuple[float, float | None]:
     gain, pulse = text.split(":")
     return float(gain), None if pulse == "none" else float(pulse)
-
-
-def first_crossings(v: torch.Tensor, dt: float) -> np.ndarray:
-    """Each neuron's first upward crossing of the spike level (s; ``inf`` if none), ``(batch, n)``
-    from membranes ``(batch, n_steps + 1, n)``, at the grid time after it."""
-    v = v.numpy()
-    up = (v[:, 1:] > SPIKE_THRESHOLD) & (v[:, :-1] <= SPIKE_THRESHOLD)
-    return np.where(up.any(1), (up.argmax(1) + 1) * dt, np.inf)
 
 
 def main() -> None:
@@ -86,7 +78,7 @@ def main() -> None:
         net = load_trained(path)
         with torch.no_grad():
             solution = net.model(net.encoder(x, n_steps, index))
-        hidden, output = (first_crossings(v, net.config.dt) for v in solution.v)
+        hidden, output = (first_spike_steps(v).numpy() * net.config.dt for v in solution.v)
         decision = output.min(1)
         print(f"| {path} | {100 * np.isfinite(hidden).mean():.1f} % | "
               f"{', '.join(f'{t * 1e6:.1f}' for t in np.percentile(hidden[np.isfinite(hidden)], [10, 50, 90]))} | "

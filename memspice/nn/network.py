@@ -82,9 +82,8 @@ class MemristiveSNN(nn.Module):
             for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])))
         self.neuron_model = neuron_model
         # a plain list, not submodules: the layers own no parameters beyond these crossbars
-        self.layers = [MemristiveLayer(crossbar.n_in, crossbar.n_out, neuron_params, self.buffer.gain,
-                                       _stepwise(self._solver), crossbars=[crossbar], neuron_model=neuron_model,
-                                       buffer_knee=self.buffer.knee, pulse_gain=pulse_gain, pulse_tau=pulse_tau)
+        self.layers = [MemristiveLayer(crossbar.n_in, crossbar.n_out, neuron_params, solver=_stepwise(self._solver),
+                                       crossbars=[crossbar], neuron_model=neuron_model, **self.buffer.settings())
                        for crossbar in self.crossbars]
         self.describe()  # validates the network as the netlister will
 
