@@ -238,12 +238,16 @@ class NeuronLayer:
     """``size`` neurons of the one-port device ``model`` (the MIF neuron unless another is given)
     sharing the parameters ``params`` (overrides of the model's defaults), except those in
     ``per_neuron``: one value per neuron (arrays of shape ``(size,)``), for chips whose neurons
-    differ (:mod:`memspice.hardware`)."""
+    differ (:mod:`memspice.hardware`); ``bias``: a constant current (A, ``(size,)``) into each
+    membrane, or None (a chip's threshold trims); ``rest``: the membrane voltages (V, ``(size,)``)
+    a transient starts from instead of 0, or None (where those trims hold the membranes)."""
 
     size: int
     params: Mapping[str, float] = field(default_factory=dict)
     per_neuron: Mapping[str, np.ndarray] = field(default_factory=dict)
     model: DeviceModel = MIF
+    bias: np.ndarray | None = None
+    rest: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
@@ -257,6 +261,13 @@ class NeuronLayer:
                 raise NetlistError(f"per-neuron {name} must hold one value per neuron ({self.size}); "
                                    f"got shape {values.shape}")
         object.__setattr__(self, "per_neuron", per_neuron)
+        for name, what in (("bias", "currents"), ("rest", "voltages")):
+            if getattr(self, name) is not None:
+                values = np.array(getattr(self, name), dtype=float)
+                if values.shape != (self.size,) or not np.isfinite(values).all():
+                    raise NetlistError(f"a neuron layer's {name} must be finite {what}, one per neuron ({self.size}); "
+                                       f"got shape {values.shape}")
+                object.__setattr__(self, name, values)
         for j in range(self.size if per_neuron else 0):
             self.model.resolve(self.neuron(j))
 

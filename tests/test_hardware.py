@@ -32,6 +32,7 @@ EFFECTS = {
     "threshold_spread": HardwareSpec(threshold_spread=0.05),
     "wires": HardwareSpec(wire_resistance=3000.0, tile_size=2),
     "read_noise": HardwareSpec(read_noise=0.3),
+    "trims": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3),
 }
 
 
@@ -65,6 +66,9 @@ def ideal_membranes() -> list[torch.Tensor]:
     ({"wire_resistance": -1.0}, "wire_resistance must be a finite number >= 0"),
     ({"tile_size": 0}, "tile_size must be a positive integer"),
     ({"read_noise": -0.01}, "read_noise must be a finite number >= 0"),
+    ({"trim_bits": 1}, r"trim_bits must be an integer in \[2, 16\]"),
+    ({"trim_bits": 6.0}, "trim_bits must be an integer"),
+    ({"trim_bits": True}, "trim_bits must be an integer"),
 ])
 def test_bad_chip_descriptions_give_one_clear_error(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -132,6 +136,43 @@ def test_the_ideal_chip_is_the_trained_network(ideal_membranes):
         assert torch.equal(a, b)
 
 
+def _first_spike_errors(solution, reference) -> np.ndarray:
+    """|first spike time of ``solution`` - ``reference``'s| (s) of each neuron of layer 1."""
+    t = reference.t.numpy()
+    firsts = [[spike_times(t, s.v[0][0, :, j].numpy())[0] for j in range(SIZES[1])] for s in (solution, reference)]
+    return np.abs(np.subtract(*firsts))
+
+
+def test_trims_calibrate_each_neuron_to_within_its_dacs_step(ideal_membranes):
+    """A trimmed chip's capacitances lie within half a capacitor-bank step of nominal; its trim
+    currents hold each membrane at rest its threshold's offset higher, to within half a DAC step;
+    and the neurons' first spikes move several times less from the ideal network's than untrimmed."""
+    model, rows = small_network()
+    bits, spread = 8, 0.1
+    trimmed = HardwareSpec(neuron_spread=spread, threshold_spread=spread, trim_bits=bits).sample(SIZES, 1)
+    untrimmed = HardwareSpec(neuron_spread=spread, threshold_spread=spread).sample(SIZES, 1)
+    params = model.layers[0].device_params()
+    like = torch.zeros((), dtype=torch.float64)
+    bank_step = (1 / (1 - 3 * spread) - 1 / (1 + 3 * spread)) / (2**bits - 1)
+    cm = [chip.neuron_params(0, params, like)["cm"].numpy() / params["cm"] for chip in (trimmed, untrimmed)]
+    assert np.abs(cm[0] - 1).max() <= (1 + 3 * spread) * bank_step / 2  # a step of 1/f, times f
+    assert np.abs(cm[1] - 1).max() > 10 * bank_step
+    load = torch.full((SIZES[1],), 5e-6, dtype=torch.float64)
+    current, rest = trimmed.trims(0, params, load)
+    total = load + params["gl"] + params["goff1"] + params["goff2"]
+    offset = params["th1"] * (torch.as_tensor(trimmed.neuron_factors[0]["th1"]) - 1)
+    lsb = current.abs().max() / (2 ** (bits - 1) - 1)
+    assert (rest - offset).abs().max() <= lsb / total.min() / 2 * (1 + 1e-9)
+    torch.testing.assert_close(rest * total, current, rtol=1e-12, atol=0)
+    assert untrimmed.trims(0, params, load) is None
+    only_thresholds = [HardwareSpec(threshold_spread=spread, trim_bits=b).sample(SIZES, 1) for b in (None, bits)]
+    with torch.no_grad():
+        ideal = model(rows)
+        errors = [_first_spike_errors(model(rows, chip=chip), ideal) for chip in only_thresholds]
+    assert errors[0].sum() > 100e-9  # the thresholds' spread moves the spikes
+    assert errors[1].sum() < 0.5 * errors[0].sum()
+
+
 def test_levels_round_each_cell_to_a_state_and_pass_the_gradient_through():
     model, _ = small_network()
     crossbar = model.crossbars[0]
@@ -188,6 +229,10 @@ def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect, ideal_membran
                                               for g in (crossbar.g_pos, crossbar.g_neg))
             expected = u @ (p_pos - p_neg) - v @ (q_pos + q_neg).T
         np.testing.assert_allclose(measured, expected, rtol=1e-6, atol=1e-12)
+        if neurons.rest is not None:  # a trimmed chip's membranes start where their trims hold them
+            assert np.abs(neurons.rest).max() > 1e-3
+            np.testing.assert_allclose(v[0], neurons.rest, rtol=0, atol=1e-4)  # ngspice's first point: uic + .ic
+            np.testing.assert_allclose(solution.v[k - 1][0, 0].numpy(), neurons.rest, rtol=0, atol=1e-12)
         spikes = 0
         for j in range(neurons.size):
             in_spice = spike_times(waves.time, s[f"v({membrane_node(k, j)})"])

@@ -518,7 +518,8 @@ def test_the_shipped_fashion_networks_reports_belong_to_them(folder, buffers, ve
 def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_trained_for():
     """pretrained/fashion-mnist-hardware-aware against the network it was fine-tuned from, on the
     same 20 stress-neurons2 chips and test images: reports of these checkpoints, a higher mean and
-    a higher worst chip."""
+    a higher worst chip; both networks on the same chips with trimmed neurons: higher means, and
+    a trimmed chip agrees with ngspice."""
     from memspice.fileio import file_sha256
 
     folder = PRETRAINED / "fashion-mnist-hardware-aware"
@@ -528,7 +529,7 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
     assert ideal["checkpoint_sha256"] == file_sha256(PRETRAINED / "fashion-mnist-intermediate" / "checkpoint.pt")
     for key in ("hardware", "chips", "first_seed", "samples", "dataset"):
         assert aware[key] == ideal[key]
-    assert aware["hardware"] == PRESETS["stress-neurons2"].to_dict() and aware["chips"] == 20
+    assert HardwareSpec.from_dict(aware["hardware"]) == PRESETS["stress-neurons2"] and aware["chips"] == 20
     assert json.loads((folder / "config.json").read_text())["hardware"] == "stress-neurons2"
     assert aware["accuracy_mean"] > ideal["accuracy_mean"] + 0.05 and aware["accuracy_worst"] > ideal["accuracy_worst"]
     checked = json.loads((folder / "robustness-stress-neurons2-spice.json").read_text())
@@ -536,6 +537,17 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
     assert checked["spice"]["agreement"] == 1.0 and checked["spice"]["count_match"] == 1.0
     evaluated = json.loads((folder / "results.json").read_text())
     assert evaluated["checkpoint_sha256"] == aware["checkpoint_sha256"] and evaluated["samples"] == 10_000
+    for preset in ("stress", "stress-neurons2"):  # trimmed neurons: the same chips, calibrated, fare better
+        for name in ("", "-ideal-trained"):
+            untrimmed, trimmed = (json.loads((folder / f"robustness-{chip}{name}.json").read_text())
+                                  for chip in (preset, f"{preset}-trimmed"))
+            assert HardwareSpec.from_dict(trimmed["hardware"]) == PRESETS[f"{preset}-trimmed"]
+            assert trimmed["checkpoint_sha256"] == untrimmed["checkpoint_sha256"]
+            assert trimmed["accuracy_mean"] > untrimmed["accuracy_mean"] + 0.05
+    trimmed = json.loads((folder / "robustness-stress-trimmed-ideal-trained-spice.json").read_text())
+    assert trimmed["checkpoint_sha256"] == ideal["checkpoint_sha256"]
+    assert HardwareSpec.from_dict(trimmed["hardware"]) == PRESETS["stress-trimmed"]
+    assert trimmed["spice"]["agreement"] == 1.0 and trimmed["spice"]["count_match"] >= 0.95
 
 
 def test_cli_train_rejects_bad_options(tmp_path):

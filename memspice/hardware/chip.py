@@ -37,6 +37,29 @@ values times ``1 + neuron_spread·ε``, and its switching voltages (``th``/``hol
 scaled together so that the hysteresis keeps its shape) times ``1 + threshold_spread·ε``, one ε
 per neuron and group (:data:`NEURON_GROUPS`). The thresholds have a spread of their own because
 they matter most: a network whose neurons work near their threshold feels a few percent of it.
+
+Trims (``trim_bits``): analog neuromorphic chips calibrate every neuron after fabrication with
+per-neuron parameter DACs (BrainScaleS-2 trims each neuron's membrane capacitance and its
+threshold and leak levels: Aamir et al., IEEE TCAS-I 65(12), 2018; Billaudelle et al., ISCAS
+2020). A trimmed chip gives each neuron two codes of ``trim_bits`` bits, set once by calibration
+after the synapses are programmed:
+
+* a capacitor bank multiplies the membrane capacitance by the step nearest to ``1 / factor``,
+  the bank's steps spaced evenly over what the spec's spread needs (±3σ, :data:`TRUNCATE`);
+* a current DAC injects ``b_j = (th1_j - th1) · L_j`` into the membrane, ``L_j`` the conductance
+  it sees with both switches OFF (its column's load, the leak and the switches' ``goff``): it
+  raises the membrane's level by the threshold's own offset, so that an input brings the neuron
+  as close to its threshold as it brings the nominal one (exactly where the switches are OFF;
+  their leakage just below threshold is not compensated). The current is DC: between samples the
+  membrane rests at the raised level, and a run starts from there. The DAC of a layer spans its
+  largest ``|b_j|`` in ``2^(trim_bits-1) - 1`` steps per sign (a global range and a local code);
+  the rounding passes the gradient straight through, and the trim tracks the programmed loads (a
+  chip is recalibrated whenever it is reprogrammed).
+
+Calibration is modelled as exact up to the DACs' resolution (the neuron's own parameters give
+what a sweep of the DAC would find). What stays: the spread of the switches' on-conductances and
+of the repolarizing switch's voltages, the switches' leakage below threshold, and the rest
+levels' shift, which linear row buffers pass on to the next layer (its rows at rest are not 0 V).
 """
 
 from __future__ import annotations
@@ -69,6 +92,8 @@ TRUNCATE = 3.0
 MAX_SPREAD = 0.3
 #: The read voltage (V) at which read noise is specified: the largest row drive of memspice's encoders.
 READ_VOLTAGE = 1.0
+#: Most trim bits a spec accepts (finer trims than a 16-bit DAC make no difference here).
+MAX_TRIM_BITS = 16
 #: Cell states: 0 programmable, 1 stuck at its lowest conductance, 2 stuck at its highest.
 FREE, STUCK_OFF, STUCK_ON = 0, 1, 2
 
@@ -93,7 +118,9 @@ class HardwareSpec:
     * ``read_noise``: σ of each cell's conductance at every read (cycle to cycle), relative;
     * ``wire_resistance``: Ω of each row and column wire segment between two cells (0: ideal wires);
     * ``tile_size``: a layer is split into tiles of at most this many rows and columns, each with
-      its own wires, whose column currents meet at the neurons (``None``: one tile per layer)."""
+      its own wires, whose column currents meet at the neurons (``None``: one tile per layer);
+    * ``trim_bits``: bits of each neuron's two calibration trims, its capacitance and its
+      threshold offset (``None``: untrimmed; module docstring)."""
 
     name: str = "custom"
     levels: int | None = None
@@ -107,6 +134,7 @@ class HardwareSpec:
     read_noise: float = 0.0
     wire_resistance: float = 0.0
     tile_size: int | None = None
+    trim_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isprintable() or not self.name:
@@ -118,6 +146,10 @@ class HardwareSpec:
                                            or self.tile_size < 1):
             raise ConfigError(f"hardware tile_size must be a positive integer (or None: one tile per layer); "
                               f"got {self.tile_size!r}")
+        if self.trim_bits is not None and (isinstance(self.trim_bits, bool) or not isinstance(self.trim_bits, int)
+                                           or not 2 <= self.trim_bits <= MAX_TRIM_BITS):
+            raise ConfigError(f"hardware trim_bits must be an integer in [2, {MAX_TRIM_BITS}] (or None: untrimmed "
+                              f"neurons); got {self.trim_bits!r}")
         for name in _STRENGTHS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -190,6 +222,17 @@ class Chip:
             self.cells.append(tuple(self._cells(rng, (n_in, n_out)) for _ in ("pos", "neg")))
             self.neuron_factors.append({group: 1.0 + getattr(spec, GROUP_SPREAD[group]) * _normal(rng, (n_out,))
                                         for group in NEURON_GROUPS})
+        #: per layer, each neuron's capacitance trim (a factor, ``(n,)``), or None untrimmed
+        self.capacitance_trims = [self._capacitance_trim(factors["cm"]) for factors in self.neuron_factors]
+
+    def _capacitance_trim(self, factor: np.ndarray) -> np.ndarray | None:
+        """The capacitor bank's step nearest to ``1 / factor`` (module docstring), or None."""
+        spread = self.spec.neuron_spread
+        if self.spec.trim_bits is None or not spread:
+            return None
+        low, high = 1.0 / (1.0 + TRUNCATE * spread), 1.0 / (1.0 - TRUNCATE * spread)
+        steps = 2**self.spec.trim_bits - 1
+        return low + np.round((1.0 / factor - low) / (high - low) * steps) / steps * (high - low)
 
     def _cells(self, rng: np.random.Generator, shape: tuple[int, int]) -> _Cells:
         spec = self.spec
@@ -276,10 +319,31 @@ class Chip:
             return dict(params)
         out = dict(params)
         for group, names in NEURON_GROUPS.items():
-            factor = torch.as_tensor(self.neuron_factors[layer][group], dtype=like.dtype, device=like.device)
+            factor = self.neuron_factors[layer][group]
+            if group == "cm" and self.capacitance_trims[layer] is not None:
+                factor = factor * self.capacitance_trims[layer]
             for name in names:
-                out[name] = params[name] * factor
+                out[name] = params[name] * torch.as_tensor(factor, dtype=like.dtype, device=like.device)
         return out
+
+    def trims(self, layer: int, params: Mapping[str, float | torch.Tensor],
+              self_load: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The threshold trims of layer ``layer`` (from 0), whose nominal MIF parameters are
+        ``params`` and whose columns load the membranes with ``self_load`` (S, ``(n,)``: the
+        programmed conductances' sum, or the wires' port): ``(current, rest)``, the DC currents
+        (A) into the membranes and the level (V) each holds at rest under its own (its rows at
+        0 V), both ``(n,)`` like ``self_load``; None for an untrimmed chip or one whose thresholds
+        do not vary. Differentiable in the load, straight through the DAC's rounding (module docstring)."""
+        if self.spec.trim_bits is None or not self.spec.threshold_spread:
+            return None
+        like = {"dtype": self_load.dtype, "device": self_load.device}
+        offset = params["th1"] * (torch.as_tensor(self.neuron_factors[layer]["th1"], **like) - 1.0)
+        conductance = self_load + params["gl"] + params["goff1"] + params["goff2"]
+        current = offset * conductance
+        steps = 2 ** (self.spec.trim_bits - 1) - 1
+        lsb = current.detach().abs().max().clamp_min(torch.finfo(current.dtype).tiny) / steps
+        current = current + (torch.round(current.detach() / lsb) * lsb - current).detach()
+        return current, current / conductance
 
     def apply(self, network: Network) -> Network:
         """``network`` (an ideal circuit description) as this chip holds it, for the netlister:
@@ -302,8 +366,11 @@ class Chip:
             like = torch.zeros((), dtype=torch.float64)
             varied = {name: np.asarray(value) for name, value in
                       self.neuron_params(k, neurons.resolved, like).items() if isinstance(value, torch.Tensor)}
+            g_pos, g_neg = (torch.as_tensor(g[side]) for side in ("pos", "neg"))
+            trims = self.trims(k, neurons.resolved, self.ports(k, g_pos, g_neg).self_load)
+            bias, rest = (None, None) if trims is None else (t.numpy() for t in trims)
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
-                           NeuronLayer(neurons.size, neurons.params, per_neuron=varied)))
+                           NeuronLayer(neurons.size, neurons.params, per_neuron=varied, bias=bias, rest=rest)))
         return dataclasses.replace(network, layers=tuple(layers), wire_resistance=self.spec.wire_resistance,
                                    tile_size=self.spec.tile_size)
 

@@ -18,9 +18,16 @@
 * ``stress-neurons2``: the stress chip's synapses with neurons that vary by 2 % (on-conductances,
   capacitance and switching voltages): a chip whose neurons were matched or trimmed, again a
   demanding case rather than a measured one.
+* ``stress-trimmed``, ``stress-neurons2-trimmed``: those chips calibrated after programming, each
+  neuron's membrane capacitance and threshold offset trimmed by 6-bit DACs (:mod:`memspice.hardware.chip`, "Trims"),
+  as analog neuromorphic chips calibrate their neurons (BrainScaleS-2: Aamir et al., IEEE TCAS-I
+  65(12), 2018; Billaudelle et al., ISCAS 2020); the resolution is memspice's choice, not a
+  measured chip's.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from memspice.hardware.chip import HardwareSpec
 
@@ -32,3 +39,7 @@ PRESETS = {
     "stress-neurons2": HardwareSpec(name="stress-neurons2", levels=16, program_noise=0.02, range_spread=0.1,
                                     stuck_off=0.005, stuck_on=0.005, neuron_spread=0.02, threshold_spread=0.02),
 }
+#: The trims of the ``-trimmed`` presets (bits).
+TRIM_BITS = 6
+PRESETS |= {f"{name}-trimmed": dataclasses.replace(PRESETS[name], name=f"{name}-trimmed", trim_bits=TRIM_BITS)
+            for name in ("stress", "stress-neurons2")}

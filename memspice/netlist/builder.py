@@ -118,6 +118,13 @@ class Netlist:
         if names:
             self._lines.extend(spice.wrap_card(".save", names))
 
+    def initial(self, voltages: Mapping[str, float]) -> None:
+        """``.ic``: the node voltages (V) a transient run with ``uic`` starts from instead of 0."""
+        words = [f"v({text.node(node)})={text.number(value, f'initial voltage of {node}')}"
+                 for node, value in voltages.items()]
+        if words:
+            self._lines.extend(spice.wrap_card(".ic", words))
+
     def analysis(self, settings: TranSettings) -> None:
         self._lines.extend(settings.cards())
 

@@ -94,11 +94,18 @@ def network_netlist(
             net.comment(f"layer {k}: read-noise currents into the membranes")
             for j, wave in enumerate(injected):
                 net.element(f"Il{k}_noise{j}", ("0", membranes[j]), wave)
+        if neurons.bias is not None:
+            net.comment(f"layer {k}: the neurons' threshold trims (DC currents into the membranes, which rest where "
+                        "the .ic card sets them)")
+            for j, current in enumerate(neurons.bias):
+                net.element(f"Il{k}_trim{j}", ("0", membranes[j]), float(current))
         net.comment(f"layer {k}: {neurons.size} {neurons.model.name} neurons")
         for j, node in enumerate(membranes):
             net.instance(neuron_instance(k, j), (node,), neurons.model, neurons.neuron(j))
         if network.buffer.pulse is not None and any(k in read for read in network.layer_sources):
             net.extend(_pulse_cards(network.buffer.pulse, k, neurons.size))
+    net.initial({membrane_node(k, j): float(v) for k, (_, neurons) in enumerate(network.layers, start=1)
+                 if neurons.rest is not None for j, v in enumerate(neurons.rest)})
     if save:
         net.save(save)
     net.analysis(settings)

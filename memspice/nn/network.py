@@ -163,23 +163,40 @@ class MemristiveSNN(nn.Module):
                              f"got {len(neuron_overrides)}")
         params = [{**layer.overrides, **(extra or {})}
                   for layer, extra in zip(self.layers, neuron_overrides or [None] * len(self.layers))]
-        noise = None
+        noise = rest = None
         if chip is not None:
             ranges = [(c.g_min, c.g_max) for c in self.crossbars]
             programmed = [(chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
                           for k, (g_pos, g_neg) in enumerate(weights)]
             weights = [chip.ports(k, *sides) for k, sides in enumerate(programmed)]
-            params = [chip.neuron_params(k, {**layer.device_params(), **p}, inputs)
-                      for k, (layer, p) in enumerate(zip(self.layers, params))]
-            if chip.spec.read_noise:
-                if samples is None or len(samples) != inputs.shape[0]:
-                    raise ConfigError("a chip with read noise needs the dataset index of every sample (samples=...)")
-                noise = [torch.as_tensor(chip.read_noise(k, *(g.detach().cpu() for g in sides), samples.tolist(),
-                                                         inputs.shape[1]), dtype=inputs.dtype, device=inputs.device)
-                         for k, sides in enumerate(programmed)]
+            nominal = [{**layer.device_params(), **p} for layer, p in zip(self.layers, params)]
+            params = [chip.neuron_params(k, p, inputs) for k, p in enumerate(nominal)]
+            trims = [chip.trims(k, p, port.self_load) for k, (p, port) in enumerate(zip(nominal, weights))]
+            noise = self._chip_currents(chip, programmed, [None if t is None else t[0] for t in trims],
+                                        inputs.shape[:2], samples)
+            rest = [None if t is None else t[1].detach() for t in trims]  # a start: a constant in the gradient
         solver = self.solver if adaptive is False else self.solver.replace(adaptive=adaptive)
         return simulate_network(weights, inputs, solver, params, self.buffer, self.neuron_model,
-                                record_states=record_states, column_noise=noise)
+                                record_states=record_states, column_noise=noise, rest=rest)
+
+    @staticmethod
+    def _chip_currents(chip: Chip, programmed: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                       trims: Sequence[torch.Tensor | None], shape: tuple[int, int],
+                       samples: torch.Tensor | None) -> list[torch.Tensor | None] | None:
+        """What ``chip`` injects into each layer's membranes (A, ``(batch, n_steps + 1, n_k)`` or
+        None per layer; None for none): its read noise for the dataset indices ``samples`` and its
+        neurons' trim currents ``trims`` (A, ``(n_k,)`` or None per layer, :meth:`Chip.trims`)."""
+        if not chip.spec.read_noise and all(t is None for t in trims):
+            return None
+        noise = [None] * len(trims)
+        if chip.spec.read_noise:
+            if samples is None or len(samples) != shape[0]:
+                raise ConfigError("a chip with read noise needs the dataset index of every sample (samples=...)")
+            noise = [torch.as_tensor(chip.read_noise(k, *(g.detach().cpu() for g in sides), samples.tolist(),
+                                                     shape[1]), dtype=sides[0].dtype, device=sides[0].device)
+                     for k, sides in enumerate(programmed)]
+        return [c if t is None else t.expand(*shape, t.shape[0]) + (0.0 if c is None else c)
+                for c, t in zip(noise, trims)]
 
     def check_chip(self, chip: Chip) -> None:
         """A ConfigError unless ``chip`` can hold this network: sampled for its layer sizes, and

@@ -174,6 +174,7 @@ def simulate_network(
     record_states: bool = False,
     column_noise: Sequence[torch.Tensor | None] | None = None,
     dense_output: bool = False,
+    rest: Sequence[torch.Tensor | None] | None = None,
 ) -> Solution:
     """A feed-forward network of differential crossbars (``weights[k] = (g_pos, g_neg)``, S,
     ``(n_in, n_out)``, or the :class:`CrossbarPorts` of a crossbar with resistive wires) and
@@ -181,8 +182,9 @@ def simulate_network(
     :mod:`memspice.circuit` for the conventions and :func:`simulate_neurons` for ``solver``;
     ``buffer``: the row buffers between layers (a number: linear buffers of that gain, V/V).
     ``column_noise[k]``: currents (A, ``(batch, n_steps + 1, n_k)``, linear between samples)
-    added to layer ``k+1``'s column currents (a chip's read noise); ``dense_output`` as in
-    :func:`simulate_neurons`."""
+    added to layer ``k+1``'s column currents (a chip's read noise and trims); ``rest[k]``: the
+    membrane voltages (V, ``(n_k,)``) layer ``k+1`` starts from instead of 0 (a chip's trimmed
+    neurons at rest), or None; ``dense_output`` as in :func:`simulate_neurons`."""
     _check_input(inputs, "inputs")
     solver = solver_options(solver)
     buffer = buffer if isinstance(buffer, RowBuffer) else RowBuffer(buffer)
@@ -216,7 +218,10 @@ def simulate_network(
         raise ConfigError("pulse extenders are integrated at the stages of a whole layer's run: they need a fixed "
                           "grid (no adaptive steps, dense output or checkpoint_every), the fused kernels, a Radau "
                           "IIA method and ideal wires")
-    solution = _integrate(layers, sizes, drives, inputs, solver, record_states, dense_output)
+    rest = list(rest) if rest is not None else [None] * len(ports)
+    if len(rest) != len(ports) or any(r is not None and tuple(r.shape) != (n,) for r, n in zip(rest, sizes)):
+        raise ConfigError(f"rest needs one (n_k,) tensor or None per layer {sizes}")
+    solution = _integrate(layers, sizes, drives, inputs, solver, record_states, dense_output, rest)
     if pulses is not None:
         solution.pulses = [q.movedim(0, 1) for q in drives.pulse_grid]
     rows = [buffer.rows(v, q) for v, q in zip(solution.v[:-1], solution.pulses or [None] * (len(sizes) - 1))]
@@ -360,6 +365,7 @@ def _integrate(
     solver: SolverOptions,
     record_states: bool,
     dense_output: bool = False,
+    rest: Sequence[torch.Tensor | None] = (),
 ) -> Solution:
     if dense_output and solver.checkpoint_every:
         raise ConfigError("dense_output does not combine with checkpoint_every (a recomputed chunk would record "
@@ -367,6 +373,9 @@ def _integrate(
     batch, n_points = reference.shape[0], reference.shape[1]
     dtype, device = reference.dtype, reference.device
     ys = [layer.initial_state(batch, n, dtype, device) for layer, n in zip(layers, sizes)]
+    for y, v in zip(ys, rest):
+        if v is not None:
+            y[..., 0] = v.to(dtype=dtype, device=device)
     t = torch.arange(n_points, dtype=dtype, device=device) * solver.dt
     if _layer_by_layer(drives, solver, dense_output):
         solution = _integrate_layers(layers, ys, drives, solver, record_states, t)
