@@ -20,6 +20,7 @@ import torch
 from memspice.data import load_dataset
 from memspice.fileio import atomic_write_text
 from memspice.hardware import HardwareSpec
+from memspice.hardware.presets import TRIM_BITS
 from memspice.plots import save_figure, subplots
 from memspice.solver.monitor import SolutionMonitor
 from memspice.train.loop import evaluate, load_trained
@@ -30,11 +31,17 @@ EFFECTS = {
     "programming error σ (of range)": ((0.02, 0.05, 0.1), lambda s: HardwareSpec(program_noise=s)),
     "cell range spread σ": ((0.05, 0.1, 0.2), lambda s: HardwareSpec(range_spread=s)),
     "stuck cells (fraction)": ((0.01, 0.02, 0.05), lambda f: HardwareSpec(stuck_off=f / 2, stuck_on=f / 2)),
-    "neuron gon, Cm spread σ": ((0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s)),
-    "switching-voltage spread σ": ((0.01, 0.02, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s)),
     "wire segment resistance (Ω), tiles of 128": ((10, 100, 1000),
                                                   lambda r: HardwareSpec(wire_resistance=r, tile_size=128)),
+    "neuron gon, Cm spread σ": ((0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s)),
+    f"neuron gon, Cm spread σ, {TRIM_BITS}-bit trims": (
+        (0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s, trim_bits=TRIM_BITS)),
+    "switching-voltage spread σ": ((0.01, 0.02, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s)),
+    f"switching-voltage spread σ, {TRIM_BITS}-bit trims": (
+        (0.01, 0.02, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s, trim_bits=TRIM_BITS)),
 }
+#: Panels per row of the plot.
+COLUMNS = 5
 
 
 def main() -> None:
@@ -71,7 +78,8 @@ def main() -> None:
                                           for seed in range(args.chips)])))
                 print(f"{label:<16} {effect:<42} {strength:>6g}  {100 * row[-1]:6.2f} %", flush=True)
             table[label][effect] = row
-    fig, axes = subplots(2, 4, (17, 7), sharey=True)
+    rows = -(-len(EFFECTS) // COLUMNS)
+    fig, axes = subplots(rows, COLUMNS, (4.2 * COLUMNS, 3.5 * rows), sharey=True)
     for ax in axes.flat[len(EFFECTS):]:
         ax.set_visible(False)
     for ax, (effect, (strengths, _)) in zip(axes.flat, EFFECTS.items()):
