@@ -322,9 +322,15 @@ class Chip:
             factor = self.neuron_factors[layer][group]
             if group == "cm" and self.capacitance_trims[layer] is not None:
                 factor = factor * self.capacitance_trims[layer]
+            factor = torch.as_tensor(factor, dtype=like.dtype, device=like.device)
             for name in names:
-                out[name] = params[name] * torch.as_tensor(factor, dtype=like.dtype, device=like.device)
+                out[name] = params[name] * factor
         return out
+
+    @property
+    def trims_thresholds(self) -> bool:
+        """Whether this chip's neurons carry threshold trims (:meth:`trims`)."""
+        return self.spec.trim_bits is not None and bool(self.spec.threshold_spread)
 
     def trims(self, layer: int, params: Mapping[str, float | torch.Tensor],
               self_load: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -334,7 +340,7 @@ class Chip:
         (A) into the membranes and the level (V) each holds at rest under its own (its rows at
         0 V), both ``(n,)`` like ``self_load``; None for an untrimmed chip or one whose thresholds
         do not vary. Differentiable in the load, straight through the DAC's rounding (module docstring)."""
-        if self.spec.trim_bits is None or not self.spec.threshold_spread:
+        if not self.trims_thresholds:
             return None
         like = {"dtype": self_load.dtype, "device": self_load.device}
         offset = params["th1"] * (torch.as_tensor(self.neuron_factors[layer]["th1"], **like) - 1.0)
@@ -366,9 +372,10 @@ class Chip:
             like = torch.zeros((), dtype=torch.float64)
             varied = {name: np.asarray(value) for name, value in
                       self.neuron_params(k, neurons.resolved, like).items() if isinstance(value, torch.Tensor)}
-            g_pos, g_neg = (torch.as_tensor(g[side]) for side in ("pos", "neg"))
-            trims = self.trims(k, neurons.resolved, self.ports(k, g_pos, g_neg).self_load)
-            bias, rest = (None, None) if trims is None else (t.numpy() for t in trims)
+            bias = rest = None
+            if self.trims_thresholds:  # the load a neuron sees (with wires: their port, seconds to compute)
+                load = self.ports(k, *(torch.as_tensor(g[side]) for side in ("pos", "neg"))).self_load
+                bias, rest = (t.numpy() for t in self.trims(k, neurons.resolved, load))
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
                            NeuronLayer(neurons.size, neurons.params, per_neuron=varied, bias=bias, rest=rest)))
         return dataclasses.replace(network, layers=tuple(layers), wire_resistance=self.spec.wire_resistance,

@@ -148,17 +148,6 @@ def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) ->
         cards += [f"Bl{k}_b{first + i}p l{k}_r{first + i}p 0 V = {b}",
                   f"Bl{k}_b{first + i}n l{k}_r{first + i}n 0 V = -({b})"]
     return cards
-    if not buffer.rectifying:
-        return [f"* {text.comment(f'layer {k} rows: buffers (gain +-{gain}) {of}')}",
-                *(f"El{k}_b{first + i}p l{k}_r{first + i}p 0 {membrane_node(source, i)} 0 {gain}\n"
-                  f"El{k}_b{first + i}n l{k}_r{first + i}n 0 {membrane_node(source, i)} 0 -{gain}" for i in range(n))]
-    knee = text.number(buffer.knee, "buffer knee")
-    cards = [f"* {text.comment(f'layer {k} rows: rectifying buffers (gain +-{gain}, knee {knee} V) {of}')}"]
-    for i in range(n):
-        b = buffer.spice(membrane_node(source, i))
-        cards += [f"Bl{k}_b{first + i}p l{k}_r{first + i}p 0 V = {b}",
-                  f"Bl{k}_b{first + i}n l{k}_r{first + i}n 0 V = -({b})"]
-    return cards
 
 
 #: The pulse extender's leak (Ω): its capacitor is ``tau / PULSE_RESISTANCE``, its B-source's current the
