@@ -189,7 +189,8 @@ def _robustness(args: argparse.Namespace) -> int:
     samples = {None: min(SAMPLES, len(data.test_x)), "all": None}.get(args.samples, args.samples)
     report = robustness(trained, data, spec, args.chips, samples, args.spice,
                         args.seed, args.batch_size, args.workers, progress=not args.json,
-                        allow_cell_writes=args.allow_cell_writes)
+                        allow_cell_writes=args.allow_cell_writes, calibrate=args.calibrate,
+                        calibrate_epochs=args.calibrate_epochs)
     report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
     if args.save:
         atomic_write_text(args.save, json_text(report, indent=2) + "\n")
@@ -888,6 +889,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
     """The ``robustness`` command's options."""
     from memspice.hardware import PRESETS as CHIPS
+    from memspice.train.calibration import EPOCHS as CALIBRATION_EPOCHS
     from memspice.train.robustness import SAMPLES as ROBUSTNESS_SAMPLES
 
     p = sub.add_parser("robustness", help="a trained network's accuracy on sampled non-ideal chips, torch and ngspice",
@@ -896,7 +898,9 @@ def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
                                    "cells, read noise, resistive wires in tiles) in the torch solver, beside the ideal "
                                    "circuit; with --spice K, run the "
                                    "first K test samples on the first chip in ngspice from that chip's netlist and "
-                                   "compare with torch on the same chip.")
+                                   "compare with torch on the same chip. With --calibrate N, each trimmed chip first "
+                                   "learns its neurons' threshold codes on N training samples with the network "
+                                   "running on it (calibration in the loop).")
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
     _checkpoint_neuron_arg(p)
     p.add_argument("--hardware", required=True, metavar="PRESET|FILE.json",
@@ -909,6 +913,12 @@ def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
                         "test set)")
     p.add_argument("--spice", type=_non_negative_int, default=0, metavar="K",
                    help="also run the first K test samples on the first chip in ngspice (default: %(default)s)")
+    p.add_argument("--calibrate", type=_non_negative_int, default=0, metavar="N",
+                   help="calibrate each trimmed chip in the loop on the first N training samples (its neurons' "
+                        "threshold-DAC codes, fitted with the chip running the network) and report before and "
+                        "after (default: %(default)s, no calibration)")
+    p.add_argument("--calibrate-epochs", type=_positive_int, default=CALIBRATION_EPOCHS, metavar="E",
+                   help="passes over the calibration samples (default: %(default)s)")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per solver batch (default: 256)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")

@@ -33,7 +33,10 @@ EFFECTS = {
     "wires": HardwareSpec(wire_resistance=3000.0, tile_size=2),
     "read_noise": HardwareSpec(read_noise=0.3),
     "trims": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3),
+    "calibrated": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3),
 }
+#: Codes that calibration in the loop could have set (DAC steps of 3 bits: ±3 per sign, ±6 added).
+CALIBRATIONS = {"calibrated": [[2, -3, 6], [-2, 1]]}
 
 
 def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
@@ -173,6 +176,33 @@ def test_trims_calibrate_each_neuron_to_within_its_dacs_step(ideal_membranes):
     assert errors[1].sum() < 0.5 * errors[0].sum()
 
 
+def test_calibration_codes_move_the_trims_and_travel_with_the_chip():
+    """Calibration codes add whole DAC steps to the threshold trims, the chip's description
+    carries them and rebuilds the same chip, and codes a DAC cannot hold are one clear error."""
+    model, _ = small_network()
+    params = model.layers[0].device_params()
+    load = torch.tensor([20e-6, 30e-6, 40e-6], dtype=torch.float64)
+    chip = EFFECTS["calibrated"].sample(SIZES, 0)
+    assert not chip.calibrated and "calibration" not in chip.describe()
+    before, _ = chip.trims(0, params, load)
+    chip.set_calibration(CALIBRATIONS["calibrated"])
+    after, rest = chip.trims(0, params, load)
+    lsb = before.abs().max() / 3  # the largest factory trim spans the DAC
+    factory = (before / lsb).numpy()
+    np.testing.assert_allclose(factory, np.round(factory), atol=1e-9)
+    np.testing.assert_allclose((after / lsb).numpy(), np.clip(factory + [2, -3, 6], -3, 3), atol=1e-9)
+    assert not torch.equal(after, before)  # whole steps added, within the DAC's ±3 codes
+    rebuilt = type(chip).from_description(json.loads(json.dumps(chip.describe())))
+    assert rebuilt.calibrated and rebuilt.describe() == chip.describe()
+    assert torch.equal(rebuilt.trims(0, params, load)[1], rest)
+    for codes, message in (([[1, 2], [0, 0]], r"layer 1 has 3 neurons"), ([[0, 0, 0]], "one list of codes per layer"),
+                           ([[0.5, 0, 0], [0, 0]], "integers within ±6"), ([[7, 0, 0], [0, 0]], "integers within ±6")):
+        with pytest.raises(ConfigError, match=message):
+            chip.set_calibration(codes)
+    with pytest.raises(ConfigError, match="no threshold trims to calibrate"):
+        HardwareSpec(neuron_spread=0.1, threshold_spread=0.1).sample(SIZES, 0).set_calibration([[0, 0, 0], [0, 0]])
+
+
 def test_levels_round_each_cell_to_a_state_and_pass_the_gradient_through():
     model, _ = small_network()
     crossbar = model.crossbars[0]
@@ -205,6 +235,8 @@ def test_each_effect_is_the_same_chip_in_torch_and_ngspice(effect, ideal_membran
     same neurons: every spike of every neuron within 20 ns of where torch puts it (dt = 50 ns)."""
     model, rows = small_network()
     chip = EFFECTS[effect].sample(SIZES, 0)
+    if effect in CALIBRATIONS:
+        chip.set_calibration(CALIBRATIONS[effect])
     network = model.describe(chip=chip)
     sample = 7  # the dataset index that seeds the read noise
     with torch.no_grad():

@@ -25,7 +25,7 @@ from memspice.data.idx import DatasetError
 from memspice.deploy import export_netlist, verify
 from memspice.deploy.verify import JournalError, network_sha256
 from memspice.errors import ConfigError
-from memspice.hardware import PRESETS, HardwareSpec
+from memspice.hardware import PRESETS, Chip, HardwareSpec
 from memspice.nn import (
     DECIDERS,
     MemristiveCrossbar,
@@ -404,6 +404,65 @@ def test_cli_robustness_runs_sampled_chips_in_torch_and_one_in_ngspice(tiny_run,
         assert "sandbox" not in result.stderr  # without --spice no ngspice runs, and none is announced
 
 
+def test_calibration_in_the_loop_lowers_the_loss_on_its_chip_and_leaves_the_network(tiny_run, digits):
+    """A trimmed chip calibrated on training samples: the codes it keeps classify those samples
+    better than the factory's, and the readout's loss there falls; the codes are integers a DAC
+    holds, the network's weights and their requires_grad are as they were, and a chip without
+    threshold trims is refused before any work."""
+    from memspice.train.calibration import calibrate
+
+    out, _ = tiny_run
+    trained = load_trained(out / "checkpoint.pt")
+    weights = {k: v.clone() for k, v in trained.model.state_dict().items()}
+    chip = HardwareSpec(threshold_spread=0.03, trim_bits=5).sample(trained.model.sizes, 2)
+    x, y = digits.train_x[:128], digits.train_y[:128]
+
+    def figures() -> dict:
+        return evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, 128,
+                        torch.float32, chip=chip)
+
+    before = figures()
+    fitted = calibrate(trained, chip, x, y, epochs=3, batch_size=16)
+    after = figures()
+    assert fitted["accuracy"][0] == before["acc"] and len(fitted["accuracy"]) == 4
+    assert fitted["kept_pass"] > 0 and after["acc"] == max(fitted["accuracy"]) > before["acc"]
+    assert after["loss"] < before["loss"]
+    assert chip.calibrated and fitted["codes_changed"] > 0
+    for codes in chip.calibration:
+        assert not codes.requires_grad and torch.equal(codes, codes.round()) and codes.abs().max() <= 2 * 15
+    assert all(torch.equal(v, weights[k]) for k, v in trained.model.state_dict().items())
+    assert all(p.requires_grad for p in trained.model.parameters())
+    with pytest.raises(ConfigError, match="no threshold trims to calibrate"):
+        calibrate(trained, PRESETS["stress"].sample(trained.model.sizes, 0), x, y)
+
+
+def test_cli_robustness_calibrates_each_chip_and_checks_the_calibrated_one_in_ngspice(tiny_run, tmp_path):
+    out, _ = tiny_run
+    spec = HardwareSpec(name="trimmed", threshold_spread=0.03, trim_bits=5)
+    (tmp_path / "chip.json").write_text(json.dumps(spec.to_dict()))
+    result = memspice("robustness", str(out / "checkpoint.pt"), "--hardware", str(tmp_path / "chip.json"),
+                      "--chips", "2", "--seed", "2", "--samples", "40", "--calibrate", "128", "--calibrate-epochs", "3",
+                      "--spice", "2", "--workers", "1", "--no-fused", "--threads", "1", "--allow-cell-writes", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["calibration"] == {"samples": 128, "epochs": 3}
+    for row in report["per_chip"]:  # every chip kept codes that classify its calibration samples better
+        fitted = row["calibration"]
+        assert fitted["kept_pass"] > 0 and fitted["accuracy"][fitted["kept_pass"]] > fitted["accuracy"][0]
+        assert len(row["codes"]) == 2 and any(any(layer) for layer in row["codes"])
+    # the figures are the evaluation on the chips as calibrated, rebuilt from the report's codes
+    trained, digits = load_trained(out / "checkpoint.pt"), load_dataset("digits")
+    chip = Chip.from_description({**spec.sample(trained.model.sizes, 3).describe(),
+                                  "calibration": report["per_chip"][1]["codes"]})
+    direct = evaluate(trained.model, trained.readout, trained.encoder, digits.test_x[:40], digits.test_y[:40],
+                      trained.config.n_steps, 256, torch.float32, chip=chip)
+    assert direct["acc"] == report["per_chip"][1]["accuracy"]
+    assert report["uncalibrated"]["accuracy_mean"] == np.mean([c["accuracy_uncalibrated"] for c in report["per_chip"]])
+    assert report["spice"]["agreement"] == 1.0 and report["spice"]["count_match"] >= 0.9
+    result = memspice_stops("robustness", str(out / "checkpoint.pt"), "--hardware", "stress", "--calibrate", "64")
+    assert result.returncode == 2 and "no threshold trims to calibrate" in result.stderr
+
+
 def test_hardware_aware_training_runs_every_batch_on_a_fresh_chip(tmp_path, digits, monkeypatch):
     seeds = []
     sample = HardwareSpec.sample
@@ -519,7 +578,8 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
     """pretrained/fashion-mnist-hardware-aware against the network it was fine-tuned from, on the
     same 20 stress-neurons2 chips and test images: reports of these checkpoints, a higher mean and
     a higher worst chip; both networks on the same chips with trimmed neurons: higher means, and
-    a trimmed chip agrees with ngspice."""
+    a trimmed chip agrees with ngspice; the trimmed chips calibrated in the loop: higher means
+    still, and a calibrated chip agrees with ngspice."""
     from memspice.fileio import file_sha256
 
     folder = PRETRAINED / "fashion-mnist-hardware-aware"
@@ -548,6 +608,17 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
     assert trimmed["checkpoint_sha256"] == ideal["checkpoint_sha256"]
     assert HardwareSpec.from_dict(trimmed["hardware"]) == PRESETS["stress-trimmed"]
     assert trimmed["spice"]["agreement"] == 1.0 and trimmed["spice"]["count_match"] >= 0.95
+    for name in ("", "-ideal-trained"):  # the same trimmed chips, each calibrated in the loop first, fare better
+        trimmed, calibrated = (json.loads((folder / f"robustness-stress-trimmed{kind}{name}.json").read_text())
+                               for kind in ("", "-calibrated"))
+        assert calibrated["checkpoint_sha256"] == trimmed["checkpoint_sha256"]
+        assert calibrated["hardware"] == trimmed["hardware"] and calibrated["calibration"] == {"samples": 4000,
+                                                                                             "epochs": 4}
+        assert calibrated["uncalibrated"]["accuracy_mean"] == trimmed["accuracy_mean"]  # the same chips as trimmed
+        assert calibrated["accuracy_mean"] > trimmed["accuracy_mean"] + 0.03
+    checked = json.loads((folder / "robustness-stress-trimmed-calibrated-ideal-trained-spice.json").read_text())
+    assert checked["checkpoint_sha256"] == ideal["checkpoint_sha256"] and checked["per_chip"][0]["codes"]
+    assert checked["spice"]["agreement"] == 1.0 and checked["spice"]["count_match"] >= 0.95
 
 
 def test_cli_train_rejects_bad_options(tmp_path):

@@ -2,7 +2,8 @@
 # pretrained/fashion-mnist-hardware-aware: the intermediate Fashion-MNIST network fine-tuned for 3 epochs with
 # every batch on a fresh chip of the stress-neurons2 preset (about 23 min on one core), evaluated on the whole
 # test set, then both it and the network it started from on the same 20 chips of each preset, with untrimmed and
-# trimmed neurons (torch, first 1000 test images), and 4 test images of one chip of each kind in ngspice.
+# trimmed neurons, and the trimmed chips calibrated in the loop (torch, first 1000 test images), and 4 test images
+# of one chip of each kind in ngspice.
 #   bash training/fashion_mnist_hardware_aware.sh [RUN_DIR]   (default runs/fashion-hardware-aware)
 set -euo pipefail
 run=${1:-runs/fashion-hardware-aware}
@@ -17,16 +18,21 @@ if [ ! -f "$run/results.json" ]; then
     fi
 fi
 memspice evaluate "$run/checkpoint.pt" --ablate hidden-spikes --threads 1 --save "$run/evaluate.json"
-for chip in stress-neurons2 stress wan2022 stress-neurons2-trimmed stress-trimmed; do
-    for net in "$start" "$run/checkpoint.pt"; do
-        name=$([ "$net" = "$start" ] && echo ideal-trained || echo hardware-aware)
+for net in "$start" "$run/checkpoint.pt"; do
+    suffix=$([ "$net" = "$start" ] && echo -ideal-trained || true)  # the shipped reports' names
+    for chip in stress-neurons2 stress wan2022 stress-neurons2-trimmed stress-trimmed; do
         memspice robustness "$net" --hardware "$chip" --chips 20 --samples 1000 --threads 1 --allow-cell-writes \
-            --save "$run/robustness-$chip-$name.json"
+            --save "$run/robustness-$chip$suffix.json"
     done
+    # the same trimmed chips, each calibrated in the loop on 4000 training images first
+    memspice robustness "$net" --hardware stress-trimmed --chips 20 --samples 1000 --calibrate 4000 --threads 1 \
+        --allow-cell-writes --save "$run/robustness-stress-trimmed-calibrated$suffix.json"
 done
 memspice robustness "$run/checkpoint.pt" --hardware stress-neurons2 --chips 1 --samples 1000 --spice 4 --workers 2 \
     --threads 1 --allow-cell-writes --save "$run/robustness-stress-neurons2-spice.json"
 memspice robustness "$start" --hardware stress-trimmed --chips 1 --samples 1000 --spice 4 --workers 2 \
     --threads 1 --allow-cell-writes --save "$run/robustness-stress-trimmed-ideal-trained-spice.json"
+memspice robustness "$start" --hardware stress-trimmed --chips 1 --samples 1000 --calibrate 4000 --spice 4 \
+    --workers 2 --threads 1 --allow-cell-writes --save "$run/robustness-stress-trimmed-calibrated-ideal-trained-spice.json"
 python benchmarks/robustness_sweep.py "$start" "$run/checkpoint.pt" --labels ideal-trained hardware-aware \
     --samples 256 --chips 3 --out "$run/robustness.png"

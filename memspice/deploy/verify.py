@@ -33,7 +33,7 @@ from memspice.circuit import PULSE_TAU
 from memspice.deploy.export import VERIFY_SETTINGS, export_netlist
 from memspice.errors import ConfigError, JournalError, MemspiceError
 from memspice.fileio import atomic_write_text
-from memspice.hardware import Chip, HardwareSpec
+from memspice.hardware import Chip
 from memspice.netlist.circuits import membrane_node
 from memspice.nn.readout import DECIDERS, decide
 from memspice.signals import spike_times
@@ -120,10 +120,9 @@ class SampleRun:
 
     @property
     def chip(self) -> Chip | None:
-        """The chip the samples run on (rebuilt from its seed on first use in a worker process)."""
+        """The chip the samples run on (rebuilt from its description on first use in a worker process)."""
         if self._chip is None and self.hardware is not None:
-            self._chip = HardwareSpec.from_dict(self.hardware["hardware"]).sample(self.hardware["sizes"],
-                                                                                 self.hardware["chip_seed"])
+            self._chip = Chip.from_description(self.hardware)
         return self._chip
 
     @property

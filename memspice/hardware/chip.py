@@ -60,6 +60,14 @@ Calibration is modelled as exact up to the DACs' resolution (the neuron's own pa
 what a sweep of the DAC would find). What stays: the spread of the switches' on-conductances and
 of the repolarizing switch's voltages, the switches' leakage below threshold, and the rest
 levels' shift, which linear row buffers pass on to the next layer (its rows at rest are not 0 V).
+
+Calibration in the loop (``Chip.calibration``): what the trims leave, a chip can learn with its
+network running on it. :func:`memspice.train.calibration.calibrate` adds an integer to each
+neuron's threshold-DAC code, fitted by gradient descent on labelled samples with the chip in the
+loop and the synapses left as programmed (the codes are exact, a reprogrammed cell is not), as
+hardware-in-the-loop training does on BrainScaleS (Schmitt et al., IJCNN 2017; Cramer et al.,
+PNAS 119(4), 2022) and chip-in-the-loop fine-tuning on NeuRRAM (Wan et al., Nature 2022). The
+codes are part of the chip: both engines and every report carry them.
 """
 
 from __future__ import annotations
@@ -224,6 +232,9 @@ class Chip:
                                         for group in NEURON_GROUPS})
         #: per layer, each neuron's capacitance trim (a factor, ``(n,)``), or None untrimmed
         self.capacitance_trims = [self._capacitance_trim(factors["cm"]) for factors in self.neuron_factors]
+        #: per layer, what calibration in the loop adds to each neuron's threshold-DAC code (``(n,)``,
+        #: integers once calibrated; 0 as sampled; :meth:`set_calibration`)
+        self.calibration = [torch.zeros(n, dtype=torch.float64) for n in sizes[1:]]
 
     def _capacitance_trim(self, factor: np.ndarray) -> np.ndarray | None:
         """The capacitor bank's step nearest to ``1 / factor`` (module docstring), or None."""
@@ -243,8 +254,55 @@ class Chip:
         return _Cells(low, high, noise, stuck.astype(np.int8))
 
     def describe(self) -> dict:
-        """What identifies this chip in reports and checkpoints (it is rebuilt from these)."""
-        return {"hardware": self.spec.to_dict(), "chip_seed": self.seed, "sizes": list(self.sizes)}
+        """What identifies this chip in reports and checkpoints (:meth:`from_description` rebuilds
+        it): its spec, seed and sizes, and its calibration codes once calibrated."""
+        description = {"hardware": self.spec.to_dict(), "chip_seed": self.seed, "sizes": list(self.sizes)}
+        if self.calibrated:
+            description["calibration"] = [[int(code) for code in codes] for codes in self.calibration]
+        return description
+
+    @staticmethod
+    def from_description(description: Mapping) -> Chip:
+        """The chip :meth:`describe` described, its calibration included."""
+        chip = HardwareSpec.from_dict(description["hardware"]).sample(description["sizes"], description["chip_seed"])
+        if "calibration" in description:
+            chip.set_calibration(description["calibration"])
+        return chip
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether calibration in the loop changed any of this chip's codes."""
+        return any(bool(codes.detach().any()) for codes in self.calibration)
+
+    @property
+    def dac_steps(self) -> int:
+        """The threshold DAC's codes per sign: a trim's code lies in ``[-dac_steps, dac_steps]``."""
+        if not self.trims_thresholds:
+            raise ConfigError(f"the '{self.spec.name}' chip has no threshold trims to calibrate (it needs trim_bits "
+                              "and a threshold_spread)")
+        return 2 ** (self.spec.trim_bits - 1) - 1
+
+    def set_calibration(self, codes: Sequence[Sequence[float]] | Sequence[torch.Tensor]) -> None:
+        """Set what calibration adds to each neuron's threshold-DAC code: one sequence of integers
+        per layer, each within ``±2·dac_steps`` (a trim's code stays within the DAC's range); a
+        float tensor that requires grad is kept as it is (while :func:`calibrate` fits it)."""
+        steps = self.dac_steps
+        if len(codes) != len(self.calibration):
+            raise ConfigError(f"a calibration needs one list of codes per layer ({len(self.calibration)}); "
+                              f"got {len(codes)}")
+        checked = []
+        for k, (layer_codes, zeros) in enumerate(zip(codes, self.calibration)):
+            fitting = isinstance(layer_codes, torch.Tensor) and layer_codes.requires_grad
+            values = layer_codes if fitting else torch.as_tensor(np.asarray(layer_codes, dtype=float))
+            if tuple(values.shape) != tuple(zeros.shape):
+                raise ConfigError(f"layer {k + 1} has {len(zeros)} neurons; its calibration has shape "
+                                  f"{tuple(values.shape)}")
+            if not fitting and (not bool(torch.isfinite(values).all()) or bool((values != values.round()).any())
+                                or bool((values.abs() > 2 * steps).any())):
+                raise ConfigError(f"layer {k + 1}: calibration codes must be integers within ±{2 * steps} (the "
+                                  f"{self.spec.trim_bits}-bit DAC's range twice); got {values.tolist()!r}")
+            checked.append(values if fitting else values.to(torch.float64))
+        self.calibration = checked
 
     def program(self, layer: int, g: torch.Tensor, g_range: tuple[float, float], side: str) -> torch.Tensor:
         """The conductances (S, like ``g``, ``(n_in, n_out)``) the cells of crossbar ``layer``
@@ -339,16 +397,20 @@ class Chip:
         programmed conductances' sum, or the wires' port): ``(current, rest)``, the DC currents
         (A) into the membranes and the level (V) each holds at rest under its own (its rows at
         0 V), both ``(n,)`` like ``self_load``; None for an untrimmed chip or one whose thresholds
-        do not vary. Differentiable in the load, straight through the DAC's rounding (module docstring)."""
+        do not vary. Differentiable in the load and in the calibration codes, straight through the
+        DAC's rounding (module docstring)."""
         if not self.trims_thresholds:
             return None
         like = {"dtype": self_load.dtype, "device": self_load.device}
         offset = params["th1"] * (torch.as_tensor(self.neuron_factors[layer]["th1"], **like) - 1.0)
         conductance = self_load + params["gl"] + params["goff1"] + params["goff2"]
         current = offset * conductance
-        steps = 2 ** (self.spec.trim_bits - 1) - 1
+        steps = self.dac_steps
         lsb = current.detach().abs().max().clamp_min(torch.finfo(current.dtype).tiny) / steps
-        current = current + (torch.round(current.detach() / lsb) * lsb - current).detach()
+        code = current / lsb + self.calibration[layer].to(**like)
+        within = code.clamp(-steps - 0.5, steps + 0.5)  # past the DAC's ends a code moves nothing: no gradient
+        code = within + (torch.round(code.detach()).clamp(-steps, steps) - within).detach()
+        current = code * lsb
         return current, current / conductance
 
     def apply(self, network: Network) -> Network:

@@ -4,6 +4,9 @@ The network runs on ``chips`` chips sampled from one :class:`~memspice.hardware.
 (seeds ``seed``, ``seed + 1``, ...) in the torch solver, beside the ideal circuit on the same
 test samples; with ``spice = K``, the first K test samples also run on the first chip in ngspice,
 from that chip's netlist, and are compared with torch on the same chip (:func:`memspice.deploy.verify`).
+With ``calibrate = N``, every chip (trimmed ones: their threshold DACs) is first calibrated in the
+loop on the first N training samples (:mod:`memspice.train.calibration`), and measured before and
+after; the ngspice comparison runs on the calibrated chip.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from memspice.hardware import HardwareSpec
 from memspice.solver.monitor import SolutionMonitor, summary_lines
 from memspice.spice.pool import Workers
 from memspice.train.assess import count_test_samples
+from memspice.train.calibration import EPOCHS as CALIBRATION_EPOCHS
+from memspice.train.calibration import calibrate as calibrate_chip
 from memspice.train.loop import Trained, evaluate
 
 #: Test samples each chip is evaluated on unless told (``memspice robustness --samples``).
@@ -31,12 +36,16 @@ SPICE_KEYS = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "
 
 def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int = 20, samples: int | None = SAMPLES,
                spice: int = 0, seed: int = 0, batch_size: int = 256, workers: Workers = None,
-               progress: bool = True, allow_cell_writes: bool = False, timeout: float = 3600.0) -> dict:
+               progress: bool = True, allow_cell_writes: bool = False, timeout: float = 3600.0,
+               calibrate: int = 0, calibrate_epochs: int = CALIBRATION_EPOCHS) -> dict:
     """Accuracy of ``trained`` on its first ``samples`` test samples (all if None) on the ideal
     circuit and on ``chips`` chips of ``spec``; ``spice`` test samples of the first chip in
-    ngspice against torch. Returns ``ideal_accuracy``, ``accuracy_mean``, ``accuracy_std``,
-    ``accuracy_worst``, ``accuracy_best``, ``per_chip`` (seed, accuracy, share decided by spikes,
-    cell margin), ``cell_voltages``/``cell_margin`` over every chip, and ``spice`` (the
+    ngspice against torch. ``calibrate``: training samples each chip is calibrated on in the loop
+    (``calibrate_epochs`` passes; 0: none). Returns ``ideal_accuracy``, ``accuracy_mean``,
+    ``accuracy_std``, ``accuracy_worst``, ``accuracy_best``, ``per_chip`` (seed, accuracy, share
+    decided by spikes, cell margin; calibrated: also the accuracy before, the fit's figures and the
+    codes), ``uncalibrated`` (the same summary before calibration, or None), ``calibration`` (its
+    settings, or None), ``cell_voltages``/``cell_margin`` over every chip, and ``spice`` (the
     verification's figures, or None). A write threshold crossed on any chip raises unless
     ``allow_cell_writes`` (:mod:`memspice.solver.cells`)."""
     model = trained.model
@@ -46,7 +55,15 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
         raise MemspiceError(f"--spice {spice}: the {data.name} test set has {len(data.test_x)} samples")
     if chips < 1:
         raise MemspiceError(f"--chips {chips}: at least one chip")
-    model.check_chip(spec.sample(sizes, seed))  # before the ideal circuit's evaluation, not after
+    if not 0 <= calibrate <= len(data.train_x):
+        raise MemspiceError(f"--calibrate {calibrate}: the {data.name} training set has {len(data.train_x)} samples")
+    if isinstance(calibrate_epochs, bool) or not isinstance(calibrate_epochs, int) or calibrate_epochs < 1:
+        raise MemspiceError(f"--calibrate-epochs {calibrate_epochs!r}: at least one pass")
+    first = spec.sample(sizes, seed)
+    model.check_chip(first)  # before the ideal circuit's evaluation, not after
+    if calibrate and not first.trims_thresholds:
+        raise MemspiceError(f"--calibrate {calibrate}: the '{spec.name}' chips have no threshold trims to calibrate "
+                            "(they need trim_bits and a threshold_spread)")
     started = time.perf_counter()
     x, y = data.test_x[:n], data.test_y[:n]
     dtype = next(model.parameters()).dtype
@@ -60,21 +77,36 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
     ideal = accuracy(None)
     per_chip = []
     for k in tqdm(range(chips), desc=f"{spec.name} chips", unit="chip", disable=not progress):
-        result = accuracy(spec.sample(sizes, seed + k))
-        per_chip.append({"chip_seed": seed + k, "accuracy": result["acc"],
-                         "decided_by_spikes": result["decided_by_spikes"], "cell_margin": result["cell_margin"]})
-    accuracies = np.array([c["accuracy"] for c in per_chip])
+        chip = first if k == 0 else spec.sample(sizes, seed + k)
+        result = accuracy(chip)
+        row = {"chip_seed": seed + k}
+        if calibrate:
+            fitted = calibrate_chip(trained, chip, data.train_x[:calibrate], data.train_y[:calibrate],
+                                    calibrate_epochs, monitor=monitor, progress=progress)
+            row |= {"accuracy_uncalibrated": result["acc"], "calibration": fitted,
+                    "codes": chip.describe().get("calibration")}
+            result = accuracy(chip)
+        per_chip.append(row | {"accuracy": result["acc"], "decided_by_spikes": result["decided_by_spikes"],
+                               "cell_margin": result["cell_margin"]})
     report = {"dataset": data.name, "sizes": list(sizes), "hardware": spec.to_dict(), "chips": chips,
               "first_seed": seed, "samples": n, "ideal_accuracy": ideal["acc"],
-              "accuracy_mean": float(accuracies.mean()), "accuracy_std": float(accuracies.std()),
-              "accuracy_worst": float(accuracies.min()), "accuracy_best": float(accuracies.max()),
-              "per_chip": per_chip, **monitor.to_json(), "spice": None}
+              **_summary([c["accuracy"] for c in per_chip]), "per_chip": per_chip,
+              "uncalibrated": _summary([c["accuracy_uncalibrated"] for c in per_chip]) if calibrate else None,
+              "calibration": {"samples": calibrate, "epochs": calibrate_epochs} if calibrate else None,
+              **monitor.to_json(), "spice": None}
     if spice:
         verified = verify(trained, data.test_x, data.test_y, np.arange(spice), workers=workers, timeout=timeout,
-                          progress=progress, allow_cell_writes=allow_cell_writes, chip=spec.sample(sizes, seed))
+                          progress=progress, allow_cell_writes=allow_cell_writes, chip=first)
         report["spice"] = {key: verified[key] for key in SPICE_KEYS} | {"chip_seed": seed}
     report["wall_s"] = time.perf_counter() - started
     return report
+
+
+def _summary(accuracies: list[float]) -> dict:
+    """Mean, std, worst and best of per-chip accuracies."""
+    a = np.asarray(accuracies)
+    return {"accuracy_mean": float(a.mean()), "accuracy_std": float(a.std()), "accuracy_worst": float(a.min()),
+            "accuracy_best": float(a.max())}
 
 
 def robustness_table(report: dict) -> str:
@@ -88,10 +120,16 @@ def robustness_table(report: dict) -> str:
     lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
              f"on {chips}; {effects}), torch solver, {report['wall_s']:.0f} s",
              f"  ideal      accuracy {100 * report['ideal_accuracy']:6.2f} % (the circuit as trained)",
-             f"  chips      accuracy {100 * report['accuracy_mean']:6.2f} % mean, "
+             f"  {'calibrated' if report.get('calibration') else 'chips':<10} accuracy "
+             f"{100 * report['accuracy_mean']:6.2f} % mean, "
              f"{100 * report['accuracy_std']:.2f} std, {100 * report['accuracy_worst']:.2f} % worst, "
              f"{100 * report['accuracy_best']:.2f} % best: "
              f"{100 * (report['ideal_accuracy'] - report['accuracy_mean']):.2f} points below the ideal circuit"]
+    if report.get("calibration"):
+        u, c = report["uncalibrated"], report["calibration"]
+        lines.append(f"  as trimmed accuracy {100 * u['accuracy_mean']:6.2f} % mean, {100 * u['accuracy_std']:.2f} "
+                     f"std, {100 * u['accuracy_worst']:.2f} % worst: before each chip was calibrated in the loop on "
+                     f"{c['samples']} training samples ({c['epochs']} passes)")
     lines += summary_lines(report)
     if report["spice"]:
         s = report["spice"]
