@@ -4,9 +4,9 @@ The network runs on ``chips`` chips sampled from one :class:`~memspice.hardware.
 (seeds ``seed``, ``seed + 1``, ...) in the torch solver, beside the ideal circuit on the same
 test samples; with ``spice = K``, the first K test samples also run on the first chip in ngspice,
 from that chip's netlist, and are compared with torch on the same chip (:func:`memspice.deploy.verify`).
-With ``calibrate = N``, every chip (trimmed ones: their threshold DACs) is first calibrated in the
-loop on the first N training samples (:mod:`memspice.train.calibration`), and measured before and
-after; the ngspice comparison runs on the calibrated chip.
+With ``calibrate = N``, each chip's threshold DACs are first calibrated in the loop on the first N
+training samples (:mod:`memspice.train.calibration`; chips without threshold trims are refused),
+and it is measured before and after; the ngspice comparison runs on the calibrated chip.
 """
 
 from __future__ import annotations
