@@ -616,6 +616,11 @@ def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_tra
                                                                                              "epochs": 4}
         assert calibrated["uncalibrated"]["accuracy_mean"] == trimmed["accuracy_mean"]  # the same chips as trimmed
         assert calibrated["accuracy_mean"] > trimmed["accuracy_mean"] + 0.03
+    trimmed, calibrated = (json.loads((folder / f"robustness-stress-neurons2-trimmed{kind}-ideal-trained.json")
+                                      .read_text()) for kind in ("", "-calibrated"))
+    assert calibrated["checkpoint_sha256"] == trimmed["checkpoint_sha256"] == ideal["checkpoint_sha256"]
+    assert calibrated["uncalibrated"]["accuracy_mean"] == trimmed["accuracy_mean"]  # 2 % neurons: within 1.5 points
+    assert calibrated["accuracy_mean"] > calibrated["ideal_accuracy"] - 0.015
     checked = json.loads((folder / "robustness-stress-trimmed-calibrated-ideal-trained-spice.json").read_text())
     assert checked["checkpoint_sha256"] == ideal["checkpoint_sha256"] and checked["per_chip"][0]["codes"]
     assert checked["spice"]["agreement"] == 1.0 and checked["spice"]["count_match"] >= 0.95

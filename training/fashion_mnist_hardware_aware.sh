@@ -28,6 +28,9 @@ for net in "$start" "$run/checkpoint.pt"; do
     memspice robustness "$net" --hardware stress-trimmed --chips 20 --samples 1000 --calibrate 4000 --threads 1 \
         --allow-cell-writes --save "$run/robustness-stress-trimmed-calibrated$suffix.json"
 done
+# chips whose neurons vary by 2 %, trimmed and calibrated: the network trained on the ideal circuit
+memspice robustness "$start" --hardware stress-neurons2-trimmed --chips 20 --samples 1000 --calibrate 4000 --threads 1 \
+    --allow-cell-writes --save "$run/robustness-stress-neurons2-trimmed-calibrated-ideal-trained.json"
 memspice robustness "$run/checkpoint.pt" --hardware stress-neurons2 --chips 1 --samples 1000 --spice 4 --workers 2 \
     --threads 1 --allow-cell-writes --save "$run/robustness-stress-neurons2-spice.json"
 memspice robustness "$start" --hardware stress-trimmed --chips 1 --samples 1000 --spice 4 --workers 2 \
