@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memspice.defaults import DT, METHOD, SPIKE_THRESHOLD
+from memspice.defaults import DT, EVAL_BATCH_SIZE, METHOD, SPIKE_THRESHOLD
 from memspice.errors import ConfigError, MemspiceError, MemspiceWarning
 from memspice.fileio import json_text
 
@@ -871,7 +871,8 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.add_argument("--samples", type=_samples, default="all", help="the first N test samples, or all (default: all)")
     p.add_argument("--ablate", choices=ABLATIONS, help="also evaluate with every hidden neuron kept from spiking")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per solver batch (default: 256)")
+    p.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
+                   help="samples per solver batch (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--no-fused", action="store_true", help="do not compile the solver's Newton iterations")
@@ -920,7 +921,8 @@ def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate-epochs", type=_positive_int, default=CALIBRATION_EPOCHS, metavar="E",
                    help="passes over the calibration samples (default: %(default)s)")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per solver batch (default: 256)")
+    p.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
+                   help="samples per solver batch (default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     p.add_argument("--no-fused", action="store_true", help="do not compile the solver's Newton iterations")
     p.add_argument("--workers", type=_positive_int, help="parallel ngspice processes (default: one per core)")

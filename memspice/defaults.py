@@ -8,8 +8,11 @@
   0.40 V and its spikes peak near 0.55 V, so only spikes cross it. ``memspice validate`` reads a
   neuron model's own :class:`~memspice.devices.SpikeEvent` (the MIF's M1 turning on) where it
   has one, and this level where it has none.
+* ``EVAL_BATCH_SIZE``: samples per solver batch where no gradient is taken (evaluation, chips,
+  scoring a calibration): larger batches amortize the solver's per-step overhead.
 """
 
 DT = 200e-9
 METHOD = "radau5"
 SPIKE_THRESHOLD = 0.45
+EVAL_BATCH_SIZE = 256

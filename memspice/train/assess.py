@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from memspice.data import Dataset
+from memspice.defaults import EVAL_BATCH_SIZE
 from memspice.errors import MemspiceError
 from memspice.solver.monitor import SolutionMonitor, summary_lines
 from memspice.train.loop import Trained, evaluate
@@ -16,7 +17,7 @@ ABLATIONS = ("hidden-spikes",)
 
 
 def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: str | None = None,
-           batch_size: int = 256, progress: bool = True, strict: bool = False,
+           batch_size: int = EVAL_BATCH_SIZE, progress: bool = True, strict: bool = False,
            allow_cell_writes: bool = False, adaptive: bool = False) -> dict:
     """Evaluate ``trained`` on the first ``samples`` test samples of ``data`` (all if None).
 

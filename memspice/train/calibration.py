@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from memspice.defaults import EVAL_BATCH_SIZE
 from memspice.errors import ConfigError
 from memspice.hardware import Chip
 from memspice.solver.monitor import SolutionMonitor
@@ -31,8 +32,6 @@ EPOCHS = 4
 LEARNING_RATE = 1.0
 #: Calibration samples per step.
 BATCH_SIZE = 64
-#: Samples per solver batch when the codes are scored (no gradient: larger batches are faster).
-EVAL_BATCH_SIZE = 256
 
 
 def calibrate(trained: Trained, chip: Chip, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS,

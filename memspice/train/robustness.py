@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from memspice.data import Dataset
+from memspice.defaults import EVAL_BATCH_SIZE
 from memspice.deploy.verify import verify
 from memspice.errors import MemspiceError
 from memspice.hardware import HardwareSpec
@@ -35,7 +36,7 @@ SPICE_KEYS = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "
 
 
 def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int = 20, samples: int | None = SAMPLES,
-               spice: int = 0, seed: int = 0, batch_size: int = 256, workers: Workers = None,
+               spice: int = 0, seed: int = 0, batch_size: int = EVAL_BATCH_SIZE, workers: Workers = None,
                progress: bool = True, allow_cell_writes: bool = False, timeout: float = 3600.0,
                calibrate: int = 0, calibrate_epochs: int = CALIBRATION_EPOCHS) -> dict:
     """Accuracy of ``trained`` on its first ``samples`` test samples (all if None) on the ideal
