@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from memspice.deploy.export import input_waveforms
 from memspice.errors import ConfigError
 from memspice.hardware import PRESETS, HardwareSpec, load_spec
+from memspice.hardware.chip import SWITCH_TRIMS
 from memspice.hardware.wires import side_ports
 from memspice.netlist.builder import TranSettings
 from memspice.netlist.circuits import membrane_node, network_netlist
@@ -28,15 +30,18 @@ EFFECTS = {
     "program_noise": HardwareSpec(program_noise=0.1, program_noise_relative=0.05),
     "range_spread": HardwareSpec(range_spread=0.3),
     "stuck": HardwareSpec(stuck_off=0.3, stuck_on=0.1),
+    "stuck_compensated": HardwareSpec(stuck_off=0.3, stuck_on=0.1, compensate_stuck=True),
     "neuron_spread": HardwareSpec(neuron_spread=0.1),
     "threshold_spread": HardwareSpec(threshold_spread=0.05),
     "wires": HardwareSpec(wire_resistance=3000.0, tile_size=2),
     "read_noise": HardwareSpec(read_noise=0.3),
     "trims": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3),
     "calibrated": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3),
+    "switch_trims": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3, trim_scheme="switch"),
+    "switch_calibrated": HardwareSpec(neuron_spread=0.1, threshold_spread=0.1, trim_bits=3, trim_scheme="switch"),
 }
 #: Codes that calibration in the loop could have set (DAC steps of 3 bits: ±3 per sign, ±6 added).
-CALIBRATIONS = {"calibrated": [[2, -3, 6], [-2, 1]]}
+CALIBRATIONS = {"calibrated": [[2, -3, 6], [-2, 1]], "switch_calibrated": [[2, -3, 6], [-2, 1]]}
 
 
 def small_network() -> tuple[MemristiveSNN, torch.Tensor]:
@@ -72,6 +77,8 @@ def ideal_membranes() -> list[torch.Tensor]:
     ({"trim_bits": 1}, r"trim_bits must be an integer in \[2, 16\]"),
     ({"trim_bits": 6.0}, "trim_bits must be an integer"),
     ({"trim_bits": True}, "trim_bits must be an integer"),
+    ({"compensate_stuck": 1}, "compensate_stuck must be true or false; got 1"),
+    ({"trim_scheme": "comparator"}, "trim_scheme must be one of 'membrane', 'switch'; got 'comparator'"),
 ])
 def test_bad_chip_descriptions_give_one_clear_error(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -176,6 +183,53 @@ def test_trims_calibrate_each_neuron_to_within_its_dacs_step(ideal_membranes):
     assert errors[1].sum() < 0.5 * errors[0].sum()
 
 
+def test_switch_trims_put_each_switch_back_on_its_nominal_voltages(ideal_membranes):
+    """A chip that trims its switches shifts each switch's source by its threshold's offset, to
+    within half a DAC step, so that both switches turn on at the nominal membrane voltages; it
+    injects no current and its membranes rest at 0 V; calibration codes move the depolarizing
+    switch's source by whole steps; its on-conductances and capacitances are within half a bank
+    step of nominal; and the first spikes move several times less from the ideal
+    network's than untrimmed, and less than with the membrane-current trim."""
+    model, rows = small_network()
+    bits, spread = 8, 0.1
+    spec = HardwareSpec(threshold_spread=spread, trim_bits=bits, trim_scheme="switch")
+    chip = spec.sample(SIZES, 1)
+    params = model.layers[0].device_params()
+    like = torch.zeros((), dtype=torch.float64)
+    trimmed = chip.neuron_params(0, params, like)
+    assert chip.trims(0, params, torch.full((SIZES[1],), 5e-6, dtype=torch.float64)) is None
+    for group, (threshold, hold, source) in SWITCH_TRIMS.items():
+        factor = torch.as_tensor(chip.neuron_factors[0][group])
+        offset = params[threshold] * (factor - 1)
+        shift = params[source] - trimmed[source]
+        lsb = offset.abs().max() / (2 ** (bits - 1) - 1)
+        assert (shift - offset).abs().max() <= lsb / 2 * (1 + 1e-9)
+        assert (trimmed[threshold] - params[threshold]).abs().max() <= lsb / 2 * (1 + 1e-9)
+        torch.testing.assert_close(trimmed[hold], params[hold] * factor - shift, rtol=0, atol=1e-15)
+    codes = [[1, -2, 0], [0, 0]]
+    chip.set_calibration(codes)
+    moved = chip.neuron_params(0, params, like)
+    lsb = (params["th1"] * (torch.as_tensor(chip.neuron_factors[0]["th1"]) - 1)).abs().max() / (2 ** (bits - 1) - 1)
+    torch.testing.assert_close(trimmed["e1"] - moved["e1"], torch.tensor(codes[0], dtype=torch.float64) * lsb,
+                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(moved["e2"], trimmed["e2"], rtol=0, atol=0)
+    varied = dataclasses.replace(spec, neuron_spread=spread).sample(SIZES, 1)  # on-conductances: a bank each
+    bank_step = (1 / (1 - 3 * spread) - 1 / (1 + 3 * spread)) / (2**bits - 1)
+    for name in ("gon1", "gon2", "cm"):
+        factor = varied.neuron_params(0, params, like)[name].numpy() / params[name]
+        assert np.abs(factor - 1).max() <= (1 + 3 * spread) * bank_step / 2
+        assert np.abs(varied.neuron_factors[0][name] - 1).max() > 10 * bank_step
+    chips = [dataclasses.replace(spec, trim_bits=None).sample(SIZES, 1),
+             dataclasses.replace(spec, trim_scheme="membrane").sample(SIZES, 1), spec.sample(SIZES, 1)]
+    with torch.no_grad():
+        ideal = model(rows)
+        first = [model(rows, chip=c) for c in chips]
+        errors = [_first_spike_errors(solution, ideal) for solution in first]
+    assert first[2].v[0][0, 0].abs().max() == 0  # from rest at 0 V
+    assert errors[0].sum() > 100e-9  # the thresholds' spread moves the spikes
+    assert errors[2].sum() < 0.25 * errors[0].sum() and errors[2].sum() < errors[1].sum()
+
+
 def test_calibration_codes_move_the_trims_and_travel_with_the_chip():
     """Calibration codes add whole DAC steps to the threshold trims, the chip's description
     carries them and rebuilds the same chip, and codes a DAC cannot hold are one clear error."""
@@ -207,7 +261,7 @@ def test_levels_round_each_cell_to_a_state_and_pass_the_gradient_through():
     model, _ = small_network()
     crossbar = model.crossbars[0]
     chip = HardwareSpec(levels=5).sample(SIZES, 0)
-    g = chip.program(0, crossbar.g_pos, (crossbar.g_min, crossbar.g_max), "pos")
+    g, _ = chip.program(0, crossbar.g_pos, crossbar.g_neg, (crossbar.g_min, crossbar.g_max))
     fractions = ((g - crossbar.g_min) / (crossbar.g_max - crossbar.g_min)).detach().numpy()
     np.testing.assert_allclose(fractions * 4, np.round(fractions * 4), atol=1e-9)
     g.sum().backward()
@@ -218,13 +272,42 @@ def test_stuck_cells_sit_at_their_bounds_and_learn_nothing():
     model, _ = small_network()
     crossbar = model.crossbars[0]
     chip = HardwareSpec(stuck_off=0.3, stuck_on=0.3).sample(SIZES, 1)
-    g = chip.program(0, crossbar.g_pos, (crossbar.g_min, crossbar.g_max), "pos")
+    g, _ = chip.program(0, crossbar.g_pos, crossbar.g_neg, (crossbar.g_min, crossbar.g_max))
     stuck = chip.cells[0][0].stuck
     assert (stuck == 1).any() and (stuck == 2).any() and (stuck == 0).any()
     assert np.allclose(g.detach().numpy()[stuck == 1], crossbar.g_min)
     assert np.allclose(g.detach().numpy()[stuck == 2], crossbar.g_max)
     g.sum().backward()
     assert (crossbar.theta_pos.grad.numpy()[stuck != 0] == 0).all()
+
+
+def test_compensation_keeps_the_difference_of_pairs_with_one_stuck_cell():
+    """With compensate_stuck, a stuck cell's partner holds the stuck conductance plus or minus
+    the trained difference (within the range), free pairs and pairs stuck on both sides are
+    programmed as without it, and the partner's gradient reaches both trained conductances."""
+    model = MemristiveSNN((40, 30, 2), solver=DT, seed=3).double()
+    crossbar = model.crossbars[0]
+    g_range = (crossbar.g_min, crossbar.g_max)
+    spec = HardwareSpec(stuck_off=0.2, stuck_on=0.2)
+    plain = [g.detach() for g in spec.sample(model.sizes, 4).program(0, crossbar.g_pos, crossbar.g_neg, g_range)]
+    chip = dataclasses.replace(spec, compensate_stuck=True).sample(model.sizes, 4)
+    g_pos, g_neg = chip.program(0, crossbar.g_pos, crossbar.g_neg, g_range)
+    stuck_pos, stuck_neg = (torch.as_tensor(side.stuck) for side in chip.cells[0])
+    trained = (crossbar.g_pos - crossbar.g_neg).detach()
+    for compensated, partner_stuck, mine_stuck in ((g_neg, stuck_pos, stuck_neg), (g_pos, stuck_neg, stuck_pos)):
+        alone = (partner_stuck != 0) & (mine_stuck == 0)
+        assert int(alone.sum()) > 20
+        difference = (g_pos - g_neg).detach()
+        inside = alone & (compensated.detach() > crossbar.g_min) & (compensated.detach() < crossbar.g_max)
+        assert int(inside.sum()) > 10  # most partners reach their target
+        torch.testing.assert_close(difference[inside], trained[inside], rtol=1e-12, atol=0)
+        gap = (difference - trained).abs()
+        assert bool((gap[alone] <= (plain[0] - plain[1] - trained).abs()[alone] + 1e-18).all())
+    untouched = ((stuck_pos == 0) & (stuck_neg == 0)) | ((stuck_pos != 0) & (stuck_neg != 0))
+    for g, reference in zip((g_pos, g_neg), plain):
+        assert torch.equal(g.detach()[untouched], reference[untouched])
+    (g_neg * ((stuck_pos != 0) & (stuck_neg == 0))).sum().backward()
+    assert crossbar.theta_pos.grad.abs().sum() > 0 and crossbar.theta_neg.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("effect", list(EFFECTS))

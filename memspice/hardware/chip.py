@@ -17,7 +17,14 @@ How a trained conductance ``G`` in ``[g_min, g_max]`` becomes the conductance a 
 3. programming error: Gaussian, σ = ``sqrt((program_noise·(hi - lo))² + (program_noise_relative·G)²)``
    (absolute in units of the range, and proportional to the target), the result kept in ``[lo, hi]``;
 4. stuck cells: a ``stuck_off`` fraction of cells sits at its ``lo`` and a ``stuck_on`` fraction
-   at its ``hi`` whatever was programmed (no gradient reaches them).
+   at its ``hi`` whatever was programmed (no gradient reaches them). With ``compensate_stuck``
+   the programmer, which finds stuck cells when their write-verify fails, targets each stuck
+   cell's partner in its differential pair at the conductance that gives the pair its trained
+   difference (the stuck cell's own ``lo`` or ``hi`` plus or minus it, kept within
+   ``[g_min, g_max]``), and that target goes through steps 1-3 like any other: the fault-tolerant
+   mapping of differential crossbars (Xia et al., "Fault-tolerant training with on-line fault
+   detection for RRAM-based neural computing systems", DAC 2017; Aguirre et al., Electronics
+   10(19), 2427, 2021). A pair whose two cells are stuck stays as it is.
 
 Read noise: every read of a cell fluctuates by ``read_noise`` of its conductance, independently
 from cell to cell and from read to read; summed over a column at the read voltage
@@ -41,29 +48,43 @@ they matter most: a network whose neurons work near their threshold feels a few 
 Trims (``trim_bits``): analog neuromorphic chips calibrate every neuron after fabrication with
 per-neuron parameter DACs (BrainScaleS-2 trims each neuron's membrane capacitance and its
 threshold and leak levels: Aamir et al., IEEE TCAS-I 65(12), 2018; Billaudelle et al., ISCAS
-2020). A trimmed chip gives each neuron two codes of ``trim_bits`` bits, set once by calibration
-after the synapses are programmed:
+2020). A trimmed chip gives each neuron codes of ``trim_bits`` bits, set once by calibration after
+the synapses are programmed. Every scheme has a capacitor bank that multiplies the membrane
+capacitance by the step nearest to ``1 / factor``, the bank's steps spaced evenly over what the
+spec's spread needs (±3σ, :data:`TRUNCATE`). The threshold is trimmed by one of two schemes
+(``trim_scheme``):
 
-* a capacitor bank multiplies the membrane capacitance by the step nearest to ``1 / factor``,
-  the bank's steps spaced evenly over what the spec's spread needs (±3σ, :data:`TRUNCATE`);
-* a current DAC injects ``b_j = (th1_j - th1) · L_j`` into the membrane, ``L_j`` the conductance
-  it sees with both switches OFF (its column's load, the leak and the switches' ``goff``): it
-  raises the membrane's level by the threshold's own offset, so that an input brings the neuron
-  as close to its threshold as it brings the nominal one (exactly where the switches are OFF;
-  their leakage just below threshold is not compensated). The current is DC: between samples the
-  membrane rests at the raised level, and a run starts from there. The DAC of a layer spans its
-  largest ``|b_j|`` in ``2^(trim_bits-1) - 1`` steps per sign (a global range and a local code);
-  the rounding passes the gradient straight through, and the trim tracks the programmed loads (a
-  chip is recalibrated whenever it is reprogrammed).
+* ``"membrane"``: a current DAC injects ``b_j = (th1_j - th1) · L_j`` into the membrane, ``L_j``
+  the conductance it sees with both switches OFF (its column's load, the leak and the switches'
+  ``goff``): it raises the membrane's level by the threshold's own offset, so that an input brings
+  the neuron as close to its threshold as it brings the nominal one (exactly where the switches
+  are OFF; their leakage just below threshold is not compensated). The current is DC: between
+  samples the membrane rests at the raised level, and a run starts from there. The DAC of a layer
+  spans its largest ``|b_j|`` in ``2^(trim_bits-1) - 1`` steps per sign (a global range and a
+  local code); the rounding passes the gradient straight through, and the trim tracks the
+  programmed loads (a chip is recalibrated whenever it is reprogrammed). It leaves the spread of
+  the switches' on-conductances and of the repolarizing switch's voltages, the switches' leakage
+  below threshold, and the rest levels' shift, which linear row buffers pass on to the next layer
+  (its rows at rest are not 0 V).
+* ``"switch"``: each switch is trimmed where it sits. Its series source is a voltage DAC (as
+  BrainScaleS-2 sets every neuron's reversal, threshold and leak potentials from per-neuron DACs:
+  Hock et al., ISCAS 2013; Aamir et al. 2018) set to ``e_s - δ_s``, ``δ_s = th_s·(f_s - 1)`` the
+  shift of the switch's threshold on the membrane (``f_s`` its factor): a switch responds to its
+  own branch voltage ``V - e_s``, so it then turns on at the nominal membrane voltage. Each DAC
+  spans its layer's largest ``|δ_s|`` in ``2^(trim_bits-1) - 1`` steps per sign, the rounding
+  passed straight through. And a transistor in series with each switch (the selector of a 1T1R
+  cell) has a gate DAC that sets the branch's on-conductance to the step nearest to nominal, a
+  bank like the capacitor's. The membrane rests at 0 V, and nothing depends on the synapses. It
+  leaves the spread of each hysteresis' width (``th - hold`` scales with ``f_s``) and of the
+  driving force ``V - e_s``.
 
 Calibration is modelled as exact up to the DACs' resolution (the neuron's own parameters give
-what a sweep of the DAC would find). What stays: the spread of the switches' on-conductances and
-of the repolarizing switch's voltages, the switches' leakage below threshold, and the rest
-levels' shift, which linear row buffers pass on to the next layer (its rows at rest are not 0 V).
+what a sweep of the DAC would find).
 
 Calibration in the loop (``Chip.calibration``): what the trims leave, a chip can learn with its
 network running on it. :func:`memspice.train.calibration.calibrate` adds an integer to each
-neuron's threshold-DAC code, fitted by gradient descent on labelled samples with the chip in the
+neuron's threshold-DAC code (the membrane current's, or the depolarizing switch's source's),
+fitted by gradient descent on labelled samples with the chip in the
 loop and the synapses left as programmed (the codes are exact, a reprogrammed cell is not), as
 hardware-in-the-loop training does on BrainScaleS (Schmitt et al., IJCNN 2017; Cramer et al.,
 PNAS 119(4), 2022) and chip-in-the-loop fine-tuning on NeuRRAM (Wan et al., Nature 2022). The
@@ -102,6 +123,14 @@ MAX_SPREAD = 0.3
 READ_VOLTAGE = 1.0
 #: Most trim bits a spec accepts (finer trims than a 16-bit DAC make no difference here).
 MAX_TRIM_BITS = 16
+#: How a trimmed neuron is trimmed (module docstring, "Trims"): its threshold by a DC current into
+#: the membrane, or at each switch (its series source and on-conductance); and the groups of
+#: :data:`NEURON_GROUPS` each scheme trims by a factor.
+TRIM_SCHEMES = ("membrane", "switch")
+TRIMMED_FACTORS = {"membrane": ("cm",), "switch": ("cm", "gon1", "gon2")}
+#: Each switch's parameters on the membrane voltage and its series source, for ``trim_scheme="switch"``;
+#: calibration in the loop moves the first switch's DAC.
+SWITCH_TRIMS = {"th1": ("th1", "hold1", "e1"), "th2": ("th2", "hold2", "e2")}
 #: Cell states: 0 programmable, 1 stuck at its lowest conductance, 2 stuck at its highest.
 FREE, STUCK_OFF, STUCK_ON = 0, 1, 2
 
@@ -121,14 +150,18 @@ class HardwareSpec:
     * ``program_noise_relative``: σ as a fraction of the target conductance;
     * ``range_spread``: device-to-device σ of ln g_min and ln g_max of each cell;
     * ``stuck_off``, ``stuck_on``: fractions of cells stuck at g_min, at g_max;
+    * ``compensate_stuck``: whether programming sets a stuck cell's partner to keep the pair's
+      difference (module docstring, step 4);
     * ``neuron_spread``: device-to-device σ of each neuron's switch on-conductances and capacitance;
     * ``threshold_spread``: device-to-device σ of each neuron's switching voltages;
     * ``read_noise``: σ of each cell's conductance at every read (cycle to cycle), relative;
     * ``wire_resistance``: Ω of each row and column wire segment between two cells (0: ideal wires);
     * ``tile_size``: a layer is split into tiles of at most this many rows and columns, each with
       its own wires, whose column currents meet at the neurons (``None``: one tile per layer);
-    * ``trim_bits``: bits of each neuron's two calibration trims, its capacitance and its
-      threshold offset (``None``: untrimmed; module docstring)."""
+    * ``trim_bits``: bits of each neuron's calibration trims (``None``: untrimmed; module docstring);
+    * ``trim_scheme``: how a neuron is trimmed, ``"membrane"`` (its capacitance, and its threshold
+      by a DC current into the membrane) or ``"switch"`` (its capacitance, and each switch's
+      series source and on-conductance; module docstring, "Trims")."""
 
     name: str = "custom"
     levels: int | None = None
@@ -137,12 +170,14 @@ class HardwareSpec:
     range_spread: float = 0.0
     stuck_off: float = 0.0
     stuck_on: float = 0.0
+    compensate_stuck: bool = False
     neuron_spread: float = 0.0
     threshold_spread: float = 0.0
     read_noise: float = 0.0
     wire_resistance: float = 0.0
     tile_size: int | None = None
     trim_bits: int | None = None
+    trim_scheme: str = "membrane"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isprintable() or not self.name:
@@ -158,6 +193,11 @@ class HardwareSpec:
                                            or not 2 <= self.trim_bits <= MAX_TRIM_BITS):
             raise ConfigError(f"hardware trim_bits must be an integer in [2, {MAX_TRIM_BITS}] (or None: untrimmed "
                               f"neurons); got {self.trim_bits!r}")
+        if not isinstance(self.compensate_stuck, bool):
+            raise ConfigError(f"hardware compensate_stuck must be true or false; got {self.compensate_stuck!r}")
+        if self.trim_scheme not in TRIM_SCHEMES:
+            raise ConfigError(f"hardware trim_scheme must be one of {', '.join(map(repr, TRIM_SCHEMES))}; "
+                              f"got {self.trim_scheme!r}")
         for name in _STRENGTHS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -230,17 +270,17 @@ class Chip:
             self.cells.append(tuple(self._cells(rng, (n_in, n_out)) for _ in ("pos", "neg")))
             self.neuron_factors.append({group: 1.0 + getattr(spec, GROUP_SPREAD[group]) * _normal(rng, (n_out,))
                                         for group in NEURON_GROUPS})
-        #: per layer, each neuron's capacitance trim (a factor, ``(n,)``), or None untrimmed
-        self.capacitance_trims = [self._capacitance_trim(factors["cm"]) for factors in self.neuron_factors]
+        #: per layer, the factor (``(n,)``) each trimmed group of :data:`NEURON_GROUPS` is multiplied by
+        self.factor_trims = [{group: self._factor_trim(factors[group]) for group in TRIMMED_FACTORS[spec.trim_scheme]
+                              if spec.trim_bits is not None and getattr(spec, GROUP_SPREAD[group])}
+                             for factors in self.neuron_factors]
         #: per layer, what calibration in the loop adds to each neuron's threshold-DAC code (``(n,)``,
         #: integers once calibrated; 0 as sampled; :meth:`set_calibration`)
         self.calibration = [torch.zeros(n, dtype=torch.float64) for n in sizes[1:]]
 
-    def _capacitance_trim(self, factor: np.ndarray) -> np.ndarray | None:
-        """The capacitor bank's step nearest to ``1 / factor`` (module docstring), or None."""
+    def _factor_trim(self, factor: np.ndarray) -> np.ndarray:
+        """A trim bank's step nearest to ``1 / factor`` (module docstring, "Trims")."""
         spread = self.spec.neuron_spread
-        if self.spec.trim_bits is None or not spread:
-            return None
         low, high = 1.0 / (1.0 + TRUNCATE * spread), 1.0 / (1.0 - TRUNCATE * spread)
         steps = 2**self.spec.trim_bits - 1
         return low + np.round((1.0 / factor - low) / (high - low) * steps) / steps * (high - low)
@@ -304,30 +344,48 @@ class Chip:
             checked.append(values if fitting else values.to(torch.float64))
         self.calibration = checked
 
-    def program(self, layer: int, g: torch.Tensor, g_range: tuple[float, float], side: str) -> torch.Tensor:
-        """The conductances (S, like ``g``, ``(n_in, n_out)``) the cells of crossbar ``layer``
-        (from 0), ``side`` ``"pos"`` or ``"neg"``, hold after being programmed to ``g`` (S)
-        within the nominal range ``g_range``; differentiable in ``g`` (module docstring)."""
-        spec = self.spec
-        cells = self.cells[layer][0 if side == "pos" else 1]
-        if tuple(g.shape) != cells.low.shape:
-            raise ConfigError(f"crossbar {layer + 1} is {tuple(g.shape)}; this chip's is {cells.low.shape}")
+    def program(self, layer: int, g_pos: torch.Tensor, g_neg: torch.Tensor,
+                g_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conductances (S, like ``g_pos``, ``(n_in, n_out)`` each) the differential pairs of
+        crossbar ``layer`` (from 0) hold after being programmed to ``g_pos``, ``g_neg`` (S) within
+        the nominal range ``g_range``; differentiable in both (module docstring)."""
+        cells = self.cells[layer]
+        for g, side in zip((g_pos, g_neg), cells):
+            if tuple(g.shape) != side.low.shape:
+                raise ConfigError(f"crossbar {layer + 1} is {tuple(g.shape)}; this chip's is {side.low.shape}")
         g_min, g_max = g_range
-        like = {"dtype": g.dtype, "device": g.device}
+        like = {"dtype": g_pos.dtype, "device": g_pos.device}
+        bounds = [(g_min * torch.as_tensor(side.low, **like), g_max * torch.as_tensor(side.high, **like))
+                  for side in cells]
+        if any(bool((hi <= lo).any()) for lo, hi in bounds):
+            raise ConfigError(f"crossbar {layer + 1}: range_spread {self.spec.range_spread} swaps some cells' g_min "
+                              f"and g_max for the range {g_range} S; use a smaller spread or a wider range")
+        stuck = [torch.as_tensor(side.stuck, device=g_pos.device) for side in cells]
+        targets = [g_pos, g_neg]
+        if self.spec.compensate_stuck:  # a stuck cell's partner keeps the pair's difference
+            held = [torch.where(code == STUCK_OFF, lo, hi) for code, (lo, hi) in zip(stuck, bounds)]
+            difference = g_pos - g_neg
+            alone = [(mine == FREE) & (other != FREE) for mine, other in ((stuck[0], stuck[1]), (stuck[1], stuck[0]))]
+            targets = [torch.where(alone[0], (held[1] + difference).clamp(g_min, g_max), g_pos),
+                       torch.where(alone[1], (held[0] - difference).clamp(g_min, g_max), g_neg)]
+        return tuple(self._program_cells(g, g_range, lo, hi, side.noise, code)
+                     for g, (lo, hi), side, code in zip(targets, bounds, cells, stuck))
+
+    def _program_cells(self, g: torch.Tensor, g_range: tuple[float, float], lo: torch.Tensor, hi: torch.Tensor,
+                       noise: np.ndarray, stuck: torch.Tensor) -> torch.Tensor:
+        """Steps 1-4 of the module docstring for one side's targets ``g`` (S), its cells' ranges
+        ``[lo, hi]`` (S), programming draws ``noise`` and stuck codes ``stuck``."""
+        spec = self.spec
+        g_min, g_max = g_range
         f = (g - g_min) / (g_max - g_min)
         if spec.levels is not None:
             steps = spec.levels - 1
             f = f + (torch.round(f.clamp(0.0, 1.0) * steps) / steps - f).detach()  # straight through
-        lo = g_min * torch.as_tensor(cells.low, **like)
-        hi = g_max * torch.as_tensor(cells.high, **like)
-        if bool((hi <= lo).any()):
-            raise ConfigError(f"crossbar {layer + 1}: range_spread {spec.range_spread} swaps some cells' g_min and "
-                              f"g_max for the range {g_range} S; use a smaller spread or a wider range")
         target = lo + f * (hi - lo)
         if spec.program_noise or spec.program_noise_relative:
             sigma = torch.sqrt((spec.program_noise * (hi - lo)) ** 2 + (spec.program_noise_relative * target) ** 2)
-            target = torch.minimum(torch.maximum(target + sigma * torch.as_tensor(cells.noise, **like), lo), hi)
-        stuck = torch.as_tensor(cells.stuck, device=g.device)
+            target = torch.minimum(torch.maximum(target + sigma * torch.as_tensor(noise, dtype=g.dtype,
+                                                                                  device=g.device), lo), hi)
         return torch.where(stuck == STUCK_OFF, lo, torch.where(stuck == STUCK_ON, hi, target))
 
     def ports(self, layer: int, g_pos: torch.Tensor, g_neg: torch.Tensor) -> CrossbarPorts:
@@ -378,12 +436,31 @@ class Chip:
         out = dict(params)
         for group, names in NEURON_GROUPS.items():
             factor = self.neuron_factors[layer][group]
-            if group == "cm" and self.capacitance_trims[layer] is not None:
-                factor = factor * self.capacitance_trims[layer]
+            if group in self.factor_trims[layer]:
+                factor = factor * self.factor_trims[layer][group]
             factor = torch.as_tensor(factor, dtype=like.dtype, device=like.device)
             for name in names:
                 out[name] = params[name] * factor
+        if self.trims_thresholds and self.spec.trim_scheme == "switch":
+            for group, (threshold, hold, source) in SWITCH_TRIMS.items():
+                factor = torch.as_tensor(self.neuron_factors[layer][group], dtype=like.dtype, device=like.device)
+                codes = self.calibration[layer] if group == "th1" else torch.zeros_like(self.calibration[layer])
+                shift = self._dac(params[threshold] * (factor - 1.0), codes.to(dtype=like.dtype, device=like.device))
+                out[threshold], out[hold] = out[threshold] - shift, out[hold] - shift
+                out[source] = params[source] - shift
         return out
+
+    def _dac(self, target: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """What a trim DAC of ``trim_bits`` bits spanning ``target``'s largest magnitude sets for
+        ``target`` (``(n,)``: one trim per neuron, in its units) with ``codes`` added to the nearest
+        codes (calibration in the loop); the rounding passes the gradient straight through, and
+        stops past the DAC's ends, where a code moves nothing."""
+        steps = self.dac_steps
+        lsb = target.detach().abs().max().clamp_min(torch.finfo(target.dtype).tiny) / steps
+        code = target / lsb + codes
+        within = code.clamp(-steps - 0.5, steps + 0.5)
+        code = within + (torch.round(code.detach()).clamp(-steps, steps) - within).detach()
+        return code * lsb
 
     @property
     def trims_thresholds(self) -> bool:
@@ -396,21 +473,15 @@ class Chip:
         ``params`` and whose columns load the membranes with ``self_load`` (S, ``(n,)``: the
         programmed conductances' sum, or the wires' port): ``(current, rest)``, the DC currents
         (A) into the membranes and the level (V) each holds at rest under its own (its rows at
-        0 V), both ``(n,)`` like ``self_load``; None for an untrimmed chip or one whose thresholds
-        do not vary. Differentiable in the load and in the calibration codes, straight through the
-        DAC's rounding (module docstring)."""
-        if not self.trims_thresholds:
+        0 V), both ``(n,)`` like ``self_load``; None for an untrimmed chip, one whose thresholds
+        do not vary or one that trims its switches (:meth:`neuron_params`). Differentiable in the
+        load and in the calibration codes, straight through the DAC's rounding (module docstring)."""
+        if not self.trims_thresholds or self.spec.trim_scheme != "membrane":
             return None
         like = {"dtype": self_load.dtype, "device": self_load.device}
         offset = params["th1"] * (torch.as_tensor(self.neuron_factors[layer]["th1"], **like) - 1.0)
         conductance = self_load + params["gl"] + params["goff1"] + params["goff2"]
-        current = offset * conductance
-        steps = self.dac_steps
-        lsb = current.detach().abs().max().clamp_min(torch.finfo(current.dtype).tiny) / steps
-        code = current / lsb + self.calibration[layer].to(**like)
-        within = code.clamp(-steps - 0.5, steps + 0.5)  # past the DAC's ends a code moves nothing: no gradient
-        code = within + (torch.round(code.detach()).clamp(-steps, steps) - within).detach()
-        current = code * lsb
+        current = self._dac(offset * conductance, self.calibration[layer].to(**like))
         return current, current / conductance
 
     def apply(self, network: Network) -> Network:
@@ -429,14 +500,14 @@ class Chip:
             if g_range is None or neurons.per_neuron:
                 raise ConfigError(f"layer {k + 1}: a chip programs an ideal network whose crossbars know their "
                                   "conductance range")
-            g = {side: self.program(k, torch.as_tensor(getattr(crossbar, f"g_{side}")), g_range, side).numpy()
-                 for side in ("pos", "neg")}
+            g = dict(zip(("pos", "neg"), (t.numpy() for t in self.program(
+                k, torch.as_tensor(crossbar.g_pos), torch.as_tensor(crossbar.g_neg), g_range))))
             like = torch.zeros((), dtype=torch.float64)
             varied = {name: np.asarray(value) for name, value in
                       self.neuron_params(k, neurons.resolved, like).items() if isinstance(value, torch.Tensor)}
             bias = rest = None
-            if self.trims_thresholds:  # the load a neuron sees (with wires: their port, seconds to compute)
-                load = self.ports(k, *(torch.as_tensor(g[side]) for side in ("pos", "neg"))).self_load
+            if self.trims_thresholds and self.spec.trim_scheme == "membrane":  # the load a neuron sees (with
+                load = self.ports(k, *(torch.as_tensor(g[side]) for side in ("pos", "neg"))).self_load  # wires: slow)
                 bias, rest = (t.numpy() for t in self.trims(k, neurons.resolved, load))
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
                            NeuronLayer(neurons.size, neurons.params, per_neuron=varied, bias=bias, rest=rest)))

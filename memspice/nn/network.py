@@ -166,8 +166,7 @@ class MemristiveSNN(nn.Module):
         noise = rest = None
         if chip is not None:
             ranges = [(c.g_min, c.g_max) for c in self.crossbars]
-            programmed = [(chip.program(k, g_pos, ranges[k], "pos"), chip.program(k, g_neg, ranges[k], "neg"))
-                          for k, (g_pos, g_neg) in enumerate(weights)]
+            programmed = [chip.program(k, g_pos, g_neg, ranges[k]) for k, (g_pos, g_neg) in enumerate(weights)]
             weights = [chip.ports(k, *sides) for k, sides in enumerate(programmed)]
             nominal = [{**layer.device_params(), **p} for layer, p in zip(self.layers, params)]
             params = [chip.neuron_params(k, p, inputs) for k, p in enumerate(nominal)]

@@ -113,8 +113,10 @@ def _summary(accuracies: list[float]) -> dict:
 def robustness_table(report: dict) -> str:
     """The text summary of :func:`robustness`'s report."""
     name = report["hardware"]["name"]
-    effects = ", ".join(f"{name} {value:g}" for name, value in report["hardware"].items()
-                        if name != "name" and value not in (None, 0, 0.0)) or "none"
+    defaults = HardwareSpec().to_dict()
+    effects = ", ".join(name if value is True else f"{name} {value:g}" if isinstance(value, (int, float))
+                        else f"{name} {value}" for name, value in report["hardware"].items()
+                        if name != "name" and value != defaults.get(name)) or "none"
     first, count = report["first_seed"], report["chips"]
     chips = (f"1 '{name}' chip (seed {first}" if count == 1 else
              f"{count} '{name}' chips (seeds {first}..{first + count - 1}")
