@@ -190,7 +190,7 @@ def _robustness(args: argparse.Namespace) -> int:
     report = robustness(trained, data, spec, args.chips, samples, args.spice,
                         args.seed, args.batch_size, args.workers, progress=not args.json,
                         allow_cell_writes=args.allow_cell_writes, calibrate=args.calibrate,
-                        calibrate_epochs=args.calibrate_epochs)
+                        calibrate_epochs=args.calibrate_epochs, calibrate_layers=args.calibrate_layers)
     report = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint), **report}
     if args.save:
         atomic_write_text(args.save, json_text(report, indent=2) + "\n")
@@ -920,6 +920,9 @@ def _add_robustness_parser(sub: argparse._SubParsersAction) -> None:
                         "after (default: %(default)s, no calibration)")
     p.add_argument("--calibrate-epochs", type=_positive_int, default=CALIBRATION_EPOCHS, metavar="E",
                    help="passes over the calibration samples (default: %(default)s)")
+    p.add_argument("--calibrate-layers", type=_positive_int, nargs="+", metavar="K",
+                   help="calibrate only these layers' codes (from 1; default: every layer). On switch-trimmed "
+                        "chips the output layer's alone is several times faster")
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, if not the one used in training")
     p.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
                    help="samples per solver batch (default: %(default)s)")

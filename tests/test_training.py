@@ -436,6 +436,25 @@ def test_calibration_in_the_loop_lowers_the_loss_on_its_chip_and_leaves_the_netw
         calibrate(trained, PRESETS["stress"].sample(trained.model.sizes, 0), x, y)
 
 
+def test_calibration_of_the_output_layer_alone_on_a_switch_trimmed_chip(tiny_run, digits):
+    """Calibrating only the output layer's codes of a chip that trims its switches: the hidden
+    layer's codes stay 0, the output layer's move and classify the calibration samples better than
+    the factory's; layers the network does not have are one clear error."""
+    from memspice.train.calibration import calibrate
+
+    out, _ = tiny_run
+    trained = load_trained(out / "checkpoint.pt")
+    chip = HardwareSpec(threshold_spread=0.03, trim_bits=5, trim_scheme="switch").sample(trained.model.sizes, 2)
+    x, y = digits.train_x[:128], digits.train_y[:128]
+    fitted = calibrate(trained, chip, x, y, epochs=3, batch_size=16, layers=[2])
+    hidden, output = chip.calibration
+    assert not hidden.any() and output.any()
+    assert fitted["kept_pass"] > 0 and max(fitted["accuracy"]) > fitted["accuracy"][0]
+    for bad in ([3], [], [0, 1]):
+        with pytest.raises(ConfigError, match=r"calibration layers must be among the network's layers 1\.\.2"):
+            calibrate(trained, chip, x, y, layers=bad)
+
+
 def test_cli_robustness_calibrates_each_chip_and_checks_the_calibrated_one_in_ngspice(tiny_run, tmp_path):
     out, _ = tiny_run
     spec = HardwareSpec(name="trimmed", threshold_spread=0.03, trim_bits=5)

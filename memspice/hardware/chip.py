@@ -271,16 +271,17 @@ class Chip:
             self.neuron_factors.append({group: 1.0 + getattr(spec, GROUP_SPREAD[group]) * _normal(rng, (n_out,))
                                         for group in NEURON_GROUPS})
         #: per layer, the factor (``(n,)``) each trimmed group of :data:`NEURON_GROUPS` is multiplied by
-        self.factor_trims = [{group: self._factor_trim(factors[group]) for group in TRIMMED_FACTORS[spec.trim_scheme]
+        self.factor_trims = [{group: self._factor_trim(factors[group], getattr(spec, GROUP_SPREAD[group]))
+                              for group in TRIMMED_FACTORS[spec.trim_scheme]
                               if spec.trim_bits is not None and getattr(spec, GROUP_SPREAD[group])}
                              for factors in self.neuron_factors]
         #: per layer, what calibration in the loop adds to each neuron's threshold-DAC code (``(n,)``,
         #: integers once calibrated; 0 as sampled; :meth:`set_calibration`)
         self.calibration = [torch.zeros(n, dtype=torch.float64) for n in sizes[1:]]
 
-    def _factor_trim(self, factor: np.ndarray) -> np.ndarray:
-        """A trim bank's step nearest to ``1 / factor`` (module docstring, "Trims")."""
-        spread = self.spec.neuron_spread
+    def _factor_trim(self, factor: np.ndarray, spread: float) -> np.ndarray:
+        """A trim bank's step nearest to ``1 / factor``, for factors of relative σ ``spread``
+        (module docstring, "Trims")."""
         low, high = 1.0 / (1.0 + TRUNCATE * spread), 1.0 / (1.0 - TRUNCATE * spread)
         steps = 2**self.spec.trim_bits - 1
         return low + np.round((1.0 / factor - low) / (high - low) * steps) / steps * (high - low)

@@ -15,6 +15,7 @@ change: the same trained network serves every chip, and only the chip's codes ar
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ BATCH_SIZE = 64
 
 def calibrate(trained: Trained, chip: Chip, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS,
               lr: float = LEARNING_RATE, batch_size: int = BATCH_SIZE, monitor: SolutionMonitor | None = None,
-              progress: bool = False) -> dict:
+              progress: bool = False, layers: Sequence[int] | None = None) -> dict:
     """Fit ``chip``'s calibration codes (:meth:`Chip.set_calibration`) for ``trained`` on the
     labelled samples ``x`` (``(N, n_in)``, e.g. training images, never the test set) and ``y``
     (``(N,)``): ``epochs`` passes in an order drawn from the chip's seed, batches of
@@ -44,21 +45,30 @@ def calibrate(trained: Trained, chip: Chip, x: np.ndarray, y: np.ndarray, epochs
     kept (module docstring). Leaves the chip calibrated (integer codes) and returns ``samples``,
     ``epochs``, ``accuracy`` (on the calibration samples: as trimmed, then after each pass),
     ``kept_pass`` (0: the factory codes), ``codes_changed`` (neurons whose code moved),
-    ``largest_code`` and ``seconds``. ``monitor`` observes every solution (a new one if None)."""
+    ``largest_code`` and ``seconds``. ``monitor`` observes every solution (a new one if None).
+    ``layers``: the layers (from 1) whose codes are fitted, the others' left at 0 (None: every
+    layer); on a chip that trims its switches a layer whose codes are fitted runs outside the
+    fused solver kernels, so fitting the output layer's alone is several times faster."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"calibration epochs must be an integer >= 1; got {epochs!r}")
     if len(x) < 1 or len(x) != len(y):
         raise ConfigError(f"calibration needs labelled samples; got {len(x)} samples and {len(y)} labels")
     model = trained.model
+    n_layers = len(model.sizes) - 1
+    fitted = set(range(1, n_layers + 1) if layers is None else layers)
+    if not fitted or not fitted <= set(range(1, n_layers + 1)):
+        raise ConfigError(f"calibration layers must be among the network's layers 1..{n_layers}; got "
+                          f"{sorted(fitted) if fitted else 'none'}")
     model.check_chip(chip)
     steps = chip.dac_steps  # a clear error for a chip without threshold trims, before any work
     started = time.perf_counter()
     monitor = monitor or SolutionMonitor(context=f"calibration of a '{chip.spec.name}' chip")
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    codes = [torch.zeros(n, dtype=torch.float64, device=device, requires_grad=True) for n in model.sizes[1:]]
+    codes = [torch.zeros(n, dtype=torch.float64, device=device, requires_grad=k in fitted)
+             for k, n in enumerate(model.sizes[1:], start=1)]
     chip.set_calibration(codes)
-    optimizer = torch.optim.Adam(codes, lr=lr)
+    optimizer = torch.optim.Adam([c for c in codes if c.requires_grad], lr=lr)
     n_batches = -(-len(x) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * n_batches)
     frozen = [p.requires_grad for p in model.parameters()]

@@ -12,6 +12,7 @@ and it is measured before and after; the ngspice comparison runs on the calibrat
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -38,11 +39,13 @@ SPICE_KEYS = ("samples", "acc_spice", "acc_torch", "agreement", "count_match", "
 def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int = 20, samples: int | None = SAMPLES,
                spice: int = 0, seed: int = 0, batch_size: int = EVAL_BATCH_SIZE, workers: Workers = None,
                progress: bool = True, allow_cell_writes: bool = False, timeout: float = 3600.0,
-               calibrate: int = 0, calibrate_epochs: int = CALIBRATION_EPOCHS) -> dict:
+               calibrate: int = 0, calibrate_epochs: int = CALIBRATION_EPOCHS,
+               calibrate_layers: Sequence[int] | None = None) -> dict:
     """Accuracy of ``trained`` on its first ``samples`` test samples (all if None) on the ideal
     circuit and on ``chips`` chips of ``spec``; ``spice`` test samples of the first chip in
     ngspice against torch. ``calibrate``: training samples each chip is calibrated on in the loop
-    (``calibrate_epochs`` passes; 0: none). Returns ``ideal_accuracy``, ``accuracy_mean``,
+    (``calibrate_epochs`` passes, the codes of ``calibrate_layers``, from 1, None: all; 0: none).
+    Returns ``ideal_accuracy``, ``accuracy_mean``,
     ``accuracy_std``, ``accuracy_worst``, ``accuracy_best``, ``per_chip`` (seed, accuracy, share
     decided by spikes, cell margin; calibrated: also the accuracy before, the fit's figures and the
     codes), ``uncalibrated`` (the same summary before calibration, or None), ``calibration`` (its
@@ -62,6 +65,10 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
         raise MemspiceError(f"--calibrate-epochs {calibrate_epochs!r}: at least one pass")
     first = spec.sample(sizes, seed)
     model.check_chip(first)  # before the ideal circuit's evaluation, not after
+    layers = list(range(1, len(sizes))) if calibrate_layers is None else sorted(set(calibrate_layers))
+    if not layers or not set(layers) <= set(range(1, len(sizes))):
+        raise MemspiceError(f"--calibrate-layers {' '.join(map(str, calibrate_layers))}: the network's layers are "
+                            f"1..{len(sizes) - 1}")
     if calibrate and not first.trims_thresholds:
         raise MemspiceError(f"--calibrate {calibrate}: the '{spec.name}' chips have no threshold trims to calibrate "
                             "(they need trim_bits and a threshold_spread)")
@@ -83,7 +90,7 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
         row = {"chip_seed": seed + k}
         if calibrate:
             fitted = calibrate_chip(trained, chip, data.train_x[:calibrate], data.train_y[:calibrate],
-                                    calibrate_epochs, monitor=monitor, progress=progress)
+                                    calibrate_epochs, monitor=monitor, progress=progress, layers=layers)
             row |= {"accuracy_uncalibrated": result["acc"], "calibration": fitted,
                     "codes": chip.describe().get("calibration")}
             result = accuracy(chip)
@@ -93,7 +100,8 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
               "first_seed": seed, "samples": n, "ideal_accuracy": ideal["acc"],
               **_summary([c["accuracy"] for c in per_chip]), "per_chip": per_chip,
               "uncalibrated": _summary([c["accuracy_uncalibrated"] for c in per_chip]) if calibrate else None,
-              "calibration": {"samples": calibrate, "epochs": calibrate_epochs} if calibrate else None,
+              "calibration": ({"samples": calibrate, "epochs": calibrate_epochs, "layers": layers}
+                              if calibrate else None),
               **monitor.to_json(), "spice": None}
     if spice:
         verified = verify(trained, data.test_x, data.test_y, np.arange(spice), workers=workers, timeout=timeout,
@@ -132,7 +140,8 @@ def robustness_table(report: dict) -> str:
         u, c = report["uncalibrated"], report["calibration"]
         lines.append(f"  as trimmed accuracy {100 * u['accuracy_mean']:6.2f} % mean, {100 * u['accuracy_std']:.2f} "
                      f"std, {100 * u['accuracy_worst']:.2f} % worst: before each chip was calibrated in the loop on "
-                     f"{c['samples']} training samples ({c['epochs']} passes)")
+                     f"{c['samples']} training samples ({c['epochs']} passes; codes of layers "
+                     f"{', '.join(map(str, c.get('layers') or range(1, len(report['sizes']))))})")
     lines += summary_lines(report)
     if report["spice"]:
         s = report["spice"]
