@@ -2,9 +2,10 @@
 # pretrained/fashion-mnist-hardware-aware-trimmed: the intermediate Fashion-MNIST network fine-tuned with every batch
 # on a fresh chip of the stress-switch-trimmed preset (10 % spread of synapses and neurons, 16 levels, 1 % stuck
 # cells compensated by their partners, neurons trimmed at their switches): 3 epochs at lr 0.02, then 6 more at
-# lr 0.01 on other chips (about 12 + 25 min on one core). Then the whole test set, both it and the network it
-# started from on the same 20 chips with and without 10-ohm wires (torch, first 1000 test images), and 4 test
-# images of one chip in ngspice (about 15 min on two cores). Needs: apt-get install -y dataset-fashion-mnist.
+# lr 0.01 on other chips (about 12 + 23 min on one core). Then the whole test set, both it and the network it
+# started from on the same 20 chips with and without 10-ohm wires (torch, first 1000 test images), the wired chips
+# again with each chip's output neurons calibrated in the loop (about 45 min per network), and 4 test images of
+# one chip in ngspice (about 9 min). Needs: apt-get install -y dataset-fashion-mnist.
 #   bash training/fashion_mnist_hardware_aware_trimmed.sh [RUN_DIR]   (default runs/fashion-hardware-aware-trimmed)
 set -euo pipefail
 run=${1:-runs/fashion-hardware-aware-trimmed}
@@ -30,5 +31,11 @@ for chip in stress-switch-trimmed stress-wired-switch-trimmed; do
     memspice robustness "$net" --hardware "$chip" --chips 20 --samples 1000 --threads 1 --allow-cell-writes \
         --save "$run/stage2/robustness-$chip.json"
 done
-memspice robustness "$net" --hardware stress-switch-trimmed --chips 1 --samples 1000 --spice 4 --workers 2 \
+# the same wired chips, each with its output neurons' threshold codes calibrated in the loop on 2000 training images
+for net_suffix in "$net:" "$start:-ideal-trained"; do
+    memspice robustness "${net_suffix%%:*}" --hardware stress-wired-switch-trimmed --chips 20 --samples 1000 \
+        --calibrate 2000 --calibrate-layers 2 --threads 1 --allow-cell-writes \
+        --save "$run/stage2/robustness-stress-wired-switch-trimmed-calibrated${net_suffix#*:}.json"
+done
+memspice robustness "$net" --hardware stress-switch-trimmed --chips 1 --samples 1000 --spice 4 --workers 1 \
     --threads 1 --allow-cell-writes --save "$run/stage2/robustness-stress-switch-trimmed-spice.json"
