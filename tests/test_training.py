@@ -649,8 +649,9 @@ def test_the_shipped_network_trained_on_switch_trimmed_chips_fares_better_on_the
     """pretrained/fashion-mnist-hardware-aware-trimmed against the network it was fine-tuned from,
     on the same 20 chips and test images: the switch trims are worth far more than the membrane
     trims on the same chips; training through them raises the mean and the worst chip, with and
-    without wires; calibrating the output neurons raises the mean again and leaves the hidden
-    layer's codes at the factory's; a chip agrees with ngspice."""
+    without wires; calibrating the output neurons raises the mean again, leaves the hidden layer's
+    codes at the factory's and brings both networks within 1.5 points of the ideal network on the
+    ideal circuit; a chip agrees with ngspice."""
     from memspice.fileio import file_sha256
 
     folder = PRETRAINED / "fashion-mnist-hardware-aware-trimmed"
@@ -675,6 +676,13 @@ def test_the_shipped_network_trained_on_switch_trimmed_chips_fares_better_on_the
     assert calibrated["uncalibrated"]["accuracy_mean"] == wired["accuracy_mean"]
     assert calibrated["accuracy_mean"] > wired["accuracy_mean"] + 0.01
     assert all(not any(chip["codes"][0]) for chip in calibrated["per_chip"] if chip["codes"])
+    ideal = json.loads((folder / "robustness-stress-wired-switch-trimmed-ideal-trained.json").read_text())
+    ideal_calibrated = json.loads((folder / "robustness-stress-wired-switch-trimmed-calibrated-ideal-trained.json")
+                                  .read_text())
+    assert ideal_calibrated["checkpoint_sha256"] == ideal_sha and ideal_calibrated["hardware"] == wired["hardware"]
+    assert ideal_calibrated["uncalibrated"]["accuracy_mean"] == ideal["accuracy_mean"]
+    for report in (calibrated, ideal_calibrated):  # within 1.5 points of the ideal network on the ideal circuit
+        assert report["accuracy_mean"] > ideal["ideal_accuracy"] - 0.015
     checked = json.loads((folder / "robustness-stress-switch-trimmed-spice.json").read_text())
     assert checked["checkpoint_sha256"] == sha
     assert checked["spice"]["agreement"] == 1.0 and checked["spice"]["count_match"] >= 0.95
