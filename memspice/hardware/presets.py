@@ -24,13 +24,13 @@
   65(12), 2018; Billaudelle et al., ISCAS 2020); the resolution is memspice's choice, not a
   measured chip's.
 * ``stress-switch-trimmed``: the stress chip as a chip maker would ship it: each neuron's
-  switches trimmed at their series sources by 6-bit voltage DACs (``trim_scheme="switch"``, as
-  BrainScaleS-2 sets each neuron's potentials from per-neuron DACs: Hock et al., ISCAS 2013), its
-  capacitance by the capacitor bank as above, and every stuck cell's partner programmed to keep
-  its pair's difference (``compensate_stuck``, :mod:`memspice.hardware.chip`).
+  switches trimmed where they sit by 6-bit DACs, their series sources and on-conductances
+  (``trim_scheme="switch"``, as BrainScaleS-2 sets each neuron's potentials from per-neuron DACs:
+  Hock et al., ISCAS 2013), its capacitance by the capacitor bank as above, and every stuck cell's
+  partner programmed to keep its pair's difference (``compensate_stuck``,
+  :mod:`memspice.hardware.chip`); the resolution is memspice's choice, not a measured chip's.
 * ``stress-wired-switch-trimmed``: that chip with resistive wires, 10 Ω per cell segment in tiles
-  of 128x128: memspice's choice, above what a copper line has per cell pitch in a 1T1R array (a
-  few Ω), so that the wires matter as much as they could; the issue's target scenario (10 % spread
+  of 128x128 (memspice's choice, not a measured chip's): the issue's target scenario (10 % spread
   of synapses and neurons, 16 levels, 1 % stuck cells, wires).
 """
 
