@@ -35,6 +35,16 @@ LEARNING_RATE = 1.0
 BATCH_SIZE = 64
 
 
+def calibrated_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
+    """``layers`` (from 1; None: all ``n_layers``) sorted, once each; one clear error for layers a
+    network of ``n_layers`` layers does not have."""
+    fitted = sorted(set(range(1, n_layers + 1) if layers is None else layers))
+    if not fitted or not set(fitted) <= set(range(1, n_layers + 1)):
+        raise ConfigError(f"calibration layers must be among the network's layers 1..{n_layers}; got "
+                          f"{fitted if fitted else 'none'}")
+    return fitted
+
+
 def calibrate(trained: Trained, chip: Chip, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS,
               lr: float = LEARNING_RATE, batch_size: int = BATCH_SIZE, monitor: SolutionMonitor | None = None,
               progress: bool = False, layers: Sequence[int] | None = None) -> dict:
@@ -54,11 +64,7 @@ def calibrate(trained: Trained, chip: Chip, x: np.ndarray, y: np.ndarray, epochs
     if len(x) < 1 or len(x) != len(y):
         raise ConfigError(f"calibration needs labelled samples; got {len(x)} samples and {len(y)} labels")
     model = trained.model
-    n_layers = len(model.sizes) - 1
-    fitted = set(range(1, n_layers + 1) if layers is None else layers)
-    if not fitted or not fitted <= set(range(1, n_layers + 1)):
-        raise ConfigError(f"calibration layers must be among the network's layers 1..{n_layers}; got "
-                          f"{sorted(fitted) if fitted else 'none'}")
+    fitted = calibrated_layers(layers, len(model.sizes) - 1)
     model.check_chip(chip)
     steps = chip.dac_steps  # a clear error for a chip without threshold trims, before any work
     started = time.perf_counter()

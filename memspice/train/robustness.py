@@ -27,6 +27,7 @@ from memspice.spice.pool import Workers
 from memspice.train.assess import count_test_samples
 from memspice.train.calibration import EPOCHS as CALIBRATION_EPOCHS
 from memspice.train.calibration import calibrate as calibrate_chip
+from memspice.train.calibration import calibrated_layers
 from memspice.train.loop import Trained, evaluate
 
 #: Test samples each chip is evaluated on unless told (``memspice robustness --samples``).
@@ -65,10 +66,7 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
         raise MemspiceError(f"--calibrate-epochs {calibrate_epochs!r}: at least one pass")
     first = spec.sample(sizes, seed)
     model.check_chip(first)  # before the ideal circuit's evaluation, not after
-    layers = list(range(1, len(sizes))) if calibrate_layers is None else sorted(set(calibrate_layers))
-    if not layers or not set(layers) <= set(range(1, len(sizes))):
-        raise MemspiceError(f"--calibrate-layers {' '.join(map(str, calibrate_layers))}: the network's layers are "
-                            f"1..{len(sizes) - 1}")
+    layers = calibrated_layers(calibrate_layers, len(sizes) - 1)
     if calibrate and not first.trims_thresholds:
         raise MemspiceError(f"--calibrate {calibrate}: the '{spec.name}' chips have no threshold trims to calibrate "
                             "(they need trim_bits and a threshold_spread)")
