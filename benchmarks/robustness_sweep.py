@@ -34,11 +34,16 @@ EFFECTS = {
     "wire segment resistance (Ω), tiles of 128": ((10, 100, 1000),
                                                   lambda r: HardwareSpec(wire_resistance=r, tile_size=128)),
     "neuron gon, Cm spread σ": ((0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s)),
-    f"neuron gon, Cm spread σ, {TRIM_BITS}-bit trims": (
+    f"neuron gon, Cm spread σ, {TRIM_BITS}-bit membrane trims": (
         (0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s, trim_bits=TRIM_BITS)),
     "switching-voltage spread σ": ((0.01, 0.02, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s)),
-    f"switching-voltage spread σ, {TRIM_BITS}-bit trims": (
+    f"switching-voltage spread σ, {TRIM_BITS}-bit membrane trims": (
         (0.01, 0.02, 0.03, 0.1), lambda s: HardwareSpec(threshold_spread=s, trim_bits=TRIM_BITS)),
+    f"neuron gon, Cm spread σ, {TRIM_BITS}-bit switch trims": (
+        (0.02, 0.05, 0.1, 0.2), lambda s: HardwareSpec(neuron_spread=s, trim_bits=TRIM_BITS, trim_scheme="switch")),
+    f"switching-voltage spread σ, {TRIM_BITS}-bit switch trims": (
+        (0.01, 0.02, 0.03, 0.1),
+        lambda s: HardwareSpec(threshold_spread=s, trim_bits=TRIM_BITS, trim_scheme="switch")),
 }
 #: Panels per row of the plot.
 COLUMNS = 5

@@ -113,14 +113,15 @@ def plot_training(history: Sequence[Mapping[str, float]], path: str | Path) -> P
 
 
 def plot_output_membranes(t: np.ndarray, v: np.ndarray, labels: Sequence[int], classes: Sequence[str],
-                          threshold: float, path: str | Path) -> Path:
+                          threshold: float, path: str | Path, population: int = 1) -> Path:
     """Output-neuron membranes ``v`` (V, ``(samples, n_steps + 1, n_out)``) over ``t`` (s), one
-    panel per sample; the neuron of the true class is drawn bold."""
+    panel per sample; the neurons of the true class (``population`` per class) are drawn bold."""
     fig, axes = subplots(len(v), 1, figsize=(9, 2.2 * len(v)), sharex=True, squeeze=False)
     for ax, trace, label in zip(axes[:, 0], v, labels):
         for j in range(trace.shape[-1]):
-            bold = j == label
-            style = {"lw": 2.2, "color": "C3", "zorder": 3, "label": f"{classes[j]} (true)"} if bold else \
+            bold = j // population == label
+            true = {"label": f"{classes[label]} (true)"} if j == label * population else {}
+            style = {"lw": 2.2, "color": "C3", "zorder": 3, **true} if bold else \
                 {"lw": 0.8, "alpha": 0.6}
             ax.plot(t * 1e6, trace[:, j], **style)
         ax.axhline(threshold, color="k", ls=":", lw=0.8)

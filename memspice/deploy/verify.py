@@ -35,7 +35,7 @@ from memspice.errors import ConfigError, JournalError, MemspiceError
 from memspice.fileio import atomic_write_text
 from memspice.hardware import Chip
 from memspice.netlist.circuits import membrane_node
-from memspice.nn.readout import DECIDERS, decide
+from memspice.nn.readout import DECIDERS, decide, pool_readings
 from memspice.signals import spike_times
 from memspice.solver.cells import CellMonitor, CellVoltage
 from memspice.solver.monitor import SolutionMonitor
@@ -77,6 +77,8 @@ _DEFINING_OPTIONS = ("dataset", "encoder", "v_low", "v_high", "seed", "dt", "win
 #: Module arguments added since the first reports were written, left out of a network's digest at
 #: these values so that the networks those reports name keep their digests.
 _LATER_ARGUMENTS = {"neuron_model": "mif", "buffer_knee": None, "pulse_gain": None, "pulse_tau": PULSE_TAU}
+#: The same for the defining training options added since.
+_LATER_OPTIONS = {"population": 1}
 
 
 def network_sha256(state: dict) -> str:
@@ -85,6 +87,7 @@ def network_sha256(state: dict) -> str:
     for equal networks, wherever they were saved and however they were trained."""
     digest = hashlib.sha256()
     defining = {k: state["config"].get(k) for k in _DEFINING_OPTIONS}
+    defining |= {k: v for k, v in state["config"].items() if _LATER_OPTIONS.get(k, v) != v}
     arguments = {k: v for k, v in state["model_config"].items() if _LATER_ARGUMENTS.get(k, ...) != v}
     digest.update(json.dumps([defining, arguments], sort_keys=True).encode())
     for name in sorted(state["model"]):
@@ -280,7 +283,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
             row.update({f"{name}_{engine}": reading[name] for name in ("counts", "firsts", "means")})
         rows.append(row)
     order = list(trained.readout.decision_order)
-    rows = judge(rows, order)
+    rows = judge(rows, order, trained.readout.population, trained.t_end)
     return {**summarize(rows), "checkpoint_sha256": trained.sha256, "network_sha256": run.network_sha256,
             "requested": sorted(int(k) for k in (indices if requested is None else requested)),
             "part": list(part) if part else None, "missing": [],
@@ -292,6 +295,7 @@ def verify(trained, x: np.ndarray, y: np.ndarray, indices: np.ndarray, workers: 
 def _settings(trained, run: SampleRun) -> dict:
     """The settings two parts of one verification share (a merge refuses parts that differ)."""
     return {"synapse": run.synapse, "hardware": run.hardware, "decision_order": list(trained.readout.decision_order),
+            "population": trained.readout.population,
             "ngspice_settings": run.settings, "dt": trained.model.dt, "n_steps": trained.config.n_steps,
             "method": trained.model.method, "threshold": trained.readout.threshold}
 
@@ -302,7 +306,7 @@ def _largest_time_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a[both] - b[both]).max(initial=0.0))
 
 
-def judge(rows: list[dict], order: Sequence[str]) -> list[dict]:
+def judge(rows: list[dict], order: Sequence[str], population: int = 1, window: float = math.inf) -> list[dict]:
     """``rows`` (one per sample: ``label`` and each engine's ``counts``, ``firsts`` (s, None if
     silent) and ``means`` (V) per output neuron) with each engine's prediction in the decision
     ``order`` (:func:`~memspice.nn.readout.decide`; ``pred_spice``,
@@ -310,10 +314,13 @@ def judge(rows: list[dict], order: Sequence[str]) -> list[dict]:
     :data:`~memspice.nn.readout.DECIDERS`) and ``near_tie``: the ngspice decision's margin (the
     gap between the best two candidates in the reading that decided) is no larger than the
     largest ngspice/torch difference of that reading over all rows, so that the two engines
-    could decide differently."""
+    could decide differently. ``population``: output neurons per class, ``window`` (s) the end of
+    the window (a silent neuron's first-spike time in its class's mean;
+    :func:`~memspice.nn.readout.pool_readings`): the decisions and margins are the classes'."""
     if not rows:
         raise ConfigError("a verification report needs at least one sample")
-    readings = {engine: _engine_readings(rows, engine) for engine in ("spice", "torch")}
+    readings = {engine: pool_readings(*_engine_readings(rows, engine), population, window)
+                for engine in ("spice", "torch")}
     decisions = {engine: decide(*readings[engine], order) for engine in readings}
     largest = {"count": np.abs(readings["spice"][0] - readings["torch"][0]).max(),
                "first-spike": _largest_time_difference(readings["spice"][1], readings["torch"][1]),
@@ -350,8 +357,8 @@ _REPORT_KEYS = {"synapse": str, "ngspice_settings": dict, "per_sample": list, "e
                 "compute_s": (int, float), "torch_s": (int, float), "network_sha256": str, "requested": list,
                 "dt": float, "n_steps": int, "method": str}
 #: What every part of one verification shares: a merge refuses parts that differ in any.
-_SHARED = ("network_sha256", "checkpoint_sha256", "synapse", "hardware", "ngspice_settings", "decision_order", "dt",
-           "n_steps", "method", "threshold")
+_SHARED = ("network_sha256", "checkpoint_sha256", "synapse", "hardware", "ngspice_settings", "decision_order",
+           "population", "dt", "n_steps", "method", "threshold")
 
 
 def check_report(report: object, where: str) -> dict:
@@ -401,7 +408,8 @@ def merge(reports: list[dict], names: Sequence[str] | None = None) -> dict:
         raise MemspiceError(f"the reports overlap: test samples {index_ranges(twice)} appear in more than one")
     requested = sorted({k for r in reports for k in r["requested"]})
     missing = sorted(set(requested) - set(indices))
-    rows = judge(rows, reports[0]["decision_order"])
+    rows = judge(rows, reports[0]["decision_order"], reports[0].get("population", 1),  # older reports: 1
+                 reports[0]["dt"] * reports[0]["n_steps"])
     worst = {}  # per layer, the largest local error estimate of any part
     for error in (e for r in reports for e in r.get("local_error", [])):
         if error["layer"] not in worst or error["ratio"] > worst[error["layer"]]["ratio"]:

@@ -13,6 +13,7 @@ from memspice.nn.readout import (
     latency,
     membrane_max,
     membrane_mean,
+    pool_readings,
     soft_spike_counts,
     spike_counts,
 )
@@ -20,4 +21,5 @@ from memspice.nn.regularizers import rate_band_penalty
 
 __all__ = ["DECIDERS", "READOUTS", "LayerGraph", "LayerState", "MemristiveCrossbar", "MemristiveLayer",
            "MemristiveNeurons", "MemristiveSNN", "Readout", "conductance_range", "decide", "first_spike_steps",
-           "latency", "membrane_max", "membrane_mean", "rate_band_penalty", "soft_spike_counts", "spike_counts"]
+           "latency", "membrane_max", "membrane_mean", "pool_readings", "rate_band_penalty", "soft_spike_counts",
+           "spike_counts"]

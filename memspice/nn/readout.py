@@ -22,6 +22,11 @@ the earliest first spike (``first-spike`` readout), ties broken by the other spi
 the time-averaged membrane only as the last resort (it needs an ADC, which a fully memristive
 chip exists to avoid); a network trained on its membranes decides by count, its ties by the
 membrane it was trained on. Every decision says which reading made it.
+
+A class can be read from a population of output neurons (``population`` K: neurons ``j K`` to
+``j K + K - 1`` are class ``j``'s): its logit is the mean of its neurons' and its readings pool
+theirs (:func:`pool_readings`), so that one neuron's device spread moves the class's reading by
+about ``1/K`` as much (population coding; snnTorch's ``population_code``).
 """
 
 from __future__ import annotations
@@ -90,6 +95,22 @@ def membrane_max(v: torch.Tensor) -> torch.Tensor:
     return v.amax(1)
 
 
+def pool_readings(counts: np.ndarray, firsts: np.ndarray, means: np.ndarray, population: int, window: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each class's readings from its ``population`` output neurons' (all ``(batch, n_out)``, neuron
+    ``j population + k`` of class ``j``): the population's spike count (the sum), its mean
+    first-spike time with a silent neuron counting as ``window`` (the window's end, in the unit of
+    ``firsts``; ``inf`` where every neuron is silent) and its mean membrane, each
+    ``(batch, n_out / population)``. A population of one is its neuron."""
+    if population == 1:
+        return counts, firsts, means
+    counts, firsts, means = (np.asarray(a, dtype=float).reshape(len(a), -1, population)
+                             for a in (counts, firsts, means))
+    silent = ~np.isfinite(firsts)
+    mean_first = np.where(silent, window, firsts).mean(-1)
+    return counts.sum(-1), np.where(silent.all(-1), np.inf, mean_first), means.mean(-1)
+
+
 def decide(counts: np.ndarray, first: np.ndarray, means: np.ndarray, order: Sequence[str] = ("count", "first-spike")
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted classes ``(batch,)``, what decided each (an index into :data:`DECIDERS`) and by
@@ -133,20 +154,25 @@ class Readout:
     yet, and moves with its drive where the count is a staircase), ``"first-spike"`` (logits =
     -``scale`` x :func:`latency`, per window: the earliest neuron wins),
     ``"membrane-mean"`` or ``"membrane-max"`` (logits = ``scale`` x the statistic, per V).
-    ``threshold`` (V) defines a spike; ``width`` (V) is the soft count's sigmoid width and the
-    voltage that a silent neuron's latency counts as one window; ``fire_weight`` makes class
-    neurons fire (:meth:`loss`). Decisions (:func:`decide`)
-    follow :data:`DECISION_ORDERS`."""
+    ``population``: output neurons per class (a class's logit is their logits' mean, its
+    decision readings :func:`pool_readings`'s). ``threshold`` (V) defines a spike; ``width`` (V)
+    is the soft count's sigmoid width and the voltage that a silent neuron's latency counts as
+    one window; ``fire_weight`` makes class neurons fire (:meth:`loss`). Decisions
+    (:func:`decide`) follow :data:`DECISION_ORDERS`."""
 
     kind: str = "count"
     scale: float = 1.0
     threshold: float = SPIKE_THRESHOLD
     width: float = 0.02
     fire_weight: float = 0.0
+    population: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in READOUTS:
             raise ConfigError(f"unknown readout {self.kind!r}; choose one of {', '.join(READOUTS)}")
+        if isinstance(self.population, bool) or not isinstance(self.population, int) or self.population < 1:
+            raise ConfigError(f"population must be a positive integer (output neurons per class); "
+                              f"got {self.population!r}")
         if not self.scale > 0 or not self.width > 0 or not self.fire_weight >= 0:
             raise ConfigError(f"scale and width must be > 0 and fire_weight >= 0; got scale={self.scale!r}, "
                              f"width={self.width!r}, fire_weight={self.fire_weight!r}")
@@ -157,18 +183,24 @@ class Readout:
         return DECISION_ORDERS[self.kind]
 
     def logits(self, v: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_out)`` logits from the output membranes ``v``."""
+        """``(batch, n_out / population)`` class logits from the output membranes ``v``."""
         return self._logits(v, latency(v, self.threshold, self.width) if self.kind in SPIKE_READOUTS else None)
 
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of each class's population of a per-neuron ``(batch, n_out)`` quantity."""
+        return x if self.population == 1 else x.unflatten(-1, (-1, self.population)).mean(-1)
+
     def _logits(self, v: torch.Tensor, late: torch.Tensor | None) -> torch.Tensor:
-        """:meth:`logits`, given the spike readouts' :func:`latency` ``late``."""
+        """:meth:`logits`, given the spike readouts' per-neuron :func:`latency` ``late``."""
         if self.kind == "count":
-            return self.scale * (soft_spike_counts(v, self.threshold, self.width) + 1 - late)
-        if self.kind == "first-spike":
-            return -self.scale * late
-        if self.kind == "membrane-mean":
-            return self.scale * membrane_mean(v)
-        return self.scale * membrane_max(v)
+            per_neuron = soft_spike_counts(v, self.threshold, self.width) + 1 - late
+        elif self.kind == "first-spike":
+            per_neuron = -late
+        elif self.kind == "membrane-mean":
+            per_neuron = membrane_mean(v)
+        else:
+            per_neuron = membrane_max(v)
+        return self.scale * self._pooled(per_neuron)
 
     def loss(self, v: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of :meth:`logits` against ``labels`` (``(batch,)`` int64); for the
@@ -181,16 +213,17 @@ class Readout:
         late = latency(v, self.threshold, self.width) if self.kind in SPIKE_READOUTS else None
         loss = F.cross_entropy(self._logits(v, late), labels)
         if self.fire_weight and late is not None:
-            own = late.gather(1, labels.unsqueeze(1)).squeeze(1)
+            own = self._pooled(late).gather(1, labels.unsqueeze(1)).squeeze(1)
             loss = loss + self.fire_weight * torch.expm1(own).mean()
         return loss
 
     def decide(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted classes and what decided each (indices into :data:`DECIDERS`), ``(batch,)``
-        int64 on ``v``'s device: :func:`decide` on the hard readings of ``v``."""
+        int64 on ``v``'s device: :func:`decide` on the hard readings of ``v``, pooled per class."""
         v = v.detach()
         readings = (spike_counts(v, self.threshold), first_spike_steps(v, self.threshold), membrane_mean(v))
-        classes, decided_by, _ = decide(*(r.cpu().numpy() for r in readings), self.decision_order)
+        pooled = pool_readings(*(r.cpu().numpy() for r in readings), self.population, window=v.shape[1] - 1)
+        classes, decided_by, _ = decide(*pooled, self.decision_order)
         return torch.as_tensor(classes, device=v.device), torch.as_tensor(decided_by, device=v.device)
 
     def predict(self, v: torch.Tensor) -> torch.Tensor:

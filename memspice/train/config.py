@@ -70,6 +70,10 @@ class TrainConfig:
     readout_width: float = _option(0.1, "V: the soft spike count's sigmoid width, and how far below threshold a "
                                         "silent neuron's peak counts as one window of first-spike latency",
                                    "positive")
+    population: int = _option(1, "output neurons per class: a class's logit is the mean of its neurons' and it "
+                                 "decides by their pooled readings (spikes summed, first-spike times and membranes "
+                                 "averaged, a silent neuron at the window's end), so that one neuron's device spread "
+                                 "moves it less", "positive_int")
     fire_weight: float = _option(0.0, "count and first-spike readouts: weight of exp(latency) - 1 of each sample's "
                                       "class neuron, the term that makes it fire rather than decide by a silent "
                                       "membrane", "non_negative")
@@ -179,7 +183,7 @@ class TrainConfig:
                                         f"{device['th1']:g}] V")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             bad("hidden", "positive integers (one per hidden layer)")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "population"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 bad(name, "a positive integer")

@@ -96,19 +96,20 @@ def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str,
 RUNTIME_OPTIONS = ("epochs", "device", "threads", "fused", "strict", "allow_cell_writes")
 
 
-def build(config: TrainConfig, n_in: int, n_out: int, neuron: str | None = None
+def build(config: TrainConfig, n_in: int, n_classes: int, neuron: str | None = None
           ) -> tuple[MemristiveSNN, Readout, Callable]:
-    """The untrained network, readout and encoder that ``config`` describes; ``neuron``: the
-    user's own neuron model (MODULE:NAME) that the user named, when ``config.neuron`` is one
-    (:func:`~memspice.devices.user.neuron_model`)."""
-    model = MemristiveSNN((n_in, *config.hidden, n_out), buffer_gain=config.buffer_gain, solver=config.solver,
-                          column_conductance=config.column_conductance, on_off_ratio=config.on_off_ratio,
-                          seed=config.seed, init_pos=config.init_pos,
+    """The untrained network (``config.population`` output neurons per class), readout and
+    encoder that ``config`` describes; ``neuron``: the user's own neuron model (MODULE:NAME) that
+    the user named, when ``config.neuron`` is one (:func:`~memspice.devices.user.neuron_model`)."""
+    model = MemristiveSNN((n_in, *config.hidden, n_classes * config.population), buffer_gain=config.buffer_gain,
+                          solver=config.solver, column_conductance=config.column_conductance,
+                          on_off_ratio=config.on_off_ratio, seed=config.seed, init_pos=config.init_pos,
                           init_neg=config.init_neg, parametrization=config.parametrization,
                           deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg,
                           neuron_model=neuron_model(config.neuron, neuron), buffer_knee=config.buffer_knee,
                           pulse_gain=config.pulse_gain, pulse_tau=config.pulse_tau)
-    readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight)
+    readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight,
+                      population=config.population)
     return model, readout, input_encoder(config)
 
 
@@ -129,7 +130,9 @@ def trained_from_state(state: dict, where: str = "checkpoint", device: str = "cp
     try:
         config = TrainConfig.from_dict(dict(state["config"]))
         sizes = [int(n) for n in state["model_config"]["sizes"]]
-        model, readout, encoder = build(config, sizes[0], sizes[-1], neuron)
+        if sizes[-1] % config.population:
+            raise ValueError(f"{sizes[-1]} output neurons are not populations of {config.population}")
+        model, readout, encoder = build(config, sizes[0], sizes[-1] // config.population, neuron)
         model.load_state_dict(state["model"])
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise CheckpointError(f"{where}: the checkpoint's network does not rebuild: {exc}") from None
@@ -408,12 +411,22 @@ _REFINABLE = ("checkpoint_every", "buffer_gain", "buffer_knee", "pulse_gain", "p
 def _starting_weights(config: TrainConfig, model: MemristiveSNN, neuron: str | None) -> dict:
     """The weights of ``config.init_from`` for ``model``; :class:`CheckpointError` when that network's
     layer sizes or settings (dt, method, ...) are not the new run's. Its row buffers may differ:
-    the weights are the crossbars', and fine-tuning them for other buffers is what such a run is for."""
+    the weights are the crossbars', and fine-tuning them for other buffers is what such a run is for.
+    So may its output populations, where the new run's is a multiple of it: each output neuron's
+    column is copied to that many neurons of its class, so that the run starts from the same
+    decisions on the ideal circuit."""
     start = load_trained(config.init_from, neuron=neuron)
+    copies, remainder = divmod(config.population, start.readout.population)
+    weights = start.model.state_dict()
     theirs = {k: v for k, v in start.model.config().items() if k not in _REFINABLE}
+    if not remainder and copies > 1:
+        theirs["sizes"] = [*theirs["sizes"][:-1], theirs["sizes"][-1] * copies]
+        last = f"crossbars.{len(start.model.sizes) - 2}."
+        weights = {k: v.repeat_interleave(copies, dim=1) if k.startswith(last) else v for k, v in weights.items()}
     _refuse_differences(theirs, model.config(), f"the network of {config.init_from}", "this run",
-                        "a run starts from the weights of a network like its own")
-    return start.model.state_dict()
+                        "a run starts from the weights of a network like its own (or populations of its output "
+                        "neurons)")
+    return weights
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
@@ -448,5 +461,5 @@ def finish(out: Path, config: TrainConfig, model: MemristiveSNN, readout: Readou
         xb = torch.as_tensor(data.test_x[index.numpy()], dtype=dtype, device=next(model.parameters()).device)
         solution = model(encoder(xb, config.n_steps, index))
     plot_output_membranes(solution.t.cpu().numpy(), solution.v[-1].cpu().numpy(), data.test_y[index.numpy()],
-                          data.classes, readout.threshold, out / "membranes.png")
+                          data.classes, readout.threshold, out / "membranes.png", readout.population)
     return results
