@@ -42,6 +42,7 @@ from memspice.nn import (
 )
 from memspice.spice.results import Waveforms
 from memspice.spice.runner import run_netlist
+from memspice.train.assess import assess, assessment_table
 from memspice.train.checkpoint import CheckpointError, load_checkpoint
 from memspice.train.config import TrainConfig, input_encoder, recipe
 from memspice.train.loop import (
@@ -176,6 +177,9 @@ def test_a_run_can_start_from_populations_of_a_trained_networks_outputs(tiny_run
                      for t in (start, grown))
     assert after["acc"] == before["acc"] and after["decided_by"] == before["decided_by"]
     assert after["loss"] == pytest.approx(before["loss"], rel=1e-5)
+    assessed = assess(grown, digits, samples=48, progress=False)
+    assert assessed["accuracy"] == before["acc"] and assessed["population"] == 3
+    assert "64-16-30 network (3 output neurons per class)" in assessment_table(assessed)
     report = verify(grown, digits.test_x, digits.test_y, np.arange(2), progress=False)
     assert report["agreement"] == 1.0 and report["population"] == 3
     assert all(len(row["counts_spice"]) == 30 for row in report["per_sample"])

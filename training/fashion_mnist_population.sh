@@ -5,7 +5,8 @@
 # with every batch on a fresh stress-switch-trimmed chip (about 4 + 16 min on one core). Then the whole test set
 # with hidden spikes ablated, both networks on the same 20 chips as pretrained/fashion-mnist-hardware-aware-trimmed
 # with and without 10-ohm wires (torch, first 1000 test images; about 1 and 4 min each), and 4 test images of one
-# chip in ngspice (about 15 min). Needs: apt-get install -y dataset-fashion-mnist.
+# chip in ngspice (about 10 min), and the robustness sweep of docs/robustness.png. Needs: apt-get install -y
+# dataset-fashion-mnist.
 #   bash training/fashion_mnist_population.sh [RUN_DIR]   (default runs/fashion-population)
 set -euo pipefail
 run=${1:-runs/fashion-population}
@@ -32,3 +33,9 @@ for net in ideal aware; do
 done
 memspice robustness "$run/aware/checkpoint.pt" --hardware stress-switch-trimmed --chips 1 --samples 1000 --spice 4 \
     --workers 1 --threads 1 --allow-cell-writes --save "$run/aware/robustness-stress-switch-trimmed-spice.json"
+# docs/robustness.png: every shipped Fashion-MNIST network for real chips against each effect alone (about 50 min)
+python benchmarks/robustness_sweep.py "$start" pretrained/fashion-mnist-hardware-aware/checkpoint.pt \
+    pretrained/fashion-mnist-hardware-aware-trimmed/checkpoint.pt "$run/ideal/checkpoint.pt" "$run/aware/checkpoint.pt" \
+    --labels ideal-trained "hardware-aware (stress-neurons2)" "hardware-aware (switch-trimmed)" \
+    "8 per class, ideal-trained" "8 per class, hardware-aware" --samples 256 --chips 3 --threads 1 \
+    --out "$run/robustness.png"

@@ -44,8 +44,8 @@ def assess(trained: Trained, data: Dataset, samples: int | None = None, ablate: 
     runs = {"": False, "ablated_": True} if ablate else {"": False}
     monitor = SolutionMonitor(strict, allow_cell_writes,
                               context=f"evaluation (dt = {trained.model.dt:g} s, {trained.model.method})")
-    out = {"dataset": data.name, "samples": n, "sizes": list(sizes), "readout": trained.readout.kind,
-           "adaptive": adaptive}
+    out = {"dataset": data.name, "samples": n, "sizes": list(sizes), "population": trained.readout.population,
+           "readout": trained.readout.kind, "adaptive": adaptive}
     for prefix, ablated in runs.items():
         result = evaluate(trained.model, trained.readout, trained.encoder, x, y, trained.config.n_steps, batch_size,
                           dtype, progress, ablate_hidden_spikes=ablated, monitor=monitor, adaptive=adaptive)
@@ -78,6 +78,13 @@ def count_test_samples(trained: Trained, data: Dataset, samples: int | None) -> 
     return n
 
 
+def network_name(report: dict) -> str:
+    """How a report names its network: ``784-128-80 network (8 output neurons per class)``."""
+    population = report.get("population", 1)  # reports saved before populations: one per class
+    per_class = f" ({population} output neurons per class)" if population > 1 else ""
+    return f"{'-'.join(map(str, report['sizes']))} network{per_class}"
+
+
 def assessment_table(report: dict) -> str:
     """The text summary of :func:`assess`'s report."""
     def line(prefix: str, what: str) -> str:
@@ -86,7 +93,7 @@ def assessment_table(report: dict) -> str:
                 f"{report[f'{prefix}hidden_spikes_per_neuron']:.3f} hidden and "
                 f"{report[f'{prefix}output_spikes_per_neuron']:.3f} output spikes per neuron and sample")
 
-    lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
+    lines = [f"{report['samples']} {report['dataset']} test samples, {network_name(report)}, "
              f"{report['readout']} readout (torch solver, {report['wall_s']:.0f} s)", line("", "network")]
     lines += summary_lines(report)
     if report.get("substeps_per_step"):

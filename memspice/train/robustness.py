@@ -24,7 +24,7 @@ from memspice.errors import MemspiceError
 from memspice.hardware import HardwareSpec
 from memspice.solver.monitor import SolutionMonitor, summary_lines
 from memspice.spice.pool import Workers
-from memspice.train.assess import count_test_samples
+from memspice.train.assess import count_test_samples, network_name
 from memspice.train.calibration import EPOCHS as CALIBRATION_EPOCHS
 from memspice.train.calibration import calibrate as calibrate_chip
 from memspice.train.calibration import calibrated_layers
@@ -94,7 +94,8 @@ def robustness(trained: Trained, data: Dataset, spec: HardwareSpec, chips: int =
             result = accuracy(chip)
         per_chip.append(row | {"accuracy": result["acc"], "decided_by_spikes": result["decided_by_spikes"],
                                "cell_margin": result["cell_margin"]})
-    report = {"dataset": data.name, "sizes": list(sizes), "hardware": spec.to_dict(), "chips": chips,
+    report = {"dataset": data.name, "sizes": list(sizes), "population": trained.readout.population,
+              "hardware": spec.to_dict(), "chips": chips,
               "first_seed": seed, "samples": n, "ideal_accuracy": ideal["acc"],
               **_summary([c["accuracy"] for c in per_chip]), "per_chip": per_chip,
               "uncalibrated": _summary([c["accuracy_uncalibrated"] for c in per_chip]) if calibrate else None,
@@ -126,8 +127,8 @@ def robustness_table(report: dict) -> str:
     first, count = report["first_seed"], report["chips"]
     chips = (f"1 '{name}' chip (seed {first}" if count == 1 else
              f"{count} '{name}' chips (seeds {first}..{first + count - 1}")
-    lines = [f"{report['samples']} {report['dataset']} test samples, {'-'.join(map(str, report['sizes']))} network, "
-             f"on {chips}; {effects}), torch solver, {report['wall_s']:.0f} s",
+    lines = [f"{report['samples']} {report['dataset']} test samples, {network_name(report)}, on {chips}; "
+             f"{effects}), torch solver, {report['wall_s']:.0f} s",
              f"  ideal      accuracy {100 * report['ideal_accuracy']:6.2f} % (the circuit as trained)",
              f"  {'calibrated' if report.get('calibration') else 'chips':<10} accuracy "
              f"{100 * report['accuracy_mean']:6.2f} % mean, "
