@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -24,7 +25,7 @@ from memspice.data import DirectEncoder, RateEncoder, load_dataset, read_idx
 from memspice.data.idx import DatasetError
 from memspice.deploy import export_netlist, verify
 from memspice.deploy.verify import JournalError, network_sha256
-from memspice.errors import ConfigError
+from memspice.errors import ConfigError, MemspiceError
 from memspice.hardware import PRESETS, Chip, HardwareSpec
 from memspice.nn import (
     DECIDERS,
@@ -180,6 +181,8 @@ def test_a_run_can_start_from_populations_of_a_trained_networks_outputs(tiny_run
     assessed = assess(grown, digits, samples=48, progress=False)
     assert assessed["accuracy"] == before["acc"] and assessed["population"] == 3
     assert "64-16-30 network (3 output neurons per class)" in assessment_table(assessed)
+    with pytest.raises(MemspiceError, match=r"5 classes, not those of a 64-16-30 network \(3 output neurons per"):
+        assess(grown, dataclasses.replace(digits, classes=digits.classes[:5]), samples=8, progress=False)
     report = verify(grown, digits.test_x, digits.test_y, np.arange(2), progress=False)
     assert report["agreement"] == 1.0 and report["population"] == 3
     assert all(len(row["counts_spice"]) == 30 for row in report["per_sample"])
@@ -546,7 +549,6 @@ def test_hardware_aware_training_runs_every_batch_on_a_fresh_chip(tmp_path, digi
 
 def test_verify_draws_a_random_sample_of_the_test_set(tmp_path):
     from memspice.cli import _sample_indices
-    from memspice.errors import MemspiceError
 
     def indices(*extra):
         args = build_parser().parse_args(["verify", str(tmp_path / "c.pt"), *extra])

@@ -67,10 +67,9 @@ def count_test_samples(trained: Trained, data: Dataset, samples: int | None) -> 
     that the network reads this dataset: one clear error for either."""
     sizes = trained.model.sizes
     if data.n_features != sizes[0] or len(data.classes) * trained.readout.population != sizes[-1]:
-        population = trained.readout.population
-        per_class = f" ({population} output neurons per class)" if population > 1 else ""
+        network = network_name({"sizes": sizes, "population": trained.readout.population})
         raise MemspiceError(f"the {data.name} test set has {data.n_features} features and {len(data.classes)} "
-                            f"classes; the network is {'-'.join(map(str, sizes))}{per_class}")
+                            f"classes, not those of a {network}")
     available = len(data.test_x)
     n = available if samples is None else samples
     if not 1 <= n <= available:
