@@ -375,11 +375,12 @@ def test_a_fused_run_whose_newton_iterations_fail_splits_those_steps_as_the_refe
 def test_a_compiled_kernel_serves_every_layer_and_batch_size():
     """The fused path's kernels (traced once with symbolic neuron axes, compiled by inductor,
     called without torch.compile's frame): one compilation serves every batch and layer size,
-    single neurons included, and parameters along the neuron axis; a new layout of the static
-    axes compiles a kernel of its own. Each call equals the function run eagerly, inputs that are
-    views into a larger tensor (a storage offset) or not contiguous included."""
+    single neurons included, parameters along the neuron axis and scalar ones (an annealed
+    threshold); a new layout of the static axes compiles a kernel of its own. Each call equals
+    the function run eagerly, inputs that are views into a larger tensor (a storage offset) or not
+    contiguous included."""
     def function(tensors, z, start, a_tilde, extra):
-        scaled = torch.einsum("ij,jbn->ibn", a_tilde, z) * tensors[0]
+        scaled = torch.einsum("ij,jbn->ibn", a_tilde, z) * tensors[0] + tensors[1]
         return scaled + start, (z * extra).sum(0) if extra is not None else None, scaled.amax()
 
     kernel = CompiledKernel(function, matrix=2)
@@ -391,7 +392,8 @@ def test_a_compiled_kernel_serves_every_layer_and_batch_size():
                        for shape in ((3,), (1,), (3,)))
         z = torch.stack([torch.zeros_like(z), z])[1]  # a view, past the start of its storage
         e = e.transpose(1, 2).contiguous().transpose(1, 2)  # the same values, strided otherwise
-        inputs = ([torch.rand(n, generator=generator, dtype=torch.float64)], z, start, a_tilde, e if extra else None)
+        params = [torch.rand(n, generator=generator, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)]
+        inputs = (params, z, start, a_tilde, e if extra else None)
         calls.append(len(kernel.variants))
         for got, want in zip(kernel(*inputs), function(*inputs), strict=True):
             if want is None:

@@ -303,7 +303,7 @@ class CompiledKernel:
         static = {size for shape in (*param_shapes, *input_shapes) if shape is not None for size in shape}
         batch, n = [size for size in _TRACE_SIZES if size not in static][:2]
         like = {"dtype": dtype, "device": device}
-        examples = [torch.zeros(*(n if size == -1 else size for size in shape), **like) for shape in param_shapes]
+        examples = [torch.zeros(tuple(n if size == -1 else size for size in shape), **like) for shape in param_shapes]
         for t, shape, batched in zip(inputs, input_shapes, self._batch_shaped(inputs)):
             if t is not None:
                 examples.append(torch.zeros(*shape, batch, n, **like) if batched else t.detach().clone())
