@@ -755,6 +755,7 @@ def test_the_shipped_population_networks_hold_the_margin_on_trimmed_chips():
         evaluated = json.loads((folder / "evaluate.json").read_text())
         assert evaluated["checkpoint_sha256"] == file_sha256(folder / "checkpoint.pt")
         assert evaluated["samples"] == 10_000 and evaluated["decided_by_spikes"] >= 0.95
+        assert evaluated["population"] == 8
     for preset in ("stress-switch-trimmed", "stress-wired-switch-trimmed"):
         ideal, pooled, aware = (json.loads(path.read_text()) for path in (
             one_per_class / f"robustness-{preset}-ideal-trained.json",
@@ -768,6 +769,7 @@ def test_the_shipped_population_networks_hold_the_margin_on_trimmed_chips():
             assert pooled[key] == aware[key] == ideal[key]
         assert HardwareSpec.from_dict(aware["hardware"]) == PRESETS[preset] and aware["chips"] == 20
         assert aware["calibration"] is None and pooled["calibration"] is None
+        assert aware["population"] == pooled["population"] == 8
         assert pooled["accuracy_mean"] > ideal["accuracy_mean"] + 0.05  # the populations, trained on no chip
         assert aware["accuracy_mean"] > pooled["accuracy_mean"]
         assert aware["accuracy_mean"] > ideal["ideal_accuracy"] - 0.015  # the margin, uncalibrated
