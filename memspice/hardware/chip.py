@@ -442,7 +442,7 @@ class Chip:
             factor = torch.as_tensor(factor, dtype=like.dtype, device=like.device)
             for name in names:
                 out[name] = params[name] * factor
-        if self.trims_thresholds and self.spec.trim_scheme == "switch":
+        if self.threshold_trim == "switch":
             for group, (threshold, hold, source) in SWITCH_TRIMS.items():
                 factor = torch.as_tensor(self.neuron_factors[layer][group], dtype=like.dtype, device=like.device)
                 codes = self.calibration[layer] if group == "th1" else torch.zeros_like(self.calibration[layer])
@@ -468,6 +468,11 @@ class Chip:
         """Whether this chip's neurons carry threshold trims (:meth:`trims`)."""
         return self.spec.trim_bits is not None and bool(self.spec.threshold_spread)
 
+    @property
+    def threshold_trim(self) -> str | None:
+        """How this chip trims its neurons' thresholds (:data:`TRIM_SCHEMES`), or None where it does not."""
+        return self.spec.trim_scheme if self.trims_thresholds else None
+
     def trims(self, layer: int, params: Mapping[str, float | torch.Tensor],
               self_load: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The threshold trims of layer ``layer`` (from 0), whose nominal MIF parameters are
@@ -477,7 +482,7 @@ class Chip:
         0 V), both ``(n,)`` like ``self_load``; None for an untrimmed chip, one whose thresholds
         do not vary or one that trims its switches (:meth:`neuron_params`). Differentiable in the
         load and in the calibration codes, straight through the DAC's rounding (module docstring)."""
-        if not self.trims_thresholds or self.spec.trim_scheme != "membrane":
+        if self.threshold_trim != "membrane":
             return None
         like = {"dtype": self_load.dtype, "device": self_load.device}
         offset = params["th1"] * (torch.as_tensor(self.neuron_factors[layer]["th1"], **like) - 1.0)
@@ -507,8 +512,8 @@ class Chip:
             varied = {name: np.asarray(value) for name, value in
                       self.neuron_params(k, neurons.resolved, like).items() if isinstance(value, torch.Tensor)}
             bias = rest = None
-            if self.trims_thresholds and self.spec.trim_scheme == "membrane":  # the load a neuron sees (with
-                load = self.ports(k, *(torch.as_tensor(g[side]) for side in ("pos", "neg"))).self_load  # wires: slow)
+            if self.threshold_trim == "membrane":  # the load a neuron sees (with wires: their port, slow)
+                load = self.ports(k, *(torch.as_tensor(g[side]) for side in ("pos", "neg"))).self_load
                 bias, rest = (t.numpy() for t in self.trims(k, neurons.resolved, load))
             layers.append((Crossbar(g["pos"], g["neg"], g_range=g_range),
                            NeuronLayer(neurons.size, neurons.params, per_neuron=varied, bias=bias, rest=rest)))
