@@ -12,9 +12,11 @@ trains from the same seed, 6 epochs, batch 64, and prints training and test accu
 share of hidden units saturated on the training set. A row adds a slowly rising channel above the
 saturation (``count_channel``: what a spike count adds). The last rows continue the saturated
 network for 3 more epochs with both layers at one rate, or with the hidden layer 10x slower
-(``memspice train --layer-lr``). Run:
+(``memspice train --layer-lr``). ``--ensemble N`` adds what N independent saturated networks
+(seeds 0..N-1) score together, their log-probabilities averaged: what a chip of N independent tiles
+whose output populations pool their readings could gain. Run:
 
-    .venv/bin/python benchmarks/hidden_saturation.py [--dataset fashion-mnist] [--epochs 6]
+    .venv/bin/python benchmarks/hidden_saturation.py [--dataset fashion-mnist] [--epochs 6] [--ensemble N]
 """
 
 from __future__ import annotations
@@ -81,13 +83,15 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--ensemble", type=int, default=0, metavar="N",
+                        help="also train N saturated networks from seeds 0..N-1 and score them together")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(args.dataset, args.data_dir)
     sizes = (data.n_features, args.hidden, len(data.classes))
 
-    def fresh(level: float | None, out_scale: float = 1.0, count_channel: bool = False) -> Perceptron:
-        torch.manual_seed(0)
+    def fresh(level: float | None, out_scale: float = 1.0, count_channel: bool = False, seed: int = 0) -> Perceptron:
+        torch.manual_seed(seed)
         model = Perceptron(*sizes, level, count_channel)
         with torch.no_grad():
             model.out.weight.mul_(out_scale)
@@ -116,6 +120,20 @@ def main() -> None:
         torch.manual_seed(1)
         fit(model, data, 3, lr_hidden, 1e-3)
         report(f"clamp at {SATURATION:g} network above, 3 more epochs at {name}", model, data)
+    if args.ensemble:
+        print(f"\n| saturated network (clamp at {SATURATION:g}, 1e-3 both) | test alone | test with the ones above |")
+        print("|---|---|---|")
+        x, y = torch.as_tensor(data.test_x), torch.as_tensor(data.test_y)
+        log_probs = []
+        for seed in range(args.ensemble):
+            if seed:
+                saturated = fresh(SATURATION, seed=seed)
+                fit(saturated, data, args.epochs, 1e-3, 1e-3)
+            with torch.no_grad():
+                log_probs.append(saturated(x)[0].log_softmax(1))
+            alone = 100 * (log_probs[-1].argmax(1) == y).float().mean().item()
+            together = 100 * (torch.stack(log_probs).mean(0).argmax(1) == y).float().mean().item()
+            print(f"| seed {seed} | {alone:.2f} % | {together:.2f} % |", flush=True)
 
 
 if __name__ == "__main__":

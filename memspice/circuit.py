@@ -41,6 +41,7 @@ SYNAPSE_KINDS = ("resistor", "memristor")
 #: high-order steps stay accurate across it and a neuron just below it still has a gradient.
 RECTIFIER_WIDTH = 0.02
 _MEMBRANE = sp.Symbol("V")
+_ROW = sp.Symbol("b")
 
 
 class _Softplus(sp.Function):
@@ -49,6 +50,16 @@ class _Softplus(sp.Function):
     out costs nine of each), ngspice as :func:`_softplus_written_out`."""
 
     nargs = 1
+
+
+def _railed(y: sp.Expr, rail: float | None) -> sp.Expr:
+    """``y`` saturated smoothly at ``±rail`` (``None``: ``y`` itself): ``y - w·softplus((y - rail)/w)
+    + w·softplus((-y - rail)/w)``, ``w`` = :data:`RECTIFIER_WIDTH`; within ``w·ln 2 ≈ 0.014 V`` of
+    ``±rail`` at the rail, and of ``y`` well inside."""
+    if rail is None:
+        return y
+    w, r = sp.Float(RECTIFIER_WIDTH), sp.Float(rail)
+    return y - w * _Softplus((y - r) / w) + w * _Softplus((-y - r) / w)
 
 
 def _softplus_written_out(y: sp.Expr) -> sp.Expr:
@@ -123,16 +134,25 @@ class RowBuffer:
     threshold (0.40 V) only spikes pass, too little to lift a loaded column to threshold
     (docs/devices.md). A precision rectifier (op-amp and diode) builds it: still no ADC. With a
     ``pulse`` extender (:class:`PulseExtender`) the rows get ``±(b(V) + Q)``: each spike's charge
-    added to the membrane's share. One expression (:meth:`expression`) gives both engines theirs:
-    the torch solver's (:meth:`__call__` and :meth:`rows`) and ngspice's B-source (:meth:`spice`)."""
+    added to the membrane's share. With a ``rail`` (V) the buffers' output swings only within
+    ``±rail``, as an amplifier's does: it saturates smoothly there (:func:`_railed`), so that a
+    high gain can lift small membranes to the next layer's threshold while a spike, passed on at
+    the rail, keeps the cells within their write thresholds. One expression (:meth:`expression`)
+    gives both engines theirs: the torch solver's (:meth:`__call__` and :meth:`rows`) and
+    ngspice's B-source (:meth:`spice`)."""
 
     gain: float = 2.0
     knee: float | None = None
     pulse: PulseExtender | None = None
+    rail: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.gain, bool) or not isinstance(self.gain, (int, float)) or not 0 < self.gain <= 10:
             raise NetlistError(f"buffer_gain must be a number in (0, 10] V/V; got {self.gain!r}")
+        if self.rail is not None and (isinstance(self.rail, bool) or not isinstance(self.rail, (int, float))
+                                      or not 0.1 <= self.rail < 2):
+            raise NetlistError(f"buffer_rail must be None (no saturation) or a voltage in [0.1, 2) V; "
+                               f"got {self.rail!r}")
         if self.knee is not None and (isinstance(self.knee, bool) or not isinstance(self.knee, (int, float))
                                       or not abs(self.knee) < 2):
             raise NetlistError(f"buffer_knee must be None (linear buffers) or a voltage in (-2, 2) V; "
@@ -149,7 +169,7 @@ class RowBuffer:
         ``ln(1 + e^y)`` (:class:`_Softplus`) kept whole: ``b(V)``, ``gain·V`` or
         ``gain·w·softplus((V - knee)/w)``, plus ``Q``."""
         b = self._membrane_share()
-        return b if self.pulse is None else b + _PULSE
+        return _railed(b if self.pulse is None else b + _PULSE, self.rail)
 
     def _membrane_share(self) -> sp.Expr:
         if self.knee is None:
@@ -162,23 +182,33 @@ class RowBuffer:
         # (torch's softplus returns y itself above y = 20, where ln(1 + e^y) differs from y by 2e-9)
         return sp.lambdify(_MEMBRANE, self._membrane_share(), modules=[{"_Softplus": torch.nn.functional.softplus}])
 
+    @functools.cached_property
+    def _torch_railed(self):
+        return sp.lambdify(_ROW, _railed(_ROW, self.rail), modules=[{"_Softplus": torch.nn.functional.softplus}])
+
+    def _share(self, v: torch.Tensor) -> torch.Tensor:
+        return self.gain * v if self.knee is None else self._torch(v)
+
+    def _saturate(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows if self.rail is None else self._torch_railed(rows)
+
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """``b(v)`` of membranes ``v`` (V, any shape), differentiable: the rows without a pulse
         extender's share."""
-        return self.gain * v if self.knee is None else self._torch(v)
+        return self._saturate(self._share(v))
 
     def settings(self) -> dict:
         """The flat settings :func:`row_buffer` takes, as :class:`Network` and a network's config name them."""
         pulse = self.pulse
         return {"buffer_gain": self.gain, "buffer_knee": self.knee, "pulse_gain": None if pulse is None else pulse.gain,
-                "pulse_tau": PULSE_TAU if pulse is None else pulse.tau}
+                "pulse_tau": PULSE_TAU if pulse is None else pulse.tau, "buffer_rail": self.rail}
 
     def rows(self, v: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
         """The row voltages ``b(v) + q`` (V; :meth:`expression`) of membranes ``v`` and the pulse
         extenders' ``q`` (V, the same shape; ``None`` without extenders), differentiable."""
         if (q is None) != (self.pulse is None):
             raise ConfigError("the pulse extenders' voltages are needed exactly when the buffers have extenders")
-        return self(v) if q is None else self(v) + q
+        return self(v) if q is None else self._saturate(self._share(v) + q)
 
     def spice(self, membrane: str, pulse: str | None = None) -> str:
         """The row voltage as an ngspice expression of the node voltages ``V(membrane)`` and (with a
@@ -281,10 +311,11 @@ class NeuronLayer:
         return {**self.params, **{name: float(values[j]) for name, values in self.per_neuron.items()}}
 
 
-def row_buffer(gain: float, knee: float | None, pulse_gain: float | None, pulse_tau: float = PULSE_TAU) -> RowBuffer:
+def row_buffer(gain: float, knee: float | None, pulse_gain: float | None, pulse_tau: float = PULSE_TAU,
+               rail: float | None = None) -> RowBuffer:
     """The :class:`RowBuffer` of the flat settings a network's config and checkpoints hold
-    (``pulse_gain`` ``None``: no pulse extenders)."""
-    return RowBuffer(gain, knee, None if pulse_gain is None else PulseExtender(pulse_gain, pulse_tau))
+    (``pulse_gain`` ``None``: no pulse extenders; ``rail`` ``None``: no saturation)."""
+    return RowBuffer(gain, knee, None if pulse_gain is None else PulseExtender(pulse_gain, pulse_tau), rail)
 
 
 def check_sources(sources, n_layers: int, error: type[Exception]) -> tuple[tuple[int, ...], ...]:
@@ -312,7 +343,8 @@ class Network:
     ``buffer_gain`` (V/V) and ``buffer_knee`` (V, ``None``: linear) are the row buffers
     between layers (:class:`RowBuffer`, :attr:`buffer`), ``pulse_gain`` (V/V, ``None``: none) and
     ``pulse_tau`` (s) the pulse extenders of every membrane that drives rows
-    (:class:`PulseExtender`). ``wire_resistance`` (Ω, 0: ideal wires) is each row and column
+    (:class:`PulseExtender`), ``buffer_rail`` (V, ``None``: none) the buffers' output swing
+    (:class:`RowBuffer`). ``wire_resistance`` (Ω, 0: ideal wires) is each row and column
     wire segment between two cells, in tiles of ``tile_size`` rows and columns (``None``: one tile
     per layer; :mod:`memspice.hardware.wires` describes the layout).
 
@@ -332,6 +364,7 @@ class Network:
     buffer_knee: float | None = None
     pulse_gain: float | None = None
     pulse_tau: float = PULSE_TAU
+    buffer_rail: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -379,7 +412,7 @@ class Network:
     @property
     def buffer(self) -> RowBuffer:
         """The row buffers between layers."""
-        return row_buffer(self.buffer_gain, self.buffer_knee, self.pulse_gain, self.pulse_tau)
+        return row_buffer(self.buffer_gain, self.buffer_knee, self.pulse_gain, self.pulse_tau, self.buffer_rail)
 
     @property
     def layer_sources(self) -> tuple[tuple[int, ...], ...]:

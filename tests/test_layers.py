@@ -51,6 +51,9 @@ def run_chain(layers: list[MemristiveLayer], x: torch.Tensor, errors: list | Non
 #: Rectifying buffers that let layer 2 of these small networks fire (its rows pass only what
 #: lies above 0.2 V of layer 1's membranes).
 RECTIFYING = {"buffer_gain": 3.5, "buffer_knee": 0.2, "deep_init_pos": (0.6, 1.0), "deep_init_neg": (0.0, 0.2)}
+#: A ReLU of the membranes at a high gain, saturating at a rail: layer 1's spikes reach layer 2 at the rail.
+RAILED = {"buffer_gain": 8.0, "buffer_knee": 0.0, "buffer_rail": 1.0, "deep_init_pos": (0.6, 1.0),
+          "deep_init_neg": (0.0, 0.2)}
 
 
 @pytest.mark.parametrize("buffers", [{}, RECTIFYING], ids=["linear", "rectifying"])
@@ -206,10 +209,11 @@ def test_a_two_branch_network_with_a_skip_runs_the_same_in_ngspice():
 
 
 @pytest.mark.ngspice
-def test_rectifying_buffers_run_the_same_in_ngspice():
+@pytest.mark.parametrize("buffers", [RECTIFYING, RAILED], ids=["rectifying", "railed"])
+def test_rectifying_buffers_run_the_same_in_ngspice(buffers):
     """Layer 2 driven by B-sources of RowBuffer.spice in ngspice, by RowBuffer.__call__ in torch."""
     inputs, t, x = step_inputs()
-    model = MemristiveSNN((6, 5, 3), seed=1, **RECTIFYING).double()
+    model = MemristiveSNN((6, 5, 3), seed=1, **buffers).double()
     with torch.no_grad():
         membranes = model(x).v
     network = model.describe()
@@ -231,6 +235,27 @@ def test_row_buffers_pass_what_lies_above_their_knee():
             RowBuffer(gain, knee)
     with pytest.raises(NetlistError, match="buffer_knee must be"):
         MemristiveSNN((4, 3, 2), buffer_knee=float("nan"))
+
+
+def test_a_rail_saturates_the_buffers_smoothly_on_both_sides():
+    v = torch.tensor([-0.5, -0.01, 0.0, 0.05, 0.1, 0.3, 0.5], dtype=torch.float64, requires_grad=True)
+    railed = RowBuffer(8.0, 0.0, None, 1.35)(v)
+    free = RowBuffer(8.0, 0.0)(v)
+    np.testing.assert_allclose(railed[:5].detach(), free[:5].detach(), atol=1e-12)  # well inside: unchanged
+    np.testing.assert_allclose(railed[5:].detach(), 1.35, atol=1e-12)  # beyond: at the rail
+    railed.sum().backward()
+    railed_grad, v.grad = v.grad, None
+    free.sum().backward()
+    np.testing.assert_allclose(railed_grad[:5], v.grad[:5], rtol=1e-9)
+    assert v.grad[-1] == pytest.approx(8.0) and railed_grad[-1].abs() < 1e-9
+    linear = RowBuffer(4.0, rail=1.0)(torch.tensor([-1.0, -0.1, 0.1, 1.0], dtype=torch.float64))
+    np.testing.assert_allclose(linear, [-1.0, -0.4, 0.4, 1.0], atol=1e-12)  # and below -rail
+    assert RowBuffer(4.0, rail=1.0).settings()["buffer_rail"] == 1.0
+    for rail in (0.0, 2.0, True, float("nan")):
+        with pytest.raises(NetlistError, match="buffer_rail must be"):
+            RowBuffer(4.0, rail=rail)
+    with pytest.raises(NetlistError, match="buffer_rail must be"):
+        MemristiveSNN((4, 3, 2), buffer_rail=-1.0)
 
 
 def test_topologies_are_checked_where_they_are_described():

@@ -155,9 +155,10 @@ def test_a_run_can_start_from_a_trained_network(tiny_run, digits, tmp_path):
     assert tuned.config.v_high == 0.9
     for name, tensor in tuned.model.state_dict().items():
         torch.testing.assert_close(tensor, start[name], rtol=0, atol=1e-6)
-    rectified = config.__class__(**{**config.to_dict(), "buffer_knee": 0.0})  # fine-tuned for other buffers
-    train(rectified, tmp_path / "rectified", progress=False, dataset=digits)
-    assert load_trained(tmp_path / "rectified" / "checkpoint.pt").model.buffer.knee == 0.0
+    rectified = config.__class__(**{**config.to_dict(), "buffer_knee": 0.0, "buffer_gain": 6.0, "buffer_rail": 1.2})
+    train(rectified, tmp_path / "rectified", progress=False, dataset=digits)  # fine-tuned for other buffers
+    buffers = load_trained(tmp_path / "rectified" / "checkpoint.pt").model.describe().buffer
+    assert (buffers.knee, buffers.gain, buffers.rail) == (0.0, 6.0, 1.2)
     with pytest.raises(CheckpointError, match="sizes"):
         train(config.__class__(**{**config.to_dict(), "hidden": (8,)}), tmp_path / "other", progress=False,
               dataset=digits)

@@ -76,7 +76,8 @@ _DEFINING_OPTIONS = ("dataset", "encoder", "v_low", "v_high", "seed", "dt", "win
 
 #: Module arguments added since the first reports were written, left out of a network's digest at
 #: these values so that the networks those reports name keep their digests.
-_LATER_ARGUMENTS = {"neuron_model": "mif", "buffer_knee": None, "pulse_gain": None, "pulse_tau": PULSE_TAU}
+_LATER_ARGUMENTS = {"neuron_model": "mif", "buffer_knee": None, "pulse_gain": None, "pulse_tau": PULSE_TAU,
+                    "buffer_rail": None}
 #: The same for the defining training options added since.
 _LATER_OPTIONS = {"population": 1}
 

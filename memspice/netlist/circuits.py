@@ -132,17 +132,18 @@ def _rows(net: Netlist, network: Network, k: int) -> tuple[list[str], list[str]]
 def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) -> list[str]:
     """The buffers from layer ``source``'s ``n`` membranes onto layer ``k``'s rows ``first``...:
     linear ones as voltage-controlled voltage sources, rectifying ones and those with pulse
-    extenders as B-sources of :meth:`~memspice.circuit.RowBuffer.spice` (the expression the torch
+    extenders or a rail as B-sources of :meth:`~memspice.circuit.RowBuffer.spice` (the expression the torch
     solver evaluates)."""
     gain = text.number(buffer.gain, "buffer gain")
     of = f"of layer {source}'s membranes"
-    if not buffer.rectifying and buffer.pulse is None:
+    if not buffer.rectifying and buffer.pulse is None and buffer.rail is None:
         return [f"* {text.comment(f'layer {k} rows: buffers (gain +-{gain}) {of}')}",
                 *(f"El{k}_b{first + i}p l{k}_r{first + i}p 0 {membrane_node(source, i)} 0 {gain}\n"
                   f"El{k}_b{first + i}n l{k}_r{first + i}n 0 {membrane_node(source, i)} 0 -{gain}" for i in range(n))]
     kind = "linear" if not buffer.rectifying else f"rectifying (knee {text.number(buffer.knee, 'buffer knee')} V)"
     extended = "" if buffer.pulse is None else " plus their pulse extenders"
-    cards = [f"* {text.comment(f'layer {k} rows: {kind} buffers (gain +-{gain}) {of}{extended}')}"]
+    railed = "" if buffer.rail is None else f", saturating at +-{text.number(buffer.rail, 'buffer rail')} V"
+    cards = [f"* {text.comment(f'layer {k} rows: {kind} buffers (gain +-{gain}{railed}) {of}{extended}')}"]
     for i in range(n):
         b = buffer.spice(membrane_node(source, i), None if buffer.pulse is None else pulse_node(source, i))
         cards += [f"Bl{k}_b{first + i}p l{k}_r{first + i}p 0 V = {b}",

@@ -105,8 +105,9 @@ class MemristiveLayer(nn.Module):
     Conductances as in :class:`~memspice.nn.MemristiveCrossbar` (``g_max = column_conductance / n_in`` per
     input, ``on_off_ratio``, ``init_pos``, ``init_neg``, ``parametrization``); ``buffer_gain``
     (V/V) and ``buffer_knee`` (V, ``None``: linear): the buffers between an upstream layer's
-    membranes and these rows (:class:`~memspice.circuit.RowBuffer`; ``pulse_gain``, ``pulse_tau``:
-    its pulse extenders, which only whole runs integrate: :meth:`step` refuses them); ``solver``: how each step is
+    membranes and these rows (:class:`~memspice.circuit.RowBuffer`; ``buffer_rail``: their swing;
+    ``pulse_gain``, ``pulse_tau``: its pulse extenders, which only whole runs integrate: :meth:`step`
+    refuses them); ``solver``: how each step is
     integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
     ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
     ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.MemristiveCrossbar` modules to use
@@ -119,7 +120,7 @@ class MemristiveLayer(nn.Module):
                  init_neg: tuple[float, float] = INIT_NEG, parametrization: str = "sigmoid", seed: int = 0,
                  crossbars: Sequence[MemristiveCrossbar] | None = None, neuron_model: DeviceModel = MIF,
                  buffer_knee: float | None = None, pulse_gain: float | None = None,
-                 pulse_tau: float = PULSE_TAU) -> None:
+                 pulse_tau: float = PULSE_TAU, buffer_rail: float | None = None) -> None:
         super().__init__()
         sizes = (in_features,) if isinstance(in_features, int) else tuple(in_features)
         for n in (*sizes, out_features):
@@ -144,7 +145,8 @@ class MemristiveLayer(nn.Module):
         self.in_features, self.out_features = sizes, out_features
         self.crossbars = nn.ModuleList(crossbars)
         self.neuron_model, self.overrides = neuron_model, dict(neuron_params or {})
-        self.buffer, self.solver = row_buffer(float(buffer_gain), buffer_knee, pulse_gain, pulse_tau), solver
+        self.buffer = row_buffer(float(buffer_gain), buffer_knee, pulse_gain, pulse_tau, buffer_rail)
+        self.solver = solver
 
     def init_state(self, batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                    rows: Sequence[torch.Tensor | None] | None = None) -> LayerState:

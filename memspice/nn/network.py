@@ -33,7 +33,7 @@ class MemristiveSNN(nn.Module):
     ``buffer_knee`` (V) rectified, so that only what lies above it drives the next layer; with
     ``pulse_gain`` (V/V), plus each neuron's pulse extender of time constant ``pulse_tau`` (s),
     the charge of its recent spikes (:class:`~memspice.circuit.PulseExtender`; :meth:`forward`
-    only, not the step-wise layers).
+    only, not the step-wise layers); with ``buffer_rail`` (V), saturating at ±that.
     Crossbar ``k``'s conductance range is :func:`~memspice.nn.crossbar.conductance_range` of its
     fan-in.
 
@@ -64,14 +64,14 @@ class MemristiveSNN(nn.Module):
                  parametrization: str = "sigmoid", deep_init_pos: tuple[float, float] = INIT_POS,
                  deep_init_neg: tuple[float, float] = INIT_NEG, neuron_model: DeviceModel = MIF,
                  buffer_knee: float | None = None, pulse_gain: float | None = None,
-                 pulse_tau: float = PULSE_TAU) -> None:
+                 pulse_tau: float = PULSE_TAU, buffer_rail: float | None = None) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ConfigError(f"sizes must be two or more positive integers (n_in, ..., n_out); got {sizes!r}")
         generator = torch.Generator().manual_seed(seed)
         self.sizes, self._solver = sizes, solver_options(solver)
-        self.buffer = row_buffer(float(buffer_gain), buffer_knee, pulse_gain, pulse_tau)
+        self.buffer = row_buffer(float(buffer_gain), buffer_knee, pulse_gain, pulse_tau, buffer_rail)
         self.column_conductance, self.on_off_ratio = float(column_conductance), float(on_off_ratio)
         self.parametrization = parametrization
         # the parameters live here, so that the state dict's names stay those of every checkpoint

@@ -90,6 +90,10 @@ class TrainConfig:
                                              "spikes to its rows (tau·dQ/dt = gain·relu(V - 0.45 V) - Q); none: "
                                              "the membranes alone drive the next layer", "positive")
     pulse_tau: float = _option(PULSE_TAU, "s: the pulse extenders' time constant", "positive")
+    buffer_rail: float | None = _option(None, "V: the buffers' output swing: rows saturate smoothly at +-this, as an "
+                                              "amplifier's output does (with a high --buffer-gain, small membranes "
+                                              "reach the next layer's threshold and spikes stay within the cells' "
+                                              "write thresholds); none: no saturation", "positive")
     init_pos: tuple[float, float] = _option(INIT_POS, "the input crossbar's G+ start uniform in these fractions "
                                                       "of the conductance range", "finite", nargs=2,
                                             metavar=("LOW", "HIGH"))
@@ -219,7 +223,7 @@ class TrainConfig:
                 bad("hardware", "None, a preset name or the path of a JSON chip description")
             load_spec(self.hardware)  # one clear error now, not after the data have loaded
         try:
-            row_buffer(self.buffer_gain, self.buffer_knee, self.pulse_gain, self.pulse_tau)
+            row_buffer(self.buffer_gain, self.buffer_knee, self.pulse_gain, self.pulse_tau, self.buffer_rail)
         except NetlistError as exc:
             raise ConfigError(str(exc)) from None
         if self.dtype not in ("float32", "float64"):

@@ -79,8 +79,8 @@ class Trained:
 
 
 #: The network's settings that a training configuration restates (under the same names).
-_RESTATED = ("dt", "method", "buffer_gain", "buffer_knee", "pulse_gain", "pulse_tau", "column_conductance",
-             "on_off_ratio", "parametrization")
+_RESTATED = ("dt", "method", "buffer_gain", "buffer_knee", "pulse_gain", "pulse_tau", "buffer_rail",
+             "column_conductance", "on_off_ratio", "parametrization")
 
 
 def _refuse_differences(have: dict, said: dict, have_name: str, said_name: str,
@@ -107,7 +107,7 @@ def build(config: TrainConfig, n_in: int, n_classes: int, neuron: str | None = N
                           init_neg=config.init_neg, parametrization=config.parametrization,
                           deep_init_pos=config.deep_init_pos, deep_init_neg=config.deep_init_neg,
                           neuron_model=neuron_model(config.neuron, neuron), buffer_knee=config.buffer_knee,
-                          pulse_gain=config.pulse_gain, pulse_tau=config.pulse_tau)
+                          pulse_gain=config.pulse_gain, pulse_tau=config.pulse_tau, buffer_rail=config.buffer_rail)
     readout = Readout(config.readout, config.readout_scale, width=config.readout_width, fire_weight=config.fire_weight,
                       population=config.population)
     return model, readout, input_encoder(config)
@@ -405,7 +405,7 @@ class _TrainingRun:
 
 #: Module arguments a run that starts from another network's weights may change: memory, and the
 #: periphery the crossbars are fine-tuned for.
-_REFINABLE = ("checkpoint_every", "buffer_gain", "buffer_knee", "pulse_gain", "pulse_tau")
+_REFINABLE = ("checkpoint_every", "buffer_gain", "buffer_knee", "pulse_gain", "pulse_tau", "buffer_rail")
 
 
 def _starting_weights(config: TrainConfig, model: MemristiveSNN, neuron: str | None) -> dict:
