@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# pretrained/fashion-mnist-railed: 784-128-10 decided by its first output spike, trained from scratch with
+# high-gain rectifying buffers that saturate at a rail (--buffer-gain 8 --buffer-knee 0 --buffer-rail 1.35:
+# a ReLU of the hidden membranes, times 8, within ±1.35 V), then two stages at a rising readout scale
+# (16 epochs, 3.5–4 min each on one thread), then the whole test set with the hidden-spike ablation and
+# 10 random test samples in ngspice.
+# Needs: apt-get install -y dataset-fashion-mnist.
+#   bash training/fashion_mnist_railed.sh [RUN_DIR]   (default runs/fashion-railed; a rerun resumes)
+set -euo pipefail
+run=${1:-runs/fashion-railed}
+railed=(--dataset fashion-mnist --readout first-spike --fire-weight 0.05 --window 8e-6 --v-high 1.35
+        --buffer-knee 0 --buffer-gain 8 --buffer-rail 1.35 --threads 1)
+export OMP_NUM_THREADS=1
+
+train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
+    local out=$1; shift
+    if [ -f "$out/results.json" ]; then return; fi
+    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
+}
+
+train_stage "$run/rail" "${railed[@]}" --readout-scale 30 --lr 0.1 --epochs 10 --init-pos 0.2 0.8 --init-neg 0.1 0.7 \
+    --deep-init-pos 0.3 0.9 --deep-init-neg 0.0 0.4
+train_stage "$run/scale60" "${railed[@]}" --readout-scale 60 --lr 0.02 --epochs 3 --init-from "$run/rail/checkpoint.pt"
+train_stage "$run/scale120" "${railed[@]}" --readout-scale 120 --lr 0.02 --epochs 3 \
+    --init-from "$run/scale60/checkpoint.pt"
+last=$run/scale120
+memspice evaluate "$last/checkpoint.pt" --ablate hidden-spikes --threads 1 --save "$last/evaluate.json"
+memspice verify "$last/checkpoint.pt" --samples 10 --sample-seed 0 --workers 2 --save "$last/verify.json"
