@@ -167,7 +167,7 @@ class RowBuffer:
     def expression(self) -> sp.Expr:
         """The row voltage in the symbols ``V`` (and ``Q`` with a pulse extender), the softplus
         ``ln(1 + e^y)`` (:class:`_Softplus`) kept whole: ``b(V)``, ``gain·V`` or
-        ``gain·w·softplus((V - knee)/w)``, plus ``Q``."""
+        ``gain·w·softplus((V - knee)/w)``, plus ``Q``, saturated at ``±rail`` (:func:`_railed`)."""
         b = self._membrane_share()
         return _railed(b if self.pulse is None else b + _PULSE, self.rail)
 

@@ -617,18 +617,20 @@ def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
 
 
 @pytest.mark.parametrize("folder, buffers, verified, by_spikes", [
-    ("fashion-mnist-intermediate", (None, None), 20, 0.95), ("fashion-mnist-rectified", (0.0, None), 10, 0.95),
-    ("fashion-mnist-pulses", (0.0, PulseExtender(60.0)), 20, 0.94)])
+    ("fashion-mnist-intermediate", (None, None, None), 20, 0.95),
+    ("fashion-mnist-rectified", (0.0, None, None), 10, 0.95),
+    ("fashion-mnist-pulses", (0.0, PulseExtender(60.0), None), 20, 0.94),
+    ("fashion-mnist-railed", (0.0, None, 1.35), 10, 0.99)])
 def test_the_shipped_fashion_networks_reports_belong_to_them(folder, buffers, verified, by_spikes):
     """pretrained/fashion-mnist-*: each evaluation is of its checkpoint, on the whole test set,
     decided by spikes (the pulse-extender network 94.9 %), within the solver's tolerance and with
     every synapse cell below its write threshold; ngspice agreed on its samples; its buffers (knee,
-    pulse extenders) are the ones its folder names."""
+    pulse extenders, rail) are the ones its folder names."""
     from memspice.fileio import file_sha256
 
     path = PRETRAINED / folder / "checkpoint.pt"
     buffer = load_trained(path).model.buffer
-    assert (buffer.knee, buffer.pulse) == buffers
+    assert (buffer.knee, buffer.pulse, buffer.rail) == buffers
     report = json.loads((path.parent / "results.json").read_text())
     assert report["checkpoint_sha256"] == file_sha256(path) and report["samples"] == 10_000
     assert report["decided_by_spikes"] >= by_spikes and report["error_ratio"] < 1 and report["cell_margin"] > 0

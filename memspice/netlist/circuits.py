@@ -132,8 +132,8 @@ def _rows(net: Netlist, network: Network, k: int) -> tuple[list[str], list[str]]
 def _buffer_cards(buffer: RowBuffer, k: int, source: int, first: int, n: int) -> list[str]:
     """The buffers from layer ``source``'s ``n`` membranes onto layer ``k``'s rows ``first``...:
     linear ones as voltage-controlled voltage sources, rectifying ones and those with pulse
-    extenders or a rail as B-sources of :meth:`~memspice.circuit.RowBuffer.spice` (the expression the torch
-    solver evaluates)."""
+    extenders or a rail as B-sources of :meth:`~memspice.circuit.RowBuffer.spice` (the expression
+    the torch solver evaluates)."""
     gain = text.number(buffer.gain, "buffer gain")
     of = f"of layer {source}'s membranes"
     if not buffer.rectifying and buffer.pulse is None and buffer.rail is None:

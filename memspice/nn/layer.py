@@ -107,11 +107,10 @@ class MemristiveLayer(nn.Module):
     (V/V) and ``buffer_knee`` (V, ``None``: linear): the buffers between an upstream layer's
     membranes and these rows (:class:`~memspice.circuit.RowBuffer`; ``buffer_rail``: their swing;
     ``pulse_gain``, ``pulse_tau``: its pulse extenders, which only whole runs integrate: :meth:`step`
-    refuses them); ``solver``: how each step is
-    integrated (:class:`~memspice.solver.SolverOptions`, or a step dt in s: its ``dt``, ``method``,
-    ``newton``, ``tolerance`` and ``fused``; a layer steps on a fixed grid, so not ``adaptive`` or
-    ``checkpoint_every``). ``crossbars``: existing :class:`~memspice.nn.MemristiveCrossbar` modules to use
-    instead of new ones (shared parameters)."""
+    refuses them); ``solver``: how each step is integrated (:class:`~memspice.solver.SolverOptions`,
+    or a step dt in s: its ``dt``, ``method``, ``newton``, ``tolerance`` and ``fused``; a layer
+    steps on a fixed grid, so not ``adaptive`` or ``checkpoint_every``). ``crossbars``: existing
+    :class:`~memspice.nn.MemristiveCrossbar` modules to use instead of new ones (shared parameters)."""
 
     def __init__(self, in_features: int | Sequence[int], out_features: int,
                  neuron_params: Mapping[str, float] | None = None, buffer_gain: float = 2.0,
