@@ -35,7 +35,8 @@ from memspice.nn.crossbar import conductance_range
 
 V_HIGH = 1.35  # the Fashion-MNIST recipes' white pixel (V)
 G_LEAK = MIF.resolve({})["gl"]
-#: The recipe's initial fractions of the conductance range (--init-pos/neg, --deep-init-pos/neg).
+#: The initial fractions of the conductance range that training/fashion_mnist_railed.sh starts from
+#: (--init-pos, --init-neg; --deep-init-pos, --deep-init-neg).
 INITS = ((0.2, 0.8), (0.1, 0.7)), ((0.3, 0.9), (0.0, 0.4))
 
 

@@ -126,11 +126,11 @@ def main() -> None:
         x, y = torch.as_tensor(data.test_x), torch.as_tensor(data.test_y)
         log_probs = []
         for seed in range(args.ensemble):
+            member = saturated if seed == 0 else fresh(SATURATION, seed=seed)  # seed 0: the row above
             if seed:
-                saturated = fresh(SATURATION, seed=seed)
-                fit(saturated, data, args.epochs, 1e-3, 1e-3)
+                fit(member, data, args.epochs, 1e-3, 1e-3)
             with torch.no_grad():
-                log_probs.append(saturated(x)[0].log_softmax(1))
+                log_probs.append(member(x)[0].log_softmax(1))
             alone = 100 * (log_probs[-1].argmax(1) == y).float().mean().item()
             together = 100 * (torch.stack(log_probs).mean(0).argmax(1) == y).float().mean().item()
             print(f"| seed {seed} | {alone:.2f} % | {together:.2f} % |", flush=True)
