@@ -215,7 +215,11 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     the main process writes the run folder, evaluates and returns the results, the others ``None``."""
     group = distributed.join(config.device)
     try:
-        return _train(config, Path(out), resume, progress, on_batch, dataset, group, neuron)
+        results = _train(config, Path(out), resume, progress, on_batch, dataset, group, neuron)
+        # leave together: a gloo process that tears its connections down while the main one still
+        # evaluates can abort at exit ("terminate called without an active exception")
+        group.barrier()
+        return results
     finally:
         distributed.leave(group)
 
