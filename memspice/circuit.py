@@ -133,11 +133,13 @@ class RowBuffer:
     A knee of 0 V makes it a ReLU of the membranes; with the knee at the MIF neuron's M1
     threshold (0.40 V) only spikes pass, too little to lift a loaded column to threshold
     (docs/devices.md). A precision rectifier (op-amp and diode) builds it: still no ADC. With a
-    ``pulse`` extender (:class:`PulseExtender`) the rows get ``±(b(V) + Q)``: each spike's charge
-    added to the membrane's share. With a ``rail`` (V) the buffers' output swings only within
-    ``±rail``, as an amplifier's does: it saturates smoothly there (:func:`_railed`), so that a
-    high gain can lift small membranes to the next layer's threshold while a spike, passed on at
-    the rail, keeps the cells within their write thresholds. One expression (:meth:`expression`)
+    ``rail`` (V) the buffers' output swings only within ``±rail``, as an amplifier's does: it
+    saturates smoothly there (:func:`_railed`), so that a high gain can lift small membranes to
+    the next layer's threshold while a spike, passed on at the rail, keeps the cells within their
+    write thresholds. With a ``pulse`` extender (:class:`PulseExtender`) the rows get ``±(b(V) +
+    Q)``: each spike's charge added to the membrane's share after the rail (a summing stage behind
+    the amplifier), so that a spike still counts where its membrane's share has saturated. One
+    expression (:meth:`expression`)
     gives both engines theirs: the torch solver's (:meth:`__call__` and :meth:`rows`) and
     ngspice's B-source (:meth:`spice`)."""
 
@@ -167,9 +169,9 @@ class RowBuffer:
     def expression(self) -> sp.Expr:
         """The row voltage in the symbols ``V`` (and ``Q`` with a pulse extender), the softplus
         ``ln(1 + e^y)`` (:class:`_Softplus`) kept whole: ``b(V)``, ``gain·V`` or
-        ``gain·w·softplus((V - knee)/w)``, plus ``Q``, saturated at ``±rail`` (:func:`_railed`)."""
-        b = self._membrane_share()
-        return _railed(b if self.pulse is None else b + _PULSE, self.rail)
+        ``gain·w·softplus((V - knee)/w)``, saturated at ``±rail`` (:func:`_railed`), plus ``Q``."""
+        b = _railed(self._membrane_share(), self.rail)
+        return b if self.pulse is None else b + _PULSE
 
     def _membrane_share(self) -> sp.Expr:
         if self.knee is None:
@@ -208,7 +210,7 @@ class RowBuffer:
         extenders' ``q`` (V, the same shape; ``None`` without extenders), differentiable."""
         if (q is None) != (self.pulse is None):
             raise ConfigError("the pulse extenders' voltages are needed exactly when the buffers have extenders")
-        return self(v) if q is None else self._saturate(self._share(v) + q)
+        return self(v) if q is None else self(v) + q
 
     def spice(self, membrane: str, pulse: str | None = None) -> str:
         """The row voltage as an ngspice expression of the node voltages ``V(membrane)`` and (with a

@@ -33,6 +33,8 @@ FUSED = SolverOptions(fused=True)
 #: the usual gain plus a pulse extender per neuron.
 PULSED = {"buffer_gain": 1.0, "buffer_knee": 0.0, "pulse_gain": 60.0, "deep_init_pos": (0.6, 1.0),
           "deep_init_neg": (0.0, 0.2)}
+#: The same behind high-gain buffers with a rail: the extenders' charge passes above the rail.
+RAILED_PULSED = {**PULSED, "buffer_gain": 8.0, "buffer_rail": 1.0, "pulse_gain": 30.0}
 
 
 def test_a_constant_charge_fills_the_extender_exponentially():
@@ -69,12 +71,13 @@ def test_the_extender_is_the_step_by_step_recurrence_and_has_its_gradient():
 
 
 @pytest.mark.ngspice
-def test_pulse_extenders_run_the_same_in_ngspice():
+@pytest.mark.parametrize("buffers", [PULSED, RAILED_PULSED], ids=["linear", "railed"])
+def test_pulse_extenders_run_the_same_in_ngspice(buffers):
     """Layer 1's extenders (B-source, R and C in ngspice) and layer 2 driven by membranes plus
     extenders: the same spikes in both engines, the extenders' voltages within 2 % of their range;
     without hidden spikes the extenders stay near 0 V."""
     inputs, t, x = step_inputs()
-    model = MemristiveSNN((6, 5, 3), seed=1, solver=FUSED, **PULSED)  # float32: the kernels training compiles
+    model = MemristiveSNN((6, 5, 3), seed=1, solver=FUSED, **buffers)  # float32: the kernels training compiles
     with torch.no_grad():
         solution = model(x.float())
         silenced = model(x.float(), neuron_overrides=model.hidden_spike_ablation())
@@ -100,6 +103,16 @@ def test_pulse_extenders_add_their_charge_to_the_rows():
     assert spike[0] < 1e-8 and spike[1] == pytest.approx(60 * 0.02 * math.log(2)) and spike[2] > 60 * 0.099
     with pytest.raises(ConfigError, match="needed exactly when"):
         buffer.rows(v, None)
+
+
+def test_a_spikes_charge_passes_above_the_rail():
+    """Behind a railed buffer the extender's charge adds to the saturated share: a spike still
+    counts where its membrane's share sits at the rail."""
+    buffer = RowBuffer(8.0, 0.0, PulseExtender(30.0), rail=1.0)
+    rows = buffer.rows(torch.tensor([0.5, 0.5]), torch.tensor([0.0, 0.3]))
+    assert rows[0] == pytest.approx(1.0, abs=0.015)  # 8 x 0.5 V at the rail
+    assert rows[1] - rows[0] == pytest.approx(0.3, abs=1e-6)  # the charge on top, not saturated again
+    assert buffer.spice("l1_m0", "l1_q0").startswith("V(l1_q0) + ")  # ngspice's: the same sum
 
 
 @pytest.mark.parametrize("settings, match", [

@@ -31,9 +31,10 @@ class MemristiveSNN(nn.Module):
     buffers of layer ``k-1``'s membranes (the only non-memristive periphery,
     :class:`~memspice.circuit.RowBuffer`): ``±buffer_gain`` times them, or with a
     ``buffer_knee`` (V) rectified, so that only what lies above it drives the next layer; with
-    ``pulse_gain`` (V/V), plus each neuron's pulse extender of time constant ``pulse_tau`` (s),
-    the charge of its recent spikes (:class:`~memspice.circuit.PulseExtender`; :meth:`forward`
-    only, not the step-wise layers); with ``buffer_rail`` (V), saturating at ±that.
+    ``buffer_rail`` (V), saturating at ±that; with ``pulse_gain`` (V/V), plus (after the rail)
+    each neuron's pulse extender of time constant ``pulse_tau`` (s), the charge of its recent
+    spikes (:class:`~memspice.circuit.PulseExtender`; :meth:`forward` only, not the step-wise
+    layers).
     Crossbar ``k``'s conductance range is :func:`~memspice.nn.crossbar.conductance_range` of its
     fan-in.
 

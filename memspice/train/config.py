@@ -87,8 +87,9 @@ class TrainConfig:
                                               "spikes, which leave the next layer silent); none: linear buffers",
                                         "finite")
     pulse_gain: float | None = _option(None, "V/V: a pulse extender per hidden neuron adds the charge of its recent "
-                                             "spikes to its rows (tau·dQ/dt = gain·relu(V - 0.45 V) - Q); none: "
-                                             "the membranes alone drive the next layer", "positive")
+                                             "spikes to its rows, after --buffer-rail (tau·dQ/dt = gain·relu(V - "
+                                             "0.45 V) - Q); none: the membranes alone drive the next layer",
+                                       "positive")
     pulse_tau: float = _option(PULSE_TAU, "s: the pulse extenders' time constant", "positive")
     buffer_rail: float | None = _option(None, "V: the buffers' output swing: rows saturate smoothly at +-this, as an "
                                               "amplifier's output does (with a high --buffer-gain, small membranes "
