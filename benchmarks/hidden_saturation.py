@@ -126,8 +126,10 @@ def main() -> None:
         x, y = torch.as_tensor(data.test_x), torch.as_tensor(data.test_y)
         log_probs = []
         for seed in range(args.ensemble):
-            member = saturated if seed == 0 else fresh(SATURATION, seed=seed)  # seed 0: the row above
-            if seed:
+            if seed == 0:
+                member = saturated  # the row above
+            else:
+                member = fresh(SATURATION, seed=seed)
                 fit(member, data, args.epochs, 1e-3, 1e-3)
             with torch.no_grad():
                 log_probs.append(member(x)[0].log_softmax(1))
