@@ -139,9 +139,8 @@ class RowBuffer:
     write thresholds. With a ``pulse`` extender (:class:`PulseExtender`) the rows get ``±(b(V) +
     Q)``: each spike's charge added to the membrane's share after the rail (a summing stage behind
     the amplifier), so that a spike still counts where its membrane's share has saturated. One
-    expression (:meth:`expression`)
-    gives both engines theirs: the torch solver's (:meth:`__call__` and :meth:`rows`) and
-    ngspice's B-source (:meth:`spice`)."""
+    expression (:meth:`expression`) gives both engines theirs: the torch solver's
+    (:meth:`__call__` and :meth:`rows`) and ngspice's B-source (:meth:`spice`)."""
 
     gain: float = 2.0
     knee: float | None = None
