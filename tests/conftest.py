@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import math
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,10 @@ def memspice(*args: str, timeout: float = 300, cwd: Path | None = None) -> subpr
     """Run the `memspice` command as a user would (in the folder ``cwd``); returns the completed process."""
     return subprocess.run([sys.executable, "-m", "memspice", *args], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd)
+
+
+def default_sigint() -> None:
+    """For ``preexec_fn``, in a child before it execs: Ctrl-C's default action, as a terminal's
+    foreground job has it. A process that starts with SIGINT ignored keeps it ignored (Python
+    installs no handler then), and a pytest worker may hand an ignored SIGINT on to its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import memspice, memspice_stops
+from conftest import default_sigint, memspice, memspice_stops
 
 from memspice.circuit import PulseExtender
 from memspice.cli import _train_config, build_parser
@@ -344,7 +344,8 @@ def test_an_interrupted_cli_verification_keeps_its_finished_samples(tiny_run, tm
     command = [sys.executable, "-m", "memspice", "verify", str(out / "checkpoint.pt"), "--samples", "40",
                "--workers", "1", "--save", str(save)]
     proc = subprocess.Popen(command, env={**os.environ, "TMPDIR": str(runs)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (journal.is_file() and journal.read_text().count("\n") >= 2) and time.monotonic() < deadline:
         time.sleep(0.05)

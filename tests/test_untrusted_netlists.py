@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NETLISTS_DIR, memspice
+from conftest import NETLISTS_DIR, default_sigint, memspice
 
 from memspice.errors import SpiceError
 from memspice.spice import sandbox
@@ -254,7 +254,7 @@ def test_an_interrupt_kills_ngspice_and_removes_its_run_folder(tmp_path, signum,
     runs.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "memspice", "simulate", str(netlist)], env={
         **os.environ, "TMPDIR": str(runs)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while not _ngspice_running(str(netlist)) and time.monotonic() < deadline:
         time.sleep(0.1)
