@@ -622,8 +622,8 @@ def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
     ("fashion-mnist-rectified", (0.0, None, None), 10, 0.95),
     ("fashion-mnist-pulses", (0.0, PulseExtender(60.0), None), 20, 0.94),
     ("fashion-mnist-railed", (0.0, None, 1.35), 10, 0.99),
-    ("fashion-mnist", (0.0, None, 1.35), 200, 0.99),
-    ("fashion-mnist-railed-pulses", (0.0, PulseExtender(70.0), 0.3), 160, 0.99)])
+    ("fashion-mnist-railed-longer", (0.0, None, 1.35), 200, 0.99),
+    ("fashion-mnist", (0.0, PulseExtender(70.0), 0.3), 200, 0.99)])
 def test_the_shipped_fashion_networks_reports_belong_to_them(folder, buffers, verified, by_spikes):
     """pretrained/fashion-mnist*: each evaluation is of its checkpoint, on the whole test set,
     decided by spikes (the pulse-extender network 94.9 %), within the solver's tolerance and with
@@ -648,25 +648,19 @@ def test_the_shipped_fashion_networks_reports_belong_to_them(folder, buffers, ve
 
 def test_the_shipped_fashion_network_reaches_the_accuracy_target_by_its_spikes():
     """pretrained/fashion-mnist, the project's Fashion-MNIST network: 87 % of the whole test set
-    in the torch solver, decided by spikes in both engines, and ngspice agreeing on its random
-    test samples (drawn with a seed, not the first ones)."""
+    in the torch solver, decided by spikes in both engines, 5 points of it lost when no hidden
+    neuron may spike, and ngspice agreeing on its random test samples (drawn with a seed, not the
+    first ones)."""
     folder = PRETRAINED / "fashion-mnist"
     report = json.loads((folder / "results.json").read_text())
     assert report["accuracy"] >= 0.87 and report["decided_by_spikes"] >= 0.95
+    assert report["accuracy"] - report["ablated_accuracy"] >= 0.05
     checked = json.loads((folder / "verify.json").read_text())
     assert checked["checkpoint_sha256"] == report["checkpoint_sha256"]
     drawn = np.sort(np.random.default_rng(0).choice(10_000, 200, replace=False))  # --samples 200 --sample-seed 0
-    assert checked["requested"] == drawn.tolist()
+    assert checked["requested"] == drawn.tolist() and not checked["missing"]
     assert checked["agreement"] >= 0.995 and checked["count_match"] >= 0.99
     assert checked["decided_by_spikes"] >= 0.95 and checked["decided_by_spikes_torch"] >= 0.95
-
-
-def test_the_shipped_network_with_pulses_after_the_rail_owes_its_accuracy_to_its_hidden_spikes():
-    """pretrained/fashion-mnist-railed-pulses: 87 % of the whole test set decided by spikes, and
-    5 points of it lost when no hidden neuron may spike."""
-    report = json.loads((PRETRAINED / "fashion-mnist-railed-pulses" / "results.json").read_text())
-    assert report["accuracy"] >= 0.87 and report["decided_by_spikes"] >= 0.95
-    assert report["accuracy"] - report["ablated_accuracy"] >= 0.05
 
 
 def test_the_shipped_hardware_aware_network_fares_better_on_the_chips_it_was_trained_for():

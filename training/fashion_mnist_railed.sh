@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# pretrained/fashion-mnist: 784-128-10 decided by its first output spike, trained from scratch with
+# pretrained/fashion-mnist-railed-longer: 784-128-10 decided by its first output spike, trained from scratch with
 # high-gain rectifying buffers that saturate at a rail (--buffer-gain 8 --buffer-knee 0 --buffer-rail 1.35:
 # a ReLU of the hidden membranes, times 8, within ±1.35 V), then stages at a rising readout scale: after
 # the third, pretrained/fashion-mnist-railed (16 epochs); two longer ones at a higher learning rate make
-# pretrained/fashion-mnist (16 more epochs; 2–4 min each on one thread beside another run). Then the
+# pretrained/fashion-mnist-railed-longer (16 more epochs; 2–4 min each on one thread beside another run). Then the
 # whole test set with the hidden-spike ablation, and 200 random test samples in ngspice (~2.5 h on two cores).
 # Needs: apt-get install -y dataset-fashion-mnist.
-#   bash training/fashion_mnist_railed.sh [RUN_DIR]   (default runs/fashion-railed; a rerun resumes)
+#   bash training/fashion_mnist_railed.sh [RUN_DIR [train-only]]   (default runs/fashion-railed; a rerun resumes;
+#   train-only stops after the training stages, as training/fashion_mnist_railed_pulses.sh scratch does)
 set -euo pipefail
 run=${1:-runs/fashion-railed}
+case ${2:-} in
+    "" | train-only) ;;
+    *) echo "fashion_mnist_railed.sh: second argument is '$2'; allowed: train-only" >&2; exit 2 ;;
+esac
 railed=(--dataset fashion-mnist --readout first-spike --fire-weight 0.05 --window 8e-6 --v-high 1.35
         --buffer-knee 0 --buffer-gain 8 --buffer-rail 1.35 --threads 1)
 export OMP_NUM_THREADS=1
@@ -27,6 +32,7 @@ train_stage "$run/scale120" "${railed[@]}" --readout-scale 120 --lr 0.02 --epoch
 train_stage "$run/longer" "${railed[@]}" --readout-scale 120 --lr 0.05 --epochs 8 \
     --init-from "$run/scale120/checkpoint.pt"
 train_stage "$run/final" "${railed[@]}" --readout-scale 120 --lr 0.03 --epochs 8 --init-from "$run/longer/checkpoint.pt"
+if [ "${2:-}" = train-only ]; then exit 0; fi
 for stage in scale120 final; do
     memspice evaluate "$run/$stage/checkpoint.pt" --ablate hidden-spikes --threads 1 --save "$run/$stage/evaluate.json"
 done
