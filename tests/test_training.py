@@ -623,7 +623,8 @@ def test_the_shipped_digits_network_is_decided_by_its_spikes(digits):
     ("fashion-mnist-pulses", (0.0, PulseExtender(60.0), None), 20, 0.94),
     ("fashion-mnist-railed", (0.0, None, 1.35), 10, 0.99),
     ("fashion-mnist-railed-longer", (0.0, None, 1.35), 200, 0.99),
-    ("fashion-mnist", (0.0, PulseExtender(70.0), 0.3), 200, 0.99)])
+    ("fashion-mnist", (0.0, PulseExtender(70.0), 0.3), 200, 0.99),
+    ("fashion-mnist-lower-rail", (0.0, PulseExtender(70.0), 0.25), 20, 0.99)])
 def test_the_shipped_fashion_networks_reports_belong_to_them(folder, buffers, verified, by_spikes):
     """pretrained/fashion-mnist*: each evaluation is of its checkpoint, on the whole test set,
     decided by spikes (the pulse-extender network 94.9 %), within the solver's tolerance and with
