@@ -15,11 +15,7 @@ spiking=(--dataset fashion-mnist --readout first-spike --readout-scale 30 --fire
          --threads 1 --hardware stress-switch-trimmed --allow-cell-writes)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/stage1" "${spiking[@]}" --lr 0.02 --epochs 3 --init-from "$start"
 train_stage "$run/stage2" "${spiking[@]}" --lr 0.01 --epochs 6 --seed 1 --init-from "$run/stage1/checkpoint.pt"

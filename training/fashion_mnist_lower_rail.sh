@@ -19,11 +19,7 @@ common=(--dataset fashion-mnist --readout first-spike --fire-weight 0.05 --windo
         --buffer-rail 0.25 --pulse-gain 70 --hidden-rate 0.3 2)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/rail025" "${common[@]}" --epochs 4 --lr 0.02 --init-from "$start"
 train_stage "$run/final" "${common[@]}" --epochs 8 --lr 0.03 --init-from "$run/rail025/checkpoint.pt"

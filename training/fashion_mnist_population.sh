@@ -16,11 +16,7 @@ spiking=(--dataset fashion-mnist --readout first-spike --readout-scale 30 --fire
          --population 8 --lr 0.01 --init-from "$start" --threads 1)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/ideal" "${spiking[@]}" --epochs 1
 train_stage "$run/aware" "${spiking[@]}" --epochs 3 --hardware stress-switch-trimmed --allow-cell-writes

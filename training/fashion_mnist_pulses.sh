@@ -12,11 +12,7 @@ pulses=(--dataset fashion-mnist --readout first-spike --window 8e-6 --v-high 1.3
         --pulse-gain 60 --readout-scale 120 --epochs 4 --eval-samples 1000 --threads 1)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/pulses" "${pulses[@]}" --lr 0.02 --fire-weight 0.05 --init-from "$start"
 train_stage "$run/fire" "${pulses[@]}" --lr 0.01 --fire-weight 0.15 --init-from "$run/pulses/checkpoint.pt"

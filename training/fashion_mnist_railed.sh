@@ -18,11 +18,7 @@ railed=(--dataset fashion-mnist --readout first-spike --fire-weight 0.05 --windo
         --buffer-knee 0 --buffer-gain 8 --buffer-rail 1.35 --threads 1)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/rail" "${railed[@]}" --readout-scale 30 --lr 0.1 --epochs 10 --init-pos 0.2 0.8 --init-neg 0.1 0.7 \
     --deep-init-pos 0.3 0.9 --deep-init-neg 0.0 0.4

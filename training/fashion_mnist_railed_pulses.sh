@@ -25,11 +25,7 @@ common=(--dataset fashion-mnist --readout first-spike --fire-weight 0.05 --windo
 low_rail=(--buffer-rail 0.3 --pulse-gain 70 --hidden-rate 0.3 2)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/rail05" "${common[@]}" --buffer-rail 0.5 --pulse-gain 60 --epochs 4 --init-from "$start"
 train_stage "$run/rail03" "${common[@]}" "${low_rail[@]}" --epochs 3 --init-from "$run/rail05/checkpoint.pt"

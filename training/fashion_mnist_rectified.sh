@@ -12,11 +12,7 @@ rectified=(--dataset fashion-mnist --readout first-spike --fire-weight 0.05 --wi
            --buffer-knee 0 --buffer-gain 2 --lr 0.02 --threads 1)
 export OMP_NUM_THREADS=1
 
-train_stage() {  # FOLDER OPTIONS...: train into FOLDER, or continue it, or skip it when finished
-    local out=$1; shift
-    if [ -f "$out/results.json" ]; then return; fi
-    if [ -f "$out/checkpoint.pt" ]; then memspice train --out "$out" --resume; else memspice train "$@" --out "$out"; fi
-}
+source "$(dirname "$0")/stages.sh"  # train_stage
 
 train_stage "$run/relu" "${rectified[@]}" --readout-scale 30 --epochs 6 --init-from "$start"
 train_stage "$run/scale60" "${rectified[@]}" --readout-scale 60 --epochs 3 --init-from "$run/relu/checkpoint.pt"
